@@ -1,0 +1,116 @@
+"""The command line: ``python -m distillkit [group=option ...] [key=value ...]`` (or ``distillkit``).
+
+A thin Hydra wrapper around ``run()``: validate, decide where the run writes, start DDP workers when
+asked, and turn a ``ConfigError`` into one paragraph on stderr (exit status 2) instead of a traceback.
+Heavy imports (torch, transformers) happen inside functions, so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from distillkit import conf_dir
+from distillkit.config import register_schemas, validate
+from distillkit.errors import ConfigError, require
+
+log = logging.getLogger("distillkit")
+
+
+def _context(raw: dict):
+    """Where this job writes and what it is called, from Hydra's runtime config."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from distillkit.run import RunContext
+
+    hc = HydraConfig.get()
+    overrides = tuple(hc.overrides.task)
+    name = hc.job.override_dirname or "default"
+    group = None
+    if hc.mode == RunMode.MULTIRUN:
+        group = "sweep-" + "_".join(Path(hc.sweep.dir).parts[-2:])
+    return RunContext(output_dir=Path(hc.runtime.output_dir), job_name=name, overrides=overrides, group=group)
+
+
+def _resume(raw: dict, ctx):
+    """``resume=<run dir>``: continue that run, in that directory, with that run's configuration."""
+    previous = Path(raw["resume"]).expanduser()
+    saved = previous / "config.yaml"
+    require(saved.is_file(), "resume", str(previous), "is not a distillkit run directory (it has no config.yaml).",
+            "pass the output directory of the interrupted run, e.g. resume=outputs/2026-11-22/19-00-00.")
+    require(not (previous / "results.json").exists(), "resume", str(previous), "already completed (results.json "
+            "exists).", "start a new run instead, or delete results.json to train again from its last checkpoint.")
+    old = OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
+    old["resume"] = None
+    ctx.output_dir, ctx.resume = previous.resolve(), True
+    log.info("Resuming %s from its last checkpoint", previous)
+    return old
+
+
+def entry(cfg: DictConfig) -> None:
+    """Validate, then run (in this process, or in N data-parallel workers)."""
+    from distillkit import launch
+
+    ctx = None
+    try:
+        run_cfg = validate(cfg)
+        raw = OmegaConf.to_container(cfg, resolve=True)
+        raw.pop("hydra", None)
+        ctx = _context(raw)
+        if run_cfg.resume:
+            raw = _resume(raw, ctx)
+            run_cfg = validate(raw)
+        ctx.output_dir.mkdir(parents=True, exist_ok=True)
+        if not launch.inside_worker() or launch.os.environ.get("RANK", "0") == "0":
+            (ctx.output_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(raw)))
+            (ctx.output_dir / "error.txt").unlink(missing_ok=True)
+        if run_cfg.hardware.devices > 1 and not launch.inside_worker():
+            from dataclasses import asdict
+
+            launch.spawn(raw, asdict(ctx), run_cfg.hardware.devices)
+            return
+        from distillkit.run import run
+
+        try:
+            run(run_cfg, ctx)
+        finally:
+            if launch.inside_worker():
+                launch.shutdown_process_group()
+    except ConfigError as err:
+        _fail(ctx, f"error: {err}")
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the sweep goes on with the other jobs and fails at the end
+        sys.exit(2)
+    except BaseException as err:
+        if not isinstance(err, SystemExit):
+            _fail(ctx, traceback.format_exc())
+        raise
+
+
+def _fail(ctx, message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+    if ctx is not None and ctx.output_dir.exists():
+        (ctx.output_dir / "error.txt").write_text(message + "\n")
+
+
+@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    entry(cfg)
+
+
+def main() -> None:
+    register_schemas()
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,267 @@
+"""Compare finished distillkit runs: a results table plus a PNG bar plot (local W&B dashboard).
+
+Usage::
+
+    python -m distillkit.compare multirun/2026-11-22/19-00-00            # one sweep
+    python -m distillkit.compare SWEEP_A SWEEP_B --group-by-seed         # mean ± std over seeds
+    python -m distillkit.compare SWEEP --sort=-retention --plot out.png  # '-' sorts descending
+
+Every ``results.json`` (schema version 1) under each directory is read, recursively. Job dirs
+(those with a ``.hydra/`` folder) without one, or whose status is not "complete", are listed
+under the table as failed/unfinished. The plot goes to ``<first DIR>/compare.png`` unless
+``--plot`` says otherwise. Exit codes: 0 ok, 2 no complete results found.
+
+From Python: ``compare(paths, group_by_seed=False, plot_path=None) -> list[dict]``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+SEED_RE = re.compile(r"^\+{0,2}seed=")
+GROUP_STATS = ("student_metric", "retention", "agreement", "kl")
+SORT_KEYS = ("job", "method", "student", "n", "teacher_metric", "student_metric", "retention",
+             "agreement", "kl", "compression", "speedup", "wall_s")
+
+
+def _natural(path: Path) -> list:
+    """Sort key that puts job dir 10 after 9."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
+def discover(paths) -> tuple[list[Path], list[Path]]:
+    """Return (results.json files, job dirs that have none) found under ``paths``."""
+    files, bare_jobs, seen = [], [], set()
+    for root in map(Path, paths):
+        if root.is_file():
+            candidates = [(root.parent, [root.name], [])]
+        else:
+            candidates = ((Path(d), names, subdirs) for d, subdirs, names in os.walk(root))
+        for d, names, subdirs in candidates:
+            key = d.resolve()
+            if key in seen:
+                continue
+            seen.add(key)
+            if "results.json" in names:
+                files.append(d / "results.json")
+            elif ".hydra" in subdirs:
+                bare_jobs.append(d)
+    return sorted(files, key=_natural), sorted(bare_jobs, key=_natural)
+
+
+def _overrides(run: dict, job_dir: Path) -> list[str]:
+    if isinstance(run.get("overrides"), list):
+        return [str(o) for o in run["overrides"]]
+    path = job_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    try:
+        import yaml  # PyYAML ships with hydra-core/omegaconf
+
+        data = yaml.safe_load(path.read_text())
+    except Exception:  # noqa: BLE001 - a broken overrides file must not stop the table
+        return []
+    return [str(o) for o in data] if isinstance(data, list) else []
+
+
+def _row(data: dict, job_dir: Path) -> dict:
+    run, task = data.get("run") or {}, data.get("task") or {}
+    teacher, student = data.get("teacher") or {}, data.get("student") or {}
+    cmp_, metric = data.get("comparison") or {}, task.get("metric", "accuracy")
+    return {
+        "job": run.get("name") or job_dir.name, "dir": str(job_dir),
+        "method": run.get("method"), "student": run.get("student"), "teacher": run.get("teacher"),
+        "seed": run.get("seed"), "overrides": _overrides(run, job_dir), "metric": metric,
+        "teacher_metric": teacher.get(metric), "student_metric": student.get(metric),
+        "retention": cmp_.get("retention"), "agreement": cmp_.get("agreement"),
+        "kl": cmp_.get("kl_to_teacher"), "compression": cmp_.get("compression"),
+        "speedup": cmp_.get("speedup"), "wall_s": run.get("wall_time_s"),
+    }
+
+
+def load(paths) -> tuple[list[dict], list[tuple[str, str]], list[str]]:
+    """Read all results under ``paths``: (rows, [(dir, reason) of failed jobs], warnings)."""
+    files, bare_jobs = discover(paths)
+    rows, failed = [], [(str(d), "no results.json") for d in bare_jobs]
+    warnings = [f"warning: {p} does not exist" for p in map(Path, paths) if not p.exists()]
+    for f in files:
+        try:
+            data = json.loads(f.read_text())
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            failed.append((str(f.parent), f"unreadable results.json ({exc})"))
+            continue
+        if data.get("status") != "complete":
+            failed.append((str(f.parent), f"status {data.get('status')!r}"))
+            continue
+        if data.get("schema_version") != SCHEMA_VERSION:
+            warnings.append(f"warning: {f}: schema_version {data.get('schema_version')!r} "
+                            f"(expected {SCHEMA_VERSION}); reading it as version {SCHEMA_VERSION}")
+        rows.append(_row(data, f.parent))
+    return rows, failed, warnings
+
+
+def _num(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v else None
+
+
+def group_seeds(rows: list[dict]) -> list[dict]:
+    """Merge jobs whose overrides differ only in ``seed=``: mean and sample std per stat."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        key = tuple(sorted(o for o in r["overrides"] if not SEED_RE.match(o)))
+        groups.setdefault(key, []).append(r)
+    out = []
+    for key, members in groups.items():
+        first = members[0]
+        g = {"job": ",".join(key) or "(defaults)", "method": first["method"],
+             "student": first["student"], "metric": first["metric"], "n": len(members),
+             "seeds": [m["seed"] for m in members], "dirs": [m["dir"] for m in members]}
+        for stat in ("teacher_metric",) + GROUP_STATS:
+            vals = [x for x in (_num(m[stat]) for m in members) if x is not None]
+            g[stat] = statistics.mean(vals) if vals else None
+            if stat in GROUP_STATS:
+                g[stat + "_std"] = statistics.stdev(vals) if len(vals) >= 2 else None
+        out.append(g)
+    return out
+
+
+def _fmt(v, digits: int, scale: float = 1.0, std=None) -> str:
+    x = _num(v)
+    if x is None:
+        return "-"
+    s = f"{x * scale:.{digits}f}"
+    return s if _num(std) is None else f"{s} ± {std * scale:.{digits}f}"
+
+
+def _columns(metric: str, grouped: bool) -> list[tuple]:
+    """(header, key, digits, scale); digits None means a text column."""
+    cols = [("group" if grouped else "job", "job", None, 1), ("method", "method", None, 1),
+            ("student", "student", None, 1)] + ([("n", "n", 0, 1)] if grouped else [])
+    cols += [(f"teacher {metric}", "teacher_metric", 4, 1),
+             (f"student {metric}", "student_metric", 4, 1), ("retention %", "retention", 1, 100),
+             ("agreement %", "agreement", 1, 100), ("KL", "kl", 4, 1)]
+    if not grouped:
+        cols += [("compression ×", "compression", 2, 1), ("speed-up ×", "speedup", 2, 1),
+                 ("wall s", "wall_s", 1, 1)]
+    return cols
+
+
+def format_table(rows: list[dict], grouped: bool = False, max_text: int = 40) -> str:
+    """Fixed-width plain-text table: text columns left-aligned, numbers right-aligned."""
+    metrics = {r["metric"] for r in rows}
+    cols = _columns(metrics.pop() if len(metrics) == 1 else "metric", grouped)
+    cells = []
+    for r in rows:
+        line = []
+        for _, key, digits, scale in cols:
+            if digits is None:
+                text = "-" if r.get(key) is None else str(r[key])
+                line.append(text if len(text) <= max_text else text[: max_text - 2] + "..")
+            else:
+                line.append(_fmt(r.get(key), digits, scale, r.get(key + "_std")))
+        cells.append(line)
+    widths = [max([len(c[0])] + [len(line[i]) for line in cells]) for i, c in enumerate(cols)]
+
+    def render(line):
+        return "  ".join(t.ljust(w) if c[2] is None else t.rjust(w)
+                         for t, w, c in zip(line, widths, cols)).rstrip()
+    header = render([c[0] for c in cols])
+    return "\n".join([header, "-" * len(header)] + [render(line) for line in cells])
+
+
+def plot(rows: list[dict], path, grouped: bool = False) -> Path:
+    """One bar per job/group (student metric, std error bars), teacher metric as a dash per bar."""
+    from matplotlib.figure import Figure  # object API: Agg canvas, no display, no pyplot state
+
+    metrics = {r["metric"] for r in rows}
+    metric = metrics.pop() if len(metrics) == 1 else "metric"
+    x = list(range(len(rows)))
+    student = [_num(r["student_metric"]) or 0.0 for r in rows]
+    err = [_num(r.get("student_metric_std")) or 0.0 for r in rows] if grouped else None
+    fig = Figure(figsize=(max(6.0, 0.5 * len(rows) + 2.5), 5.0))
+    ax = fig.add_subplot()
+    ax.bar(x, student, yerr=err, capsize=3, color="tab:blue", label=f"student {metric}")
+    teach = [(i, t) for i, t in enumerate(_num(r["teacher_metric"]) for r in rows) if t is not None]
+    if teach:
+        ax.hlines([t for _, t in teach], [i - 0.4 for i, _ in teach], [i + 0.4 for i, _ in teach],
+                  colors="tab:red", linewidth=2, label=f"teacher {metric}")
+    labels = [(f"{r['job']} (n={r['n']})" if grouped else str(r["job"])) for r in rows]
+    ax.set_xticks(x, [lb if len(lb) <= 40 else lb[:38] + ".." for lb in labels],
+                  rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric}: student vs teacher" + (" (mean ± std over seeds)" if grouped else ""))
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def _sort(rows: list[dict], column: str) -> list[dict]:
+    key, reverse = column.lstrip("-"), column.startswith("-")
+    present = sorted((r for r in rows if r.get(key) is not None),
+                     key=lambda r: (isinstance(r[key], str), r[key]), reverse=reverse)
+    return present + [r for r in rows if r.get(key) is None]  # missing values always last
+
+
+def compare(paths, group_by_seed: bool = False, plot_path=None, sort: str | None = None,
+            out=None) -> list[dict]:
+    """Print the table (and failed jobs) to ``out``, write the plot, return the rows shown.
+
+    ``plot_path=None`` writes ``<first DIR>/compare.png``; ``plot_path=False`` skips the plot.
+    """
+    out = out or sys.stdout
+    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
+    rows, failed, warnings = load(paths)
+    for w in warnings:
+        print(w, file=out)
+    if group_by_seed:
+        rows = group_seeds(rows)
+    if sort:
+        rows = _sort(rows, sort)
+    if rows:
+        print(format_table(rows, grouped=group_by_seed), file=out)
+    if failed:
+        print(f"\nfailed/unfinished jobs ({len(failed)}):", file=out)
+        for d, why in failed:
+            print(f"  {d}: {why}", file=out)
+    if rows and plot_path is not False:
+        base = paths[0] if paths[0].is_dir() else paths[0].parent
+        written = plot(rows, plot_path or base / "compare.png", grouped=group_by_seed)
+        print(f"\nplot written: {written}", file=out)
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m distillkit.compare",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("dirs", nargs="+", metavar="DIR", help="sweep or run directories")
+    parser.add_argument("--group-by-seed", action="store_true", help="mean ± std over seeds")
+    parser.add_argument("--plot", metavar="PATH", help="PNG path (default: DIR/compare.png)")
+    parser.add_argument("--no-plot", action="store_true", help="do not write a plot")
+    parser.add_argument("--sort", metavar="COLUMN",
+                        help=f"sort by one of {', '.join(SORT_KEYS)}; prefix '-' for descending")
+    args = parser.parse_args(argv)
+    if args.sort and args.sort.lstrip("-") not in SORT_KEYS:
+        parser.error(f"--sort: unknown column {args.sort!r}; choose from {', '.join(SORT_KEYS)}")
+    rows = compare(args.dirs, args.group_by_seed, False if args.no_plot else args.plot, args.sort)
+    if not rows:
+        print(f"error: no results found: looked recursively for results.json files "
+              f"(schema_version {SCHEMA_VERSION}, status \"complete\") under: "
+              f"{', '.join(args.dirs)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,367 @@
+"""Schema dataclasses, one per config group, and ``validate()`` that checks a composed config.
+
+Hydra composes YAML from ``conf/``; ``validate`` merges each group into its schema (unknown keys and
+wrong types fail there) and builds the objects, whose ``__post_init__`` checks ranges and cross-field
+rules. Everything raises ``ConfigError`` naming the key, the value and the fix, before anything heavy
+is imported. Checks that need the models or tokenizers (layer counts, vocabularies) live in
+``models.py`` and run right after, still before any training.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
+
+from distillkit.errors import ConfigError, one_of, require
+
+
+def _positive(key: str, value, fix: str = "use a value > 0.") -> None:
+    require(value is not None and value > 0, key, value, "must be positive.", fix)
+
+
+def _unit(key: str, value) -> None:
+    require(0.0 <= value <= 1.0, key, value, "is outside [0, 1].", "use a value between 0 and 1 inclusive.")
+
+
+# ----------------------------------------------------------------------------------------------- data
+@dataclass
+class SyntheticDataConfig:
+    n_train: int = 8000
+    n_eval: int = 1000
+    label_noise: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self):
+        _positive("data.synthetic.n_train", self.n_train)
+        _positive("data.synthetic.n_eval", self.n_eval)
+        require(0.0 <= self.label_noise < 1.0, "data.synthetic.label_noise", self.label_noise,
+                "is outside [0, 1).", "use a fraction such as 0.1 (0 = clean labels).")
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthetic"
+    source: str = "synthetic"  # synthetic | hub | local
+    path: Optional[str] = None  # hub dataset name or local dataset directory (source=hub)
+    config_name: Optional[str] = None
+    train_file: Optional[str] = None  # source=local
+    eval_file: Optional[str] = None
+    train_split: str = "train"
+    eval_split: str = "validation"
+    text_field: str = "text"
+    text_pair_field: Optional[str] = None
+    label_field: str = "label"
+    max_length: int = 128
+    max_train_samples: Optional[int] = None
+    max_eval_samples: Optional[int] = None
+    synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
+
+    def __post_init__(self):
+        one_of("data.source", self.source, ["synthetic", "hub", "local"])
+        require(8 <= self.max_length <= 8192, "data.max_length", self.max_length,
+                "is out of range.", "use a sequence length between 8 and 8192 tokens.")
+        for key in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, key)
+            require(value is None or value > 0, f"data.{key}", value, "must be positive.",
+                    "use a positive count, or null for the whole split.")
+        if self.source == "hub":
+            require(bool(self.path), "data.path", self.path, "is required for a hub dataset.",
+                    "add data.path=<hub dataset name or local dataset dir>, e.g. data.path=glue data.config_name=sst2.")
+        if self.source == "local":
+            for key in ("train_file", "eval_file"):
+                path = getattr(self, key)
+                require(bool(path), f"data.{key}", path, "is required for data=local.",
+                        f"add data.{key}=PATH to a csv, jsonl/json or parquet file.")
+                require(os.path.isfile(path) and os.access(path, os.R_OK), f"data.{key}", path,
+                        "is not a readable file.", "check the path (relative paths start at the directory you run from).")
+                ext = os.path.splitext(path)[1].lower()
+                require(ext in LOCAL_FORMATS, f"data.{key}", path, f"has an unsupported extension {ext!r}.",
+                        f"use one of {', '.join(sorted(LOCAL_FORMATS))}.")
+
+
+LOCAL_FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+# ------------------------------------------------------------------------------------------- models
+@dataclass
+class ArchConfig:
+    """A BERT-style encoder built from a config (no download), with a WordPiece tokenizer of
+    ``vocab_size`` tokens trained on the task's training texts."""
+
+    num_layers: int = 12
+    hidden_size: int = 128
+    num_heads: int = 4
+    intermediate_size: int = 512
+    max_position_embeddings: int = 512
+    vocab_size: int = 2000
+
+    def __post_init__(self):
+        for f in fields(self):
+            _positive(f"teacher.arch.{f.name}", getattr(self, f.name))
+        require(self.vocab_size >= 100, "teacher.arch.vocab_size", self.vocab_size,
+                "is too small for a WordPiece vocabulary.", "use at least 100.")
+        require(self.hidden_size % self.num_heads == 0, "teacher.arch.num_heads", self.num_heads,
+                f"does not divide hidden_size={self.hidden_size}.", "pick a head count that divides the hidden size.")
+
+
+@dataclass
+class TeacherConfig:
+    name: str = "embedded-bert-12l"
+    path: Optional[str] = None  # hub id or local directory; null = build from `arch`
+    arch: Optional[ArchConfig] = None
+    prepare: str = "auto"  # auto: fine-tune when the checkpoint has no head fitted to the task
+    prepare_epochs: float = 3.0
+    prepare_learning_rate: float = 2e-5
+    prepare_seed: int = 0  # fixed apart from the run's seed, so a seed sweep shares one teacher
+    revision: Optional[str] = None
+    trust_remote_code: bool = False
+
+    def __post_init__(self):
+        require((self.path is None) != (self.arch is None), "teacher.path", self.path,
+                "and teacher.arch are both set or both empty." if self.path else "is empty and there is no teacher.arch.",
+                "give exactly one: a hub id / local directory in teacher.path, or an architecture in teacher.arch.")
+        one_of("teacher.prepare", self.prepare, ["auto", "always", "never"])
+        _positive("teacher.prepare_epochs", self.prepare_epochs)
+        _positive("teacher.prepare_learning_rate", self.prepare_learning_rate)
+        if self.path is None:
+            require(self.prepare != "never", "teacher.prepare", self.prepare,
+                    "cannot be 'never' for a teacher built from a config: it has never seen the task.",
+                    "use teacher.prepare=auto, or give a fine-tuned checkpoint in teacher.path.")
+
+
+STUDENT_INITS = ["uniform", "first", "last", "list", "random"]
+
+
+@dataclass
+class StudentConfig:
+    name: str = "bert-4l"
+    path: Optional[str] = None  # hub id or local directory; null = derived from the teacher
+    num_layers: Optional[int] = None
+    hidden_size: Optional[int] = None  # null = the teacher's
+    num_heads: Optional[int] = None
+    intermediate_size: Optional[int] = None
+    init: str = "uniform"
+    layers: Optional[list[int]] = None  # init=list: which teacher layers, in order
+    revision: Optional[str] = None
+    trust_remote_code: bool = False
+
+    def __post_init__(self):
+        one_of("student.init", self.init, STUDENT_INITS)
+        if self.path is not None:
+            return
+        require(self.num_layers is not None and self.num_layers >= 1, "student.num_layers", self.num_layers,
+                "must be at least 1 for a student derived from the teacher.", "set student.num_layers=K.")
+        for key in ("hidden_size", "num_heads", "intermediate_size"):
+            value = getattr(self, key)
+            require(value is None or value > 0, f"student.{key}", value, "must be positive.",
+                    "use a positive size, or null for the teacher's.")
+        if self.init == "list":
+            require(self.layers is not None and len(self.layers) == self.num_layers, "student.layers", self.layers,
+                    f"must list exactly num_layers={self.num_layers} teacher layers for init=list.",
+                    f"give {self.num_layers} 0-based teacher layer indices, e.g. student.layers=[0,5,11].")
+        else:
+            require(self.layers is None, "student.layers", self.layers, f"is only used with init=list (init={self.init}).",
+                    "add student.init=list, or drop student.layers.")
+
+
+# ------------------------------------------------------------------------------------------ methods
+@dataclass
+class NoneMethodConfig:
+    name: str = "none"
+
+
+@dataclass
+class KDMethodConfig:
+    name: str = "kd"
+    temperature: float = 4.0
+    ce_weight: float = 0.5  # α: the weight of the hard-label CE term; the soft KD term gets 1 − α
+
+    def __post_init__(self):
+        _positive("method.temperature", self.temperature, "use a temperature > 0 (1 = plain softmax; 2-8 is usual).")
+        _unit("method.ce_weight", self.ce_weight)
+
+
+# method name → schema; methods.py maps the same names to their builders.
+METHOD_SCHEMAS: dict[str, type] = {"none": NoneMethodConfig, "kd": KDMethodConfig}
+
+
+@dataclass
+class AugmentationConfig:
+    name: str = "none"
+
+    def __post_init__(self):
+        one_of("augmentation.name", self.name, ["none"])
+
+
+# ------------------------------------------------------------------------------- hardware, logging
+@dataclass
+class HardwareConfig:
+    name: str = "auto"
+    accelerator: str = "auto"  # auto | cpu | gpu
+    devices: int = 1
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    per_device_batch_size: int = 32
+    eval_batch_size: int = 128
+    gradient_accumulation_steps: int = 1
+    dataloader_workers: int = 0
+
+    def __post_init__(self):
+        one_of("hardware.accelerator", self.accelerator, ["auto", "cpu", "gpu"])
+        one_of("hardware.precision", self.precision, ["fp32", "bf16", "fp16"])
+        for key in ("devices", "per_device_batch_size", "eval_batch_size", "gradient_accumulation_steps"):
+            _positive(f"hardware.{key}", getattr(self, key), "use an integer >= 1.")
+        require(self.dataloader_workers >= 0, "hardware.dataloader_workers", self.dataloader_workers,
+                "must not be negative.", "use 0 (load in the main process) or more.")
+        if self.accelerator == "cpu":
+            require(self.precision != "fp16", "hardware.precision", self.precision, "is not supported on the CPU.",
+                    "use hardware.precision=bf16 or fp32 with a CPU, or hardware=gpu.")
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "wandb"  # wandb | none
+    project: str = "distillkit"
+    entity: Optional[str] = None
+    mode: str = "auto"  # auto | online | offline | disabled
+    group: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        one_of("logger.name", self.name, ["wandb", "none"])
+        one_of("logger.mode", self.mode, ["auto", "online", "offline", "disabled"])
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 3.0
+    max_steps: int = -1
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    lr_scheduler: str = "linear"
+    max_grad_norm: float = 1.0
+    logging_steps: int = 25
+    save_steps: int = 100
+    save_total_limit: int = 2
+
+    def __post_init__(self):
+        _positive("train.epochs", self.epochs)
+        require(self.max_steps == -1 or self.max_steps > 0, "train.max_steps", self.max_steps,
+                "must be -1 (use epochs) or positive.", "use train.max_steps=-1 or a step count.")
+        _positive("train.learning_rate", self.learning_rate, "use a learning rate > 0, e.g. 1e-4.")
+        require(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "must not be negative.", "use 0 or more.")
+        _unit("train.warmup_ratio", self.warmup_ratio)
+        one_of("train.lr_scheduler", self.lr_scheduler, ["linear", "cosine", "constant", "constant_with_warmup"])
+        _positive("train.max_grad_norm", self.max_grad_norm)
+        for key in ("logging_steps", "save_steps", "save_total_limit"):
+            _positive(f"train.{key}", getattr(self, key), "use an integer >= 1.")
+
+
+@dataclass
+class EvalConfig:
+    latency_batches: int = 20
+    throughput_batches: int = 5
+
+    def __post_init__(self):
+        _positive("eval.latency_batches", self.latency_batches, "use an integer >= 1.")
+        _positive("eval.throughput_batches", self.throughput_batches, "use an integer >= 1.")
+
+
+@dataclass
+class RunConfig:
+    """The whole validated configuration of one run."""
+
+    data: DataConfig
+    teacher: TeacherConfig
+    student: StudentConfig
+    method: Any  # one of METHOD_SCHEMAS' values
+    augmentation: AugmentationConfig
+    hardware: HardwareConfig
+    logger: LoggerConfig
+    train: TrainConfig
+    eval: EvalConfig
+    seed: int = 42
+    resume: Optional[str] = None
+    cache_dir: Optional[str] = None
+
+
+GROUP_SCHEMAS = {"data": DataConfig, "teacher": TeacherConfig, "student": StudentConfig,
+                 "augmentation": AugmentationConfig, "hardware": HardwareConfig, "logger": LoggerConfig,
+                 "train": TrainConfig, "eval": EvalConfig}
+
+
+def _build(group: str, schema: type, node: dict):
+    """Merge ``node`` into ``schema`` and instantiate it, turning OmegaConf errors into ConfigErrors."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), node)
+        return OmegaConf.to_object(merged)
+    except ConfigError:
+        raise
+    except MissingMandatoryValue as err:
+        key = f"{group}.{err.full_key}"
+        raise ConfigError(key, "???", "is required by this option but was not set.", f"add {key}=VALUE.") from None
+    except ConfigKeyError as err:
+        key = f"{group}.{err.key}"
+        known = ", ".join(f.name for f in fields(schema))
+        raise ConfigError(key, _lookup(node, str(err.key)), f"is not a setting of {group}={node['name']}." if "name" in node else f"is not a setting of {group}.",
+                          f"check the spelling; valid keys are: {known}.") from None
+    except ValidationError as err:
+        key = f"{group}.{err.full_key}"
+        expected = getattr(err.object_type, "__name__", None) or "the schema's type"
+        raise ConfigError(key, _lookup(node, str(err.full_key)), f"has the wrong type ({err.msg}).",
+                          f"give a value of the expected type (see {expected} in distillkit/config.py).") from None
+    except OmegaConfBaseException as err:
+        raise ConfigError(group, None, f"could not be read: {err}", "check the overrides for this group.") from None
+
+
+def _lookup(node: dict, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def validate(cfg: DictConfig | dict) -> RunConfig:
+    """Check a composed config and return the typed ``RunConfig``; raise ``ConfigError`` on any problem."""
+    if isinstance(cfg, DictConfig):
+        try:
+            raw = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+        except OmegaConfBaseException as err:
+            raise ConfigError(str(getattr(err, "full_key", "config")), None, f"could not be resolved: {err.msg}",
+                              "check the interpolations in your overrides.") from None
+    else:
+        raw = dict(cfg)
+    raw.pop("hydra", None)
+    parts = {}
+    for group, schema in GROUP_SCHEMAS.items():
+        require(isinstance(raw.get(group), dict), group, raw.get(group), "is missing from the config.",
+                f"select an option, e.g. {group}=<option>, or restore conf/config.yaml's defaults.")
+        parts[group] = _build(group, schema, raw[group])
+    method = raw.get("method")
+    require(isinstance(method, dict) and "name" in method, "method", method, "is missing or has no name.",
+            "select one, e.g. method=kd.")
+    one_of("method.name", method["name"], METHOD_SCHEMAS)
+    parts["method"] = _build("method", METHOD_SCHEMAS[method["name"]], method)
+    extra = set(raw) - set(parts) - {"seed", "resume", "cache_dir", "pair", "experiment", "local"}
+    require(not extra, sorted(extra)[0] if extra else "", raw.get(sorted(extra)[0]) if extra else None,
+            "is not a top-level setting.", f"check the spelling; top-level keys are {', '.join(sorted(parts))}, seed, resume, cache_dir.")
+    require(isinstance(raw.get("seed"), int), "seed", raw.get("seed"), "must be an integer.", "use e.g. seed=1.")
+    return RunConfig(**parts, seed=raw["seed"], resume=raw.get("resume"), cache_dir=raw.get("cache_dir"))
+
+
+def register_schemas() -> None:
+    """Store the schemas in Hydra's ConfigStore under ``schema/``, where each group's YAML extends them
+    (``defaults: [/schema/<group>@_here_, _self_]``): every key then exists for command-line overrides,
+    and Hydra rejects wrong types while composing. Called by the entry point and by tests."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for group, schema in GROUP_SCHEMAS.items():
+        store.store(group="schema", name=group, node=schema)
+    for name, schema in METHOD_SCHEMAS.items():
+        store.store(group="schema", name=f"method_{name}", node=schema)

@@ -1,0 +1,25 @@
+"""The one exception type users see: a misconfiguration or bad input, reported as one paragraph.
+
+Every check that can fail on user input raises ``ConfigError`` with the key, the value and the fix.
+The entry point prints the message (no traceback) and exits with status 2.
+"""
+
+
+class ConfigError(Exception):
+    """Bad configuration or input. ``str(err)`` is the whole message shown to the user."""
+
+    def __init__(self, key: str, value, problem: str, fix: str):
+        self.key, self.value, self.problem, self.fix = key, value, problem, fix
+        super().__init__(f"{key}={value!r}: {problem} Fix: {fix}")
+
+
+def require(condition: bool, key: str, value, problem: str, fix: str) -> None:
+    """Raise ``ConfigError(key, value, problem, fix)`` unless ``condition`` holds."""
+    if not condition:
+        raise ConfigError(key, value, problem, fix)
+
+
+def one_of(key: str, value, options) -> None:
+    """``value`` must be one of ``options``."""
+    options = list(options)
+    require(value in options, key, value, "is not a valid choice.", f"use one of {', '.join(map(str, options))}.")

@@ -1,0 +1,61 @@
+"""Losses on output logits: hard-label cross-entropy and Hinton's soft-target distillation.
+
+All functions are pure: tensors in, a scalar tensor out, reduced in fp32 whatever the input dtype
+(bf16/fp16 logits under autocast are upcast before the softmax).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+def cross_entropy(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """CE(y, softmax(z_s)) averaged over the examples whose label is not ``IGNORE_INDEX``.
+
+    student_logits: (N, C) · labels: (N,) integer class ids.
+    """
+    return F.cross_entropy(student_logits.float(), labels, ignore_index=IGNORE_INDEX)
+
+
+def soft_target_kl(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """T² · KL(softmax(z_t/T) ‖ softmax(z_s/T)), averaged over examples (Hinton et al. 2015, §2).
+
+        KL(p ‖ q) = Σ_c p_c (log p_c − log q_c),  p = softmax(z_t/T),  q = softmax(z_s/T)
+
+    The T² factor keeps the gradient magnitude of the soft term independent of T: the gradient of the
+    un-scaled KL w.r.t. z_s is (q − p)/T, which shrinks like 1/T² for large T (Hinton et al., eq. 2-4).
+    Computed from log-softmax in fp32, so it is finite for any finite logits, and exactly 0 when the
+    logits are equal. ``mask`` (N,) bool keeps only some examples (e.g. non-padding positions).
+
+    student_logits, teacher_logits: (N, C), or (..., C) with ``mask`` of shape (...).
+    """
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
+            f"{tuple(teacher_logits.shape)}; distillation on logits needs the same label space."
+        )
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    per_example = kl_per_example(student_logits.float() / temperature, teacher_logits.float() / temperature)
+    if mask is not None:
+        per_example = per_example[mask]
+    if per_example.numel() == 0:
+        return student_logits.float().sum() * 0.0  # keeps the graph; no examples, no loss
+    return per_example.mean() * temperature**2
+
+
+def kl_per_example(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """KL(softmax(z_t) ‖ softmax(z_s)) for each example (last dim = classes), in fp32. Shape (...,).
+
+    At T = 1 this is also the evaluation metric "KL to teacher"."""
+    log_q = F.log_softmax(student_logits.float(), dim=-1)
+    log_p = F.log_softmax(teacher_logits.float(), dim=-1)
+    return (log_p.exp() * (log_p - log_q)).sum(dim=-1)

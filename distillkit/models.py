@@ -1,0 +1,203 @@
+"""Teacher and student models, and the checks between them.
+
+Everything that can be checked from model *configs* and tokenizers (layer counts, widths, the layer map,
+vocabularies) is checked in ``plan_models`` before any weights are loaded or trained. The student is
+either loaded (hub id / local directory) or derived from the teacher: the teacher's config with fewer
+layers (optionally narrower), initialised from chosen teacher layers.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from distillkit.config import StudentConfig, TeacherConfig
+from distillkit.errors import ConfigError, require
+
+log = logging.getLogger(__name__)
+
+# Matches the layer index in parameter names of the common encoder/decoder stacks:
+# BERT/RoBERTa "encoder.layer.3.", DistilBERT "transformer.layer.3.", GPT-2 "h.3.", Llama "layers.3.".
+_LAYER_KEY = re.compile(r"(^|\.)(layer|layers|h)\.(\d+)\.")
+
+
+@dataclass
+class ModelPlan:
+    """What the run will build, decided from configs alone."""
+
+    teacher_config: "transformers.PretrainedConfig"  # noqa: F821
+    student_config: "transformers.PretrainedConfig"  # noqa: F821
+    student_layers: list[int] | None  # teacher layer each student layer starts from; None = not derived / random
+    teacher_head_fitted: bool  # the teacher checkpoint already has a classifier for exactly these labels
+
+
+def _hub_error(key: str, path: str, err: Exception) -> ConfigError:
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    why = ("it is not a local directory and the hub is switched off (HF_HUB_OFFLINE=1)" if offline
+           else "it is not a local directory with a config.json, and it could not be fetched from the hub")
+    return ConfigError(key, path, f"could not be loaded: {why} ({type(err).__name__}: {str(err).splitlines()[0][:160]}).",
+                       f"check the id, run once with network to fill the cache, or set {key} to a local directory "
+                       "saved with save_pretrained.")
+
+
+def _auto_config(key: str, path: str, revision, trust_remote_code: bool):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+    except Exception as err:  # OSError, ValueError, EnvironmentError: all mean "cannot load"
+        raise _hub_error(key, path, err) from None
+
+
+def load_tokenizer(key: str, path: str, revision=None, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+    except Exception as err:
+        raise _hub_error(key, path, err) from None
+
+
+def _labels(config, label_names: list[str]):
+    config.num_labels = len(label_names)
+    config.id2label = dict(enumerate(label_names))
+    config.label2id = {name: i for i, name in enumerate(label_names)}
+    config.problem_type = "single_label_classification"
+
+
+def teacher_config(cfg: TeacherConfig, tokenizer, label_names: list[str]):
+    """The teacher's model config, and whether its checkpoint already has a head for these labels."""
+    from transformers import BertConfig
+
+    if cfg.arch is not None:
+        a = cfg.arch
+        config = BertConfig(vocab_size=len(tokenizer), hidden_size=a.hidden_size, num_hidden_layers=a.num_layers,
+                            num_attention_heads=a.num_heads, intermediate_size=a.intermediate_size,
+                            max_position_embeddings=a.max_position_embeddings, pad_token_id=tokenizer.pad_token_id)
+        _labels(config, label_names)
+        return config, False
+    config = _auto_config("teacher.path", cfg.path, cfg.revision, cfg.trust_remote_code)
+    fitted = bool(getattr(config, "architectures", None)) and any(
+        a.endswith("ForSequenceClassification") for a in config.architectures) and config.num_labels == len(label_names)
+    if not fitted:
+        _labels(config, label_names)
+    return config, fitted
+
+
+def select_layers(cfg: StudentConfig, teacher_layers: int) -> list[int] | None:
+    """Which teacher layer initialises each student layer (None for init=random)."""
+    k, n = cfg.num_layers, teacher_layers
+    if cfg.init == "random":
+        return None
+    if cfg.init == "list":
+        bad = [i for i in cfg.layers if not 0 <= i < n]
+        require(not bad, "student.layers", cfg.layers, f"has layer(s) {bad} outside the teacher's 0..{n - 1}.",
+                f"use 0-based indices below {n}.")
+        return list(cfg.layers)
+    require(k <= n, "student.num_layers", k, f"exceeds the teacher's {n} layers, so init={cfg.init} cannot pick them.",
+            f"use at most {n} layers, or student.init=random for a deeper student.")
+    if cfg.init == "first":
+        return list(range(k))
+    if cfg.init == "last":
+        return list(range(n - k, n))
+    if k == 1:
+        return [n - 1]
+    # uniform: spread from the first to the last layer; 12→6 gives DistilBERT's [0, 2, 4, 7, 9, 11].
+    return [round(i * (n - 1) / (k - 1)) for i in range(k)]
+
+
+def student_config(cfg: StudentConfig, teacher_cfg, tokenizer, label_names: list[str]):
+    """The student's config (derived or loaded) and its layer map, checked against the teacher."""
+    if cfg.path is not None:
+        config = _auto_config("student.path", cfg.path, cfg.revision, cfg.trust_remote_code)
+        _labels(config, label_names)
+        require(config.vocab_size == teacher_cfg.vocab_size, "student.path", cfg.path,
+                f"has a vocabulary of {config.vocab_size} tokens, the teacher {teacher_cfg.vocab_size}: logits and "
+                "inputs would not line up.", "pick a student trained with the teacher's tokenizer.")
+        return config, None
+    config = copy.deepcopy(teacher_cfg)
+    config.num_hidden_layers = cfg.num_layers
+    narrowed = False
+    for key, attr in (("hidden_size", "hidden_size"), ("num_heads", "num_attention_heads"),
+                      ("intermediate_size", "intermediate_size")):
+        value = getattr(cfg, key)
+        if value is not None and value != getattr(config, attr):
+            setattr(config, attr, value)
+            narrowed = True
+    require(config.hidden_size % config.num_attention_heads == 0, "student.num_heads", config.num_attention_heads,
+            f"does not divide the student's hidden size {config.hidden_size}.",
+            "set student.num_heads to a divisor of student.hidden_size.")
+    if narrowed:
+        require(cfg.init == "random", "student.init", cfg.init,
+                f"copies teacher layers, but the student's width differs from the teacher's "
+                f"(hidden {config.hidden_size} vs {teacher_cfg.hidden_size}), so the weights do not fit.",
+                "use student.init=random for a narrower student, or drop the width overrides.")
+    _labels(config, label_names)
+    return config, select_layers(cfg, teacher_cfg.num_hidden_layers)
+
+
+def check_tokenizers(teacher_tok, student_tok, student_path: str) -> None:
+    """Teacher and student must map text to the same ids, or logits and features do not correspond."""
+    same = teacher_tok.get_vocab() == student_tok.get_vocab()
+    require(same, "student.path", student_path,
+            f"uses a different tokenizer from the teacher ({len(student_tok)} vs {len(teacher_tok)} tokens, or "
+            "the same size with different ids).", "pick a student trained with the teacher's tokenizer, or derive "
+            "one from the teacher (student=bert-6l etc.).")
+
+
+def build_from_config(config, seed: int):
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(seed)
+    return AutoModelForSequenceClassification.from_config(config)
+
+
+def load_pretrained(key: str, path: str, config, revision=None, trust_remote_code=False):
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            path, config=config, revision=revision, trust_remote_code=trust_remote_code, ignore_mismatched_sizes=True)
+    except ConfigError:
+        raise
+    except Exception as err:
+        raise _hub_error(key, path, err) from None
+
+
+def derive_student(teacher: torch.nn.Module, config, layers: list[int] | None, seed: int):
+    """A fresh student from ``config``; unless ``layers`` is None, every parameter is copied from the
+    teacher, layer i of the student from teacher layer ``layers[i]`` (embeddings, pooler and head as is)."""
+    student = build_from_config(config, seed)
+    if layers is None:
+        return student
+    source = teacher.state_dict()
+    target = student.state_dict()
+    for name in target:
+        match = _LAYER_KEY.search(name)
+        src = name
+        if match:
+            i = int(match.group(3))
+            src = name[: match.start(3)] + str(layers[i]) + name[match.end(3):]
+        if src not in source or source[src].shape != target[name].shape:
+            raise ConfigError("student.init", "teacher layers", f"cannot initialise {name} from the teacher "
+                              f"({'missing' if src not in source else 'shape differs'}).",
+                              "use student.init=random, or a student of the teacher's architecture.")
+        target[name] = source[src].clone()
+    student.load_state_dict(target)
+    return student
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_model(model, tokenizer, directory: Path) -> None:
+    """``save_pretrained`` of the model and its tokenizer: loadable by AutoModelForSequenceClassification."""
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)

@@ -1,0 +1,51 @@
+"""results.json (the run's contract with every other tool) and the printed table.
+
+results.json is written atomically, and only when a run completed: a failed run has none (its
+``error.txt`` says why). The schema is documented in the README ("Outputs").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def summary_for_wandb(results: dict) -> dict:
+    """Flat summary values: teacher/accuracy, student/latency_ms, comparison/retention ..."""
+    flat = {}
+    for section in ("teacher", "student", "comparison"):
+        for key, value in results[section].items():
+            flat[f"{section}/{key}"] = value
+    return flat
+
+
+def format_table(results: dict) -> str:
+    t, s, c = results["teacher"], results["student"], results["comparison"]
+    run = results["run"]
+    rows = [
+        ("accuracy", f"{t['accuracy']:.4f}", f"{s['accuracy']:.4f}", f"retention {c['retention'] * 100:.1f}%"),
+        ("F1 (macro)", f"{t['f1_macro']:.4f}", f"{s['f1_macro']:.4f}", ""),
+        ("parameters", f"{t['params']:,}", f"{s['params']:,}", f"compression {c['compression']:.2f}×"),
+        ("latency (ms, batch 1)", f"{t['latency_ms']:.2f}", f"{s['latency_ms']:.2f}",
+         f"speed-up {c['latency_speedup']:.2f}×"),
+        ("throughput (samples/s)", f"{t['throughput_samples_s']:.0f}", f"{s['throughput_samples_s']:.0f}",
+         f"speed-up {c['speedup']:.2f}×"),
+        ("agreement with teacher", "", f"{c['agreement'] * 100:.1f}%", ""),
+        ("KL(teacher ‖ student)", "", f"{c['kl_to_teacher']:.4f}", ""),
+    ]
+    head = ("", f"teacher ({run['teacher']})", f"student ({run['student']})", "")
+    widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
+    fmt = lambda r: "  ".join(v.ljust(w) if i in (0, 3) else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))  # noqa: E731
+    title = (f"distillkit · method={run['method']} · data={run['data']} · seed={run['seed']} · "
+             f"{results['task']['eval_examples']} eval examples · {run['wall_time_s']:.0f} s")
+    lines = [title, fmt(head), "-" * len(fmt(head))] + [fmt(r) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)

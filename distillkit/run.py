@@ -1,0 +1,223 @@
+"""One run, start to finish: check everything, prepare the teacher, distil, evaluate, report.
+
+``run(cfg, ctx)`` is what the Hydra entry point, the DDP workers and the tests call. The order is the
+contract: every check that can fail on the configuration, the data fields, the model configs and the
+tokenizers runs before the first weight is loaded or trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from distillkit import cache, models
+from distillkit.config import RunConfig
+from distillkit.errors import ConfigError, require
+from distillkit.stages import plan_stages, run_stage
+
+log = logging.getLogger("distillkit")
+
+
+@dataclass
+class RunContext:
+    """Where and as what this run is recorded (from Hydra's runtime, or set by tests)."""
+
+    output_dir: Path
+    job_name: str = "default"
+    overrides: tuple[str, ...] = ()
+    group: str | None = None  # the sweep's name in a multirun
+    resume: bool = False
+
+
+def _rank() -> tuple[int, int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def resolve_device(cfg: RunConfig) -> tuple[bool, torch.device]:
+    """(use_cpu, device) for this process; a GPU request without a GPU fails here, not mid-run."""
+    hw = cfg.hardware
+    gpus = torch.cuda.device_count()
+    if hw.accelerator == "gpu":
+        require(gpus > 0, "hardware.accelerator", "gpu", "was requested but torch sees no CUDA device.",
+                "use hardware=cpu (or hardware=auto), or check CUDA_VISIBLE_DEVICES and the torch build.")
+    use_cpu = hw.accelerator == "cpu" or gpus == 0
+    if not use_cpu and hw.devices > 1:
+        require(hw.devices <= gpus, "hardware.devices", hw.devices, f"exceeds the {gpus} visible GPU(s).",
+                f"use hardware.devices={gpus} or fewer.")
+    require(not (use_cpu and hw.precision == "fp16"), "hardware.precision", "fp16", "needs a GPU, and this run uses "
+            "the CPU.", "use hardware.precision=bf16 or fp32 on the CPU.")
+    _, local_rank, _ = _rank()
+    return use_cpu, torch.device("cpu") if use_cpu else torch.device("cuda", local_rank)
+
+
+def _tokenizer(cfg: RunConfig, task, root: Path):
+    """The teacher's tokenizer; for a teacher built from a config, a WordPiece trained on the task."""
+    from transformers import AutoTokenizer
+
+    from distillkit.data import train_wordpiece
+
+    if cfg.teacher.path is not None:
+        return models.load_tokenizer("teacher.path", cfg.teacher.path, cfg.teacher.revision,
+                                     cfg.teacher.trust_remote_code)
+    spec = {"data": dataclasses.asdict(cfg.data), "vocab_size": cfg.teacher.arch.vocab_size}
+    final = cache.entry_dir(root, "tokenizers", spec)
+    if not final.exists():
+        texts = list(task.train["text"]) + (list(task.train["text_pair"]) if task.has_pair else [])
+        with cache.building(final) as tmp:
+            train_wordpiece(texts, cfg.teacher.arch.vocab_size, tmp)
+            cache.write_spec(tmp, spec)
+    return AutoTokenizer.from_pretrained(final)
+
+
+def _teacher_spec(cfg: RunConfig, task, tokenizer, world: int) -> dict:
+    """Everything that determines a prepared teacher: its cache key."""
+    tr = cfg.train
+    return {
+        "teacher": {k: v for k, v in dataclasses.asdict(cfg.teacher).items() if k != "name"},
+        "data": {k: v for k, v in dataclasses.asdict(cfg.data).items() if k != "name"},
+        "labels": task.label_names,
+        "tokenizer": len(tokenizer),
+        "global_batch": cfg.hardware.per_device_batch_size * cfg.hardware.gradient_accumulation_steps * world,
+        "precision": cfg.hardware.precision,
+        "train": [tr.weight_decay, tr.warmup_ratio, tr.lr_scheduler, tr.max_grad_norm],
+    }
+
+
+def _versions() -> dict:
+    import transformers
+
+    from distillkit import __version__
+
+    return {"distillkit": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def run(cfg: RunConfig, ctx: RunContext) -> dict | None:
+    """Run every stage; on rank 0 return (and write) the results. Raises ConfigError on bad input."""
+    import datasets
+    from transformers import DataCollatorWithPadding, set_seed
+
+    from distillkit import evaluate, report, tracking
+    from distillkit.data import load_task, tokenize
+
+    started = time.time()
+    started_at = datetime.datetime.now().isoformat(timespec="seconds")
+    rank, _, world = _rank()
+    out = Path(ctx.output_dir)
+    datasets.disable_progress_bars()
+    use_cpu, device = resolve_device(cfg)
+    root = cache.cache_root(cfg.cache_dir)
+
+    # ---- checks before heavy work: data fields, tokenizers, model configs, layer maps
+    task = load_task(cfg.data)
+    tokenizer = _tokenizer(cfg, task, root)
+    t_config, head_fitted = models.teacher_config(cfg.teacher, tokenizer, task.label_names)
+    s_config, layers = models.student_config(cfg.student, t_config, tokenizer, task.label_names)
+    if cfg.student.path is not None:
+        models.check_tokenizers(tokenizer, models.load_tokenizer("student.path", cfg.student.path), cfg.student.path)
+    require(head_fitted or cfg.teacher.prepare != "never", "teacher.prepare", "never",
+            f"but {cfg.teacher.path} has no classifier for these {task.num_labels} labels.",
+            "use teacher.prepare=auto to fine-tune it on the task first, or give a fine-tuned checkpoint.")
+    prepare = cfg.teacher.prepare == "always" or (cfg.teacher.prepare == "auto" and not head_fitted)
+    stages = plan_stages(cfg, prepare)
+    log.info("Plan: %s; student layers from teacher layers %s", " → ".join(s.name for s in stages), layers)
+    log.info("Loss: %s", stages[-1].method.formula())
+
+    train_set, eval_set = tokenize(task, tokenizer, cfg.data.max_length)
+    collator = DataCollatorWithPadding(tokenizer)
+    wandb_run = None
+    if rank == 0:
+        flat = {**tracking.flatten(cfg), "run.overrides": " ".join(ctx.overrides), "run.job": ctx.job_name}
+        wandb_run = tracking.start(cfg.logger, out, ctx.job_name, ctx.group, flat)
+    records, failed = [], True
+    try:
+        # ---- stage 1: the teacher, fitted to the task (cached)
+        if prepare:
+            spec = _teacher_spec(cfg, task, tokenizer, world)
+            final = cache.entry_dir(root, "teachers", spec)
+            if final.exists():
+                log.info("[teacher_prep] using the cached prepared teacher %s", final)
+                records.append({"name": "teacher_prep", "cached": True, "steps": 0, "wall_time_s": 0.0,
+                                "cache_dir": str(final)})
+            else:
+                set_seed(cfg.teacher.prepare_seed)
+                base = (models.build_from_config(t_config, cfg.teacher.prepare_seed) if cfg.teacher.path is None else
+                        models.load_pretrained("teacher.path", cfg.teacher.path, t_config, cfg.teacher.revision,
+                                               cfg.teacher.trust_remote_code))
+                records.append(run_stage(stages[0], cfg, base, None, train_set, collator, tokenizer, out, use_cpu,
+                                         wandb_run, ctx.resume))
+                if rank == 0:
+                    with cache.building(final) as tmp:
+                        models.save_model(base, tokenizer, tmp)
+                        cache.write_spec(tmp, spec)
+                    records[-1]["cache_dir"] = str(final)
+                _barrier()
+            teacher = models.load_pretrained("teacher", str(final), None)
+        else:
+            teacher = models.load_pretrained("teacher.path", cfg.teacher.path, t_config, cfg.teacher.revision,
+                                             cfg.teacher.trust_remote_code)
+
+        # ---- stage 2: the student, distilled
+        set_seed(cfg.seed)
+        if cfg.student.path is None:
+            student = models.derive_student(teacher, s_config, layers, cfg.seed)
+        else:
+            student = models.load_pretrained("student.path", cfg.student.path, s_config, cfg.student.revision,
+                                             cfg.student.trust_remote_code)
+        records.append(run_stage(stages[-1], cfg, student, teacher, train_set, collator, tokenizer, out, use_cpu,
+                                 wandb_run, ctx.resume))
+        if rank != 0:
+            failed = False
+            return None
+
+        # ---- evaluate and report (rank 0)
+        teacher.to(device)
+        student.to(device)
+        numbers = evaluate.evaluate_pair(teacher, student, eval_set, collator, task.num_labels, device,
+                                         cfg.hardware.eval_batch_size, cfg.eval.latency_batches,
+                                         cfg.eval.throughput_batches)
+        models.save_model(student, tokenizer, out / "student")
+        results = {
+            "schema_version": report.SCHEMA_VERSION,
+            "status": "complete",
+            "run": {"name": ctx.job_name, "output_dir": str(out), "overrides": list(ctx.overrides),
+                    "method": cfg.method.name, "teacher": cfg.teacher.name, "student": cfg.student.name,
+                    "data": cfg.data.name, "seed": cfg.seed, "started_at": started_at,
+                    "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
+                    "wall_time_s": round(time.time() - started, 2), "world_size": world, "device": str(device),
+                    "versions": _versions()},
+            "task": {"metric": "accuracy", "num_labels": task.num_labels, "label_names": task.label_names,
+                     "train_examples": len(train_set), "eval_examples": len(eval_set)},
+            **numbers,
+            "stages": records,
+            "artifacts": {"student": "student", "metrics": "metrics.jsonl", "config": "config.yaml"},
+        }
+        report.write_json_atomic(out / "results.json", results)
+        print("\n" + report.format_table(results) + f"\n\nresults: {out / 'results.json'}\nstudent: {out / 'student'}",
+              flush=True)
+        tracking.finish(wandb_run, report.summary_for_wandb(results))
+        wandb_run, failed = None, False
+        return results
+    finally:
+        if wandb_run is not None:
+            tracking.finish(wandb_run, failed=failed)
+
+
+def clear_checkpoints(out: Path) -> None:
+    """Checkpoints exist to resume an interrupted run; a completed run no longer needs them."""
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+
+
+__all__ = ["RunContext", "run", "ConfigError"]

@@ -1,0 +1,493 @@
+"""Deterministic synthetic review-classification task: the default, offline dataset of distillkit.
+
+Classes: 4 topics x 2 sentiments = 8 labels ("food/positive", "food/negative", "travel/...",
+"movies/...", "music/..."). Topics are grouped into two domains, hospitality = {food, travel} and
+media = {movies, music}, so class similarity is graded: same topic/opposite sentiment and same
+domain/other topic are "near" classes, the other domain is "far" (see `label_distance`).
+
+Each example is one English-like review sentence (lowercase, punctuation as separate tokens,
+about 6-35 tokens, vocabulary ~900 words). Most sentences need word order to be read correctly:
+  * negation and its scope: "not bland", "anything but tasty", "neither dull nor slow",
+    "i would never call the film boring", "could not have been better / worse";
+  * contrast, where the main clause decides: "A but B", "A ; however , B" and "although A , B" /
+    "B , although A" (B decides), "i expected it to be X , but it was Y";
+  * topic asides: "unlike the album , which was dull , the pasta was superb" is food/positive
+    although half of its words are about music; the main clause decides the topic.
+A bag-of-words model therefore falls well short of an order-aware one (scripts/check_synthetic.py).
+Some examples are genuinely ambiguous, so a good teacher should be soft on them: ~20% of the deciding
+phrases are mild ("somewhat bland", "not great", "okay"), agreeing with the label only ~70% of the
+time, and a few sentences name only a domain-generic noun ("the staff", "the show"), leaving the
+topic within the domain open. Eval labels are clean. In TRAIN only, a `label_noise` fraction of the
+labels is replaced by another class, drawn 3:2:1 for same topic/opposite sentiment : same domain/same
+sentiment : same domain/opposite sentiment, and 1 in total for the four far classes (6/7 of flips
+land on near classes); flipped examples have noisy=True. Train, eval and noise use separate
+`random.Random` streams, so the eval split does not depend on n_train and the texts do not depend
+on label_noise (a higher noise rate flips a superset of the examples a lower one flips).
+"""
+
+from __future__ import annotations
+
+import bisect
+import numbers
+import random
+from dataclasses import dataclass
+
+__all__ = [
+    "DOMAINS",
+    "LABEL_NAMES",
+    "SENTIMENTS",
+    "TOPICS",
+    "SyntheticSplits",
+    "generate",
+    "label_distance",
+]
+
+TOPICS: tuple[str, ...] = ("food", "travel", "movies", "music")
+SENTIMENTS: tuple[str, ...] = ("positive", "negative")
+DOMAINS: dict[str, str] = {"food": "hospitality", "travel": "hospitality", "movies": "media", "music": "media"}
+LABEL_NAMES: tuple[str, ...] = tuple(f"{t}/{s}" for t in TOPICS for s in SENTIMENTS)
+NUM_CLASSES = len(LABEL_NAMES)
+
+# Probability that the phrase deciding the sentiment is a mild/hedged one, and how often such a
+# phrase leans towards the true sentiment (neutral words like "okay" lean nowhere).
+_P_MILD = 0.2
+_P_MILD_AGREES = 0.75
+_P_MILD_NEUTRAL = 0.2
+_MAX_TOKENS = 36
+
+
+@dataclass(frozen=True)
+class SyntheticSplits:
+    train: list[dict]  # each {"text": str, "label": int, "noisy": bool}
+    eval: list[dict]  # each {"text": str, "label": int, "noisy": False}
+    label_names: list[str]  # index = label id, e.g. "food/positive"
+
+
+def _label(topic: int, sentiment: int) -> int:
+    """sentiment: +1 positive, -1 negative."""
+    return 2 * topic + (0 if sentiment > 0 else 1)
+
+
+def label_distance(a: int, b: int) -> int:
+    """0 = same class, 1 = same topic (opposite sentiment), 2 = same domain (other topic), 3 = other domain."""
+    if a == b:
+        return 0
+    ta, tb = TOPICS[a // 2], TOPICS[b // 2]
+    if ta == tb:
+        return 1
+    return 2 if DOMAINS[ta] == DOMAINS[tb] else 3
+
+
+# ----------------------------------------------------------------------------------------------
+# Lexicon
+# ----------------------------------------------------------------------------------------------
+
+_NOUNS = {
+    "food": [
+        "pasta", "soup", "steak", "curry", "dessert", "salad", "pizza", "burger", "noodle soup",
+        "bread", "sushi", "sauce", "risotto", "dumpling platter", "omelette", "lasagna", "chowder",
+        "cheesecake", "brisket", "tasting menu", "espresso", "pancake stack", "fish stew", "kebab",
+        "tiramisu", "ramen", "paella", "roast chicken", "breakfast", "lunch special",
+    ],
+    "travel": [
+        "hotel", "room", "flight", "beach", "resort", "tour", "suite", "cruise", "hostel", "balcony",
+        "train ride", "ferry", "pool", "lodge", "guesthouse", "airline", "city tour", "spa",
+        "campsite", "boat trip", "minibar", "shuttle bus", "check-in", "layover", "cabin",
+        "rental car", "hiking trail", "old town", "seaside villa", "ski resort",
+    ],
+    "movies": [
+        "film", "movie", "plot", "script", "sequel", "cast", "screenplay", "villain", "trailer",
+        "documentary", "thriller", "comedy", "remake", "cinematography", "lead actor", "director",
+        "second act", "final scene", "dialogue", "special effects", "murder mystery", "biopic",
+        "horror flick", "animated feature", "romcom", "car chase", "love story", "twist",
+        "war epic", "courtroom drama",
+    ],
+    "music": [
+        "album", "song", "band", "singer", "chorus", "lyrics", "concert", "track", "guitarist",
+        "melody", "drummer", "vocals", "record", "playlist", "ballad", "encore", "bassline",
+        "opera", "string quartet", "choir", "debut single", "guitar solo", "piano sonata",
+        "rap verse", "setlist", "live set", "b-side", "symphony", "duet", "mixtape",
+    ],
+}
+# Nouns shared by both topics of a domain: on their own they leave the topic open.
+_GENERIC_NOUNS = {
+    "hospitality": ["place", "staff", "service", "experience", "location", "price", "owner", "booking"],
+    "media": ["show", "performance", "production", "soundtrack", "artist", "premiere", "release", "finale"],
+}
+_CONTEXTS = {
+    "food": [
+        "at the new bistro", "at the corner cafe", "at that noodle bar", "from the food truck",
+        "at the steakhouse", "at the bakery downtown", "at the sushi counter", "at the diner",
+        "at the family trattoria", "at the vegan kitchen",
+    ],
+    "travel": [
+        "at the seaside resort", "on our trip to lisbon", "at the mountain lodge",
+        "during our stay in rome", "on the overnight train", "at the airport hotel",
+        "on our honeymoon in bali", "during the weekend in prague", "on the island", "in the alps",
+    ],
+    "movies": [
+        "at the cinema", "at the film festival", "on the big screen", "from the new trilogy",
+        "on the streaming service", "at the drive-in", "at the multiplex", "from the studio",
+        "at the matinee", "at the midnight screening",
+    ],
+    "music": [
+        "at the festival", "on the new record", "at the jazz club", "on their latest album",
+        "at the stadium gig", "on the radio", "at the opera house", "at the open-air stage",
+        "on the vinyl edition", "at the rock bar",
+    ],
+}
+_GENERIC_CONTEXTS = {
+    "hospitality": ["on our last visit", "in the city centre", "near the station", "on a busy saturday"],
+    "media": ["everyone talked about", "that came out last month", "from last season", "on opening night"],
+}
+_NOUN_MODIFIERS = ["new", "famous", "local", "latest", "popular", "classic", "little", "much-hyped", "recommended"]
+
+_GENERIC_ADJ = {
+    +1: [
+        "good", "great", "excellent", "wonderful", "fantastic", "lovely", "impressive", "superb",
+        "brilliant", "enjoyable", "pleasant", "outstanding", "amazing", "terrific", "fabulous",
+        "memorable", "charming", "perfect", "marvelous", "first-rate",
+    ],
+    -1: [
+        "bad", "terrible", "awful", "poor", "disappointing", "dreadful", "weak", "dull", "horrible",
+        "annoying", "lousy", "forgettable", "miserable", "awkward", "sloppy", "unpleasant",
+        "pathetic", "third-rate", "frustrating", "lifeless",
+    ],
+}
+_TOPIC_ADJ = {
+    "food": {
+        +1: ["delicious", "tasty", "flavorful", "fresh", "tender", "crispy", "juicy", "savory",
+             "aromatic", "mouthwatering", "hearty", "succulent"],
+        -1: ["bland", "greasy", "stale", "soggy", "overcooked", "oversalted", "undercooked", "burnt",
+             "rubbery", "watery", "tasteless", "lukewarm"],
+    },
+    "travel": {
+        +1: ["spacious", "cozy", "scenic", "relaxing", "spotless", "comfortable", "luxurious",
+             "peaceful", "breathtaking", "well-located", "punctual", "roomy"],
+        -1: ["cramped", "noisy", "dirty", "overpriced", "shabby", "crowded", "delayed",
+             "uncomfortable", "filthy", "run-down", "chaotic", "musty"],
+    },
+    "movies": {
+        +1: ["gripping", "moving", "hilarious", "suspenseful", "clever", "heartfelt", "stunning",
+             "thrilling", "witty", "well-acted", "riveting", "cinematic"],
+        -1: ["boring", "predictable", "clumsy", "slow", "confusing", "cheesy", "tedious",
+             "shallow", "overlong", "badly-acted", "cliched", "incoherent"],
+    },
+    "music": {
+        +1: ["catchy", "soulful", "melodic", "energetic", "haunting", "groovy", "uplifting",
+             "tight", "harmonious", "danceable", "powerful", "in-tune"],
+        -1: ["repetitive", "tuneless", "shrill", "muddy", "off-key", "grating", "monotonous",
+             "overproduced", "screechy", "derivative", "out-of-tune", "flat"],
+    },
+}
+_TOPIC_VERB = {"food": "tasted", "travel": "felt", "movies": "looked", "music": "sounded"}
+_NEVER_VERB = {"food": "tasted", "travel": "experienced", "movies": "seen", "music": "heard"}
+_INTENSIFIERS = ["very", "really", "extremely", "incredibly", "truly", "absolutely", "remarkably",
+                 "so", "genuinely", "utterly"]
+_HEDGES = ["somewhat", "a bit", "a little", "kind of", "sort of", "slightly", "fairly", "rather",
+           "mildly", "moderately", "a tad"]
+_NEGATORS = ["not", "never", "not at all", "by no means", "in no way", "not remotely", "hardly ever"]
+_COMPARATIVE = {+1: ["better", "finer", "nicer", "more enjoyable"], -1: ["worse", "poorer", "sadder", "more tiresome"]}
+# Mild phrases: (phrase, lean). lean 0 = neutral.
+_MILD_FIXED = {
+    +1: ["not bad", "not terrible", "decent", "alright", "not too bad", "pretty decent", "not awful"],
+    -1: ["not great", "not amazing", "nothing special", "underwhelming", "a bit of a letdown",
+         "not that good", "not perfect"],
+    0: ["okay", "fine", "average", "passable", "so-so", "acceptable", "ordinary", "mixed"],
+}
+_PREDICATES = {
+    +1: ["did not disappoint", "never disappoints", "could not have been better",
+         "exceeded our expectations", "won us over", "was worth every penny", "was a real treat",
+         "was not a waste of time", "blew us away", "deserves every award", "left nothing to be desired"],
+    -1: ["did not impress", "failed to impress", "could not have been worse",
+         "left a lot to be desired", "let us down", "was a waste of money", "was not worth the money",
+         "was a complete waste of time", "never worked for us", "fell flat", "deserves no award"],
+}
+_PREFIXES = ["honestly ,", "overall ,", "to be fair ,", "in my opinion ,", "all in all ,",
+             "last weekend ,", "i have to say", "frankly ,", "well ,", "for what it is worth ,",
+             "to be honest ,", "on the whole ,", "as a regular ,", "after all the hype ,"]
+_SUFFIXES = ["last night", "on our anniversary", "with my friends", "this time", "on sunday",
+             "for the second time", "as usual", "once again", "with the kids", "after work"]
+_RECOMMEND = {
+    +1: ["i would definitely recommend {np}", "i would not hesitate to recommend {np}",
+         "do not miss {np}", "you have to check out {np}", "i would happily go back for {np}",
+         "i cannot recommend {np} enough"],
+    -1: ["i would not recommend {np}", "i would hesitate to recommend {np}", "do not bother with {np}",
+         "avoid {np} at all costs", "i would never go back for {np}", "i cannot recommend {np}"],
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Grammar. All functions take the example's rng explicitly; nothing touches global state.
+# ----------------------------------------------------------------------------------------------
+
+
+class _Gen:
+    def __init__(self, rng: random.Random) -> None:
+        self.r = rng
+
+    # -- small helpers -----------------------------------------------------------------------
+    def pick(self, seq):
+        return seq[self.r.randrange(len(seq))]
+
+    def chance(self, p: float) -> bool:
+        return self.r.random() < p
+
+    def adj(self, topic: str, pol: int) -> str:
+        if self.chance(0.55):
+            return self.pick(_TOPIC_ADJ[topic][pol])
+        return self.pick(_GENERIC_ADJ[pol])
+
+    def noun_phrase(self, topic: str, allow_generic: bool = True, allow_context: bool = True) -> tuple[str, bool]:
+        """Returns (np, topic_is_explicit)."""
+        domain = DOMAINS[topic]
+        generic = allow_generic and self.chance(0.12)
+        noun = self.pick(_GENERIC_NOUNS[domain]) if generic else self.pick(_NOUNS[topic])
+        det = self.pick(["the", "the", "the", "this", "their", "our"])
+        if self.chance(0.2):
+            noun = f"{self.pick(_NOUN_MODIFIERS)} {noun}"
+        np = f"{det} {noun}"
+        explicit = not generic
+        if allow_context and self.chance(0.25):
+            if generic and self.chance(0.5):
+                np = f"{np} {self.pick(_GENERIC_CONTEXTS[domain])}"
+            else:
+                np = f"{np} {self.pick(_CONTEXTS[topic])}"
+                explicit = True
+        return np, explicit
+
+    # -- complements after a copula ------------------------------------------------------------
+    def clear_complement(self, topic: str, pol: int) -> str:
+        k = self.r.random()
+        if k < 0.36:
+            a = self.adj(topic, pol)
+            return f"{self.pick(_INTENSIFIERS)} {a}" if self.chance(0.45) else a
+        if k < 0.70:
+            return f"{self.pick(_NEGATORS)} {self.adj(topic, -pol)}"
+        if k < 0.78:
+            return f"{self.pick(['anything but', 'far from'])} {self.adj(topic, -pol)}"
+        if k < 0.85:
+            return f"neither {self.adj(topic, -pol)} nor {self.adj(topic, -pol)}"
+        if k < 0.93:
+            return f"{self.pick(['not just', 'not only'])} {self.adj(topic, pol)} but also {self.adj(topic, pol)}"
+        return f"{self.adj(topic, pol)} and {self.adj(topic, pol)}"
+
+    def mild_complement(self, topic: str, pol: int) -> str:
+        if self.chance(_P_MILD_NEUTRAL):
+            return self.pick(_MILD_FIXED[0])
+        lean = pol if self.chance(_P_MILD_AGREES) else -pol
+        if self.chance(0.55):
+            return f"{self.pick(_HEDGES)} {self.adj(topic, lean)}"
+        return self.pick(_MILD_FIXED[lean])
+
+    def complement(self, topic: str, pol: int, may_be_mild: bool) -> tuple[str, bool]:
+        if may_be_mild and self.chance(_P_MILD):
+            return self.mild_complement(topic, pol), True
+        return self.clear_complement(topic, pol), False
+
+    # -- clauses -------------------------------------------------------------------------------
+    def copula_clause(self, np: str, topic: str, comp: str) -> str:
+        k = self.r.random()
+        if k < 0.45:
+            return f"{np} was {comp}"
+        if k < 0.55:
+            return f"{np} is {comp}"
+        if k < 0.65:
+            return f"{np} {self.pick(['seemed', 'felt'])} {comp}"
+        if k < 0.75:
+            return f"{np} {_TOPIC_VERB[topic]} {comp}"
+        if k < 0.87:
+            return f"i found {np} {comp}"
+        return f"i thought {np} was {comp}"
+
+    def clause(self, topic: str, pol: int, deciding: bool, allow_generic: bool = True) -> tuple[str, bool, bool]:
+        """A clause about `topic` expressing `pol`. Returns (text, mild, topic_explicit)."""
+        np, explicit = self.noun_phrase(topic, allow_generic=allow_generic)
+        k = self.r.random()
+        if k < 0.66:
+            comp, mild = self.complement(topic, pol, may_be_mild=deciding)
+            return self.copula_clause(np, topic, comp), mild, explicit
+        if k < 0.78:
+            return f"{np} {self.pick(_PREDICATES[pol])}", False, explicit
+        if k < 0.83:
+            return f"i would never call {np} {self.adj(topic, -pol)}", False, explicit
+        if k < 0.88:
+            a = self.adj(topic, -pol)
+            return f"there was nothing {a} about {np}", False, explicit
+        if k < 0.93:
+            noun = self.pick(_NOUNS[topic])
+            return f"i have never {_NEVER_VERB[topic]} a {self.pick(_COMPARATIVE[pol])} {noun}", False, True
+        return self.pick(_RECOMMEND[pol]).format(np=np), False, explicit
+
+    # -- sentences -----------------------------------------------------------------------------
+    def sentence(self, topic_i: int, pol: int) -> tuple[str, str, bool, bool]:
+        """Returns (text, frame, mild, topic_explicit)."""
+        topic = TOPICS[topic_i]
+        f = self.r.random()
+        if f < 0.24:  # simple
+            text, mild, explicit = self.clause(topic, pol, deciding=True)
+            if self.chance(0.4):
+                text = f"{self.pick(_PREFIXES)} {text}"
+            if self.chance(0.35):
+                text = f"{text} {self.pick(_SUFFIXES)}"
+            return text + " .", "simple", mild, explicit
+        if f < 0.32:  # conjunction, both clauses agree
+            a, m1, e1 = self.clause(topic, pol, deciding=True)
+            b, m2, e2 = self.clause(topic, pol, deciding=True)
+            conj = self.pick([", and", "and", ", and also", "; also ,"])
+            return f"{a} {conj} {b} .", "and", m1 and m2, e1 or e2
+        if f < 0.58:  # contrast: the main clause decides
+            a, _, ea = self.clause(topic, -pol, deciding=False)
+            m, mild, em = self.clause(topic, pol, deciding=True)
+            k = self.r.random()
+            if k < 0.25:
+                text = f"{a} , but {m} ."
+            elif k < 0.35:
+                text = f"{a} ; however , {m} ."
+            elif k < 0.45:
+                text = f"{a} . still , {m} ."
+            elif k < 0.60:
+                text = f"{self.pick(['although', 'even though', 'while'])} {a} , {m} ."
+            elif k < 0.80:
+                text = f"{m} , {self.pick(['although', 'even though', 'though'])} {a} ."
+            else:
+                np, e2 = self.noun_phrase(topic, allow_context=False)
+                d = f"despite {np} being {self.adj(topic, -pol)}"
+                text = f"{d} , {m} ." if self.chance(0.5) else f"{m} , {d} ."
+                ea = ea or e2
+            return text, "contrast", mild, ea or em
+        if f < 0.72:  # expectation vs. experience
+            np, explicit = self.noun_phrase(topic)
+            comp, mild = self.complement(topic, pol, may_be_mild=True)
+            k = self.r.random()
+            if k < 0.3:
+                text = f"i expected {np} to be {self.adj(topic, -pol)} , but it was {comp} ."
+            elif k < 0.55:
+                other = self.clear_complement(topic, -pol)
+                who = self.pick(["everyone", "the reviews", "my friends", "the critics", "my sister"])
+                text = f"{who} said {np} was {other} , but i found it {comp} ."
+            elif k < 0.8:
+                other = self.clear_complement(topic, -pol)
+                text = f"at first {np} seemed {other} , but in the end it was {comp} ."
+            else:
+                who = self.pick(["the reviews claimed", "i had feared", "people told me", "the ads promised"])
+                text = f"{np} was {comp} , not {self.adj(topic, -pol)} as {who} ."
+            return text, "expect", mild, explicit
+        # topic aside: words from another topic, the main clause decides the topic
+        if self.chance(0.5):
+            other_i = topic_i ^ 1  # same domain
+        else:
+            other_i = self.pick([i for i in range(len(TOPICS)) if DOMAINS[TOPICS[i]] != DOMAINS[topic]])
+        other = TOPICS[other_i]
+        m, mild, em = self.clause(topic, pol, deciding=True)
+        onp, _ = self.noun_phrase(other, allow_generic=False)
+        ocomp = self.clear_complement(other, self.pick([1, -1]))
+        k = self.r.random()
+        if k < 0.2:
+            np, em = self.noun_phrase(topic)
+            comp, mild = self.complement(topic, pol, may_be_mild=True)
+            text = f"unlike {onp} , which was {ocomp} , {np} was {comp} ."
+        elif k < 0.4:
+            text = f"{m} , unlike {onp} , which was {ocomp} ."
+        elif k < 0.55:
+            text = f"{m} ( {onp} was {ocomp} , but that is another story ) ."
+        elif k < 0.7:
+            text = f"{onp} was {ocomp} , but this review is about something else : {m} ."
+        elif k < 0.85:
+            text = f"forget {onp} , which was {ocomp} ; {m} ."
+        else:
+            text = f"{m} , and yes , {onp} was {ocomp} too ."
+        return text, "aside", mild, em
+
+
+def _sample(rng: random.Random, label: int) -> tuple[str, dict]:
+    """One example of class `label`; returns (text, meta). Rejects overlong sentences."""
+    g = _Gen(rng)
+    topic_i, pol = label // 2, (1 if label % 2 == 0 else -1)
+    while True:
+        text, frame, mild, explicit = g.sentence(topic_i, pol)
+        if len(text.split()) <= _MAX_TOKENS:
+            return text, {"frame": frame, "mild": mild, "topic_explicit": explicit}
+
+
+def _stream(seed: int, name: str) -> random.Random:
+    # A str seed is hashed with SHA-512 by `random` (version 2): stable across machines and runs,
+    # independent of PYTHONHASHSEED.
+    return random.Random(f"distillkit.synthetic:{seed}:{name}")
+
+
+def _labels_stream(rng: random.Random, n: int) -> list[int]:
+    """Balanced labels: shuffled blocks each containing every class once (prefix-stable)."""
+    out: list[int] = []
+    while len(out) < n:
+        block = list(range(NUM_CLASSES))
+        rng.shuffle(block)
+        out.extend(block)
+    return out[:n]
+
+
+def _noise_table() -> list[tuple[list[int], list[float]]]:
+    """Per class: (candidate labels, cumulative weights) for a noisy flip."""
+    weights = {1: 3.0, 3: 0.25}
+    table = []
+    for a in range(NUM_CLASSES):
+        cands, cum, total = [], [], 0.0
+        for b in range(NUM_CLASSES):
+            d = label_distance(a, b)
+            if d == 0:
+                continue
+            if d == 2:  # same domain, other topic: same sentiment nearer than opposite
+                w = 2.0 if (a % 2) == (b % 2) else 1.0
+            else:
+                w = weights[d]
+            total += w
+            cands.append(b)
+            cum.append(total)
+        table.append((cands, [c / total for c in cum]))
+    return table
+
+
+_NOISE_TABLE = _noise_table()
+
+
+def _split(seed: int, name: str, n: int, with_meta: bool = False) -> list:
+    rng = _stream(seed, name)
+    labels = _labels_stream(_stream(seed, name + "-labels"), n)
+    rows = []
+    for y in labels:
+        text, meta = _sample(rng, y)
+        rows.append((text, y, meta) if with_meta else (text, y))
+    return rows
+
+
+def _check_args(seed, n_train, n_eval, label_noise) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    for name, v in (("n_train", n_train), ("n_eval", n_eval)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
+            raise ValueError(f"{name} must be a positive integer (>= 1), got {v!r}")
+    if (
+        isinstance(label_noise, bool)
+        or not isinstance(label_noise, numbers.Real)
+        or not (0.0 <= float(label_noise) < 1.0)
+    ):
+        raise ValueError(f"label_noise must be a number in [0, 1), got {label_noise!r}")
+
+
+def generate(seed: int = 0, n_train: int = 8000, n_eval: int = 1000, label_noise: float = 0.1) -> SyntheticSplits:
+    """Generate the synthetic train/eval splits (see the module docstring for the task design)."""
+    _check_args(seed, n_train, n_eval, label_noise)
+    seed, n_train, n_eval, label_noise = int(seed), int(n_train), int(n_eval), float(label_noise)
+
+    noise_rng = _stream(seed, "noise")
+    train = []
+    for text, y in _split(seed, "train", n_train):
+        # Always two draws per example, so the texts/flips are nested across noise rates.
+        u, v = noise_rng.random(), noise_rng.random()
+        noisy = u < label_noise
+        if noisy:
+            cands, cum = _NOISE_TABLE[y]
+            y = cands[min(bisect.bisect_right(cum, v), len(cands) - 1)]
+        train.append({"text": text, "label": y, "noisy": noisy})
+    eval_ = [{"text": t, "label": y, "noisy": False} for t, y in _split(seed, "eval", n_eval)]
+    return SyntheticSplits(train=train, eval=eval_, label_names=list(LABEL_NAMES))

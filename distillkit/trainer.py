@@ -1,0 +1,111 @@
+"""One trainer for every method: ``DistillationTrainer`` (a ``transformers.Trainer``).
+
+``compute_loss`` runs the teacher frozen (eval mode, no gradients) when the method needs it, the student
+with the features the method asks for, and sums the method's weighted terms. Each term's unweighted
+value is averaged over the logging window and logged under ``loss/<name>``. Methods never subclass the
+trainer; the per-step data flow is the same for all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainerCallback
+
+from distillkit.features import forward_features
+from distillkit.methods import LossInputs, Method
+
+ADAPTERS_FILE = "adapters.pt"
+
+
+class DistillationTrainer(Trainer):
+    def __init__(self, *args, method: Method, teacher: torch.nn.Module | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.method = method
+        self.teacher = None
+        if method.needs_teacher:
+            if teacher is None:
+                raise ValueError(f"method {method.name!r} needs a teacher")
+            self.teacher = teacher.to(self.args.device).eval()
+            self.teacher.requires_grad_(False)
+        method.adapters.to(self.args.device)
+        # compute_loss returns a per-batch mean: let the Trainer divide it by the accumulation steps.
+        self.loss_is_scaled_for_ga = False
+        self.model_accepts_loss_kwargs = False
+        self._term_sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=self.args.device))
+        self._term_count = 0
+
+    # ------------------------------------------------------------------------------------ the loss
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        student = forward_features(model, inputs, self.method.student_features)
+        teacher = None
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher = forward_features(self.teacher, inputs, self.method.teacher_features)
+        loss, terms = self.method(LossInputs(student, teacher, inputs["labels"], inputs["attention_mask"],
+                                             self.method.adapters))
+        if model.training:
+            for name, value in terms.items():
+                self._term_sums[name] += value.float()
+            self._term_count += 1
+        return (loss, student) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add each loss term's mean since the last log (averaged over processes) to the training logs."""
+        if self._term_count and "loss" in logs:
+            names = sorted(self._term_sums)
+            means = torch.stack([self._term_sums[n] for n in names]) / self._term_count
+            means = self.accelerator.reduce(means, reduction="mean")
+            for name, value in zip(names, means.tolist()):
+                logs[f"loss/{name}"] = round(value, 6)
+            self._term_sums.clear()
+            self._term_count = 0
+        super().log(logs, start_time)
+
+    # ----------------------------------------------------------- adapters: trained, checkpointed
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        params = [p for p in self.method.adapters.parameters() if p.requires_grad]
+        if params and not getattr(self, "_adapters_added", False):
+            optimizer.add_param_group({"params": params, "weight_decay": self.args.weight_decay})
+            self._adapters_added = True
+        return optimizer
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if len(self.method.adapters) and self.args.should_save:
+            folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
+            torch.save(self.method.adapters.state_dict(), folder / ADAPTERS_FILE)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        path = Path(resume_from_checkpoint) / ADAPTERS_FILE
+        if len(self.method.adapters) and path.exists():
+            self.method.adapters.load_state_dict(torch.load(path, map_location=self.args.device))
+
+
+class MetricsCallback(TrainerCallback):
+    """Per-step metrics of one stage: appended to ``metrics.jsonl`` and sent to W&B under ``<stage>/``,
+    each stage with its own step axis. Only the main process writes."""
+
+    def __init__(self, stage: str, path: Path, wandb_run=None):
+        self.stage, self.path, self.wandb_run = stage, path, wandb_run
+        self.started = time.time()
+        if wandb_run is not None:
+            wandb_run.define_metric(f"{stage}/step")
+            wandb_run.define_metric(f"{stage}/*", step_metric=f"{stage}/step")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        record = {"stage": self.stage, "step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
+                  "time_s": round(time.time() - self.started, 3), **logs}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.wandb_run is not None:
+            self.wandb_run.log({f"{self.stage}/step": state.global_step,
+                                **{f"{self.stage}/{k}": v for k, v in logs.items() if isinstance(v, (int, float))}})

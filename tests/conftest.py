@@ -1,0 +1,67 @@
+"""Shared fixtures: everything offline, CPU-only, and small enough for a 2-core machine."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.pop("WANDB_API_KEY", None)
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+from distillkit import conf_dir  # noqa: E402
+from distillkit.config import register_schemas, validate  # noqa: E402
+
+register_schemas()
+
+# A teacher of 4 layers × 32 wide and a 2-layer student on 256 examples: seconds, not minutes.
+TINY = [
+    "logger=none",
+    "student=bert-2l",
+    "data.synthetic.n_train=256",
+    "data.synthetic.n_eval=64",
+    "data.max_length=48",
+    "teacher.arch.num_layers=4",
+    "teacher.arch.hidden_size=32",
+    "teacher.arch.num_heads=2",
+    "teacher.arch.intermediate_size=64",
+    "teacher.arch.vocab_size=300",
+    "teacher.prepare_epochs=1",
+    "train.max_steps=6",
+    "train.logging_steps=2",
+    "train.save_steps=3",
+    "hardware=cpu",
+    "hardware.per_device_batch_size=16",
+    "eval.latency_batches=2",
+    "eval.throughput_batches=1",
+]
+
+
+def compose_config(overrides=()):
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+@pytest.fixture
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.getbasetemp() / "distillkit-cache"
+
+
+@pytest.fixture
+def run_tiny(tmp_path, cache_dir):
+    """Run distillkit in-process with the tiny settings plus ``overrides``; returns (results, run dir)."""
+    from distillkit.run import RunContext, run
+
+    def _run(overrides=(), out=None, resume=False):
+        cfg = validate(compose_config(TINY + [f"cache_dir={cache_dir}"] + list(overrides)))
+        out = Path(out or tmp_path / "run")
+        out.mkdir(parents=True, exist_ok=True)
+        return run(cfg, RunContext(output_dir=out, job_name="test", overrides=tuple(overrides), resume=resume)), out
+
+    return _run

@@ -1,0 +1,109 @@
+"""Every option of every group composes and validates; bad values fail with key, value and fix."""
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from distillkit import conf_dir
+from distillkit.config import METHOD_SCHEMAS, validate
+from distillkit.errors import ConfigError
+
+from .conftest import compose_config
+
+# Options that need a value the user must supply (marked ??? in their YAML).
+NEEDS = {
+    ("teacher", "hub"): ["teacher.path=/models/teacher"],
+    ("student", "hub"): ["student.path=/models/student"],
+    ("data", "hub"): ["data.path=imdb"],
+}
+
+
+def _options():
+    for group_dir in sorted(p for p in conf_dir().iterdir() if p.is_dir()):
+        for option in sorted(group_dir.glob("*.yaml")):
+            yield group_dir.name, option.stem
+
+
+@pytest.mark.parametrize("group,option", list(_options()))
+def test_every_option_composes_and_validates(group, option, tmp_path):
+    extra = list(NEEDS.get((group, option), []))
+    if (group, option) == ("data", "local"):
+        for split in ("train", "eval"):
+            path = tmp_path / f"{split}.csv"
+            path.write_text("text,label\nhello,0\nbye,1\n")
+            extra.append(f"data.{split}_file={path}")
+    if group == "pair":
+        teacher, student = option.split("_", 1)
+        overrides = [f"teacher={teacher}", f"student={student}"]
+    else:
+        overrides = [f"{group}={option}"] + extra
+    cfg = validate(compose_config(overrides))
+    if group == "method":
+        assert isinstance(cfg.method, METHOD_SCHEMAS[option])
+    if group in ("data", "teacher", "student", "hardware", "logger", "augmentation"):
+        assert getattr(cfg, group).name == option
+
+
+def test_default_config_is_the_embedded_offline_run():
+    cfg = validate(compose_config())
+    assert cfg.data.source == "synthetic" and cfg.teacher.path is None and cfg.teacher.arch.num_layers == 12
+    assert cfg.method.name == "kd" and cfg.method.temperature == 4.0 and cfg.method.ce_weight == 0.5
+    assert cfg.logger.name == "wandb"
+
+
+def test_experiment_recipe_overrides_groups():
+    cfg = validate(compose_config(["experiment=distilbert_sst2"]))
+    assert (cfg.data.name, cfg.teacher.path, cfg.student.num_layers) == ("sst2", "bert-base-uncased", 6)
+    assert cfg.method.temperature == 10.0
+
+
+def _error(overrides) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        validate(compose_config(overrides))
+    return info.value
+
+
+@pytest.mark.parametrize("overrides,key,words", [
+    (["method.temperature=0"], "method.temperature", "positive"),
+    (["method.temperature=-2"], "method.temperature", "positive"),
+    (["method.ce_weight=1.5"], "method.ce_weight", "[0, 1]"),
+    (["method.ce_weight=-0.1"], "method.ce_weight", "[0, 1]"),
+    (["+method.temprature=3"], "method.temprature", "valid keys are: name, temperature, ce_weight"),
+    (["+train.epoks=3"], "train.epoks", "valid keys"),
+    (["+foo=1"], "foo", "top-level"),
+    (["student.layers=[1,2]"], "student.layers", "init=list"),
+    (["student.init=list", "student.layers=[1,2]"], "student.layers", "exactly num_layers=4"),
+    (["student.init=copy"], "student.init", "uniform, first, last, list, random"),
+    (["teacher=hub"], "teacher.path", "teacher.path"),
+    (["teacher.prepare=never"], "teacher.prepare", "never seen the task"),
+    (["hardware.devices=0"], "hardware.devices", ">= 1"),
+    (["hardware=cpu", "hardware.precision=fp16"], "hardware.precision", "CPU"),
+    (["hardware.precision=fp8"], "hardware.precision", "fp32, bf16, fp16"),
+    (["data.synthetic.label_noise=1.0"], "data.synthetic.label_noise", "[0, 1)"),
+    (["logger.mode=sometimes"], "logger.mode", "auto, online, offline, disabled"),
+    (["train.warmup_ratio=2"], "train.warmup_ratio", "[0, 1]"),
+    (["data=local"], "data.train_file", "data.train_file=PATH"),
+    (["data=local", "data.train_file=/no/such.csv", "data.eval_file=/no/such.csv"], "data.train_file", "readable"),
+])
+def test_bad_values_name_key_value_and_fix(overrides, key, words):
+    err = _error(overrides)
+    assert err.key == key
+    message = str(err)
+    assert message.startswith(f"{key}=") and "Fix:" in message and words in message
+    assert "\n" not in message  # one paragraph
+
+
+def test_wrong_type_fails_while_composing():
+    with pytest.raises(ConfigCompositionException, match="method.ce_weight"):
+        compose_config(["method.ce_weight=abc"])
+
+
+def test_unknown_option_lists_the_available_ones():
+    with pytest.raises(Exception, match="kd"):
+        compose_config(["method=kdd"])
+
+
+def test_packaged_config_dir_is_found():
+    assert (conf_dir() / "config.yaml").is_file()
+    assert Path(conf_dir(), "method", "kd.yaml").is_file()

@@ -1,0 +1,111 @@
+"""Student derivation, layer maps, and the model checks that run before any training."""
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, BertConfig
+
+from distillkit import models
+from distillkit.config import StudentConfig, TeacherConfig
+from distillkit.data import train_wordpiece
+from distillkit.errors import ConfigError
+
+LABELS = ["a", "b", "c"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    texts = ["the film was not good", "a fine meal but slow service", "never again", "great trip"] * 20
+    return train_wordpiece(texts, 120, tmp_path_factory.mktemp("tok"))
+
+
+def _teacher(tokenizer, layers=6):
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=32, num_labels=3)
+    return models.build_from_config(config, seed=0)
+
+
+@pytest.mark.parametrize("init,k,n,expected", [
+    ("uniform", 6, 12, [0, 2, 4, 7, 9, 11]),  # DistilBERT's choice
+    ("uniform", 4, 12, [0, 4, 7, 11]),
+    ("uniform", 1, 12, [11]),
+    ("first", 3, 12, [0, 1, 2]),
+    ("last", 3, 12, [9, 10, 11]),
+    ("random", 3, 12, None),
+])
+def test_select_layers(init, k, n, expected):
+    assert models.select_layers(StudentConfig(num_layers=k, init=init), n) == expected
+
+
+def test_select_layers_errors_name_the_range():
+    with pytest.raises(ConfigError, match="exceeds the teacher's 12 layers") as info:
+        models.select_layers(StudentConfig(num_layers=14), 12)
+    assert info.value.key == "student.num_layers"
+    with pytest.raises(ConfigError, match=r"\[12\] outside the teacher's 0..11"):
+        models.select_layers(StudentConfig(num_layers=2, init="list", layers=[0, 12]), 12)
+
+
+def test_derived_student_copies_the_chosen_teacher_layers(tokenizer):
+    teacher = _teacher(tokenizer)
+    t_cfg = teacher.config
+    s_cfg, layers = models.student_config(StudentConfig(num_layers=2, init="list", layers=[1, 4]), t_cfg, tokenizer, LABELS)
+    student = models.derive_student(teacher, s_cfg, layers, seed=0)
+    assert student.config.num_hidden_layers == 2
+    for i, src in enumerate(layers):
+        s_w = student.bert.encoder.layer[i].attention.self.query.weight
+        assert torch.equal(s_w, teacher.bert.encoder.layer[src].attention.self.query.weight)
+    assert torch.equal(student.bert.embeddings.word_embeddings.weight, teacher.bert.embeddings.word_embeddings.weight)
+    assert torch.equal(student.classifier.weight, teacher.classifier.weight)
+
+
+def test_random_init_does_not_copy(tokenizer):
+    teacher = _teacher(tokenizer)
+    s_cfg, layers = models.student_config(StudentConfig(num_layers=2, init="random"), teacher.config, tokenizer, LABELS)
+    student = models.derive_student(teacher, s_cfg, layers, seed=0)
+    assert not torch.equal(student.bert.encoder.layer[0].attention.self.query.weight,
+                           teacher.bert.encoder.layer[0].attention.self.query.weight)
+
+
+def test_narrower_student_needs_random_init(tokenizer):
+    teacher = _teacher(tokenizer)
+    with pytest.raises(ConfigError, match="width differs") as info:
+        models.student_config(StudentConfig(num_layers=2, hidden_size=8), teacher.config, tokenizer, LABELS)
+    assert info.value.key == "student.init"
+    s_cfg, layers = models.student_config(StudentConfig(num_layers=2, hidden_size=8, init="random"), teacher.config,
+                                          tokenizer, LABELS)
+    assert s_cfg.hidden_size == 8 and layers is None
+    with pytest.raises(ConfigError, match="does not divide"):
+        models.student_config(StudentConfig(num_layers=2, hidden_size=9, init="random"), teacher.config, tokenizer,
+                              LABELS)
+
+
+def test_local_checkpoint_teacher_and_head_detection(tokenizer, tmp_path):
+    teacher = _teacher(tokenizer)
+    teacher.config.architectures = ["BertForSequenceClassification"]
+    models.save_model(teacher, tokenizer, tmp_path / "t")
+    config, fitted = models.teacher_config(TeacherConfig(path=str(tmp_path / "t")), tokenizer, LABELS)
+    assert fitted and config.num_labels == 3
+    _, fitted = models.teacher_config(TeacherConfig(path=str(tmp_path / "t")), tokenizer, LABELS + ["d"])
+    assert not fitted  # 3-way head, 4 labels: it must be prepared
+
+
+def test_missing_hub_model_offline_says_so_and_how_to_fix():
+    with pytest.raises(ConfigError) as info:
+        models.teacher_config(TeacherConfig(path="no-such-org/no-such-model"), None, LABELS)
+    message = str(info.value)
+    assert info.value.key == "teacher.path" and "HF_HUB_OFFLINE=1" in message and "local directory" in message
+
+
+def test_student_with_another_tokenizer_is_rejected(tokenizer, tmp_path):
+    other = train_wordpiece(["completely different words here"] * 10, 110, tmp_path / "other")
+    with pytest.raises(ConfigError, match="different tokenizer") as info:
+        models.check_tokenizers(tokenizer, other, "/models/other")
+    assert info.value.key == "student.path"
+    models.check_tokenizers(tokenizer, tokenizer, "/models/same")
+
+
+def test_hub_student_vocabulary_must_match(tokenizer, tmp_path):
+    teacher = _teacher(tokenizer)
+    small = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    AutoModelForSequenceClassification.from_config(small).save_pretrained(tmp_path / "s")
+    with pytest.raises(ConfigError, match="vocabulary of 50 tokens"):
+        models.student_config(StudentConfig(path=str(tmp_path / "s")), teacher.config, tokenizer, LABELS)
