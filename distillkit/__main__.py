@@ -8,6 +8,7 @@ Heavy imports (torch, transformers) happen inside functions, so ``--help`` stays
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -22,7 +23,7 @@ from distillkit.errors import ConfigError, require
 log = logging.getLogger("distillkit")
 
 
-def _context(raw: dict):
+def _context():
     """Where this job writes and what it is called, from Hydra's runtime config."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -31,11 +32,31 @@ def _context(raw: dict):
 
     hc = HydraConfig.get()
     overrides = tuple(hc.overrides.task)
-    name = hc.job.override_dirname or "default"
-    group = None
+    name, group = ",".join(overrides), None
     if hc.mode == RunMode.MULTIRUN:
         group = "sweep-" + "_".join(Path(hc.sweep.dir).parts[-2:])
-    return RunContext(output_dir=Path(hc.runtime.output_dir), job_name=name, overrides=overrides, group=group)
+        swept = _swept_keys(sys.argv[1:])
+        name = ",".join(o for o in overrides if o.split("=", 1)[0].lstrip("+~") in swept) or name
+    return RunContext(output_dir=Path(hc.runtime.output_dir), job_name=name or "default", overrides=overrides,
+                      group=group)
+
+
+def _swept_keys(argv: list[str]) -> set[str]:
+    """Keys a sweep varies (``key=a,b`` or ``key=glob(*)``/``range(..)``/``choice(..)``): in a multirun a job is
+    named by its values of these alone, so W&B run names stay short and say what differs."""
+    keys = set()
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        depth, top_level_comma = 0, False
+        for ch in value:
+            depth += ch in "[({"
+            depth -= ch in "])}"
+            top_level_comma |= ch == "," and depth == 0
+        if top_level_comma or re.match(r"^(glob|range|choice|interval)\(", value):
+            keys.add(key.lstrip("+~"))
+    return keys
 
 
 def _resume(raw: dict, ctx):
@@ -59,10 +80,10 @@ def entry(cfg: DictConfig) -> None:
 
     ctx = None
     try:
+        ctx = _context()
         run_cfg = validate(cfg)
         raw = OmegaConf.to_container(cfg, resolve=True)
         raw.pop("hydra", None)
-        ctx = _context(raw)
         if run_cfg.resume:
             raw = _resume(raw, ctx)
             run_cfg = validate(raw)

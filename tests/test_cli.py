@@ -1,0 +1,77 @@
+"""The command line as a user runs it: subprocesses, a multirun, W&B offline files, error exits."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import TINY
+from .wandb_records import read_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(args, tmp_path, env=None, timeout=600):
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "MPLBACKEND": "Agg", **(env or {})}
+    full_env.pop("WANDB_MODE", None)  # the logger must go offline by itself
+    full_env.pop("WANDB_API_KEY", None)
+    return subprocess.run([sys.executable, "-m", *args], cwd=tmp_path, env=full_env, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("override,key", [
+    ("method.temperature=0", "method.temperature"),
+    ("student.num_layers=20", "student.num_layers"),
+    ("teacher=hub teacher.path=no-such-org/no-such-model", "teacher.path"),
+])
+def test_bad_input_is_one_paragraph_and_exit_2(tmp_path, cache_dir, override, key):
+    tiny = [o for o in TINY if not (override.startswith("teacher=") and o.startswith("teacher.arch"))]
+    args = ["distillkit", *tiny, f"cache_dir={cache_dir}", *override.split(), "hydra.run.dir=run"]
+    proc = cli(args, tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    error_lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 1 and error_lines[0].startswith(f"error: {key}=") and "Fix:" in error_lines[0]
+    assert not (tmp_path / "run" / "results.json").exists()
+    assert (tmp_path / "run" / "error.txt").read_text().startswith(f"error: {key}=")
+
+
+@pytest.mark.slow
+def test_multirun_sweep_wandb_offline_and_compare(tmp_path, cache_dir):
+    tiny = [o for o in TINY if o != "logger=none"]
+    proc = cli(["distillkit", "-m", *tiny, f"cache_dir={cache_dir}", "logger=wandb", "method=none,kd",
+                "hydra.sweep.dir=sweep"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "wandb sync" in proc.stdout + proc.stderr  # says how to upload the offline runs
+    jobs = sorted((tmp_path / "sweep").glob("[0-9]"))
+    assert len(jobs) == 2
+    groups = set()
+    for job in jobs:
+        results = json.loads((job / "results.json").read_text())
+        assert results["status"] == "complete" and results["run"]["output_dir"] == str(job)
+        run_dirs = list((job / "wandb").glob("offline-run-*"))
+        assert len(run_dirs) == 1  # run files under the job's own directory
+        record = read_run(run_dirs[0])
+        groups.add(record["group"])
+        assert record["name"] == results["run"]["name"] and record["name"].startswith("method=")
+        assert json.loads(record["config"]["method.name"]) == results["run"]["method"]
+        assert {"distill/loss", "distill/loss/ce", "distill/step", "teacher_prep/loss/ce"} & record["history_keys"]
+        assert "distill/loss/ce" in record["history_keys"]
+        assert json.loads(record["summary"]["student/accuracy"]) == pytest.approx(results["student"]["accuracy"])
+        assert "comparison/retention" in record["summary"]
+    assert len(groups) == 1 and groups.pop().startswith("sweep-")  # one group per sweep
+
+    proc = cli(["distillkit.compare", "sweep"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "method=none" in proc.stdout and "method=kd" in proc.stdout
+    assert (tmp_path / "sweep" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_help_is_fast_and_lists_groups(tmp_path):
+    proc = cli(["distillkit", "--help"], tmp_path, timeout=60)
+    assert proc.returncode == 0
+    for group in ("method: kd, none", "student:", "teacher:", "hardware:", "logger:"):
+        assert group in proc.stdout
