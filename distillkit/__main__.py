@@ -91,15 +91,16 @@ def entry(cfg: DictConfig) -> None:
         if not launch.inside_worker() or launch.os.environ.get("RANK", "0") == "0":
             (ctx.output_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(raw)))
             (ctx.output_dir / "error.txt").unlink(missing_ok=True)
+        from distillkit.run import make_plan, run
+
+        plan = make_plan(run_cfg)  # every check, before workers start or weights load
         if run_cfg.hardware.devices > 1 and not launch.inside_worker():
             from dataclasses import asdict
 
             launch.spawn(raw, asdict(ctx), run_cfg.hardware.devices)
             return
-        from distillkit.run import run
-
         try:
-            run(run_cfg, ctx)
+            run(run_cfg, ctx, plan)
         finally:
             if launch.inside_worker():
                 launch.shutdown_process_group()

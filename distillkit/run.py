@@ -20,7 +20,7 @@ import torch
 
 from distillkit import cache, models
 from distillkit.config import RunConfig
-from distillkit.errors import ConfigError, require
+from distillkit.errors import require
 from distillkit.stages import plan_stages, run_stage
 
 log = logging.getLogger("distillkit")
@@ -104,23 +104,31 @@ def _versions() -> dict:
     return {"distillkit": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
 
 
-def run(cfg: RunConfig, ctx: RunContext) -> dict | None:
-    """Run every stage; on rank 0 return (and write) the results. Raises ConfigError on bad input."""
+@dataclass
+class Plan:
+    """Everything decided and checked before the first weight is loaded or trained."""
+
+    task: "TaskData"  # noqa: F821
+    tokenizer: object
+    teacher_config: object
+    student_config: object
+    student_layers: list[int] | None
+    prepare_teacher: bool
+    stages: list
+    use_cpu: bool
+    device: torch.device
+    cache_root: Path
+
+
+def make_plan(cfg: RunConfig) -> Plan:
+    """The checks: device, data fields, tokenizers, model configs, layer map. Raises ConfigError."""
     import datasets
-    from transformers import DataCollatorWithPadding, set_seed
 
-    from distillkit import evaluate, report, tracking
-    from distillkit.data import load_task, tokenize
+    from distillkit.data import load_task
 
-    started = time.time()
-    started_at = datetime.datetime.now().isoformat(timespec="seconds")
-    rank, _, world = _rank()
-    out = Path(ctx.output_dir)
     datasets.disable_progress_bars()
     use_cpu, device = resolve_device(cfg)
     root = cache.cache_root(cfg.cache_dir)
-
-    # ---- checks before heavy work: data fields, tokenizers, model configs, layer maps
     task = load_task(cfg.data)
     tokenizer = _tokenizer(cfg, task, root)
     t_config, head_fitted = models.teacher_config(cfg.teacher, tokenizer, task.label_names)
@@ -131,88 +139,108 @@ def run(cfg: RunConfig, ctx: RunContext) -> dict | None:
             f"but {cfg.teacher.path} has no classifier for these {task.num_labels} labels.",
             "use teacher.prepare=auto to fine-tune it on the task first, or give a fine-tuned checkpoint.")
     prepare = cfg.teacher.prepare == "always" or (cfg.teacher.prepare == "auto" and not head_fitted)
-    stages = plan_stages(cfg, prepare)
-    log.info("Plan: %s; student layers from teacher layers %s", " → ".join(s.name for s in stages), layers)
-    log.info("Loss: %s", stages[-1].method.formula())
+    return Plan(task, tokenizer, t_config, s_config, layers, prepare, plan_stages(cfg, prepare), use_cpu, device, root)
 
-    train_set, eval_set = tokenize(task, tokenizer, cfg.data.max_length)
-    collator = DataCollatorWithPadding(tokenizer)
+
+def _prepared_teacher(cfg: RunConfig, plan: Plan, train_set, collator, out: Path, wandb_run, resume: bool):
+    """The teacher fitted to the task: from the cache, or trained now (stage teacher_prep) and cached."""
+    from transformers import set_seed
+
+    rank, _, world = _rank()
+    if not plan.prepare_teacher:
+        return models.load_pretrained("teacher.path", cfg.teacher.path, plan.teacher_config, cfg.teacher.revision,
+                                      cfg.teacher.trust_remote_code), None
+    spec = _teacher_spec(cfg, plan.task, plan.tokenizer, world)
+    final = cache.entry_dir(plan.cache_root, "teachers", spec)
+    if final.exists():
+        log.info("[teacher_prep] using the cached prepared teacher %s", final)
+        record = {"name": "teacher_prep", "cached": True, "steps": 0, "wall_time_s": 0.0, "cache_dir": str(final)}
+    else:
+        set_seed(cfg.teacher.prepare_seed)
+        base = (models.build_from_config(plan.teacher_config, cfg.teacher.prepare_seed) if cfg.teacher.path is None
+                else models.load_pretrained("teacher.path", cfg.teacher.path, plan.teacher_config,
+                                            cfg.teacher.revision, cfg.teacher.trust_remote_code))
+        record = run_stage(plan.stages[0], cfg, base, None, train_set, collator, plan.tokenizer, out, plan.use_cpu,
+                           wandb_run, resume)
+        if rank == 0:
+            with cache.building(final) as tmp:
+                models.save_model(base, plan.tokenizer, tmp)
+                cache.write_spec(tmp, spec)
+        record["cache_dir"] = str(final)
+        _barrier()
+    return models.load_pretrained("teacher", str(final), None), record
+
+
+def _results(cfg: RunConfig, ctx: RunContext, plan: Plan, numbers: dict, records: list, started: float,
+             started_at: str, n_train: int, n_eval: int) -> dict:
+    from distillkit import report
+
+    return {
+        "schema_version": report.SCHEMA_VERSION,
+        "status": "complete",
+        "run": {"name": ctx.job_name, "output_dir": str(ctx.output_dir), "overrides": list(ctx.overrides),
+                "method": cfg.method.name, "teacher": cfg.teacher.name, "student": cfg.student.name,
+                "data": cfg.data.name, "seed": cfg.seed, "started_at": started_at,
+                "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
+                "wall_time_s": round(time.time() - started, 2), "world_size": _rank()[2], "device": str(plan.device),
+                "versions": _versions()},
+        "task": {"metric": "accuracy", "num_labels": plan.task.num_labels, "label_names": plan.task.label_names,
+                 "train_examples": n_train, "eval_examples": n_eval},
+        **numbers,
+        "stages": records,
+        "artifacts": {"student": "student", "metrics": "metrics.jsonl", "config": "config.yaml"},
+    }
+
+
+def run(cfg: RunConfig, ctx: RunContext, plan: Plan | None = None) -> dict | None:
+    """Run every stage; on rank 0 write and return the results. Raises ConfigError on bad input."""
+    from transformers import DataCollatorWithPadding, set_seed
+
+    from distillkit import evaluate, report, tracking
+    from distillkit.data import tokenize
+
+    started, started_at = time.time(), datetime.datetime.now().isoformat(timespec="seconds")
+    rank = _rank()[0]
+    out = Path(ctx.output_dir)
+    plan = plan or make_plan(cfg)
+    log.info("Plan: %s; student layers from teacher layers %s", " → ".join(s.name for s in plan.stages),
+             plan.student_layers)
+    log.info("Loss: %s", plan.stages[-1].method.formula())
+    train_set, eval_set = tokenize(plan.task, plan.tokenizer, cfg.data.max_length)
+    collator = DataCollatorWithPadding(plan.tokenizer)
     wandb_run = None
     if rank == 0:
         flat = {**tracking.flatten(cfg), "run.overrides": " ".join(ctx.overrides), "run.job": ctx.job_name}
         wandb_run = tracking.start(cfg.logger, out, ctx.job_name, ctx.group, flat)
-    records, failed = [], True
     try:
-        # ---- stage 1: the teacher, fitted to the task (cached)
-        if prepare:
-            spec = _teacher_spec(cfg, task, tokenizer, world)
-            final = cache.entry_dir(root, "teachers", spec)
-            if final.exists():
-                log.info("[teacher_prep] using the cached prepared teacher %s", final)
-                records.append({"name": "teacher_prep", "cached": True, "steps": 0, "wall_time_s": 0.0,
-                                "cache_dir": str(final)})
-            else:
-                set_seed(cfg.teacher.prepare_seed)
-                base = (models.build_from_config(t_config, cfg.teacher.prepare_seed) if cfg.teacher.path is None else
-                        models.load_pretrained("teacher.path", cfg.teacher.path, t_config, cfg.teacher.revision,
-                                               cfg.teacher.trust_remote_code))
-                records.append(run_stage(stages[0], cfg, base, None, train_set, collator, tokenizer, out, use_cpu,
-                                         wandb_run, ctx.resume))
-                if rank == 0:
-                    with cache.building(final) as tmp:
-                        models.save_model(base, tokenizer, tmp)
-                        cache.write_spec(tmp, spec)
-                    records[-1]["cache_dir"] = str(final)
-                _barrier()
-            teacher = models.load_pretrained("teacher", str(final), None)
-        else:
-            teacher = models.load_pretrained("teacher.path", cfg.teacher.path, t_config, cfg.teacher.revision,
-                                             cfg.teacher.trust_remote_code)
-
-        # ---- stage 2: the student, distilled
+        teacher, record = _prepared_teacher(cfg, plan, train_set, collator, out, wandb_run, ctx.resume)
+        records = [record] if record else []
         set_seed(cfg.seed)
         if cfg.student.path is None:
-            student = models.derive_student(teacher, s_config, layers, cfg.seed)
+            student = models.derive_student(teacher, plan.student_config, plan.student_layers, cfg.seed)
         else:
-            student = models.load_pretrained("student.path", cfg.student.path, s_config, cfg.student.revision,
-                                             cfg.student.trust_remote_code)
-        records.append(run_stage(stages[-1], cfg, student, teacher, train_set, collator, tokenizer, out, use_cpu,
-                                 wandb_run, ctx.resume))
+            student = models.load_pretrained("student.path", cfg.student.path, plan.student_config,
+                                             cfg.student.revision, cfg.student.trust_remote_code)
+        records.append(run_stage(plan.stages[-1], cfg, student, teacher, train_set, collator, plan.tokenizer, out,
+                                 plan.use_cpu, wandb_run, ctx.resume))
         if rank != 0:
-            failed = False
             return None
-
-        # ---- evaluate and report (rank 0)
-        teacher.to(device)
-        student.to(device)
-        numbers = evaluate.evaluate_pair(teacher, student, eval_set, collator, task.num_labels, device,
+        teacher.to(plan.device)
+        student.to(plan.device)
+        numbers = evaluate.evaluate_pair(teacher, student, eval_set, collator, plan.task.num_labels, plan.device,
                                          cfg.hardware.eval_batch_size, cfg.eval.latency_batches,
                                          cfg.eval.throughput_batches)
-        models.save_model(student, tokenizer, out / "student")
-        results = {
-            "schema_version": report.SCHEMA_VERSION,
-            "status": "complete",
-            "run": {"name": ctx.job_name, "output_dir": str(out), "overrides": list(ctx.overrides),
-                    "method": cfg.method.name, "teacher": cfg.teacher.name, "student": cfg.student.name,
-                    "data": cfg.data.name, "seed": cfg.seed, "started_at": started_at,
-                    "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
-                    "wall_time_s": round(time.time() - started, 2), "world_size": world, "device": str(device),
-                    "versions": _versions()},
-            "task": {"metric": "accuracy", "num_labels": task.num_labels, "label_names": task.label_names,
-                     "train_examples": len(train_set), "eval_examples": len(eval_set)},
-            **numbers,
-            "stages": records,
-            "artifacts": {"student": "student", "metrics": "metrics.jsonl", "config": "config.yaml"},
-        }
+        models.save_model(student, plan.tokenizer, out / "student")
+        results = _results(cfg, ctx, plan, numbers, records, started, started_at, len(train_set), len(eval_set))
         report.write_json_atomic(out / "results.json", results)
+        clear_checkpoints(out)
         print("\n" + report.format_table(results) + f"\n\nresults: {out / 'results.json'}\nstudent: {out / 'student'}",
               flush=True)
         tracking.finish(wandb_run, report.summary_for_wandb(results))
-        wandb_run, failed = None, False
+        wandb_run = None
         return results
     finally:
-        if wandb_run is not None:
-            tracking.finish(wandb_run, failed=failed)
+        tracking.finish(wandb_run, failed=True)  # only reached with a run still open: the run failed
 
 
 def clear_checkpoints(out: Path) -> None:
@@ -220,4 +248,3 @@ def clear_checkpoints(out: Path) -> None:
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
 
-__all__ = ["RunContext", "run", "ConfigError"]

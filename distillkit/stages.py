@@ -80,6 +80,7 @@ def training_arguments(cfg: RunConfig, stage: Stage, output_dir: Path, use_cpu: 
         report_to="none",
         disable_tqdm=False,
         remove_unused_columns=False,
+        ddp_find_unused_parameters=False,
     )
 
 

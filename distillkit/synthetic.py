@@ -54,6 +54,14 @@ _P_MILD = 0.2
 _P_MILD_AGREES = 0.75
 _P_MILD_NEUTRAL = 0.2
 _MAX_TOKENS = 36
+# Mixture weights of the grammar (see _Gen). Kept so that a plain adjective still agrees with the
+# label more often than not (real text works like that, and it gives a learner a foothold), while
+# about half of the examples need word order to be read correctly.
+_FRAME_WEIGHTS = {"simple": 0.36, "and": 0.14, "contrast": 0.20, "expect": 0.10, "aside": 0.20}
+_CLAUSE_WEIGHTS = {"copula": 0.72, "predicate": 0.10, "never_call": 0.04, "nothing_about": 0.04,
+                   "never_better": 0.04, "recommend": 0.06}
+_COMPLEMENT_WEIGHTS = {"plain": 0.55, "negated": 0.20, "anything_but": 0.05, "neither_nor": 0.05,
+                       "not_just": 0.05, "and": 0.10}
 
 
 @dataclass(frozen=True)
@@ -257,18 +265,26 @@ class _Gen:
         return np, explicit
 
     # -- complements after a copula ------------------------------------------------------------
+    def choose(self, weights: dict[str, float]) -> str:
+        u = self.r.random() * sum(weights.values())
+        for key, w in weights.items():
+            u -= w
+            if u < 0:
+                return key
+        return key
+
     def clear_complement(self, topic: str, pol: int) -> str:
-        k = self.r.random()
-        if k < 0.36:
+        k = self.choose(_COMPLEMENT_WEIGHTS)
+        if k == "plain":
             a = self.adj(topic, pol)
-            return f"{self.pick(_INTENSIFIERS)} {a}" if self.chance(0.45) else a
-        if k < 0.70:
+            return f"{self.pick(_INTENSIFIERS)} {a}" if self.chance(0.4) else a
+        if k == "negated":
             return f"{self.pick(_NEGATORS)} {self.adj(topic, -pol)}"
-        if k < 0.78:
+        if k == "anything_but":
             return f"{self.pick(['anything but', 'far from'])} {self.adj(topic, -pol)}"
-        if k < 0.85:
+        if k == "neither_nor":
             return f"neither {self.adj(topic, -pol)} nor {self.adj(topic, -pol)}"
-        if k < 0.93:
+        if k == "not_just":
             return f"{self.pick(['not just', 'not only'])} {self.adj(topic, pol)} but also {self.adj(topic, pol)}"
         return f"{self.adj(topic, pol)} and {self.adj(topic, pol)}"
 
@@ -303,18 +319,17 @@ class _Gen:
     def clause(self, topic: str, pol: int, deciding: bool, allow_generic: bool = True) -> tuple[str, bool, bool]:
         """A clause about `topic` expressing `pol`. Returns (text, mild, topic_explicit)."""
         np, explicit = self.noun_phrase(topic, allow_generic=allow_generic)
-        k = self.r.random()
-        if k < 0.66:
+        k = self.choose(_CLAUSE_WEIGHTS)
+        if k == "copula":
             comp, mild = self.complement(topic, pol, may_be_mild=deciding)
             return self.copula_clause(np, topic, comp), mild, explicit
-        if k < 0.78:
+        if k == "predicate":
             return f"{np} {self.pick(_PREDICATES[pol])}", False, explicit
-        if k < 0.83:
+        if k == "never_call":
             return f"i would never call {np} {self.adj(topic, -pol)}", False, explicit
-        if k < 0.88:
-            a = self.adj(topic, -pol)
-            return f"there was nothing {a} about {np}", False, explicit
-        if k < 0.93:
+        if k == "nothing_about":
+            return f"there was nothing {self.adj(topic, -pol)} about {np}", False, explicit
+        if k == "never_better":
             noun = self.pick(_NOUNS[topic])
             return f"i have never {_NEVER_VERB[topic]} a {self.pick(_COMPARATIVE[pol])} {noun}", False, True
         return self.pick(_RECOMMEND[pol]).format(np=np), False, explicit
@@ -323,20 +338,20 @@ class _Gen:
     def sentence(self, topic_i: int, pol: int) -> tuple[str, str, bool, bool]:
         """Returns (text, frame, mild, topic_explicit)."""
         topic = TOPICS[topic_i]
-        f = self.r.random()
-        if f < 0.24:  # simple
+        f = self.choose(_FRAME_WEIGHTS)
+        if f == "simple":
             text, mild, explicit = self.clause(topic, pol, deciding=True)
             if self.chance(0.4):
                 text = f"{self.pick(_PREFIXES)} {text}"
             if self.chance(0.35):
                 text = f"{text} {self.pick(_SUFFIXES)}"
             return text + " .", "simple", mild, explicit
-        if f < 0.32:  # conjunction, both clauses agree
+        if f == "and":  # conjunction, both clauses agree
             a, m1, e1 = self.clause(topic, pol, deciding=True)
             b, m2, e2 = self.clause(topic, pol, deciding=True)
             conj = self.pick([", and", "and", ", and also", "; also ,"])
             return f"{a} {conj} {b} .", "and", m1 and m2, e1 or e2
-        if f < 0.58:  # contrast: the main clause decides
+        if f == "contrast":  # the main clause decides
             a, _, ea = self.clause(topic, -pol, deciding=False)
             m, mild, em = self.clause(topic, pol, deciding=True)
             k = self.r.random()
@@ -356,7 +371,7 @@ class _Gen:
                 text = f"{d} , {m} ." if self.chance(0.5) else f"{m} , {d} ."
                 ea = ea or e2
             return text, "contrast", mild, ea or em
-        if f < 0.72:  # expectation vs. experience
+        if f == "expect":  # expectation vs. experience: the experience decides
             np, explicit = self.noun_phrase(topic)
             comp, mild = self.complement(topic, pol, may_be_mild=True)
             k = self.r.random()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from .conftest import TINY
 from .wandb_records import read_run
@@ -26,6 +27,8 @@ def cli(args, tmp_path, env=None, timeout=600):
     ("method.temperature=0", "method.temperature"),
     ("student.num_layers=20", "student.num_layers"),
     ("teacher=hub teacher.path=no-such-org/no-such-model", "teacher.path"),
+    pytest.param("hardware=gpu", "hardware.accelerator",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
 ])
 def test_bad_input_is_one_paragraph_and_exit_2(tmp_path, cache_dir, override, key):
     tiny = [o for o in TINY if not (override.startswith("teacher=") and o.startswith("teacher.arch"))]

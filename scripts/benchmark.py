@@ -1,0 +1,155 @@
+"""Benchmarks of the core run. Prints figures; asserts nothing (tests do that).
+
+    python scripts/benchmark.py wall          # default run: first (teacher prepared) and second (cached)
+    python scripts/benchmark.py throughput    # method=kd training samples/s vs a hand-written PyTorch loop
+    python scripts/benchmark.py quality       # kd vs none, 3 seeds each, on the embedded default
+    python scripts/benchmark.py all
+
+Each part uses its own cache directory under --work (default /tmp/distillkit-bench), so "first run"
+really prepares the teacher. Runs are real `python -m distillkit` subprocesses with the W&B logger
+switched off (it would only add its own start-up time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "MPLBACKEND": "Agg"}
+
+
+def distillkit(args: list[str], cwd: Path) -> float:
+    """Run the CLI; return its wall time in seconds (raises if it fails)."""
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "distillkit", *args], cwd=cwd, env=ENV, capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise SystemExit(f"distillkit {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def bench_wall(work: Path) -> None:
+    cache = work / "wall-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    first = distillkit(["logger=none", f"cache_dir={cache}", "hydra.run.dir=wall-first"], work)
+    second = distillkit(["logger=none", f"cache_dir={cache}", "hydra.run.dir=wall-second"], work)
+    res = json.loads((work / "wall-second" / "results.json").read_text())
+    print(f"default run, first (teacher prepared): {first:6.1f} s")
+    print(f"default run, second (teacher cached):  {second:6.1f} s")
+    print(f"  teacher {res['teacher']['accuracy']:.4f}  student {res['student']['accuracy']:.4f}  "
+          f"retention {res['comparison']['retention'] * 100:.1f}%")
+
+
+def bench_throughput(work: Path, steps: int, repeats: int) -> None:
+    """distillkit's DistillationTrainer vs a minimal loop doing the same computation, side by side."""
+    import torch
+    from torch.utils.data import DataLoader
+    from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
+
+    from distillkit import models
+    from distillkit.config import register_schemas, validate
+    from distillkit.data import load_task, tokenize
+    from distillkit.losses.logits import cross_entropy, soft_target_kl
+    from distillkit.run import _tokenizer
+    from distillkit.stages import plan_stages, run_stage
+
+    cache = work / "wall-cache"  # the teacher prepared by `wall`, or prepared now
+    if not (cache / "teachers").exists():
+        distillkit(["logger=none", f"cache_dir={cache}", "hydra.run.dir=tp-prepare"], work)
+    register_schemas()
+    from hydra import compose, initialize_config_dir
+
+    from distillkit import conf_dir
+
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = validate(compose("config", [f"cache_dir={cache}", "logger=none", f"train.max_steps={steps}",
+                                          f"train.save_steps={steps * 10}", f"train.logging_steps={steps}"]))
+    torch.set_num_threads(os.cpu_count() or 1)
+    task = load_task(cfg.data)
+    tokenizer = _tokenizer(cfg, task, cache)
+    t_config, _ = models.teacher_config(cfg.teacher, tokenizer, task.label_names)
+    s_config, layers = models.student_config(cfg.student, t_config, tokenizer, task.label_names)
+    teacher_dir = next((cache / "teachers").iterdir())
+    teacher = models.load_pretrained("teacher", str(teacher_dir), None).eval()
+    train_set, _ = tokenize(task, tokenizer, cfg.data.max_length)
+    collator = DataCollatorWithPadding(tokenizer)
+    batch = cfg.hardware.per_device_batch_size
+    T, alpha = cfg.method.temperature, cfg.method.ce_weight
+
+    def hand_loop() -> float:
+        student = models.derive_student(teacher, s_config, layers, cfg.seed).train()
+        opt = torch.optim.AdamW(student.parameters(), lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay)
+        sched = get_linear_schedule_with_warmup(opt, int(cfg.train.warmup_ratio * steps), steps)
+        loader = DataLoader(train_set, batch_size=batch, shuffle=True, collate_fn=collator, drop_last=True)
+        started, done = time.perf_counter(), 0
+        while done < steps:
+            for b in loader:
+                inputs = {k: b[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+                with torch.no_grad():
+                    t_logits = teacher(**inputs).logits
+                s_logits = student(**inputs).logits
+                loss = alpha * cross_entropy(s_logits, b["labels"]) + (1 - alpha) * soft_target_kl(s_logits, t_logits, T)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.train.max_grad_norm)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                done += 1
+                if done == steps:
+                    break
+        return steps * batch / (time.perf_counter() - started)
+
+    def distillkit_trainer(i: int) -> float:
+        stage = plan_stages(cfg, prepare_teacher=False)[-1]
+        student = models.derive_student(teacher, s_config, layers, cfg.seed)
+        started = time.perf_counter()
+        run_stage(stage, cfg, student, teacher, train_set, collator, tokenizer, work / f"tp-run{i}", True, None, False)
+        return steps * batch / (time.perf_counter() - started)
+
+    hand, dk = [], []
+    for i in range(repeats):  # interleaved, so drift in machine load hits both alike
+        hand.append(hand_loop())
+        dk.append(distillkit_trainer(i))
+    h, d = statistics.median(hand), statistics.median(dk)
+    print(f"kd training throughput, {steps} steps × batch {batch}, median of {repeats} (interleaved):")
+    print(f"  hand-written loop: {h:7.1f} samples/s   (runs: {', '.join(f'{x:.1f}' for x in hand)})")
+    print(f"  distillkit:        {d:7.1f} samples/s   (runs: {', '.join(f'{x:.1f}' for x in dk)})")
+    print(f"  ratio distillkit / hand: {d / h:.3f}")
+
+
+def bench_quality(work: Path, seeds: str) -> None:
+    cache = work / "wall-cache"
+    sweep = work / "quality-sweep"
+    shutil.rmtree(sweep, ignore_errors=True)
+    elapsed = distillkit(["-m", "logger=none", f"cache_dir={cache}", "method=none,kd", f"seed={seeds}",
+                          f"hydra.sweep.dir={sweep}"], work)
+    print(f"quality sweep (method=none,kd × seed={seeds}): {elapsed:.0f} s")
+    subprocess.run([sys.executable, "-m", "distillkit.compare", str(sweep), "--group-by-seed"], env=ENV, check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", choices=["wall", "throughput", "quality", "all"])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/distillkit-bench"))
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seeds", default="1,2,3")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.part in ("wall", "all"):
+        bench_wall(args.work)
+    if args.part in ("throughput", "all"):
+        bench_throughput(args.work, args.steps, args.repeats)
+    if args.part in ("quality", "all"):
+        bench_quality(args.work, args.seeds)
+
+
+if __name__ == "__main__":
+    main()

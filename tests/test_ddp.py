@@ -1,0 +1,41 @@
+"""Data parallel from the one entry point: 2 CPU workers (gloo) started by distillkit itself."""
+
+import json
+
+import pytest
+
+from .conftest import TINY
+from .test_cli import cli
+
+pytestmark = pytest.mark.slow
+
+# Enough steps at a high learning rate for the student to move away from its initialisation.
+SETTINGS = [o for o in TINY if not o.startswith(("train.max_steps", "hardware.per_device_batch_size"))] + [
+    "train.max_steps=16", "train.learning_rate=2e-3", "teacher.prepare_learning_rate=2e-3"]
+
+
+def test_two_process_ddp_matches_single_process_and_exits_cleanly(tmp_path, cache_dir):
+    single = cli(["distillkit", *SETTINGS, f"cache_dir={cache_dir}-ddp", "hardware.per_device_batch_size=16",
+                  "hydra.run.dir=single"], tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    runs = []
+    for attempt in range(2):  # exits 0 every time, not just once
+        proc = cli(["distillkit", *SETTINGS, f"cache_dir={cache_dir}-ddp", "hardware=ddp", "hardware.devices=2",
+                    "hardware.accelerator=cpu", "hardware.per_device_batch_size=8", f"hydra.run.dir=ddp{attempt}"],
+                   tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "Starting 2 data-parallel workers" in proc.stdout + proc.stderr
+        runs.append(json.loads((tmp_path / f"ddp{attempt}" / "results.json").read_text()))
+    ref = json.loads((tmp_path / "single" / "results.json").read_text())
+    for res in runs:
+        assert res["run"]["world_size"] == 2 and ref["run"]["world_size"] == 1
+        # the same global batch (2 × 8 = 1 × 16) gives the same cache key: the very same teacher
+        assert res["teacher"]["accuracy"] == ref["teacher"]["accuracy"]
+        assert res["stages"][-1]["steps"] == ref["stages"][-1]["steps"] == 16
+        # the student trajectory matches within dropout noise and sampler order
+        assert res["stages"][-1]["train_loss"] == pytest.approx(ref["stages"][-1]["train_loss"], rel=0.1)
+        assert abs(res["student"]["accuracy"] - ref["student"]["accuracy"]) <= 0.1
+    # only rank 0 wrote: one metrics line per logging step, not two
+    lines = [json.loads(x) for x in (tmp_path / "ddp0" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in lines if r["stage"] == "distill" and "loss" in r]
+    assert len(steps) == len(set(steps))
