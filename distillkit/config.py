@@ -92,16 +92,22 @@ class ArchConfig:
     """A BERT-style encoder built from a config (no download), with a WordPiece tokenizer of
     ``vocab_size`` tokens trained on the task's training texts."""
 
+    model_type: str = "megatron-bert"  # megatron-bert: BERT with pre-LayerNorm (trains faster from scratch) | bert
     num_layers: int = 12
     hidden_size: int = 128
     num_heads: int = 4
     intermediate_size: int = 512
     max_position_embeddings: int = 512
     vocab_size: int = 2000
+    dropout: float = 0.1  # hidden and attention dropout; a derived student inherits it
 
     def __post_init__(self):
+        one_of("teacher.arch.model_type", self.model_type, ["megatron-bert", "bert"])
         for f in fields(self):
-            _positive(f"teacher.arch.{f.name}", getattr(self, f.name))
+            if f.name not in ("dropout", "model_type"):
+                _positive(f"teacher.arch.{f.name}", getattr(self, f.name))
+        require(0.0 <= self.dropout < 1.0, "teacher.arch.dropout", self.dropout, "is outside [0, 1).",
+                "use a probability such as 0.1 (0 switches dropout off).")
         require(self.vocab_size >= 100, "teacher.arch.vocab_size", self.vocab_size,
                 "is too small for a WordPiece vocabulary.", "use at least 100.")
         require(self.hidden_size % self.num_heads == 0, "teacher.arch.num_heads", self.num_heads,
@@ -247,6 +253,7 @@ class TrainConfig:
     logging_steps: int = 25
     save_steps: int = 100
     save_total_limit: int = 2
+    group_by_length: bool = True  # batches of similar lengths: less padding, faster steps
 
     def __post_init__(self):
         _positive("train.epochs", self.epochs)

@@ -73,13 +73,15 @@ def _labels(config, label_names: list[str]):
 
 def teacher_config(cfg: TeacherConfig, tokenizer, label_names: list[str]):
     """The teacher's model config, and whether its checkpoint already has a head for these labels."""
-    from transformers import BertConfig
+    from transformers import AutoConfig
 
     if cfg.arch is not None:
         a = cfg.arch
-        config = BertConfig(vocab_size=len(tokenizer), hidden_size=a.hidden_size, num_hidden_layers=a.num_layers,
-                            num_attention_heads=a.num_heads, intermediate_size=a.intermediate_size,
-                            max_position_embeddings=a.max_position_embeddings, pad_token_id=tokenizer.pad_token_id)
+        config = AutoConfig.for_model(
+            a.model_type, vocab_size=len(tokenizer), hidden_size=a.hidden_size, num_hidden_layers=a.num_layers,
+            num_attention_heads=a.num_heads, intermediate_size=a.intermediate_size,
+            max_position_embeddings=a.max_position_embeddings, pad_token_id=tokenizer.pad_token_id,
+            hidden_dropout_prob=a.dropout, attention_probs_dropout_prob=a.dropout)
         _labels(config, label_names)
         return config, False
     config = _auto_config("teacher.path", cfg.path, cfg.revision, cfg.trust_remote_code)

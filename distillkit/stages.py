@@ -77,6 +77,7 @@ def training_arguments(cfg: RunConfig, stage: Stage, output_dir: Path, use_cpu: 
         save_steps=tr.save_steps,
         save_total_limit=tr.save_total_limit,
         eval_strategy="no",
+        train_sampling_strategy="group_by_length" if tr.group_by_length else "random",
         report_to="none",
         disable_tqdm=False,
         remove_unused_columns=False,

@@ -2,28 +2,31 @@
 
 Classes: 4 topics x 2 sentiments = 8 labels ("food/positive", "food/negative", "travel/...",
 "movies/...", "music/..."). Topics are grouped into two domains, hospitality = {food, travel} and
-media = {movies, music}, so class similarity is graded: same topic/opposite sentiment and same
-domain/other topic are "near" classes, the other domain is "far" (see `label_distance`).
+media = {movies, music}, so class similarity is graded: the same topic with the opposite sentiment
+and the other topic of the same domain are "near" classes, the other domain is "far" (`label_distance`).
 
-Each example is one English-like review sentence (lowercase, punctuation as separate tokens,
-about 6-35 tokens, vocabulary ~900 words). Most sentences need word order to be read correctly:
-  * negation and its scope: "not bland", "anything but tasty", "neither dull nor slow",
-    "i would never call the film boring", "could not have been better / worse";
-  * contrast, where the main clause decides: "A but B", "A ; however , B" and "although A , B" /
+Each example is one review sentence (lowercase, punctuation as separate tokens, 5-36 tokens, mean ~13,
+vocabulary ~520 words). A plain adjective agrees with the label more often than not, but roughly 40%
+of the sentences need word order to be read correctly:
+  * negation and its scope: "never bland", "anything but tasty", "neither dull nor slow",
+    "i would never call the film boring", "could not have been better" / "... worse";
+  * contrast, where the main clause decides: "A , but B", "A ; however , B", "although A , B" and
     "B , although A" (B decides), "i expected it to be X , but it was Y";
   * topic asides: "unlike the album , which was dull , the pasta was superb" is food/positive
-    although half of its words are about music; the main clause decides the topic.
-A bag-of-words model therefore falls well short of an order-aware one (scripts/check_synthetic.py).
-Some examples are genuinely ambiguous, so a good teacher should be soft on them: ~20% of the deciding
-phrases are mild ("somewhat bland", "not great", "okay"), agreeing with the label only ~70% of the
-time, and a few sentences name only a domain-generic noun ("the staff", "the show"), leaving the
-topic within the domain open. Eval labels are clean. In TRAIN only, a `label_noise` fraction of the
-labels is replaced by another class, drawn 3:2:1 for same topic/opposite sentiment : same domain/same
-sentiment : same domain/opposite sentiment, and 1 in total for the four far classes (6/7 of flips
-land on near classes); flipped examples have noisy=True. Train, eval and noise use separate
-`random.Random` streams, so the eval split does not depend on n_train and the texts do not depend
-on label_noise (a higher noise rate flips a superset of the examples a lower one flips).
+    although half of its words are about music: the main clause decides the topic.
+So a bag-of-words model falls well short of an order-aware one (see scripts/check_synthetic.py).
+Some examples are genuinely ambiguous, and a good teacher should be soft on them: ~10% of the
+deciding phrases are mild ("somewhat bland", "not great", "okay") and agree with the label only
+~70% of the time; ~8% of sentences name only a domain-generic noun ("the staff", "the show"),
+leaving the topic within the domain open (clean-label Bayes accuracy is about 0.93).
+Eval labels are clean. In TRAIN only, a `label_noise` fraction of the labels is replaced by another
+class drawn with weights 3 (same topic, opposite sentiment), 2 (same domain, same sentiment),
+1 (same domain, opposite sentiment) and 1/4 for each of the four far classes, so 6/7 of the flips
+land on near classes, as annotator confusions do; flipped examples carry noisy=True. Train, eval and
+noise use separate `random.Random` streams: the eval split does not depend on n_train, the texts do
+not depend on label_noise, and a higher noise rate flips a superset of what a lower one flips.
 """
+
 
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from dataclasses import dataclass
 __all__ = [
     "DOMAINS",
     "LABEL_NAMES",
+    "NUM_CLASSES",
     "SENTIMENTS",
     "TOPICS",
     "SyntheticSplits",
@@ -46,22 +50,23 @@ TOPICS: tuple[str, ...] = ("food", "travel", "movies", "music")
 SENTIMENTS: tuple[str, ...] = ("positive", "negative")
 DOMAINS: dict[str, str] = {"food": "hospitality", "travel": "hospitality", "movies": "media", "music": "media"}
 LABEL_NAMES: tuple[str, ...] = tuple(f"{t}/{s}" for t in TOPICS for s in SENTIMENTS)
-NUM_CLASSES = len(LABEL_NAMES)
+NUM_CLASSES: int = len(LABEL_NAMES)
 
 # Probability that the phrase deciding the sentiment is a mild/hedged one, and how often such a
 # phrase leans towards the true sentiment (neutral words like "okay" lean nowhere).
-_P_MILD = 0.2
+_P_MILD = 0.1
 _P_MILD_AGREES = 0.75
 _P_MILD_NEUTRAL = 0.2
 _MAX_TOKENS = 36
 # Mixture weights of the grammar (see _Gen). Kept so that a plain adjective still agrees with the
-# label more often than not (real text works like that, and it gives a learner a foothold), while
-# about half of the examples need word order to be read correctly.
-_FRAME_WEIGHTS = {"simple": 0.36, "and": 0.14, "contrast": 0.20, "expect": 0.10, "aside": 0.20}
-_CLAUSE_WEIGHTS = {"copula": 0.72, "predicate": 0.10, "never_call": 0.04, "nothing_about": 0.04,
-                   "never_better": 0.04, "recommend": 0.06}
-_COMPLEMENT_WEIGHTS = {"plain": 0.55, "negated": 0.20, "anything_but": 0.05, "neither_nor": 0.05,
-                       "not_just": 0.05, "and": 0.10}
+# label more often than not (real text works like that, and it gives a transformer trained from
+# scratch a foothold: with plain adjectives as rare as negated/contrasted ones it stays at chance on
+# sentiment), while roughly 40% of the examples need word order to be read correctly.
+_FRAME_WEIGHTS = {"simple": 0.60, "and": 0.14, "contrast": 0.12, "expect": 0.05, "aside": 0.09}
+_CLAUSE_WEIGHTS = {"copula": 0.80, "predicate": 0.08, "never_call": 0.03, "nothing_about": 0.03,
+                   "never_better": 0.03, "recommend": 0.03}
+_COMPLEMENT_WEIGHTS = {"plain": 0.70, "negated": 0.15, "anything_but": 0.03, "neither_nor": 0.03,
+                       "not_just": 0.03, "and": 0.06}
 
 
 @dataclass(frozen=True)
@@ -69,11 +74,6 @@ class SyntheticSplits:
     train: list[dict]  # each {"text": str, "label": int, "noisy": bool}
     eval: list[dict]  # each {"text": str, "label": int, "noisy": False}
     label_names: list[str]  # index = label id, e.g. "food/positive"
-
-
-def _label(topic: int, sentiment: int) -> int:
-    """sentiment: +1 positive, -1 negative."""
-    return 2 * topic + (0 if sentiment > 0 else 1)
 
 
 def label_distance(a: int, b: int) -> int:
@@ -151,47 +151,29 @@ _GENERIC_CONTEXTS = {
 _NOUN_MODIFIERS = ["new", "famous", "local", "latest", "popular", "classic", "little", "much-hyped", "recommended"]
 
 _GENERIC_ADJ = {
-    +1: [
-        "good", "great", "excellent", "wonderful", "fantastic", "lovely", "impressive", "superb",
-        "brilliant", "enjoyable", "pleasant", "outstanding", "amazing", "terrific", "fabulous",
-        "memorable", "charming", "perfect", "marvelous", "first-rate",
-    ],
-    -1: [
-        "bad", "terrible", "awful", "poor", "disappointing", "dreadful", "weak", "dull", "horrible",
-        "annoying", "lousy", "forgettable", "miserable", "awkward", "sloppy", "unpleasant",
-        "pathetic", "third-rate", "frustrating", "lifeless",
-    ],
+    +1: ["good", "great", "excellent", "wonderful", "fantastic", "lovely", "impressive", "superb",
+         "brilliant", "enjoyable", "pleasant", "outstanding"],
+    -1: ["bad", "terrible", "awful", "poor", "disappointing", "dreadful", "weak", "dull", "horrible",
+         "annoying", "lousy", "forgettable"],
 }
+# Extreme adjectives are never hedged ("somewhat superb") and take only a few intensifiers.
+_EXTREME_ADJ = frozenset(["great", "excellent", "wonderful", "fantastic", "superb", "brilliant",
+                          "outstanding", "terrible", "awful", "dreadful", "horrible"])
 _TOPIC_ADJ = {
-    "food": {
-        +1: ["delicious", "tasty", "flavorful", "fresh", "tender", "crispy", "juicy", "savory",
-             "aromatic", "mouthwatering", "hearty", "succulent"],
-        -1: ["bland", "greasy", "stale", "soggy", "overcooked", "oversalted", "undercooked", "burnt",
-             "rubbery", "watery", "tasteless", "lukewarm"],
-    },
-    "travel": {
-        +1: ["spacious", "cozy", "scenic", "relaxing", "spotless", "comfortable", "luxurious",
-             "peaceful", "breathtaking", "well-located", "punctual", "roomy"],
-        -1: ["cramped", "noisy", "dirty", "overpriced", "shabby", "crowded", "delayed",
-             "uncomfortable", "filthy", "run-down", "chaotic", "musty"],
-    },
-    "movies": {
-        +1: ["gripping", "moving", "hilarious", "suspenseful", "clever", "heartfelt", "stunning",
-             "thrilling", "witty", "well-acted", "riveting", "cinematic"],
-        -1: ["boring", "predictable", "clumsy", "slow", "confusing", "cheesy", "tedious",
-             "shallow", "overlong", "badly-acted", "cliched", "incoherent"],
-    },
-    "music": {
-        +1: ["catchy", "soulful", "melodic", "energetic", "haunting", "groovy", "uplifting",
-             "tight", "harmonious", "danceable", "powerful", "in-tune"],
-        -1: ["repetitive", "tuneless", "shrill", "muddy", "off-key", "grating", "monotonous",
-             "overproduced", "screechy", "derivative", "out-of-tune", "flat"],
-    },
+    "food": {+1: ["delicious", "tasty", "flavorful", "fresh", "tender", "crispy"],
+             -1: ["bland", "greasy", "stale", "soggy", "overcooked", "oversalted"]},
+    "travel": {+1: ["spacious", "cozy", "scenic", "relaxing", "spotless", "comfortable"],
+               -1: ["cramped", "noisy", "dirty", "overpriced", "shabby", "crowded"]},
+    "movies": {+1: ["gripping", "moving", "hilarious", "suspenseful", "clever", "heartfelt"],
+               -1: ["boring", "predictable", "clumsy", "slow", "confusing", "cheesy"]},
+    "music": {+1: ["catchy", "soulful", "melodic", "energetic", "haunting", "groovy"],
+              -1: ["repetitive", "tuneless", "shrill", "muddy", "off-key", "grating"]},
 }
 _TOPIC_VERB = {"food": "tasted", "travel": "felt", "movies": "looked", "music": "sounded"}
 _NEVER_VERB = {"food": "tasted", "travel": "experienced", "movies": "seen", "music": "heard"}
 _INTENSIFIERS = ["very", "really", "extremely", "incredibly", "truly", "absolutely", "remarkably",
                  "so", "genuinely", "utterly"]
+_EXTREME_INTENSIFIERS = ["really", "truly", "absolutely", "simply", "utterly"]
 _HEDGES = ["somewhat", "a bit", "a little", "kind of", "sort of", "slightly", "fairly", "rather",
            "mildly", "moderately", "a tad"]
 _NEGATORS = ["not", "never", "not at all", "by no means", "in no way", "not remotely", "hardly ever"]
@@ -241,10 +223,20 @@ class _Gen:
     def chance(self, p: float) -> bool:
         return self.r.random() < p
 
-    def adj(self, topic: str, pol: int) -> str:
+    def adj(self, topic: str, pol: int, hedgeable: bool = False) -> str:
         if self.chance(0.55):
             return self.pick(_TOPIC_ADJ[topic][pol])
-        return self.pick(_GENERIC_ADJ[pol])
+        while True:
+            a = self.pick(_GENERIC_ADJ[pol])
+            if not (hedgeable and a in _EXTREME_ADJ):
+                return a
+
+    def two_adj(self, topic: str, pol: int) -> tuple[str, str]:
+        a = self.adj(topic, pol)
+        while True:
+            b = self.adj(topic, pol)
+            if b != a:
+                return a, b
 
     def noun_phrase(self, topic: str, allow_generic: bool = True, allow_context: bool = True) -> tuple[str, bool]:
         """Returns (np, topic_is_explicit)."""
@@ -260,8 +252,10 @@ class _Gen:
             if generic and self.chance(0.5):
                 np = f"{np} {self.pick(_GENERIC_CONTEXTS[domain])}"
             else:
-                np = f"{np} {self.pick(_CONTEXTS[topic])}"
-                explicit = True
+                ctx = self.pick(_CONTEXTS[topic])
+                if noun.split()[-1] not in ctx.split():  # not "the lodge at the mountain lodge"
+                    np = f"{np} {ctx}"
+                    explicit = True
         return np, explicit
 
     # -- complements after a copula ------------------------------------------------------------
@@ -277,23 +271,25 @@ class _Gen:
         k = self.choose(_COMPLEMENT_WEIGHTS)
         if k == "plain":
             a = self.adj(topic, pol)
-            return f"{self.pick(_INTENSIFIERS)} {a}" if self.chance(0.4) else a
+            if self.chance(0.4):
+                return f"{self.pick(_EXTREME_INTENSIFIERS if a in _EXTREME_ADJ else _INTENSIFIERS)} {a}"
+            return a
         if k == "negated":
             return f"{self.pick(_NEGATORS)} {self.adj(topic, -pol)}"
         if k == "anything_but":
             return f"{self.pick(['anything but', 'far from'])} {self.adj(topic, -pol)}"
         if k == "neither_nor":
-            return f"neither {self.adj(topic, -pol)} nor {self.adj(topic, -pol)}"
+            return "neither {} nor {}".format(*self.two_adj(topic, -pol))
         if k == "not_just":
-            return f"{self.pick(['not just', 'not only'])} {self.adj(topic, pol)} but also {self.adj(topic, pol)}"
-        return f"{self.adj(topic, pol)} and {self.adj(topic, pol)}"
+            return "{} {} but also {}".format(self.pick(["not just", "not only"]), *self.two_adj(topic, pol))
+        return "{} and {}".format(*self.two_adj(topic, pol))
 
     def mild_complement(self, topic: str, pol: int) -> str:
         if self.chance(_P_MILD_NEUTRAL):
             return self.pick(_MILD_FIXED[0])
         lean = pol if self.chance(_P_MILD_AGREES) else -pol
         if self.chance(0.55):
-            return f"{self.pick(_HEDGES)} {self.adj(topic, lean)}"
+            return f"{self.pick(_HEDGES)} {self.adj(topic, lean, hedgeable=True)}"
         return self.pick(_MILD_FIXED[lean])
 
     def complement(self, topic: str, pol: int, may_be_mild: bool) -> tuple[str, bool]:
@@ -441,24 +437,26 @@ def _labels_stream(rng: random.Random, n: int) -> list[int]:
     return out[:n]
 
 
+def _flip_weight(a: int, b: int) -> float:
+    """Relative chance that an annotator labels class `a` as class `b` (b != a)."""
+    d = label_distance(a, b)
+    if d == 1:  # same topic, opposite sentiment
+        return 3.0
+    if d == 2:  # same domain, other topic: same sentiment 2, opposite sentiment 1
+        return 2.0 if a % 2 == b % 2 else 1.0
+    return 0.25  # other domain: 4 such classes, 1 in total
+
+
 def _noise_table() -> list[tuple[list[int], list[float]]]:
-    """Per class: (candidate labels, cumulative weights) for a noisy flip."""
-    weights = {1: 3.0, 3: 0.25}
+    """Per class: (candidate labels, cumulative flip probabilities)."""
     table = []
     for a in range(NUM_CLASSES):
-        cands, cum, total = [], [], 0.0
-        for b in range(NUM_CLASSES):
-            d = label_distance(a, b)
-            if d == 0:
-                continue
-            if d == 2:  # same domain, other topic: same sentiment nearer than opposite
-                w = 2.0 if (a % 2) == (b % 2) else 1.0
-            else:
-                w = weights[d]
-            total += w
-            cands.append(b)
-            cum.append(total)
-        table.append((cands, [c / total for c in cum]))
+        cands = [b for b in range(NUM_CLASSES) if b != a]
+        weights = [_flip_weight(a, b) for b in cands]
+        total, cum = sum(weights), []
+        for w in weights:
+            cum.append((cum[-1] if cum else 0.0) + w / total)
+        table.append((cands, cum))
     return table
 
 

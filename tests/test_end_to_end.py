@@ -80,3 +80,22 @@ def test_failed_run_leaves_no_results(run_tiny, tmp_path):
     with pytest.raises(ConfigError, match="student.num_layers"):
         run_tiny(["student.num_layers=9"], out=tmp_path / "bad")
     assert not (tmp_path / "bad" / "results.json").exists()
+
+
+def test_gradient_accumulation_gives_the_same_trajectory(run_tiny, tmp_path):
+    # Without dropout, batch 16 × accumulation 1 and batch 8 × accumulation 2 see the same examples in
+    # the same order and must take the same optimizer steps (the loss is a per-batch mean).
+    common = ["method=kd", "teacher.arch.dropout=0", "hardware.eval_batch_size=64"]
+    a, out_a = run_tiny(common + ["hardware.per_device_batch_size=16"], out=tmp_path / "a")
+    b, out_b = run_tiny(common + ["hardware.per_device_batch_size=8", "hardware.gradient_accumulation_steps=2"],
+                        out=tmp_path / "b")
+    assert b["stages"][0]["cached"]  # same global batch: the same prepared teacher
+    losses = []
+    for out in (out_a, out_b):
+        lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        losses.append([r["loss"] for r in lines if r["stage"] == "distill" and "loss" in r])
+    assert len(losses[0]) == len(losses[1]) >= 3
+    assert losses[0] == pytest.approx(losses[1], rel=1e-3)
+    sa = AutoModelForSequenceClassification.from_pretrained(out_a / "student").state_dict()
+    sb = AutoModelForSequenceClassification.from_pretrained(out_b / "student").state_dict()
+    assert all(torch.allclose(sa[k], sb[k], atol=1e-5) for k in sa)

@@ -20,7 +20,7 @@ for by_pol in synthetic._TOPIC_ADJ.values():
     for pol, words in by_pol.items():
         ADJ_POLARITY.update({w: pol for w in words})
 ADJ_RE = "|".join(sorted(map(re.escape, ADJ_POLARITY), key=len, reverse=True))
-INTENS_RE = "|".join(map(re.escape, synthetic._INTENSIFIERS))
+INTENS_RE = "|".join(map(re.escape, synthetic._INTENSIFIERS + synthetic._EXTREME_INTENSIFIERS))
 # A plain evaluative clause: "<noun phrase> was [intensifier] <adjective>" (no hedge, no negation).
 PLAIN_CLAUSE = re.compile(rf"^(?!.*\b(?:not|never|no|nothing|hardly)\b).* was (?:(?:{INTENS_RE}) )?({ADJ_RE})$")
 
@@ -104,13 +104,24 @@ def test_same_seed_same_output_different_seed_different_output():
     assert [e["text"] for e in a.eval] != [e["text"] for e in c.eval]
 
 
-def test_known_first_example_is_stable_across_machines():
-    # random.Random(str) hashes the seed with SHA-512, so this must never change silently:
-    # experiments are compared across machines and versions.
-    first = generate(seed=0, n_train=1, n_eval=1)
-    again = generate(seed=0, n_train=1, n_eval=1)
-    assert first == again
-    assert first.train[0]["text"] != first.eval[0]["text"]
+def test_golden_output_is_stable_across_machines_and_versions():
+    # random.Random(str) hashes the seed with SHA-512, so the output depends on nothing but the
+    # arguments and the grammar. Results are compared across machines and package versions: if an
+    # intentional grammar change breaks this, update the expected texts (and say so in the changelog).
+    s = generate(seed=0, n_train=2, n_eval=2, label_noise=0.1)
+    assert [(e["text"], s.label_names[e["label"]]) for e in s.train + s.eval] == [
+        ("all in all , i found the location near the station not great with my friends .", "travel/negative"),
+        ("i would never call the balcony weak and the much-hyped lodge during our stay in rome deserves "
+         "every award .", "travel/positive"),
+        ("the band seemed neither soulful nor brilliant , and this little live set felt repetitive .",
+         "music/negative"),
+        ("our burger at the steakhouse is alright .", "food/positive"),
+    ]
+    train = generate(seed=0, n_train=100, n_eval=1, label_noise=0.1).train
+    assert [e["label"] for e in train[:16]] == [3, 2, 6, 0, 5, 0, 7, 4, 0, 4, 3, 6, 7, 2, 1, 5]
+    assert [(i, e["label"]) for i, e in enumerate(train) if e["noisy"]] == [
+        (3, 0), (34, 3), (41, 2), (49, 2), (55, 4), (56, 1), (62, 4), (96, 4)
+    ]
 
 
 def test_eval_split_independent_of_n_train_and_train_prefix_stable():
@@ -316,4 +327,5 @@ def test_all_frames_occur_in_default_eval():
     meta = [m for _, _, m in synthetic._split(0, "eval", 1000, with_meta=True)]
     frames = collections.Counter(m["frame"] for m in meta)
     assert set(frames) == {"simple", "and", "contrast", "expect", "aside"}
-    assert frames["simple"] < 0.4 * len(meta)  # most examples need more than a keyword lookup
+    # contrast, expectation and aside frames cannot be read from a bag of words
+    assert frames["contrast"] + frames["expect"] + frames["aside"] > 0.2 * len(meta)
