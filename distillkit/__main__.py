@@ -8,6 +8,7 @@ Heavy imports (torch, transformers) happen inside functions, so ``--help`` stays
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import traceback
@@ -88,7 +89,7 @@ def entry(cfg: DictConfig) -> None:
             raw = _resume(raw, ctx)
             run_cfg = validate(raw)
         ctx.output_dir.mkdir(parents=True, exist_ok=True)
-        if not launch.inside_worker() or launch.os.environ.get("RANK", "0") == "0":
+        if os.environ.get("RANK", "0") == "0":  # the parent, a single process, or rank 0 under torchrun
             (ctx.output_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(raw)))
             (ctx.output_dir / "error.txt").unlink(missing_ok=True)
         from distillkit.run import make_plan, run

@@ -26,8 +26,8 @@ def predict(model, dataset, collator, batch_size: int, device) -> tuple[torch.Te
 
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_labels: int) -> dict[str, float]:
-    """Accuracy and macro-averaged F1 (the unweighted mean of per-class F1; a class never predicted
-    nor present counts as F1 = 0 only if it occurs in the labels or predictions)."""
+    """Accuracy and macro-averaged F1: the unweighted mean of per-class F1 over the classes that occur
+    in the labels or the predictions (a class that occurs in neither is left out)."""
     pred = logits.argmax(-1)
     accuracy = (pred == labels).float().mean().item()
     f1s = []
