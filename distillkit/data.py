@@ -7,7 +7,6 @@ the canonical ``text`` / ``text_pair`` / ``label`` columns and checked before an
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,6 @@ from pathlib import Path
 from distillkit.config import LOCAL_FORMATS, DataConfig
 from distillkit.errors import ConfigError, require
 
-log = logging.getLogger(__name__)
 
 
 @dataclass

@@ -21,9 +21,6 @@ class FeatureSpec:
     hidden_states: bool = False
     attentions: bool = False  # needs eager attention; models.py switches it on and says so
 
-    def __or__(self, other: "FeatureSpec") -> "FeatureSpec":
-        return FeatureSpec(self.hidden_states or other.hidden_states, self.attentions or other.attentions)
-
 
 @dataclass
 class Features:

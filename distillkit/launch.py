@@ -30,8 +30,6 @@ def _free_port() -> int:
 
 def worker(raw_cfg: dict, ctx_fields: dict) -> None:
     """One DDP worker: validate the resolved config again (cheap) and run it."""
-    import torch
-
     from distillkit.config import validate
     from distillkit.run import RunContext, run
 

@@ -9,10 +9,8 @@ layers (optionally narrower), initialised from chosen teacher layers.
 from __future__ import annotations
 
 import copy
-import logging
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,21 +18,10 @@ import torch
 from distillkit.config import StudentConfig, TeacherConfig
 from distillkit.errors import ConfigError, require
 
-log = logging.getLogger(__name__)
 
 # Matches the layer index in parameter names of the common encoder/decoder stacks:
 # BERT/RoBERTa "encoder.layer.3.", DistilBERT "transformer.layer.3.", GPT-2 "h.3.", Llama "layers.3.".
 _LAYER_KEY = re.compile(r"(^|\.)(layer|layers|h)\.(\d+)\.")
-
-
-@dataclass
-class ModelPlan:
-    """What the run will build, decided from configs alone."""
-
-    teacher_config: "transformers.PretrainedConfig"  # noqa: F821
-    student_config: "transformers.PretrainedConfig"  # noqa: F821
-    student_layers: list[int] | None  # teacher layer each student layer starts from; None = not derived / random
-    teacher_head_fitted: bool  # the teacher checkpoint already has a classifier for exactly these labels
 
 
 def _hub_error(key: str, path: str, err: Exception) -> ConfigError:
