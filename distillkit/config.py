@@ -17,14 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBaseException, ValidationError
 
 from distillkit.errors import ConfigError, one_of, require
-
-
-def _positive(key: str, value, fix: str = "use a value > 0.") -> None:
-    require(value is not None and value > 0, key, value, "must be positive.", fix)
-
-
-def _unit(key: str, value) -> None:
-    require(0.0 <= value <= 1.0, key, value, "is outside [0, 1].", "use a value between 0 and 1 inclusive.")
+from distillkit.errors import positive as _positive
+from distillkit.errors import unit_interval as _unit
+from distillkit.method_config import METHOD_SCHEMAS, KDMethodConfig, NoneMethodConfig  # noqa: F401 (re-exported)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -174,27 +169,6 @@ class StudentConfig:
                     "add student.init=list, or drop student.layers.")
 
 
-# ------------------------------------------------------------------------------------------ methods
-@dataclass
-class NoneMethodConfig:
-    name: str = "none"
-
-
-@dataclass
-class KDMethodConfig:
-    name: str = "kd"
-    temperature: float = 4.0
-    ce_weight: float = 0.5  # α: the weight of the hard-label CE term; the soft KD term gets 1 − α
-
-    def __post_init__(self):
-        _positive("method.temperature", self.temperature, "use a temperature > 0 (1 = plain softmax; 2-8 is usual).")
-        _unit("method.ce_weight", self.ce_weight)
-
-
-# method name → schema; methods.py maps the same names to their builders.
-METHOD_SCHEMAS: dict[str, type] = {"none": NoneMethodConfig, "kd": KDMethodConfig}
-
-
 @dataclass
 class AugmentationConfig:
     name: str = "none"
@@ -279,6 +253,18 @@ class EvalConfig:
 
 
 @dataclass
+class PairConfig:
+    """Teacher×student specifics from ``conf/pair/<teacher>_<student>.yaml``, when such a file exists."""
+
+    layer_map: Optional[list[int]] = None  # teacher layer (1..N) of student layers 1, 2, ...; used by strategy=auto
+
+    def __post_init__(self):
+        require(self.layer_map is None or all(isinstance(i, int) and i >= 1 for i in self.layer_map),
+                "pair.layer_map", self.layer_map, "must list 1-based teacher layer numbers.",
+                "fix the pair file (conf/pair/<teacher>_<student>.yaml), e.g. layer_map: [1, 5, 8, 12].")
+
+
+@dataclass
 class RunConfig:
     """The whole validated configuration of one run."""
 
@@ -294,6 +280,7 @@ class RunConfig:
     seed: int = 42
     resume: Optional[str] = None
     cache_dir: Optional[str] = None
+    pair: PairConfig = field(default_factory=PairConfig)
 
 
 GROUP_SCHEMAS = {"data": DataConfig, "teacher": TeacherConfig, "student": StudentConfig,
@@ -354,7 +341,8 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
             "select one, e.g. method=kd.")
     one_of("method.name", method["name"], METHOD_SCHEMAS)
     parts["method"] = _build("method", METHOD_SCHEMAS[method["name"]], method)
-    extra = set(raw) - set(parts) - {"seed", "resume", "cache_dir", "pair", "experiment", "local"}
+    parts["pair"] = _build("pair", PairConfig, raw.get("pair") or {})
+    extra = set(raw) - set(parts) - {"seed", "resume", "cache_dir", "experiment", "local"}
     require(not extra, sorted(extra)[0] if extra else "", raw.get(sorted(extra)[0]) if extra else None,
             "is not a top-level setting.", f"check the spelling; top-level keys are {', '.join(sorted(parts))}, seed, resume, cache_dir.")
     require(isinstance(raw.get("seed"), int), "seed", raw.get("seed"), "must be an integer.", "use e.g. seed=1.")

@@ -159,16 +159,18 @@ def train_wordpiece(texts, vocab_size: int, out_dir: Path):
 
 
 def tokenize(task: TaskData, tokenizer, max_length: int):
-    """Tokenised train and eval datasets (input_ids, attention_mask, [token_type_ids], labels); padding is
-    left to the collator, so batches are only as long as their longest example."""
+    """Tokenised train and eval datasets (input_ids, attention_mask, [token_type_ids], labels, idx); padding
+    is left to the collator, so batches are only as long as their longest example. ``idx`` is each
+    example's position in its split (CRD's memory bank is indexed by it)."""
 
-    def encode(batch):
+    def encode(batch, indices):
         pair = batch["text_pair"] if task.has_pair else None
         enc = tokenizer(batch["text"], pair, truncation=True, max_length=max_length)
         enc["labels"] = batch["label"]
+        enc["idx"] = indices
         return enc
 
     def apply(split):
-        return split.map(encode, batched=True, remove_columns=split.column_names, desc=None)
+        return split.map(encode, batched=True, with_indices=True, remove_columns=split.column_names, desc=None)
 
     return apply(task.train), apply(task.eval)

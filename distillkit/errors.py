@@ -23,3 +23,18 @@ def one_of(key: str, value, options) -> None:
     """``value`` must be one of ``options``."""
     options = list(options)
     require(value in options, key, value, "is not a valid choice.", f"use one of {', '.join(map(str, options))}.")
+
+
+def positive(key: str, value, fix: str = "use a value > 0.") -> None:
+    """``value`` must be a number > 0."""
+    require(value is not None and value > 0, key, value, "must be positive.", fix)
+
+
+def unit_interval(key: str, value) -> None:
+    """``value`` must lie in [0, 1]."""
+    require(0.0 <= value <= 1.0, key, value, "is outside [0, 1].", "use a value between 0 and 1 inclusive.")
+
+
+def non_negative(key: str, value) -> None:
+    """A loss weight or count: ``value`` must be >= 0."""
+    require(value is not None and value >= 0, key, value, "must not be negative.", "use 0 (off) or a positive value.")

@@ -1,35 +1,66 @@
 """What a loss can read from a forward pass, and how to get only that.
 
-A method declares a ``FeatureSpec`` per model (student, teacher); ``forward_features`` asks the model
-for exactly those outputs (hidden states and attention maps cost memory, so they are off unless a
-loss needs them) and returns them as a small typed ``Features`` record instead of a string-keyed dict.
+A method declares a ``FeatureSpec`` per model (student, teacher): which hidden states (by index: 0 is the
+embedding output, ``l`` the output of layer ``l``), which layers' attention maps, and which module outputs
+to capture by forward hooks (MiniLM's queries, keys and values). ``forward_features`` asks the model for
+exactly that, keeps only the requested layers (the rest is dropped as soon as the forward returns) and
+returns a small typed ``Features`` record.
+
+Layer maps (``layer_pairs``) say which student layer learns from which teacher layer; they are checked
+against both models at start-up, and so are hook paths (on a weightless copy of each model).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, field
 
 import torch
+
+from distillkit.errors import ConfigError, require
 
 MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 
 
 @dataclass(frozen=True)
-class FeatureSpec:
-    """Which outputs a model must return for a method's losses."""
+class HookSpec:
+    """Capture the output of module ``template.format(layer=l - 1)`` for each layer ``l`` in ``layers``
+    (1-based, as hidden-state indices are), stored under ``name``. ``key`` is the config key that set
+    the template, for error messages."""
 
-    hidden_states: bool = False
-    attentions: bool = False  # needs eager attention; models.py switches it on and says so
+    name: str
+    template: str
+    layers: tuple[int, ...]
+    key: str
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which outputs a model must return for a method's losses (logits always)."""
+
+    hidden_states: tuple[int, ...] = ()  # 0 = embeddings, l = output of layer l
+    attentions: tuple[int, ...] = ()  # 1-based layers; needs eager attention (models.py switches it on)
+    hooks: tuple[HookSpec, ...] = ()
+
+    def __or__(self, other: "FeatureSpec") -> "FeatureSpec":
+        return FeatureSpec(tuple(sorted(set(self.hidden_states) | set(other.hidden_states))),
+                           tuple(sorted(set(self.attentions) | set(other.attentions))),
+                           tuple(dict.fromkeys(self.hooks + other.hooks)))
+
+    @property
+    def empty(self) -> bool:
+        return not (self.hidden_states or self.attentions or self.hooks)
 
 
 @dataclass
 class Features:
-    """One model's outputs for a batch. Shapes: logits (B, C); hidden_states L+1 × (B, S, H) with the
-    embeddings first; attentions L × (B, heads, S, S)."""
+    """One model's outputs for a batch. Shapes: logits (B, C); hidden[l] (B, S, H); attentions[l]
+    (B, heads, S, S); captured[name][l] whatever the hooked module returns, usually (B, S, H)."""
 
     logits: torch.Tensor
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
+    hidden: dict[int, torch.Tensor] = field(default_factory=dict)
+    attentions: dict[int, torch.Tensor] = field(default_factory=dict)
+    captured: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
 
 
 def model_inputs(batch: dict) -> dict:
@@ -37,16 +68,126 @@ def model_inputs(batch: dict) -> dict:
     return {k: v for k, v in batch.items() if k in MODEL_INPUT_KEYS}
 
 
+@contextlib.contextmanager
+def capture(model: torch.nn.Module, hooks: tuple[HookSpec, ...]):
+    """Forward hooks on the modules ``hooks`` name; yields the dict they fill; always removed."""
+    store: dict[str, dict[int, torch.Tensor]] = {h.name: {} for h in hooks}
+    handles = []
+    try:
+        for h in hooks:
+            for layer in h.layers:
+                module = model.get_submodule(h.template.format(layer=layer - 1))
+
+                def hook(_module, _inputs, output, name=h.name, layer=layer):
+                    store[name][layer] = output[0] if isinstance(output, tuple) else output
+
+                handles.append(module.register_forward_hook(hook))
+        yield store
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def forward_features(model: torch.nn.Module, batch: dict, spec: FeatureSpec) -> Features:
     """Run ``model`` on ``batch`` and return the features ``spec`` asks for."""
-    out = model(
-        **model_inputs(batch),
-        output_hidden_states=spec.hidden_states,
-        output_attentions=spec.attentions,
-        return_dict=True,
-    )
-    return Features(
-        logits=out.logits,
-        hidden_states=out.hidden_states if spec.hidden_states else None,
-        attentions=out.attentions if spec.attentions else None,
-    )
+    with capture(model, spec.hooks) as captured:
+        out = model(**model_inputs(batch), output_hidden_states=bool(spec.hidden_states),
+                    output_attentions=bool(spec.attentions), return_dict=True)
+    hidden = {l: out.hidden_states[l] for l in spec.hidden_states} if spec.hidden_states else {}
+    attentions = {}
+    if spec.attentions:
+        if not out.attentions:  # sdpa/flash attention return an empty tuple instead of failing
+            raise RuntimeError("the model returned no attention maps: it must run with attn_implementation='eager'")
+        attentions = {l: out.attentions[l - 1] for l in spec.attentions}
+    return Features(logits=out.logits, hidden=hidden, attentions=attentions, captured=captured)
+
+
+# ------------------------------------------------------------------------------------ layer maps
+LAYER_MAP_STRATEGIES = ("auto", "uniform", "skip", "last", "list")
+
+
+def layer_pairs(key: str, strategy: str, n_student: int, n_teacher: int, layers: list[int] | None = None,
+                final: bool = True, pair_layers: list[int] | None = None) -> list[tuple[int, int]]:
+    """(student layer, teacher layer) pairs in hidden-state numbering (1..n; 0 would be the embeddings).
+
+    - ``uniform`` (TinyBERT): student layer m ↔ teacher layer round(m·N/M), m = 1..M; ends on both last layers.
+    - ``skip`` (PKD-Skip): a fixed stride k = N // M: student m ↔ teacher m·k.
+    - ``last`` (PKD-Last): student m ↔ teacher N − M + m.
+    - ``list``: ``layers`` gives the teacher layer of student layers 1, 2, ... in order.
+    - ``auto``: the ``pair`` group's layer map for this teacher×student when there is one, else uniform.
+    With ``final=False`` the student's last layer is left out (PKD: its output is covered by the logit loss).
+    """
+    m_count = n_student if final else n_student - 1
+    require(m_count >= 1, f"{key}.final", final, f"leaves no student layer to map (the student has {n_student}).",
+            "use a student with at least 2 layers, or final=true.")
+    if strategy == "auto":
+        strategy, layers = ("list", pair_layers[:m_count]) if pair_layers else ("uniform", None)
+    if strategy == "list":
+        require(layers is not None and len(layers) == m_count, f"{key}.layers", layers,
+                f"must list one teacher layer for each of the {m_count} mapped student layers.",
+                f"give {m_count} teacher layers (1..{n_teacher}), e.g. {key}.layers="
+                f"[{','.join(str(round((m + 1) * n_teacher / n_student)) for m in range(m_count))}].")
+        teacher = list(layers)
+    elif strategy == "uniform":
+        teacher = [max(1, round(m * n_teacher / n_student)) for m in range(1, m_count + 1)]
+    elif strategy == "skip":
+        stride = max(1, n_teacher // n_student)
+        teacher = [m * stride for m in range(1, m_count + 1)]
+    elif strategy == "last":
+        teacher = [n_teacher - n_student + m for m in range(1, m_count + 1)]
+    else:
+        raise ConfigError(f"{key}.strategy", strategy, "is not a valid layer map.",
+                          f"use one of {', '.join(LAYER_MAP_STRATEGIES)}.")
+    bad = [t for t in teacher if not 1 <= t <= n_teacher]
+    require(not bad, f"{key}.layers" if strategy == "list" else f"{key}.strategy",
+            layers if strategy == "list" else strategy,
+            f"maps to teacher layer(s) {bad}, outside the teacher's 1..{n_teacher} (hidden-state numbering: "
+            "0 is the embeddings, 1 the first layer).",
+            f"use teacher layers between 1 and {n_teacher}, or a student with fewer layers than the teacher.")
+    return list(zip(range(1, m_count + 1), teacher))
+
+
+# ---------------------------------------------------------------------------------------- hook paths
+# Where the self-attention projections live in common encoders; {layer} is the 0-based layer index.
+ATTENTION_PROJECTIONS = {
+    "query": ("{base}.encoder.layer.{{layer}}.attention.self.query", "{base}.transformer.layer.{{layer}}.attention.q_lin"),
+    "key": ("{base}.encoder.layer.{{layer}}.attention.self.key", "{base}.transformer.layer.{{layer}}.attention.k_lin"),
+    "value": ("{base}.encoder.layer.{{layer}}.attention.self.value", "{base}.transformer.layer.{{layer}}.attention.v_lin"),
+}
+
+
+def _has(model: torch.nn.Module, path: str) -> bool:
+    try:
+        model.get_submodule(path)
+        return True
+    except AttributeError:
+        return False
+
+
+def projection_template(model: torch.nn.Module, which: str, override: str | None, key: str) -> str:
+    """The module path template of ``which`` (query/key/value) projection: ``override`` if given, else
+    the first known layout that exists in ``model``. Raises ConfigError naming ``key`` when none fits."""
+    if override:
+        require("{layer}" in override, key, override, "has no {layer} placeholder for the layer index.",
+                "write the path with {layer}, e.g. bert.encoder.layer.{layer}.attention.self.query.")
+        require(_has(model, override.format(layer=0)), key, override,
+                f"is not a module of {type(model).__name__} (checked for layer 0).",
+                "list the model's modules with [n for n, _ in model.named_modules()] and pick the projection's path.")
+        return override
+    base = getattr(model, "base_model_prefix", "")
+    for template in ATTENTION_PROJECTIONS[which]:
+        template = template.format(base=base)
+        if _has(model, template.format(layer=0)):
+            return template
+    raise ConfigError(key, None, f"is not set and {type(model).__name__} has none of the known {which} "
+                      "projection layouts (BERT/RoBERTa, DistilBERT).",
+                      f"set {key} to the module path with a {{layer}} placeholder, e.g. "
+                      f"bert.encoder.layer.{{layer}}.attention.self.{which}.")
+
+
+def meta_model(config):
+    """A weightless model of ``config`` (on the meta device), for checking module paths at start-up."""
+    from transformers import AutoModelForSequenceClassification
+
+    with torch.device("meta"):
+        return AutoModelForSequenceClassification.from_config(config)

@@ -21,7 +21,8 @@ import torch
 from distillkit import cache, models
 from distillkit.config import RunConfig
 from distillkit.errors import require
-from distillkit.stages import plan_stages, run_stage
+from distillkit.methods import Dims
+from distillkit.stages import load_done, mark_done, plan_stages, run_stage
 
 log = logging.getLogger("distillkit")
 
@@ -114,7 +115,7 @@ class Plan:
     student_config: object
     student_layers: list[int] | None
     prepare_teacher: bool
-    stages: list
+    stages: list  # [teacher_prep] + the method's stages
     use_cpu: bool
     device: torch.device
     cache_root: Path
@@ -139,7 +140,41 @@ def make_plan(cfg: RunConfig) -> Plan:
             f"but {cfg.teacher.path} has no classifier for these {task.num_labels} labels.",
             "use teacher.prepare=auto to fine-tune it on the task first, or give a fine-tuned checkpoint.")
     prepare = cfg.teacher.prepare == "always" or (cfg.teacher.prepare == "auto" and not head_fitted)
-    return Plan(task, tokenizer, t_config, s_config, layers, prepare, plan_stages(cfg, prepare), use_cpu, device, root)
+    dims = Dims.from_configs(s_config, t_config, len(task.train), cfg.pair.layer_map)
+    stages = plan_stages(cfg, prepare, dims)
+    return Plan(task, tokenizer, t_config, s_config, layers, prepare, stages, use_cpu, device, root)
+
+
+def _method_stages(plan: Plan) -> list:
+    return [s for s in plan.stages if s.name != "teacher_prep"]
+
+
+def _eager_attention(plan: Plan, *models) -> None:
+    """Attention maps exist only under eager attention (sdpa returns none): switch when a stage needs them."""
+    needing = [s.name for s in _method_stages(plan) if s.method.needs_attentions]
+    if needing:
+        log.info("Stage(s) %s read attention maps: teacher and student switched to eager attention "
+                 "(slower than sdpa, and needed for output_attentions).", ", ".join(needing))
+        for model in models:
+            model.set_attn_implementation("eager")
+
+
+def _train_student(cfg: RunConfig, plan: Plan, student, teacher, train_set, collator, out: Path, wandb_run,
+                   resume: bool) -> list[dict]:
+    """The method's stages in order; each finished stage is marked done so a resumed run skips it."""
+    rank = _rank()[0]
+    stages = _method_stages(plan)
+    records = []
+    for i, stage in enumerate(stages):
+        record = load_done(stage, student, out) if resume else None
+        if record is None:
+            record = run_stage(stage, cfg, student, teacher, train_set, collator, plan.tokenizer, out, plan.use_cpu,
+                               wandb_run, resume)
+            if i < len(stages) - 1 and rank == 0:
+                mark_done(stage, student, record, out)
+            _barrier()
+        records.append(record)
+    return records
 
 
 def _prepared_teacher(cfg: RunConfig, plan: Plan, train_set, collator, out: Path, wandb_run, resume: bool):
@@ -205,7 +240,8 @@ def run(cfg: RunConfig, ctx: RunContext, plan: Plan | None = None) -> dict | Non
     plan = plan or make_plan(cfg)
     log.info("Plan: %s; student layers from teacher layers %s", " → ".join(s.name for s in plan.stages),
              plan.student_layers)
-    log.info("Loss: %s", plan.stages[-1].method.formula())
+    for stage in _method_stages(plan):
+        log.info("Loss [%s]: %s", stage.name, stage.method.formula())
     train_set, eval_set = tokenize(plan.task, plan.tokenizer, cfg.data.max_length)
     collator = DataCollatorWithPadding(plan.tokenizer)
     wandb_run = None
@@ -221,8 +257,8 @@ def run(cfg: RunConfig, ctx: RunContext, plan: Plan | None = None) -> dict | Non
         else:
             student = models.load_pretrained("student.path", cfg.student.path, plan.student_config,
                                              cfg.student.revision, cfg.student.trust_remote_code)
-        records.append(run_stage(plan.stages[-1], cfg, student, teacher, train_set, collator, plan.tokenizer, out,
-                                 plan.use_cpu, wandb_run, ctx.resume))
+        _eager_attention(plan, teacher, student)
+        records += _train_student(cfg, plan, student, teacher, train_set, collator, out, wandb_run, ctx.resume)
         if rank != 0:
             return None
         teacher.to(plan.device)

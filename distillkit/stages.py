@@ -1,9 +1,11 @@
 """A run is an ordered list of stages; each trains one model with one method for one budget.
 
-Today a run has at most two: ``teacher_prep`` (the teacher fine-tuned on the task with labels alone,
-when it has no head fitted to the data; cached) and ``distill`` (the student trained by the chosen
-method). Multi-phase methods (TinyBERT, FitNets, born-again chains) add stages to ``plan_stages``.
-Each stage checkpoints under ``<run>/checkpoints/<stage>/`` and resumes from there.
+``teacher_prep`` comes first when the teacher has no head fitted to the data (the teacher fine-tuned
+with labels alone; cached), then the method's own stages: ``distill`` for single-stage methods, or
+e.g. ``hints → distill`` (FitNets), ``[general →] intermediate → prediction`` (TinyBERT),
+``relations → finetune`` (MiniLM). Each stage checkpoints under ``<run>/checkpoints/<stage>/``; a
+finished stage leaves ``<stage>/done/`` (student weights, adapters, its record), so a resumed run skips
+it and continues in the stage it stopped in.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distillkit.config import NoneMethodConfig, RunConfig
-from distillkit.methods import Method, build_method
+from distillkit.methods import Dims, Method, build_method, build_stages
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +32,18 @@ class Stage:
     max_steps: int = -1
 
 
-def plan_stages(cfg: RunConfig, prepare_teacher: bool) -> list[Stage]:
+def plan_stages(cfg: RunConfig, prepare_teacher: bool, dims: Dims) -> list[Stage]:
+    """The run's stages; building the method checks it against the models' shapes (ConfigError)."""
     stages = []
     if prepare_teacher:
         t = cfg.teacher
         stages.append(Stage("teacher_prep", build_method(NoneMethodConfig()), t.prepare_epochs,
                             t.prepare_learning_rate, t.prepare_seed))
-    stages.append(Stage("distill", build_method(cfg.method), cfg.train.epochs, cfg.train.learning_rate, cfg.seed,
-                        cfg.train.max_steps))
+    tr = cfg.train
+    for s in build_stages(cfg.method, dims):
+        stages.append(Stage(s.name, s.method, s.epochs if s.epochs is not None else tr.epochs,
+                            s.learning_rate if s.learning_rate is not None else tr.learning_rate, cfg.seed,
+                            tr.max_steps))
     return stages
 
 
@@ -121,3 +127,48 @@ def run_stage(stage: Stage, cfg: RunConfig, model, teacher, train_set, collator,
         "final_loss_terms": terms,
         "resumed_from": checkpoint,
     }
+
+
+# ------------------------------------------------------------------- finished stages, for resume
+def _done_dir(run_dir: Path, stage: Stage) -> Path:
+    return run_dir / "checkpoints" / stage.name / "done"
+
+
+def mark_done(stage: Stage, model, record: dict, run_dir: Path) -> None:
+    """Keep what the next stages start from (student weights, the stage's adapters) and the stage's
+    record. Written to a temporary directory and renamed, so a half-written one is never taken as done."""
+    import json
+    import shutil
+
+    import torch
+
+    from distillkit.trainer import ADAPTERS_FILE
+
+    final = _done_dir(run_dir, stage)
+    tmp = final.with_name("done.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save(model.state_dict(), tmp / "student.pt")
+    torch.save(stage.method.adapters.state_dict(), tmp / ADAPTERS_FILE)
+    (tmp / "record.json").write_text(json.dumps(record, default=str))
+    os.replace(tmp, final)
+
+
+def load_done(stage: Stage, model, run_dir: Path) -> dict | None:
+    """If ``stage`` finished in an earlier attempt of this run: load its student weights and adapters into
+    ``model`` and the method, and return its record (marked ``resumed: "done"``); else None."""
+    import json
+
+    import torch
+
+    from distillkit.trainer import ADAPTERS_FILE
+
+    final = _done_dir(run_dir, stage)
+    if not (final / "record.json").exists():
+        return None
+    model.load_state_dict(torch.load(final / "student.pt", map_location="cpu"))
+    stage.method.adapters.load_state_dict(torch.load(final / ADAPTERS_FILE, map_location="cpu"))
+    record = json.loads((final / "record.json").read_text())
+    record["resumed_from"] = "done"
+    log.info("[%s] finished in an earlier attempt: skipped (weights from %s)", stage.name, final)
+    return record

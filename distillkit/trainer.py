@@ -47,7 +47,7 @@ class DistillationTrainer(Trainer):
             with torch.no_grad():
                 teacher = forward_features(self.teacher, inputs, self.method.teacher_features)
         loss, terms = self.method(LossInputs(student, teacher, inputs["labels"], inputs["attention_mask"],
-                                             self.method.adapters))
+                                             self.method.adapters, inputs))
         if model.training:
             for name, value in terms.items():
                 self._term_sums[name] += value.float()

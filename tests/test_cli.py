@@ -76,5 +76,5 @@ def test_multirun_sweep_wandb_offline_and_compare(tmp_path, cache_dir):
 def test_help_is_fast_and_lists_groups(tmp_path):
     proc = cli(["distillkit", "--help"], tmp_path, timeout=60)
     assert proc.returncode == 0
-    for group in ("method: kd, none", "student:", "teacher:", "hardware:", "logger:"):
+    for group in ("method: attention_transfer, crd, distilbert, fitnets, kd, minilm, none, pkd, rkd, tinybert", "student:", "teacher:", "hardware:", "logger:"):
         assert group in proc.stdout
