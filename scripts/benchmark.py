@@ -3,6 +3,7 @@
     python scripts/benchmark.py wall          # default run: first (teacher prepared) and second (cached)
     python scripts/benchmark.py throughput    # method=kd training samples/s vs a hand-written PyTorch loop
     python scripts/benchmark.py quality       # kd vs none, 3 seeds each, on the embedded default
+    python scripts/benchmark.py methods       # every method, 3 seeds each: quality, wall time, step cost vs kd
     python scripts/benchmark.py all
 
 Each part uses its own cache directory under --work (default /tmp/distillkit-bench), so "first run"
@@ -142,13 +143,43 @@ def bench_quality(work: Path, seeds: str) -> None:
     subprocess.run([sys.executable, "-m", "distillkit.compare", str(sweep), "--group-by-seed"], env=ENV, check=True)
 
 
+def bench_methods(work: Path, seeds: str, methods: str) -> None:
+    """One sweep over the methods × seeds (same teacher, student initialisation and budget per stage),
+    compared by the compare command, then each method's training cost per optimizer step against kd's."""
+    cache = work / "wall-cache"
+    sweep = work / "methods-sweep"
+    shutil.rmtree(sweep, ignore_errors=True)
+    elapsed = distillkit(["-m", "logger=none", f"cache_dir={cache}", f"method={methods}", f"seed={seeds}",
+                          f"hydra.sweep.dir={sweep}"], work)
+    print(f"methods sweep (method={methods} × seed={seeds}): {elapsed:.0f} s")
+    subprocess.run([sys.executable, "-m", "distillkit.compare", str(sweep), "--group-by-seed", "--sort",
+                    "-student_metric"], env=ENV, check=True)
+    per_method: dict[str, dict] = {}
+    for path in sorted(sweep.glob("*/results.json")):
+        results = json.loads(path.read_text())
+        entry = per_method.setdefault(results["run"]["method"], {"wall": [], "stages": {}})
+        entry["wall"].append(results["run"]["wall_time_s"])
+        for stage in results["stages"]:
+            if stage["name"] != "teacher_prep" and stage.get("steps"):
+                entry["stages"].setdefault(stage["name"], []).append(stage["wall_time_s"] / stage["steps"])
+    kd_step = statistics.mean(per_method["kd"]["stages"]["distill"]) if "kd" in per_method else None
+    print("\ntraining cost per optimizer step (stage wall time / steps, mean over seeds), relative to kd:")
+    print(f"  {'method':<20} {'run wall s':>10}  stages")
+    for method, entry in sorted(per_method.items()):
+        stages = ", ".join(f"{name} {statistics.mean(v) * 1000:.0f} ms"
+                           + (f" ({statistics.mean(v) / kd_step:.2f}× kd)" if kd_step else "")
+                           for name, v in entry["stages"].items())
+        print(f"  {method:<20} {statistics.mean(entry['wall']):>10.0f}  {stages}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["wall", "throughput", "quality", "all"])
+    parser.add_argument("part", choices=["wall", "throughput", "quality", "methods", "all"])
     parser.add_argument("--work", type=Path, default=Path("/tmp/distillkit-bench"))
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--methods", default="glob(*)", help="the method sweep, e.g. 'none,kd,tinybert'")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.part in ("wall", "all"):
@@ -157,6 +188,8 @@ def main() -> None:
         bench_throughput(args.work, args.steps, args.repeats)
     if args.part in ("quality", "all"):
         bench_quality(args.work, args.seeds)
+    if args.part in ("methods", "all"):
+        bench_methods(args.work, args.seeds, args.methods)
 
 
 if __name__ == "__main__":

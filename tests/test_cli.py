@@ -26,6 +26,7 @@ def cli(args, tmp_path, env=None, timeout=600):
 @pytest.mark.parametrize("override,key", [
     ("method.temperature=0", "method.temperature"),
     ("student.num_layers=20", "student.num_layers"),
+    ("method=pkd method.layer_map.strategy=list method.layer_map.layers=[9]", "method.layer_map.layers"),
     ("teacher=hub teacher.path=no-such-org/no-such-model", "teacher.path"),
     pytest.param("hardware=gpu", "hardware.accelerator",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
@@ -71,6 +72,34 @@ def test_multirun_sweep_wandb_offline_and_compare(tmp_path, cache_dir):
     assert proc.returncode == 0, proc.stderr
     assert "method=none" in proc.stdout and "method=kd" in proc.stdout
     assert (tmp_path / "sweep" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+METHOD_STAGES = {"none": ["distill"], "kd": ["distill"], "fitnets": ["hints", "distill"], "rkd": ["distill"],
+                 "attention_transfer": ["distill"], "crd": ["distill"], "pkd": ["distill"], "distilbert": ["distill"],
+                 "tinybert": ["intermediate", "prediction"], "minilm": ["relations", "finetune"]}
+
+
+@pytest.mark.slow
+def test_every_method_in_one_glob_sweep(tmp_path, cache_dir):
+    proc = cli(["distillkit", "-m", *TINY, f"cache_dir={cache_dir}", "method=glob(*)", "train.max_steps=3",
+                "hydra.sweep.dir=sweep"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted((tmp_path / "sweep").glob("[0-9]*"), key=lambda p: int(p.name))
+    seen = {}
+    for job in jobs:
+        results = json.loads((job / "results.json").read_text())
+        method = results["run"]["method"]
+        seen[method] = [s["name"] for s in results["stages"] if s["name"] != "teacher_prep"]
+        trained = [s for s in results["stages"] if s["name"] != "teacher_prep"]
+        assert all(s["steps"] == 3 and s["final_loss_terms"] for s in trained), method
+        metrics = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+        assert {m["stage"] for m in metrics} >= set(seen[method])  # every stage logs under its own name
+    assert seen == METHOD_STAGES
+    assert "eager attention" in proc.stderr + proc.stdout  # tinybert's attention maps: switched on, and said so
+
+    proc = cli(["distillkit.compare", "sweep"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert all(f"method={m}" in proc.stdout for m in METHOD_STAGES)
 
 
 def test_help_is_fast_and_lists_groups(tmp_path):

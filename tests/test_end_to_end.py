@@ -99,3 +99,97 @@ def test_gradient_accumulation_gives_the_same_trajectory(run_tiny, tmp_path):
     sa = AutoModelForSequenceClassification.from_pretrained(out_a / "student").state_dict()
     sb = AutoModelForSequenceClassification.from_pretrained(out_b / "student").state_dict()
     assert all(torch.allclose(sa[k], sb[k], atol=1e-5) for k in sa)
+
+
+def _crash_in(stage_name, steps):
+    """A run_stage that trains ``stage_name`` for ``steps`` steps (checkpoint every 3) and then 'crashes'."""
+    from distillkit import stages
+
+    original = stages.run_stage
+
+    def crashing(stage, *args, **kwargs):
+        if stage.name == stage_name:
+            stage.max_steps = steps
+            original(stage, *args, **kwargs)
+            raise KeyboardInterrupt
+        return original(stage, *args, **kwargs)
+
+    return original, crashing
+
+
+def test_multi_stage_run_resumes_in_the_stage_it_stopped_in(run_tiny, tmp_path, monkeypatch):
+    out = tmp_path / "tinybert"
+    original, crashing = _crash_in("prediction", 4)
+    monkeypatch.setattr("distillkit.run.run_stage", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run_tiny(["method=tinybert"], out=out)
+    assert (out / "checkpoints" / "intermediate" / "done" / "record.json").exists()
+    assert (out / "checkpoints" / "prediction" / "checkpoint-3").is_dir()
+    assert not (out / "results.json").exists()
+    finished = torch.load(out / "checkpoints" / "intermediate" / "done" / "student.pt")
+
+    calls = []
+    monkeypatch.setattr("distillkit.run.run_stage", lambda stage, *a, **k: calls.append(stage.name) or original(stage, *a, **k))
+    results, _ = run_tiny(["method=tinybert"], out=out, resume=True)
+    assert calls == ["prediction"]  # the finished stage is not trained again
+    names = [s["name"] for s in results["stages"]]
+    assert names == ["teacher_prep", "intermediate", "prediction"]
+    intermediate, prediction = results["stages"][1], results["stages"][2]
+    assert intermediate["resumed_from"] == "done" and set(intermediate["final_loss_terms"]) == {"embedding", "attention", "hidden"}
+    assert prediction["resumed_from"].endswith("checkpoint-4") and prediction["steps"] == 6
+    assert not torch.equal(finished["bert.embeddings.word_embeddings.weight"],
+                           AutoModelForSequenceClassification.from_pretrained(out / "student").state_dict()[
+                               "bert.embeddings.word_embeddings.weight"])  # prediction trained on from there
+    logged = {json.loads(line)["stage"] for line in (out / "metrics.jsonl").read_text().splitlines()}
+    assert {"intermediate", "prediction"} <= logged
+
+
+def test_crd_memory_bank_is_checkpointed_and_restored_on_resume(run_tiny, tmp_path, monkeypatch):
+    out = tmp_path / "crd"
+    original, crashing = _crash_in("distill", 4)
+    monkeypatch.setattr("distillkit.run.run_stage", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run_tiny(["method=crd"], out=out)
+    saved = torch.load(out / "checkpoints" / "distill" / "checkpoint-4" / "adapters.pt")  # the newest
+    assert {"memory.student_bank", "memory.teacher_bank", "memory.z", "embed_student.linear.weight"} <= set(saved)
+    assert (saved["memory.z"] > 0).all()  # the NCE constants were estimated before the checkpoint
+    monkeypatch.setattr("distillkit.run.run_stage", original)
+
+    from distillkit.trainer import DistillationTrainer
+
+    loaded = []
+    real = DistillationTrainer._load_from_checkpoint
+
+    def load_and_look(self, path, model=None):
+        real(self, path, model)
+        loaded.append({k: v.clone() for k, v in self.method.adapters.state_dict().items()})
+
+    monkeypatch.setattr(DistillationTrainer, "_load_from_checkpoint", load_and_look)
+    results, _ = run_tiny(["method=crd"], out=out, resume=True)
+    assert len(loaded) == 1  # the bank, z and heads came back with the checkpoint, not fresh ones
+    assert [k for k in saved if not torch.equal(loaded[0][k], saved[k])] == []
+    assert results["stages"][-1]["resumed_from"].endswith("checkpoint-4") and results["stages"][-1]["steps"] == 6
+
+
+def test_adapters_train_with_the_student_but_stay_out_of_the_exported_model(run_tiny, monkeypatch):
+    from distillkit import stages
+
+    original, before, after = stages.run_stage, {}, {}
+
+    def keep(stage, *args, **kwargs):
+        before[stage.name] = {k: v.clone() for k, v in stage.method.adapters.state_dict().items()}
+        record = original(stage, *args, **kwargs)
+        after[stage.name] = {k: v.clone() for k, v in stage.method.adapters.state_dict().items()}
+        return record
+
+    monkeypatch.setattr("distillkit.run.run_stage", keep)
+    overrides = ["method=fitnets", "student.hidden_size=16", "student.num_heads=2", "student.intermediate_size=32",
+                 "student.init=random"]
+    results, out = run_tiny(overrides)
+    assert [s["name"] for s in results["stages"]] == ["teacher_prep", "hints", "distill"]
+    assert set(after["hints"]) == {"hint_1.weight", "hint_1.bias", "hint_2.weight", "hint_2.bias"}
+    assert after["hints"]["hint_1.weight"].shape == (32, 16)  # student 16 wide → teacher 32 wide
+    assert not torch.equal(before["hints"]["hint_1.weight"], after["hints"]["hint_1.weight"])  # optimised
+    assert results["stages"][1]["final_loss_terms"]["hint"] > 0
+    exported = AutoModelForSequenceClassification.from_pretrained(out / "student").state_dict()
+    assert not any("hint" in k for k in exported) and exported["bert.embeddings.word_embeddings.weight"].shape[1] == 16

@@ -1,0 +1,224 @@
+"""Layer maps, feature capture (outputs and hooks), method plans and their start-up checks."""
+
+import pytest
+import torch
+from transformers import BertConfig
+
+from distillkit import features, models
+from distillkit.config import validate
+from distillkit.errors import ConfigError
+from distillkit.features import FeatureSpec, HookSpec, layer_pairs
+from distillkit.methods import Dims, build_stages
+from distillkit.run import _eager_attention, make_plan
+
+from .conftest import TINY, compose_config
+
+
+# ------------------------------------------------------------------------------------ layer maps
+@pytest.mark.parametrize("strategy,m,n,final,expected", [
+    ("uniform", 4, 12, True, [3, 6, 9, 12]),  # TinyBERT: g(m) = m·N/M
+    ("uniform", 6, 12, True, [2, 4, 6, 8, 10, 12]),
+    ("uniform", 5, 12, True, [2, 5, 7, 10, 12]),  # not a divisor: rounded, still ends on the last layer
+    ("skip", 6, 12, False, [2, 4, 6, 8, 10]),  # PKD-Skip
+    ("skip", 5, 12, True, [2, 4, 6, 8, 10]),  # fixed stride 12 // 5 = 2
+    ("last", 6, 12, False, [7, 8, 9, 10, 11]),  # PKD-Last
+    ("last", 3, 12, True, [10, 11, 12]),
+])
+def test_layer_map_strategies(strategy, m, n, final, expected):
+    pairs = layer_pairs("method.layer_map", strategy, m, n, final=final)
+    assert [s for s, _ in pairs] == list(range(1, len(expected) + 1))
+    assert [t for _, t in pairs] == expected
+
+
+def test_layer_map_list_and_auto():
+    assert layer_pairs("k", "list", 3, 12, [1, 6, 12]) == [(1, 1), (2, 6), (3, 12)]
+    assert layer_pairs("k", "auto", 4, 12, pair_layers=[1, 5, 8, 12]) == [(1, 1), (2, 5), (3, 8), (4, 12)]
+    assert layer_pairs("k", "auto", 4, 12, final=False, pair_layers=[1, 5, 8, 12]) == [(1, 1), (2, 5), (3, 8)]
+    assert layer_pairs("k", "auto", 4, 12) == layer_pairs("k", "uniform", 4, 12)  # no pair file: uniform
+
+
+@pytest.mark.parametrize("kwargs,key,text", [
+    ({"strategy": "list", "layers": [1, 2]}, "method.layer_map.layers", "each of the 3 mapped student layers"),
+    ({"strategy": "list", "layers": [1, 2, 13]}, "method.layer_map.layers", "outside the teacher's 1..12"),
+    ({"strategy": "list", "layers": [0, 2, 3]}, "method.layer_map.layers", "outside the teacher's 1..12"),
+    ({"strategy": "last", "n_student": 14}, "method.layer_map.strategy", "outside the teacher's 1..12"),
+    ({"strategy": "uniform", "n_student": 1, "final": False}, "method.layer_map.final", "leaves no student layer"),
+])
+def test_layer_map_errors_name_key_and_range(kwargs, key, text):
+    args = {"strategy": "uniform", "n_student": 3, "n_teacher": 12, "layers": None, "final": True, **kwargs}
+    with pytest.raises(ConfigError) as info:
+        layer_pairs("method.layer_map", **args)
+    assert info.value.key == key and text in str(info.value) and "Fix:" in str(info.value)
+
+
+# ------------------------------------------------------------------------------ feature capture
+def _bert(layers=3, hidden=16, heads=2, attn="eager"):
+    config = BertConfig(vocab_size=50, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=32, num_labels=3, attn_implementation=attn)
+    return models.build_from_config(config, seed=0).eval()
+
+
+BATCH = {"input_ids": torch.tensor([[2, 5, 7, 9, 3], [2, 6, 3, 0, 0]]),
+         "attention_mask": torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]), "labels": torch.tensor([0, 1]),
+         "idx": torch.tensor([4, 7])}
+
+
+def test_forward_features_keeps_only_what_the_spec_asks_for():
+    model = _bert()
+    f = features.forward_features(model, BATCH, FeatureSpec(hidden_states=(0, 2), attentions=(3,)))
+    assert set(f.hidden) == {0, 2} and set(f.attentions) == {3} and f.captured == {}
+    assert f.hidden[2].shape == (2, 5, 16) and f.attentions[3].shape == (2, 2, 5, 5)
+    full = model(**features.model_inputs(BATCH), output_hidden_states=True, output_attentions=True)
+    assert torch.equal(f.hidden[2], full.hidden_states[2]) and torch.equal(f.attentions[3], full.attentions[2])
+    bare = features.forward_features(model, BATCH, FeatureSpec())
+    assert bare.hidden == {} and bare.attentions == {} and torch.equal(bare.logits, f.logits)
+
+
+def test_attentions_under_sdpa_fail_loudly_instead_of_returning_nothing():
+    model = _bert(attn="sdpa")
+    with pytest.raises(RuntimeError, match="eager"):
+        features.forward_features(model, BATCH, FeatureSpec(attentions=(1,)))
+
+
+def test_hooks_capture_projections_and_are_removed_even_when_the_forward_fails():
+    model = _bert()
+    model(**features.model_inputs(BATCH), output_hidden_states=True)  # transformers may keep hooks of its own
+
+    def hooks():
+        return {name: list(m._forward_hooks) for name, m in model.named_modules()}
+
+    before = hooks()
+    template = features.projection_template(model, "value", None, "method.value_path")
+    assert template == "bert.encoder.layer.{layer}.attention.self.value"
+    spec = FeatureSpec(hooks=(HookSpec("value", template, (1, 3), "method.value_path"),))
+    f = features.forward_features(model, BATCH, spec)
+    module = model.get_submodule(template.format(layer=2))
+    assert set(f.captured["value"]) == {1, 3}
+    expected = module(model(**features.model_inputs(BATCH), output_hidden_states=True).hidden_states[2])
+    assert torch.allclose(f.captured["value"][3], expected, atol=1e-6)  # layer 3's value projection of its input
+    assert hooks() == before
+    with pytest.raises(AttributeError):
+        features.forward_features(model, {"input_ids": "not a tensor"}, spec)
+    assert hooks() == before
+
+
+def test_hook_path_override_is_checked_at_setup():
+    model = features.meta_model(_bert().config)
+    with pytest.raises(ConfigError, match="no {layer} placeholder") as info:
+        features.projection_template(model, "query", "bert.encoder.layer.0.attention.self.query", "method.query_path")
+    assert info.value.key == "method.query_path"
+    with pytest.raises(ConfigError, match="is not a module of BertForSequenceClassification"):
+        features.projection_template(model, "query", "bert.encoder.layer.{layer}.attn.q", "method.query_path")
+    custom = "bert.encoder.layer.{layer}.attention.self.key"  # any module will do, e.g. keys as "queries"
+    assert features.projection_template(model, "query", custom, "method.query_path") == custom
+
+
+# ---------------------------------------------------------------------------------- method plans
+def _plan(overrides, cache_dir):
+    return make_plan(validate(compose_config(TINY + [f"cache_dir={cache_dir}"] + overrides)))
+
+
+def _dims(**kw):
+    base = dict(student_layers=4, teacher_layers=12, student_hidden=64, teacher_hidden=128, student_heads=4,
+                teacher_heads=4, train_examples=100)
+    return Dims(**{**base, **kw})
+
+
+@pytest.mark.parametrize("method,stages", [
+    ("none", ["distill"]), ("kd", ["distill"]), ("fitnets", ["hints", "distill"]),
+    ("attention_transfer", ["distill"]), ("rkd", ["distill"]), ("crd", ["distill"]), ("pkd", ["distill"]),
+    ("distilbert", ["distill"]), ("tinybert", ["intermediate", "prediction"]), ("minilm", ["relations", "finetune"]),
+])
+def test_every_method_plans_its_stages_with_budgets(method, stages, cache_dir):
+    plan = _plan([f"method={method}", "train.epochs=2", "train.learning_rate=3e-4"], cache_dir)
+    planned = [s for s in plan.stages if s.name != "teacher_prep"]
+    assert [s.name for s in planned] == stages
+    assert all(s.epochs == 2 and s.learning_rate == 3e-4 for s in planned)
+    assert all(s.method.formula().startswith("L = ") for s in planned)
+
+
+def test_stage_budgets_override_the_run_budget(cache_dir):
+    plan = _plan(["method=tinybert", "method.general.epochs=1", "method.intermediate.epochs=4",
+                  "method.prediction.learning_rate=5e-5"], cache_dir)
+    by_name = {s.name: s for s in plan.stages}
+    assert [s.name for s in plan.stages][-3:] == ["general", "intermediate", "prediction"]
+    assert by_name["general"].epochs == 1 and by_name["intermediate"].epochs == 4
+    assert by_name["prediction"].learning_rate == 5e-5 and by_name["prediction"].epochs == 3.0
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["method=distilbert", "student.hidden_size=16", "student.num_heads=2", "student.init=random"],
+     "student.hidden_size"),
+    (["method=pkd", "student.hidden_size=16", "student.num_heads=2", "student.init=random"], "student.hidden_size"),
+    (["method=tinybert", "student.num_heads=4", "student.init=random"], "student.num_heads"),
+    (["method=minilm", "method.relation_heads=3"], "method.relation_heads"),
+    (["method=minilm", "method.teacher_layer=9"], "method.teacher_layer"),
+    (["method=minilm", "method.value_path='bert.encoder.layer.{layer}.nope'"], "method.value_path"),
+    (["method=pkd", "method.layer_map.strategy=list", "method.layer_map.layers=[9]"], "method.layer_map.layers"),
+    (["method=fitnets", "method.layer_map.strategy=list", "method.layer_map.layers=[1]"], "method.layer_map.layers"),
+    (["method=crd", "method.num_negatives=100000"], "method.num_negatives"),
+])
+def test_model_dependent_method_errors_come_from_the_plan(overrides, key, cache_dir):
+    with pytest.raises(ConfigError) as info:
+        _plan(overrides, cache_dir)
+    assert info.value.key == key and "Fix:" in str(info.value)
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["method=pkd", "method.layer_map.strategy=sideways"], "method.layer_map.strategy"),
+    (["method=fitnets", "method.layer_map.layers=[1,2]"], "method.layer_map.layers"),
+    (["method=rkd", "method.distance_weight=-1"], "method.distance_weight"),
+    (["method=crd", "method.momentum=1.0"], "method.momentum"),
+    (["method=tinybert", "method.general.epochs=-1"], "method.general.epochs"),
+    (["method=minilm", "method.relations.learning_rate=0"], "method.relations.learning_rate"),
+])
+def test_value_errors_come_from_the_schema(overrides, key):
+    with pytest.raises(ConfigError) as info:
+        validate(compose_config(TINY + overrides))
+    assert info.value.key == key
+
+
+def test_pair_group_supplies_the_layer_map_for_its_teacher_and_student():
+    cfg = validate(compose_config(["method=fitnets", "student=bert-4l"]))
+    assert cfg.pair.layer_map == [1, 5, 8, 12]  # conf/pair/embedded-bert-12l_bert-4l.yaml
+    stages = build_stages(cfg.method, _dims(student_hidden=128, pair_layers=cfg.pair.layer_map))
+    assert "[(1, 1), (2, 5), (3, 8), (4, 12)]" in stages[0].method.notes
+    explicit = validate(compose_config(["method=fitnets", "student=bert-4l", "method.layer_map.strategy=uniform"]))
+    stages = build_stages(explicit.method, _dims(student_hidden=128, pair_layers=explicit.pair.layer_map))
+    assert "[(1, 3), (2, 6), (3, 9), (4, 12)]" in stages[0].method.notes  # an explicit strategy wins
+    assert validate(compose_config(["student=bert-2l"])).pair.layer_map is None  # no file for this pair
+
+
+def test_feature_specs_ask_only_for_mapped_layers():
+    cfg = validate(compose_config(["method=tinybert", "student=bert-4l", "method.layer_map.strategy=uniform"]))
+    intermediate = build_stages(cfg.method, _dims(student_hidden=128))[0].method
+    assert intermediate.student_features.hidden_states == (0, 1, 2, 3, 4)
+    assert intermediate.teacher_features.hidden_states == (0, 3, 6, 9, 12)
+    assert intermediate.teacher_features.attentions == (3, 6, 9, 12) and intermediate.needs_attentions
+    pkd = build_stages(validate(compose_config(["method=pkd", "student=bert-6l"])).method,
+                       _dims(student_layers=6, student_hidden=128))[0].method
+    assert pkd.teacher_features.hidden_states == (2, 4, 6, 8, 10) and not pkd.needs_attentions
+
+
+def test_projections_start_as_identity_when_widths_match_and_are_learned_otherwise():
+    cfg = validate(compose_config(["method=tinybert", "student=bert-4l"]))
+    same = build_stages(cfg.method, _dims(student_hidden=128))[0].method.adapters["W_h"]
+    assert torch.equal(same.weight, torch.eye(128)) and same.weight.requires_grad
+    narrow = build_stages(cfg.method, _dims(student_hidden=64))[0].method.adapters["W_h"]
+    assert narrow.weight.shape == (128, 64)
+
+
+def test_eager_attention_is_switched_on_only_when_a_stage_reads_attention_maps(cache_dir):
+    teacher, student = _bert(attn="sdpa"), _bert(attn="sdpa")
+    _eager_attention(_plan(["method=kd"], cache_dir), teacher, student)
+    assert student.config._attn_implementation == "sdpa"
+    _eager_attention(_plan(["method=tinybert"], cache_dir), teacher, student)
+    assert teacher.config._attn_implementation == "eager" and student.config._attn_implementation == "eager"
+    assert features.forward_features(student, BATCH, FeatureSpec(attentions=(1,))).attentions[1].shape == (2, 2, 5, 5)
+
+
+def test_multi_stage_formulas_name_each_stage_loss():
+    cfg = validate(compose_config(["method=pkd", "method.alpha=0.2", "method.beta=10"]))
+    (stage,) = build_stages(cfg.method, _dims(student_hidden=128))
+    assert stage.method.formula().startswith("L = 0.8·CE(y, softmax(z_s)) + 0.2·T²·KL")
+    assert "10·Σ ‖h_s/‖h_s‖ − h_t/‖h_t‖‖²" in stage.method.formula()
