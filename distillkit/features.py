@@ -42,15 +42,6 @@ class FeatureSpec:
     attentions: tuple[int, ...] = ()  # 1-based layers; needs eager attention (models.py switches it on)
     hooks: tuple[HookSpec, ...] = ()
 
-    def __or__(self, other: "FeatureSpec") -> "FeatureSpec":
-        return FeatureSpec(tuple(sorted(set(self.hidden_states) | set(other.hidden_states))),
-                           tuple(sorted(set(self.attentions) | set(other.attentions))),
-                           tuple(dict.fromkeys(self.hooks + other.hooks)))
-
-    @property
-    def empty(self) -> bool:
-        return not (self.hidden_states or self.attentions or self.hooks)
-
 
 @dataclass
 class Features:
@@ -93,12 +84,12 @@ def forward_features(model: torch.nn.Module, batch: dict, spec: FeatureSpec) -> 
     with capture(model, spec.hooks) as captured:
         out = model(**model_inputs(batch), output_hidden_states=bool(spec.hidden_states),
                     output_attentions=bool(spec.attentions), return_dict=True)
-    hidden = {l: out.hidden_states[l] for l in spec.hidden_states} if spec.hidden_states else {}
+    hidden = {i: out.hidden_states[i] for i in spec.hidden_states} if spec.hidden_states else {}
     attentions = {}
     if spec.attentions:
         if not out.attentions:  # sdpa/flash attention return an empty tuple instead of failing
             raise RuntimeError("the model returned no attention maps: it must run with attn_implementation='eager'")
-        attentions = {l: out.attentions[l - 1] for l in spec.attentions}
+        attentions = {layer: out.attentions[layer - 1] for layer in spec.attentions}
     return Features(logits=out.logits, hidden=hidden, attentions=attentions, captured=captured)
 
 
@@ -150,9 +141,8 @@ def layer_pairs(key: str, strategy: str, n_student: int, n_teacher: int, layers:
 # ---------------------------------------------------------------------------------------- hook paths
 # Where the self-attention projections live in common encoders; {layer} is the 0-based layer index.
 ATTENTION_PROJECTIONS = {
-    "query": ("{base}.encoder.layer.{{layer}}.attention.self.query", "{base}.transformer.layer.{{layer}}.attention.q_lin"),
-    "key": ("{base}.encoder.layer.{{layer}}.attention.self.key", "{base}.transformer.layer.{{layer}}.attention.k_lin"),
-    "value": ("{base}.encoder.layer.{{layer}}.attention.self.value", "{base}.transformer.layer.{{layer}}.attention.v_lin"),
+    p: ("{base}.encoder.layer.{{layer}}.attention.self." + p, "{base}.transformer.layer.{{layer}}.attention." + q)
+    for p, q in (("query", "q_lin"), ("key", "k_lin"), ("value", "v_lin"))
 }
 
 

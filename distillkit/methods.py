@@ -114,11 +114,13 @@ class Dims:
 
 # ------------------------------------------------------------------------------------- shared parts
 def _ce_term(weight: float) -> LossTerm:
-    return LossTerm("ce", weight, lambda x: logit_losses.cross_entropy(x.student.logits, x.labels), "CE(y, softmax(z_s))")
+    return LossTerm("ce", weight, lambda x: logit_losses.cross_entropy(x.student.logits, x.labels),
+                    "CE(y, softmax(z_s))")
 
 
 def _kd_term(weight: float, temperature: float) -> LossTerm:
-    return LossTerm("kd", weight, lambda x: logit_losses.soft_target_kl(x.student.logits, x.teacher.logits, temperature),
+    return LossTerm("kd", weight,
+                    lambda x: logit_losses.soft_target_kl(x.student.logits, x.teacher.logits, temperature),
                     "T²·KL(softmax(z_t/T) ‖ softmax(z_s/T))")
 
 
@@ -181,10 +183,12 @@ def build_kd(cfg: mc.KDMethodConfig, dims: Dims | None = None) -> list[MethodSta
 def build_fitnets(cfg: mc.FitNetsMethodConfig, dims: Dims) -> list[MethodStage]:
     """Romero et al. 2015. Stage ``hints``: L = Σ_(m,t) MSE(W_m·h_s^m, h_t^t); stage ``distill``: KD."""
     pairs = _pairs(cfg.layer_map, dims)
-    adapters = torch.nn.ModuleDict({f"hint_{m}": _projection(dims.student_hidden, dims.teacher_hidden) for m, _ in pairs})
+    adapters = torch.nn.ModuleDict(
+        {f"hint_{m}": _projection(dims.student_hidden, dims.teacher_hidden) for m, _ in pairs})
 
     def hint_loss(x: LossInputs) -> torch.Tensor:
-        return sum(feature_losses.hidden_mse(x.adapters[f"hint_{m}"](x.student.hidden[m]), x.teacher.hidden[t], _mask(x))
+        return sum(feature_losses.hidden_mse(x.adapters[f"hint_{m}"](x.student.hidden[m]), x.teacher.hidden[t],
+                                             _mask(x))
                    for m, t in pairs)
 
     hints = Method(
@@ -222,7 +226,8 @@ def build_rkd(cfg: mc.RKDMethodConfig, dims: Dims) -> list[MethodStage]:
                 _sentence_vector(x.teacher, t_layer, cfg.embedding, _mask(x)))
 
     terms = _logit_terms(cfg.ce_weight, cfg.kd_weight, cfg.temperature) + [
-        LossTerm("rkd_distance", cfg.distance_weight, lambda x: relations.rkd_distance(*vectors(x)), "Huber(ψ_D(s), ψ_D(t))"),
+        LossTerm("rkd_distance", cfg.distance_weight, lambda x: relations.rkd_distance(*vectors(x)),
+                 "Huber(ψ_D(s), ψ_D(t))"),
         LossTerm("rkd_angle", cfg.angle_weight, lambda x: relations.rkd_angle(*vectors(x)), "Huber(ψ_A(s), ψ_A(t))"),
     ]
     method = Method(name=cfg.name, needs_teacher=True, terms=terms,
@@ -267,7 +272,8 @@ def build_pkd(cfg: mc.PKDMethodConfig, dims: Dims) -> list[MethodStage]:
     pairs = _pairs(cfg.layer_map, dims)
 
     def pt(x: LossInputs) -> torch.Tensor:
-        return sum(feature_losses.normalized_mse(x.student.hidden[m][:, 0], x.teacher.hidden[t][:, 0]) for m, t in pairs)
+        return sum(feature_losses.normalized_mse(x.student.hidden[m][:, 0], x.teacher.hidden[t][:, 0])
+                   for m, t in pairs)
 
     terms = [_ce_term(1.0 - cfg.alpha), _kd_term(cfg.alpha, cfg.temperature),
              LossTerm("pt", cfg.beta, pt, "Σ ‖h_s/‖h_s‖ − h_t/‖h_t‖‖²")]
@@ -284,7 +290,8 @@ def build_distilbert(cfg: mc.DistilBERTMethodConfig, dims: Dims) -> list[MethodS
     _same_width(dims, cfg.name)
     s_layer, t_layer = dims.student_layers, dims.teacher_layers
     cos = LossTerm("cos", cfg.cos_weight,
-                   lambda x: feature_losses.cosine_hidden(x.student.hidden[s_layer], x.teacher.hidden[t_layer], _mask(x)),
+                   lambda x: feature_losses.cosine_hidden(x.student.hidden[s_layer], x.teacher.hidden[t_layer],
+                                                          _mask(x)),
                    "(1 − cos(h_s, h_t))")
     method = Method(name=cfg.name, needs_teacher=True,
                     terms=_logit_terms(cfg.ce_weight, cfg.kd_weight, cfg.temperature) + [cos],
@@ -297,7 +304,8 @@ def _tinybert_intermediate(cfg: mc.TinyBERTMethodConfig, dims: Dims, name: str) 
     pairs = _pairs(cfg.layer_map, dims)
     if cfg.attention_weight:
         require(dims.student_heads == dims.teacher_heads, "student.num_heads", dims.student_heads,
-                f"differs from the teacher's {dims.teacher_heads}; TinyBERT's attention loss compares maps head by head.",
+                f"differs from the teacher's {dims.teacher_heads}; TinyBERT's attention loss compares maps "
+                "head by head.",
                 f"use student.num_heads={dims.teacher_heads}, or method.attention_weight=0.")
     adapters = torch.nn.ModuleDict({"W_e": _projection(dims.student_hidden, dims.teacher_hidden),
                                     "W_h": _projection(dims.student_hidden, dims.teacher_hidden)})
@@ -348,7 +356,8 @@ def build_minilm(cfg: mc.MiniLMMethodConfig, dims: Dims) -> list[MethodStage]:
     """Wang et al. 2020: self-attention distribution and value-relation transfer, then fine-tuning."""
     t_layer = cfg.teacher_layer or dims.teacher_layers
     require(t_layer <= dims.teacher_layers, "method.teacher_layer", t_layer,
-            f"is beyond the teacher's {dims.teacher_layers} layers.", f"use 1..{dims.teacher_layers}, or null for the last.")
+            f"is beyond the teacher's {dims.teacher_layers} layers.",
+            f"use 1..{dims.teacher_layers}, or null for the last.")
     s_layer = dims.student_layers
     heads = cfg.relation_heads or dims.student_heads
     for who, width in (("student", dims.student_hidden), ("teacher", dims.teacher_hidden)):

@@ -129,13 +129,15 @@ def test_multi_stage_run_resumes_in_the_stage_it_stopped_in(run_tiny, tmp_path, 
     finished = torch.load(out / "checkpoints" / "intermediate" / "done" / "student.pt")
 
     calls = []
-    monkeypatch.setattr("distillkit.run.run_stage", lambda stage, *a, **k: calls.append(stage.name) or original(stage, *a, **k))
+    monkeypatch.setattr("distillkit.run.run_stage",
+                        lambda stage, *a, **k: calls.append(stage.name) or original(stage, *a, **k))
     results, _ = run_tiny(["method=tinybert"], out=out, resume=True)
     assert calls == ["prediction"]  # the finished stage is not trained again
     names = [s["name"] for s in results["stages"]]
     assert names == ["teacher_prep", "intermediate", "prediction"]
     intermediate, prediction = results["stages"][1], results["stages"][2]
-    assert intermediate["resumed_from"] == "done" and set(intermediate["final_loss_terms"]) == {"embedding", "attention", "hidden"}
+    assert intermediate["resumed_from"] == "done"
+    assert set(intermediate["final_loss_terms"]) == {"embedding", "attention", "hidden"}
     assert prediction["resumed_from"].endswith("checkpoint-4") and prediction["steps"] == 6
     assert not torch.equal(finished["bert.embeddings.word_embeddings.weight"],
                            AutoModelForSequenceClassification.from_pretrained(out / "student").state_dict()[
