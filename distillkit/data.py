@@ -174,3 +174,15 @@ def tokenize(task: TaskData, tokenizer, max_length: int):
         return split.map(encode, batched=True, with_indices=True, remove_columns=split.column_names, desc=None)
 
     return apply(task.train), apply(task.eval)
+
+
+def tokenize_text_file(path: str, tokenizer, max_length: int):
+    """A plain-text file (one example per line, blank lines skipped) as a tokenised dataset for stages that
+    read no labels (TinyBERT's general distillation); ``labels`` are -100 (ignored), ``idx`` the line order."""
+    import datasets
+
+    with open(path, encoding="utf-8") as f:
+        texts = [line.strip() for line in f if line.strip()]
+    enc = tokenizer(texts, truncation=True, max_length=max_length)
+    columns = {**enc, "labels": [-100] * len(texts), "idx": list(range(len(texts)))}
+    return datasets.Dataset.from_dict(columns)

@@ -7,6 +7,7 @@ counts, hook paths) run in ``methods.py`` at plan time, still before any weight 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -50,6 +51,24 @@ class PhaseConfig:
             value = getattr(self, name)
             require(value is None or value > 0, f"{key}.{name}", value, "must be positive.",
                     f"use a positive value, or null for train.{name}.")
+
+
+@dataclass
+class GeneralPhaseConfig(PhaseConfig):
+    """TinyBERT's general-distillation stage: ``epochs: 0`` leaves it out."""
+
+    epochs: Optional[float] = 0.0
+    text_file: Optional[str] = None  # plain text, one example per line; null = the training texts (labels unread)
+
+    def check(self, key: str) -> None:
+        require(self.epochs is not None and self.epochs >= 0, f"{key}.epochs", self.epochs,
+                "must be 0 (no general stage) or positive.", "use 0 or e.g. 1.")
+        require(self.learning_rate is None or self.learning_rate > 0, f"{key}.learning_rate", self.learning_rate,
+                "must be positive.", "use a positive value, or null for train.learning_rate.")
+        if self.text_file is not None:
+            require(os.path.isfile(self.text_file) and os.access(self.text_file, os.R_OK), f"{key}.text_file",
+                    self.text_file, "is not a readable file.",
+                    "give a plain-text file with one example per line (relative paths start where you run).")
 
 
 @dataclass
@@ -197,7 +216,7 @@ class TinyBERTMethodConfig:
     hidden_weight: float = 1.0
     temperature: float = 1.0  # the prediction stage; the paper uses 1
     ce_weight: float = 0.0  # hard labels in the prediction stage (the paper: none)
-    general: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=0.0))  # 0 = no general stage
+    general: GeneralPhaseConfig = field(default_factory=GeneralPhaseConfig)
     intermediate: PhaseConfig = field(default_factory=PhaseConfig)
     prediction: PhaseConfig = field(default_factory=PhaseConfig)
 
@@ -205,11 +224,7 @@ class TinyBERTMethodConfig:
         _weights("method", self, ("embedding_weight", "attention_weight", "hidden_weight"))
         _temperature("method.temperature", self.temperature)
         unit_interval("method.ce_weight", self.ce_weight)
-        require(self.general.epochs is not None and self.general.epochs >= 0, "method.general.epochs",
-                self.general.epochs, "must be 0 (no general stage) or positive.", "use 0 or e.g. 1.")
-        require(self.general.learning_rate is None or self.general.learning_rate > 0,
-                "method.general.learning_rate", self.general.learning_rate, "must be positive.",
-                "use a positive value, or null for train.learning_rate.")
+        self.general.check("method.general")
         self.intermediate.check("method.intermediate")
         self.prediction.check("method.prediction")
 

@@ -88,6 +88,7 @@ class MethodStage:
     method: Method
     epochs: float | None = None
     learning_rate: float | None = None
+    text_file: str | None = None  # train on these texts (one per line, no labels) instead of the training split
 
 
 @dataclass
@@ -338,7 +339,7 @@ def build_tinybert(cfg: mc.TinyBERTMethodConfig, dims: Dims) -> list[MethodStage
     stages = []
     if cfg.general.epochs:
         stages.append(MethodStage("general", _tinybert_intermediate(cfg, dims, f"{cfg.name}/general"),
-                                  cfg.general.epochs, cfg.general.learning_rate))
+                                  cfg.general.epochs, cfg.general.learning_rate, cfg.general.text_file))
     stages.append(MethodStage("intermediate", _tinybert_intermediate(cfg, dims, f"{cfg.name}/intermediate"),
                               cfg.intermediate.epochs, cfg.intermediate.learning_rate))
     stages.append(MethodStage("prediction", _kd_method(f"{cfg.name}/prediction", cfg.temperature, cfg.ce_weight),

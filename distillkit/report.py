@@ -47,5 +47,16 @@ def format_table(results: dict) -> str:
     fmt = lambda r: "  ".join(v.ljust(w) if i in (0, 3) else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))  # noqa: E731
     title = (f"distillkit · method={run['method']} · data={run['data']} · seed={run['seed']} · "
              f"{results['task']['eval_examples']} eval examples · {run['wall_time_s']:.0f} s")
-    lines = [title, fmt(head), "-" * len(fmt(head))] + [fmt(r) for r in rows]
+    lines = [title, fmt(head), "-" * len(fmt(head))] + [fmt(r) for r in rows] + ["", "stages:"]
+    lines += [f"  {stage_line(stage)}" for stage in results["stages"]]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def stage_line(stage: dict) -> str:
+    """One stage of the run: its budget, time and final loss terms (or that it was cached / resumed)."""
+    if stage.get("cached"):
+        return f"{stage['name']:<14} cached ({stage.get('cache_dir', '')})"
+    terms = " ".join(f"{k}={v:.4g}" for k, v in (stage.get("final_loss_terms") or {}).items())
+    resumed = " · resumed" if stage.get("resumed_from") else ""
+    return (f"{stage['name']:<14} {stage['steps']} steps · {stage['wall_time_s']:.0f} s{resumed}"
+            + (f" · {terms}" if terms else ""))

@@ -21,6 +21,7 @@ import torch
 from distillkit import cache, models
 from distillkit.config import RunConfig
 from distillkit.errors import require
+from distillkit.data import tokenize_text_file
 from distillkit.methods import Dims
 from distillkit.stages import load_done, mark_done, plan_stages, run_stage
 
@@ -149,14 +150,23 @@ def _method_stages(plan: Plan) -> list:
     return [s for s in plan.stages if s.name != "teacher_prep"]
 
 
-def _eager_attention(plan: Plan, *models) -> None:
-    """Attention maps exist only under eager attention (sdpa returns none): switch when a stage needs them."""
+def _eager_attention(plan: Plan, *models) -> list:
+    """Attention maps exist only under eager attention (sdpa returns none): switch when a stage needs them.
+    Returns what to restore afterwards, so evaluation times each model with its usual implementation."""
     needing = [s.name for s in _method_stages(plan) if s.method.needs_attentions]
+    before = [(model, model.config._attn_implementation) for model in models]
     if needing:
         log.info("Stage(s) %s read attention maps: teacher and student switched to eager attention "
                  "(slower than sdpa, and needed for output_attentions).", ", ".join(needing))
         for model in models:
             model.set_attn_implementation("eager")
+    return before
+
+
+def _restore_attention(before: list) -> None:
+    for model, implementation in before:
+        if model.config._attn_implementation != implementation:
+            model.set_attn_implementation(implementation)
 
 
 def _train_student(cfg: RunConfig, plan: Plan, student, teacher, train_set, collator, out: Path, wandb_run,
@@ -168,7 +178,9 @@ def _train_student(cfg: RunConfig, plan: Plan, student, teacher, train_set, coll
     for i, stage in enumerate(stages):
         record = load_done(stage, student, out) if resume else None
         if record is None:
-            record = run_stage(stage, cfg, student, teacher, train_set, collator, plan.tokenizer, out, plan.use_cpu,
+            data = train_set if stage.text_file is None else tokenize_text_file(stage.text_file, plan.tokenizer,
+                                                                                 cfg.data.max_length)
+            record = run_stage(stage, cfg, student, teacher, data, collator, plan.tokenizer, out, plan.use_cpu,
                                wandb_run, resume)
             if i < len(stages) - 1 and rank == 0:
                 mark_done(stage, student, record, out)
@@ -257,8 +269,9 @@ def run(cfg: RunConfig, ctx: RunContext, plan: Plan | None = None) -> dict | Non
         else:
             student = models.load_pretrained("student.path", cfg.student.path, plan.student_config,
                                              cfg.student.revision, cfg.student.trust_remote_code)
-        _eager_attention(plan, teacher, student)
+        attention = _eager_attention(plan, teacher, student)
         records += _train_student(cfg, plan, student, teacher, train_set, collator, out, wandb_run, ctx.resume)
+        _restore_attention(attention)
         if rank != 0:
             return None
         teacher.to(plan.device)

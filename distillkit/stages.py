@@ -30,6 +30,7 @@ class Stage:
     learning_rate: float
     seed: int
     max_steps: int = -1
+    text_file: str | None = None  # unlabeled texts to train on instead of the training split
 
 
 def plan_stages(cfg: RunConfig, prepare_teacher: bool, dims: Dims) -> list[Stage]:
@@ -43,7 +44,7 @@ def plan_stages(cfg: RunConfig, prepare_teacher: bool, dims: Dims) -> list[Stage
     for s in build_stages(cfg.method, dims):
         stages.append(Stage(s.name, s.method, s.epochs if s.epochs is not None else tr.epochs,
                             s.learning_rate if s.learning_rate is not None else tr.learning_rate, cfg.seed,
-                            tr.max_steps))
+                            tr.max_steps, s.text_file))
     return stages
 
 
@@ -121,6 +122,7 @@ def run_stage(stage: Stage, cfg: RunConfig, model, teacher, train_set, collator,
         "formula": stage.method.formula(),
         "steps": trainer.state.global_step,
         "epochs": stage.epochs,
+        "train_examples": len(train_set),
         "wall_time_s": round(time.time() - started, 3),
         "train_samples_per_s": output.metrics.get("train_samples_per_second"),
         "train_loss": output.metrics.get("train_loss"),

@@ -54,6 +54,14 @@ class DistillationTrainer(Trainer):
             self._term_count += 1
         return (loss, student) if return_outputs else loss
 
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """The Trainer's step, plus averaging the adapters' gradients over processes: DDP wraps only the
+        student, so without this each process's projections / embedding heads would drift apart."""
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.args.world_size > 1 and len(self.method.adapters):
+            average_gradients(self.method.adapters.parameters(), self.args.world_size)
+        return loss
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Add each loss term's mean since the last log (averaged over processes) to the training logs."""
         if self._term_count and "loss" in logs:
@@ -86,6 +94,16 @@ class DistillationTrainer(Trainer):
         path = Path(resume_from_checkpoint) / ADAPTERS_FILE
         if len(self.method.adapters) and path.exists():
             self.method.adapters.load_state_dict(torch.load(path, map_location=self.args.device))
+
+
+def average_gradients(params, world_size: int) -> None:
+    """Replace each gradient by its mean over the process group (gloo has no AVG: sum, then divide).
+    Called after every micro-step: gradients accumulated from earlier micro-steps are already equal on
+    every process, so averaging the running sum is the same as summing the averages."""
+    for param in params:
+        if param.grad is not None:
+            torch.distributed.all_reduce(param.grad)
+            param.grad.div_(world_size)
 
 
 class MetricsCallback(TrainerCallback):

@@ -58,8 +58,9 @@ def run_tiny(tmp_path, cache_dir):
     """Run distillkit in-process with the tiny settings plus ``overrides``; returns (results, run dir)."""
     from distillkit.run import RunContext, run
 
-    def _run(overrides=(), out=None, resume=False):
-        cfg = validate(compose_config(TINY + [f"cache_dir={cache_dir}"] + list(overrides)))
+    def _run(overrides=(), out=None, resume=False, without=()):
+        base = [o for o in TINY if not any(o.startswith(prefix) for prefix in without)]
+        cfg = validate(compose_config(base + [f"cache_dir={cache_dir}"] + list(overrides)))
         out = Path(out or tmp_path / "run")
         out.mkdir(parents=True, exist_ok=True)
         return run(cfg, RunContext(output_dir=out, job_name="test", overrides=tuple(overrides), resume=resume)), out

@@ -39,3 +39,44 @@ def test_two_process_ddp_matches_single_process_and_exits_cleanly(tmp_path, cach
     lines = [json.loads(x) for x in (tmp_path / "ddp0" / "metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in lines if r["stage"] == "distill" and "loss" in r]
     assert len(steps) == len(set(steps))
+
+
+def _average_in_worker(rank, port, out):
+    import torch
+
+    from distillkit.trainer import average_gradients
+
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        param = torch.nn.Parameter(torch.zeros(3))
+        param.grad = torch.full((3,), float(rank + 1))  # rank 0: 1, rank 1: 2
+        untouched = torch.nn.Parameter(torch.zeros(1))  # no gradient: skipped
+        average_gradients([param, untouched], 2)
+        torch.save({"grad": param.grad, "untouched": untouched.grad}, f"{out}/rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_adapter_gradients_are_averaged_over_processes(tmp_path):
+    import socket
+
+    import torch
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_average_in_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        saved = torch.load(tmp_path / f"rank{rank}.pt")
+        assert torch.equal(saved["grad"], torch.full((3,), 1.5)) and saved["untouched"] is None
+
+
+def test_ddp_run_of_a_two_stage_method_with_adapters(tmp_path, cache_dir):
+    proc = cli(["distillkit", *SETTINGS, f"cache_dir={cache_dir}-ddp", "method=fitnets", "hardware=ddp",
+                "hardware.devices=2", "hardware.accelerator=cpu", "hardware.per_device_batch_size=8",
+                "train.max_steps=4", "hydra.run.dir=ddp-fitnets"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "ddp-fitnets" / "results.json").read_text())
+    assert [s["name"] for s in results["stages"]][-2:] == ["hints", "distill"] and results["run"]["world_size"] == 2
+    assert results["stages"][-2]["final_loss_terms"]["hint"] >= 0

@@ -195,3 +195,39 @@ def test_adapters_train_with_the_student_but_stay_out_of_the_exported_model(run_
     assert results["stages"][1]["final_loss_terms"]["hint"] > 0
     exported = AutoModelForSequenceClassification.from_pretrained(out / "student").state_dict()
     assert not any("hint" in k for k in exported) and exported["bert.embeddings.word_embeddings.weight"].shape[1] == 16
+
+
+@pytest.mark.parametrize("method", ["tinybert", "minilm"])
+def test_attention_and_hook_methods_on_a_local_bert_checkpoint(run_tiny, tmp_path, method):
+    """bert-base's layout (post-LN BertForSequenceClassification, sdpa attention by default) loaded from a
+    directory as a hub checkpoint would be: eager attention is switched on, hooks find the projections."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from distillkit.data import train_wordpiece
+    from distillkit.synthetic import generate
+
+    ckpt = tmp_path / "bert-checkpoint"
+    tokenizer = train_wordpiece([r["text"] for r in generate(n_train=256, n_eval=8).train], 300, ckpt)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                        intermediate_size=64)
+    assert BertForSequenceClassification(config).config._attn_implementation != "eager"
+    BertForSequenceClassification(config).save_pretrained(ckpt)
+    results, out = run_tiny([f"method={method}", "teacher=hub", f"teacher.path={ckpt}"], without=("teacher.arch",))
+    assert results["stages"][0]["name"] == "teacher_prep" and not results["stages"][0]["cached"]
+    trained = results["stages"][1:]
+    assert len(trained) == 2 and all(s["steps"] == 6 for s in trained)
+    first_terms = trained[0]["final_loss_terms"]
+    assert first_terms and all(v >= 0 for v in first_terms.values())
+    assert AutoModelForSequenceClassification.from_pretrained(out / "student").config.model_type == "bert"
+
+
+def test_tinybert_general_stage_trains_on_an_unlabeled_text_file(run_tiny, tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("the pasta was good\n\nthe band was not great\nwe loved the hotel\n" * 20)
+    results, out = run_tiny(["method=tinybert", "method.general.epochs=1", f"method.general.text_file={corpus}"])
+    names = [s["name"] for s in results["stages"]]
+    assert names == ["teacher_prep", "general", "intermediate", "prediction"]
+    general = results["stages"][1]
+    assert set(general["final_loss_terms"]) == {"embedding", "attention", "hidden"}
+    assert general["train_examples"] == 60  # the file's non-blank lines, not the 256 training examples
+    assert results["stages"][2]["train_examples"] == 256

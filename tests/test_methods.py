@@ -9,7 +9,7 @@ from distillkit.config import validate
 from distillkit.errors import ConfigError
 from distillkit.features import FeatureSpec, HookSpec, layer_pairs
 from distillkit.methods import Dims, build_stages
-from distillkit.run import _eager_attention, make_plan
+from distillkit.run import _eager_attention, _restore_attention, make_plan
 
 from .conftest import TINY, compose_config
 
@@ -212,9 +212,11 @@ def test_eager_attention_is_switched_on_only_when_a_stage_reads_attention_maps(c
     teacher, student = _bert(attn="sdpa"), _bert(attn="sdpa")
     _eager_attention(_plan(["method=kd"], cache_dir), teacher, student)
     assert student.config._attn_implementation == "sdpa"
-    _eager_attention(_plan(["method=tinybert"], cache_dir), teacher, student)
+    before = _eager_attention(_plan(["method=tinybert"], cache_dir), teacher, student)
     assert teacher.config._attn_implementation == "eager" and student.config._attn_implementation == "eager"
     assert features.forward_features(student, BATCH, FeatureSpec(attentions=(1,))).attentions[1].shape == (2, 2, 5, 5)
+    _restore_attention(before)  # evaluation times the models as they normally run
+    assert teacher.config._attn_implementation == "sdpa" and student.config._attn_implementation == "sdpa"
 
 
 def test_multi_stage_formulas_name_each_stage_loss():
