@@ -118,10 +118,12 @@ def group_seeds(rows: list[dict]) -> list[dict]:
     for r in rows:
         key = tuple(sorted(o for o in r["overrides"] if not SEED_RE.match(o)))
         groups.setdefault(key, []).append(r)
+    shared = set.intersection(*(set(key) for key in groups)) if len(groups) > 1 else set()
     out = []
     for key, members in groups.items():
         first = members[0]
-        g = {"job": ",".join(key) or "(defaults)", "method": first["method"],
+        label = [o for o in key if o not in shared]  # overrides every group has say nothing about the group
+        g = {"job": ",".join(label) or "(defaults)", "method": first["method"],
              "student": first["student"], "metric": first["metric"], "n": len(members),
              "seeds": [m["seed"] for m in members], "dirs": [m["dir"] for m in members]}
         for stat in ("teacher_metric",) + GROUP_STATS:

@@ -57,6 +57,7 @@ class Method:
     teacher_features: FeatureSpec = field(default_factory=FeatureSpec)
     adapters: torch.nn.ModuleDict = field(default_factory=torch.nn.ModuleDict)
     notes: str = ""  # symbols and hyper-parameters, printed under the formula
+    reads_logits: bool = True  # False: parts of the student (its head) get no gradient; DDP must allow that
 
     def formula(self) -> str:
         """The composed loss as one line, e.g. ``L = 0.5·CE(y, softmax(z_s)) + 0.5·T²·KL(...)``."""
@@ -197,7 +198,7 @@ def build_fitnets(cfg: mc.FitNetsMethodConfig, dims: Dims) -> list[MethodStage]:
         terms=[LossTerm("hint", cfg.hint_weight, hint_loss, "Σ MSE(W·h_s, h_t)")],
         student_features=FeatureSpec(hidden_states=tuple(m for m, _ in pairs)),
         teacher_features=FeatureSpec(hidden_states=tuple(t for _, t in pairs)),
-        notes=f"student→teacher layers {pairs}, W learned")
+        notes=f"student→teacher layers {pairs}, W learned", reads_logits=False)
     return [MethodStage("hints", hints, cfg.hints.epochs, cfg.hints.learning_rate),
             MethodStage("distill", _kd_method(f"{cfg.name}/kd", cfg.temperature, cfg.ce_weight))]
 
@@ -331,7 +332,7 @@ def _tinybert_intermediate(cfg: mc.TinyBERTMethodConfig, dims: Dims, name: str) 
                LossTerm("hidden", cfg.hidden_weight, hid, "Σ MSE(W_h·h_s, h_t)")],
         student_features=FeatureSpec(hidden_states=(0,) + tuple(m for m, _ in pairs), attentions=attn),
         teacher_features=FeatureSpec(hidden_states=(0,) + tuple(t for _, t in pairs), attentions=t_attn),
-        notes=f"student→teacher layers {pairs}")
+        notes=f"student→teacher layers {pairs}", reads_logits=False)
 
 
 def build_tinybert(cfg: mc.TinyBERTMethodConfig, dims: Dims) -> list[MethodStage]:
@@ -381,7 +382,7 @@ def build_minilm(cfg: mc.MiniLMMethodConfig, dims: Dims) -> list[MethodStage]:
         terms=[LossTerm("attention_kl", cfg.attention_weight, attn_kl, "KL(softmax(Q_tK_tᵀ/√d) ‖ softmax(Q_sK_sᵀ/√d))"),
                LossTerm("value_kl", cfg.value_weight, value_kl, "KL(softmax(V_tV_tᵀ/√d) ‖ softmax(V_sV_sᵀ/√d))")],
         student_features=FeatureSpec(hooks=s_hooks), teacher_features=FeatureSpec(hooks=t_hooks),
-        notes=f"student layer {s_layer} ↔ teacher layer {t_layer}, {heads} relation heads")
+        notes=f"student layer {s_layer} ↔ teacher layer {t_layer}, {heads} relation heads", reads_logits=False)
     finetune = Method(name=f"{cfg.name}/finetune", terms=[_ce_term(1.0)], needs_teacher=False)
     return [MethodStage("relations", transfer, cfg.relations.epochs, cfg.relations.learning_rate),
             MethodStage("finetune", finetune, cfg.finetune.epochs, cfg.finetune.learning_rate)]

@@ -88,7 +88,8 @@ def training_arguments(cfg: RunConfig, stage: Stage, output_dir: Path, use_cpu: 
         report_to="none",
         disable_tqdm=False,
         remove_unused_columns=False,
-        ddp_find_unused_parameters=False,
+        # A stage whose losses read only features leaves the student's head without gradients.
+        ddp_find_unused_parameters=not stage.method.reads_logits,
     )
 
 

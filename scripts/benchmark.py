@@ -143,17 +143,24 @@ def bench_quality(work: Path, seeds: str) -> None:
     subprocess.run([sys.executable, "-m", "distillkit.compare", str(sweep), "--group-by-seed"], env=ENV, check=True)
 
 
-def bench_methods(work: Path, seeds: str, methods: str) -> None:
+def bench_methods(work: Path, seeds: str, methods: str, report_only: bool = False) -> None:
     """One sweep over the methods × seeds (same teacher, student initialisation and budget per stage),
     compared by the compare command, then each method's training cost per optimizer step against kd's."""
     cache = work / "wall-cache"
     sweep = work / "methods-sweep"
+    if report_only:
+        return report_methods(sweep)
     shutil.rmtree(sweep, ignore_errors=True)
     elapsed = distillkit(["-m", "logger=none", f"cache_dir={cache}", f"method={methods}", f"seed={seeds}",
                           f"hydra.sweep.dir={sweep}"], work)
     print(f"methods sweep (method={methods} × seed={seeds}): {elapsed:.0f} s")
-    subprocess.run([sys.executable, "-m", "distillkit.compare", str(sweep), "--group-by-seed", "--sort",
-                    "-student_metric"], env=ENV, check=True)
+    report_methods(sweep)
+
+
+def report_methods(sweep: Path) -> None:
+    """The comparison table of a methods sweep, and each method's cost per optimizer step against kd's."""
+    subprocess.run([sys.executable, "-m", "distillkit.compare", str(sweep), "--group-by-seed",
+                    "--sort=-student_metric"], env=ENV, check=True)
     per_method: dict[str, dict] = {}
     for path in sorted(sweep.glob("*/results.json")):
         results = json.loads(path.read_text())
@@ -180,6 +187,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--methods", default="glob(*)", help="the method sweep, e.g. 'none,kd,tinybert'")
+    parser.add_argument("--report-only", action="store_true", help="methods: report the existing sweep again")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.part in ("wall", "all"):
@@ -189,7 +197,7 @@ def main() -> None:
     if args.part in ("quality", "all"):
         bench_quality(args.work, args.seeds)
     if args.part in ("methods", "all"):
-        bench_methods(args.work, args.seeds, args.methods)
+        bench_methods(args.work, args.seeds, args.methods, args.report_only)
 
 
 if __name__ == "__main__":

@@ -135,6 +135,8 @@ def test_every_method_plans_its_stages_with_budgets(method, stages, cache_dir):
     assert [s.name for s in planned] == stages
     assert all(s.epochs == 2 and s.learning_rate == 3e-4 for s in planned)
     assert all(s.method.formula().startswith("L = ") for s in planned)
+    for s in planned:  # a stage reading only features tells DDP that the head gets no gradient
+        assert s.method.reads_logits == any(t.name in ("ce", "kd") and t.weight for t in s.method.terms), s.name
 
 
 def test_stage_budgets_override_the_run_budget(cache_dir):
