@@ -95,14 +95,20 @@ class ArchConfig:
     max_position_embeddings: int = 512
     vocab_size: int = 2000
     dropout: float = 0.1  # hidden and attention dropout; a derived student inherits it
+    # The first k layers' attention value and output projections start as the identity, so [CLS] starts
+    # as a bag of the sentence's words instead of a product of two near-zero matrices away from them.
+    identity_attention_layers: int = 1
 
     def __post_init__(self):
         one_of("teacher.arch.model_type", self.model_type, ["megatron-bert", "bert"])
         for f in fields(self):
-            if f.name not in ("dropout", "model_type"):
+            if f.name not in ("dropout", "model_type", "identity_attention_layers"):
                 _positive(f"teacher.arch.{f.name}", getattr(self, f.name))
         require(0.0 <= self.dropout < 1.0, "teacher.arch.dropout", self.dropout, "is outside [0, 1).",
                 "use a probability such as 0.1 (0 switches dropout off).")
+        require(0 <= self.identity_attention_layers <= self.num_layers, "teacher.arch.identity_attention_layers",
+                self.identity_attention_layers, f"is outside 0..num_layers={self.num_layers}.",
+                "use 0 (plain initialisation) up to the number of layers; 1 is the default.")
         require(self.vocab_size >= 100, "teacher.arch.vocab_size", self.vocab_size,
                 "is too small for a WordPiece vocabulary.", "use at least 100.")
         require(self.hidden_size % self.num_heads == 0, "teacher.arch.num_heads", self.num_heads,
@@ -118,6 +124,9 @@ class TeacherConfig:
     prepare_epochs: float = 3.0
     prepare_learning_rate: float = 2e-5
     prepare_seed: int = 0  # fixed apart from the run's seed, so a seed sweep shares one teacher
+    # The encoder layers' learning rate during preparation; null = prepare_learning_rate for everything.
+    # A teacher trained from scratch learns far faster with slow layers and fast embeddings and head.
+    prepare_layer_learning_rate: Optional[float] = None
     revision: Optional[str] = None
     trust_remote_code: bool = False
 
@@ -128,6 +137,9 @@ class TeacherConfig:
         one_of("teacher.prepare", self.prepare, ["auto", "always", "never"])
         _positive("teacher.prepare_epochs", self.prepare_epochs)
         _positive("teacher.prepare_learning_rate", self.prepare_learning_rate)
+        require(self.prepare_layer_learning_rate is None or self.prepare_layer_learning_rate > 0,
+                "teacher.prepare_layer_learning_rate", self.prepare_layer_learning_rate, "must be positive.",
+                "use a positive value, or null for teacher.prepare_learning_rate.")
         if self.path is None:
             require(self.prepare != "never", "teacher.prepare", self.prepare,
                     "cannot be 'never' for a teacher built from a config: it has never seen the task.",

@@ -147,6 +147,19 @@ def build_from_config(config, seed: int):
     return AutoModelForSequenceClassification.from_config(config)
 
 
+def identity_attention(model: torch.nn.Module, layers: int) -> None:
+    """Initialise the attention value and output projections of the first ``layers`` layers as the identity
+    (BERT-style layouts): at the start each token, [CLS] included, receives the attention-weighted mean of
+    the layer's inputs instead of a near-zero product of two random matrices, so the classifier reads a
+    bag of the sentence's words from the first step."""
+    for layer in model.base_model.encoder.layer[:layers]:
+        attention = layer.attention
+        for linear in (attention.self.value, attention.output.dense):
+            with torch.no_grad():
+                linear.weight.copy_(torch.eye(linear.weight.shape[0], linear.weight.shape[1]))
+                linear.bias.zero_()
+
+
 def load_pretrained(key: str, path: str, config, revision=None, trust_remote_code=False):
     from transformers import AutoModelForSequenceClassification
 

@@ -204,9 +204,12 @@ def _prepared_teacher(cfg: RunConfig, plan: Plan, train_set, collator, out: Path
         record = {"name": "teacher_prep", "cached": True, "steps": 0, "wall_time_s": 0.0, "cache_dir": str(final)}
     else:
         set_seed(cfg.teacher.prepare_seed)
-        base = (models.build_from_config(plan.teacher_config, cfg.teacher.prepare_seed) if cfg.teacher.path is None
-                else models.load_pretrained("teacher.path", cfg.teacher.path, plan.teacher_config,
-                                            cfg.teacher.revision, cfg.teacher.trust_remote_code))
+        if cfg.teacher.path is None:
+            base = models.build_from_config(plan.teacher_config, cfg.teacher.prepare_seed)
+            models.identity_attention(base, cfg.teacher.arch.identity_attention_layers)
+        else:
+            base = models.load_pretrained("teacher.path", cfg.teacher.path, plan.teacher_config, cfg.teacher.revision,
+                                          cfg.teacher.trust_remote_code)
         record = run_stage(plan.stages[0], cfg, base, None, train_set, collator, plan.tokenizer, out, plan.use_cpu,
                            wandb_run, resume)
         if rank == 0:

@@ -31,6 +31,7 @@ class Stage:
     seed: int
     max_steps: int = -1
     text_file: str | None = None  # unlabeled texts to train on instead of the training split
+    layer_learning_rate: float | None = None  # the encoder layers' rate, when it differs from learning_rate
 
 
 def plan_stages(cfg: RunConfig, prepare_teacher: bool, dims: Dims) -> list[Stage]:
@@ -39,7 +40,7 @@ def plan_stages(cfg: RunConfig, prepare_teacher: bool, dims: Dims) -> list[Stage
     if prepare_teacher:
         t = cfg.teacher
         stages.append(Stage("teacher_prep", build_method(NoneMethodConfig()), t.prepare_epochs,
-                            t.prepare_learning_rate, t.prepare_seed))
+                            t.prepare_learning_rate, t.prepare_seed, layer_learning_rate=t.prepare_layer_learning_rate))
     tr = cfg.train
     for s in build_stages(cfg.method, dims):
         stages.append(Stage(s.name, s.method, s.epochs if s.epochs is not None else tr.epochs,
@@ -102,7 +103,7 @@ def run_stage(stage: Stage, cfg: RunConfig, model, teacher, train_set, collator,
     args = training_arguments(cfg, stage, ckpt_dir, use_cpu)
     trainer = DistillationTrainer(
         model=model, args=args, train_dataset=train_set, data_collator=collator, processing_class=tokenizer,
-        method=stage.method, teacher=teacher,
+        method=stage.method, teacher=teacher, layer_learning_rate=stage.layer_learning_rate,
         callbacks=[MetricsCallback(stage.name, run_dir / "metrics.jsonl", wandb_run if args.should_save else None)],
     )
     checkpoint = last_checkpoint(ckpt_dir) if resume else None

@@ -9,6 +9,7 @@ trainer; the per-step data flow is the same for all of them.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -23,9 +24,11 @@ ADAPTERS_FILE = "adapters.pt"
 
 
 class DistillationTrainer(Trainer):
-    def __init__(self, *args, method: Method, teacher: torch.nn.Module | None = None, **kwargs):
+    def __init__(self, *args, method: Method, teacher: torch.nn.Module | None = None,
+                 layer_learning_rate: float | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.method = method
+        self.layer_learning_rate = layer_learning_rate
         self.teacher = None
         if method.needs_teacher:
             if teacher is None:
@@ -77,6 +80,9 @@ class DistillationTrainer(Trainer):
     # ----------------------------------------------------------- adapters: trained, checkpointed
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model)
+        if self.layer_learning_rate is not None and not getattr(self, "_layer_groups_split", False):
+            split_layer_groups(optimizer, self.model, self.layer_learning_rate)
+            self._layer_groups_split = True
         params = [p for p in self.method.adapters.parameters() if p.requires_grad]
         if params and not getattr(self, "_adapters_added", False):
             optimizer.add_param_group({"params": params, "weight_decay": self.args.weight_decay})
@@ -94,6 +100,24 @@ class DistillationTrainer(Trainer):
         path = Path(resume_from_checkpoint) / ADAPTERS_FILE
         if len(self.method.adapters) and path.exists():
             self.method.adapters.load_state_dict(torch.load(path, map_location=self.args.device))
+
+
+# Parameter names of the repeated encoder/decoder blocks (BERT "encoder.layer.3.", GPT-2 "h.3.", Llama "layers.3.").
+_LAYER_PARAM = re.compile(r"(^|\.)(layer|layers|h)\.\d+\.")
+
+
+def split_layer_groups(optimizer, model: torch.nn.Module, layer_lr: float) -> None:
+    """Give the parameters of the repeated layers their own rate ``layer_lr`` (embeddings and head keep the
+    group's); weight decay is kept as the Trainer split it. Runs before the scheduler is made, so the
+    schedule scales each group from its own rate."""
+    in_layers = {id(p) for name, p in model.named_parameters() if _LAYER_PARAM.search(name)}
+    for group in list(optimizer.param_groups):
+        layers = [p for p in group["params"] if id(p) in in_layers]
+        if layers:
+            group["params"] = [p for p in group["params"] if id(p) not in in_layers]
+            optimizer.add_param_group({**{k: v for k, v in group.items() if k != "params"}, "params": layers,
+                                       "lr": layer_lr})
+    optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["params"]]
 
 
 def average_gradients(params, world_size: int) -> None:
