@@ -226,3 +226,21 @@ def test_multi_stage_formulas_name_each_stage_loss():
     (stage,) = build_stages(cfg.method, _dims(student_hidden=128))
     assert stage.method.formula().startswith("L = 0.8·CE(y, softmax(z_s)) + 0.2·T²·KL")
     assert "10·Σ ‖h_s/‖h_s‖ − h_t/‖h_t‖‖²" in stage.method.formula()
+
+
+def test_layer_learning_rate_splits_the_encoder_layers_into_their_own_groups():
+    from distillkit.trainer import split_layer_groups
+
+    model = _bert()
+    decay = [p for n, p in model.named_parameters() if "bias" not in n and "LayerNorm" not in n]
+    rest = [p for n, p in model.named_parameters() if "bias" in n or "LayerNorm" in n]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}],
+                                  lr=3e-3)
+    split_layer_groups(optimizer, model, 1e-4)
+    rates = {id(p): (g["lr"], g["weight_decay"]) for g in optimizer.param_groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert len(rates) == len(named)  # every parameter in exactly one group
+    assert rates[id(named["bert.encoder.layer.2.attention.self.query.weight"])] == (1e-4, 0.01)
+    assert rates[id(named["bert.encoder.layer.0.output.dense.bias"])] == (1e-4, 0.0)
+    assert rates[id(named["bert.embeddings.word_embeddings.weight"])] == (3e-3, 0.01)
+    assert rates[id(named["classifier.weight"])] == (3e-3, 0.01)

@@ -109,3 +109,24 @@ def test_hub_student_vocabulary_must_match(tokenizer, tmp_path):
     AutoModelForSequenceClassification.from_config(small).save_pretrained(tmp_path / "s")
     with pytest.raises(ConfigError, match="vocabulary of 50 tokens"):
         models.student_config(StudentConfig(path=str(tmp_path / "s")), teacher.config, tokenizer, LABELS)
+
+
+def test_identity_attention_makes_cls_start_as_the_mean_of_the_layer_inputs(tokenizer):
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model("megatron-bert", vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=3,
+                                  num_attention_heads=2, intermediate_size=32, num_labels=3,
+                                  attention_probs_dropout_prob=0.0, hidden_dropout_prob=0.0)
+    model = models.build_from_config(config, seed=0).eval()
+    models.identity_attention(model, 1)
+    first, second = model.bert.encoder.layer[0].attention, model.bert.encoder.layer[1].attention
+    assert torch.equal(first.self.value.weight, torch.eye(16)) and torch.equal(first.output.dense.weight, torch.eye(16))
+    assert not torch.equal(second.self.value.weight, torch.eye(16))  # only the first layer
+    # with uniform attention (query/key zeroed) the attention block adds exactly the mean of its normed inputs
+    with torch.no_grad():
+        first.self.query.weight.zero_(), first.self.query.bias.zero_()
+        ids = torch.tensor([[2, 5, 7, 9, 3]])
+        x = model.bert.embeddings(input_ids=ids)
+        out = first(x)[0] if isinstance(first(x), tuple) else first(x)
+    normed = first.ln(x)
+    assert torch.allclose(out - x, normed.mean(1, keepdim=True).expand_as(x), atol=1e-5)
