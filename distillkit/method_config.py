@@ -52,6 +52,10 @@ class PhaseConfig:
             require(value is None or value > 0, f"{key}.{name}", value, "must be positive.",
                     f"use a positive value, or null for train.{name}.")
 
+    def _check_rate(self, key: str) -> None:
+        require(self.learning_rate is None or self.learning_rate > 0, f"{key}.learning_rate", self.learning_rate,
+                "must be positive.", "use a positive value, or null for train.learning_rate.")
+
 
 @dataclass
 class GeneralPhaseConfig(PhaseConfig):
@@ -63,8 +67,7 @@ class GeneralPhaseConfig(PhaseConfig):
     def check(self, key: str) -> None:
         require(self.epochs is not None and self.epochs >= 0, f"{key}.epochs", self.epochs,
                 "must be 0 (no general stage) or positive.", "use 0 or e.g. 1.")
-        require(self.learning_rate is None or self.learning_rate > 0, f"{key}.learning_rate", self.learning_rate,
-                "must be positive.", "use a positive value, or null for train.learning_rate.")
+        self._check_rate(key)
         if self.text_file is not None:
             require(os.path.isfile(self.text_file) and os.access(self.text_file, os.R_OK), f"{key}.text_file",
                     self.text_file, "is not a readable file.",

@@ -53,19 +53,9 @@ def test_second_run_reuses_the_prepared_teacher(run_tiny, tmp_path):
 
 
 def test_interrupted_run_resumes_from_its_last_checkpoint(run_tiny, tmp_path, monkeypatch):
-    from distillkit import stages
-
     out = tmp_path / "resumable"
-    original = stages.run_stage
-
-    def crash_after_first_checkpoint(stage, *args, **kwargs):
-        if stage.name == "distill":
-            stage.max_steps = 4  # train 4 steps (checkpoint at 3), then "crash"
-            original(stage, *args, **kwargs)
-            raise KeyboardInterrupt
-        return original(stage, *args, **kwargs)
-
-    monkeypatch.setattr("distillkit.run.run_stage", crash_after_first_checkpoint)
+    original, crashing = _crash_in("distill", 4)  # train 4 steps (checkpoint at 3), then "crash"
+    monkeypatch.setattr("distillkit.run.run_stage", crashing)
     with pytest.raises(KeyboardInterrupt):
         run_tiny(["method=kd"], out=out)
     assert not (out / "results.json").exists()
