@@ -232,6 +232,10 @@ class TrainConfig:
     epochs: float = 3.0
     max_steps: int = -1
     learning_rate: float = 1e-4
+    # The encoder layers' rate, when it differs from learning_rate (which then drives embeddings, pooler and
+    # head); null = learning_rate for everything. A student trained from scratch (student.init=random)
+    # needs what the embedded teacher needs: slow layers, fast embeddings and head.
+    layer_learning_rate: Optional[float] = None
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
     lr_scheduler: str = "linear"
@@ -246,6 +250,8 @@ class TrainConfig:
         require(self.max_steps == -1 or self.max_steps > 0, "train.max_steps", self.max_steps,
                 "must be -1 (use epochs) or positive.", "use train.max_steps=-1 or a step count.")
         _positive("train.learning_rate", self.learning_rate, "use a learning rate > 0, e.g. 1e-4.")
+        require(self.layer_learning_rate is None or self.layer_learning_rate > 0, "train.layer_learning_rate",
+                self.layer_learning_rate, "must be positive.", "use a positive value, or null for train.learning_rate.")
         require(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "must not be negative.", "use 0 or more.")
         _unit("train.warmup_ratio", self.warmup_ratio)
         one_of("train.lr_scheduler", self.lr_scheduler, ["linear", "cosine", "constant", "constant_with_warmup"])

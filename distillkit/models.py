@@ -172,11 +172,14 @@ def load_pretrained(key: str, path: str, config, revision=None, trust_remote_cod
         raise _hub_error(key, path, err) from None
 
 
-def derive_student(teacher: torch.nn.Module, config, layers: list[int] | None, seed: int):
+def derive_student(teacher: torch.nn.Module, config, layers: list[int] | None, seed: int, identity_layers: int = 0):
     """A fresh student from ``config``; unless ``layers`` is None, every parameter is copied from the
-    teacher, layer i of the student from teacher layer ``layers[i]`` (embeddings, pooler and head as is)."""
+    teacher, layer i of the student from teacher layer ``layers[i]`` (embeddings, pooler and head as is).
+    A student from scratch (``layers`` None) starts as the embedded teacher did: the attention value/output
+    of its first ``identity_layers`` layers as the identity (see ``identity_attention``)."""
     student = build_from_config(config, seed)
     if layers is None:
+        identity_attention(student, min(identity_layers, config.num_hidden_layers))
         return student
     source = teacher.state_dict()
     target = student.state_dict()

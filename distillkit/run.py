@@ -253,8 +253,9 @@ def run(cfg: RunConfig, ctx: RunContext, plan: Plan | None = None) -> dict | Non
     rank = _rank()[0]
     out = Path(ctx.output_dir)
     plan = plan or make_plan(cfg)
-    log.info("Plan: %s; student layers from teacher layers %s", " → ".join(s.name for s in plan.stages),
-             plan.student_layers)
+    origin = (f"student layers from teacher layers {plan.student_layers}" if plan.student_layers is not None
+              else "student from its checkpoint" if cfg.student.path else "student from scratch (student.init=random)")
+    log.info("Plan: %s; %s", " → ".join(s.name for s in plan.stages), origin)
     for stage in _method_stages(plan):
         log.info("Loss [%s]: %s", stage.name, stage.method.formula())
     train_set, eval_set = tokenize(plan.task, plan.tokenizer, cfg.data.max_length)
@@ -268,7 +269,8 @@ def run(cfg: RunConfig, ctx: RunContext, plan: Plan | None = None) -> dict | Non
         records = [record] if record else []
         set_seed(cfg.seed)
         if cfg.student.path is None:
-            student = models.derive_student(teacher, plan.student_config, plan.student_layers, cfg.seed)
+            identity = cfg.teacher.arch.identity_attention_layers if cfg.teacher.arch is not None else 0
+            student = models.derive_student(teacher, plan.student_config, plan.student_layers, cfg.seed, identity)
         else:
             student = models.load_pretrained("student.path", cfg.student.path, plan.student_config,
                                              cfg.student.revision, cfg.student.trust_remote_code)

@@ -45,7 +45,7 @@ def plan_stages(cfg: RunConfig, prepare_teacher: bool, dims: Dims) -> list[Stage
     for s in build_stages(cfg.method, dims):
         stages.append(Stage(s.name, s.method, s.epochs if s.epochs is not None else tr.epochs,
                             s.learning_rate if s.learning_rate is not None else tr.learning_rate, cfg.seed,
-                            tr.max_steps, s.text_file))
+                            tr.max_steps, s.text_file, layer_learning_rate=tr.layer_learning_rate))
     return stages
 
 

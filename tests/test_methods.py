@@ -188,7 +188,8 @@ def test_pair_group_supplies_the_layer_map_for_its_teacher_and_student():
     explicit = validate(compose_config(["method=fitnets", "student=bert-4l", "method.layer_map.strategy=uniform"]))
     stages = build_stages(explicit.method, _dims(student_hidden=128, pair_layers=explicit.pair.layer_map))
     assert "[(1, 3), (2, 6), (3, 9), (4, 12)]" in stages[0].method.notes  # an explicit strategy wins
-    assert validate(compose_config(["student=bert-2l"])).pair.layer_map is None  # no file for this pair
+    assert validate(compose_config(["student=bert-2l"])).pair.layer_map is None  # its pair file has no map
+    assert validate(compose_config(["student=hub", "student.path=x"])).pair.layer_map is None  # no pair file
 
 
 def test_feature_specs_ask_only_for_mapped_layers():
@@ -244,3 +245,18 @@ def test_layer_learning_rate_splits_the_encoder_layers_into_their_own_groups():
     assert rates[id(named["bert.encoder.layer.0.output.dense.bias"])] == (1e-4, 0.0)
     assert rates[id(named["bert.embeddings.word_embeddings.weight"])] == (3e-3, 0.01)
     assert rates[id(named["classifier.weight"])] == (3e-3, 0.01)
+
+
+def test_stage_plan_gives_every_student_stage_the_layer_learning_rate():
+    from distillkit.stages import plan_stages
+
+    cfg = validate(compose_config(["method=fitnets", "method.hints.learning_rate=1e-3",
+                                   "train.layer_learning_rate=5e-5"]))
+    stages = plan_stages(cfg, True, _dims(student_hidden=128, pair_layers=cfg.pair.layer_map))
+    assert [s.name for s in stages] == ["teacher_prep", "hints", "distill"]
+    prep, hints, distill = stages
+    assert (prep.learning_rate, prep.layer_learning_rate) == (3e-3, 1e-4)  # the teacher's own preparation rates
+    assert (hints.learning_rate, hints.layer_learning_rate) == (1e-3, 5e-5)  # a phase's rate, the run's layer rate
+    assert (distill.learning_rate, distill.layer_learning_rate) == (3e-3, 5e-5)
+    single = validate(compose_config(["train.layer_learning_rate=null"]))
+    assert plan_stages(single, False, _dims(student_hidden=128))[0].layer_learning_rate is None

@@ -63,6 +63,26 @@ def test_random_init_does_not_copy(tokenizer):
     student = models.derive_student(teacher, s_cfg, layers, seed=0)
     assert not torch.equal(student.bert.encoder.layer[0].attention.self.query.weight,
                            teacher.bert.encoder.layer[0].attention.self.query.weight)
+    assert not torch.equal(student.bert.encoder.layer[0].attention.self.value.weight, torch.eye(16))
+
+
+def test_student_from_scratch_starts_with_the_teachers_identity_attention(tokenizer):
+    teacher = _teacher(tokenizer)
+    s_cfg, layers = models.student_config(StudentConfig(num_layers=2, init="random"), teacher.config, tokenizer, LABELS)
+    student = models.derive_student(teacher, s_cfg, layers, seed=0, identity_layers=1)
+    first, second = student.bert.encoder.layer[0].attention, student.bert.encoder.layer[1].attention
+    width = s_cfg.hidden_size
+    assert torch.equal(first.self.value.weight, torch.eye(width))
+    assert torch.equal(first.output.dense.weight, torch.eye(width))
+    assert not torch.equal(second.self.value.weight, torch.eye(width))
+    # more identity layers than the student has: all of them, no error
+    deep = models.derive_student(teacher, s_cfg, layers, seed=0, identity_layers=12)
+    assert torch.equal(deep.bert.encoder.layer[1].attention.self.value.weight, torch.eye(width))
+    # a student copied from the teacher keeps the teacher's weights
+    s_cfg, layers = models.student_config(StudentConfig(num_layers=2, init="first"), teacher.config, tokenizer, LABELS)
+    copied = models.derive_student(teacher, s_cfg, layers, seed=0, identity_layers=1)
+    assert torch.equal(copied.bert.encoder.layer[0].attention.self.value.weight,
+                       teacher.bert.encoder.layer[0].attention.self.value.weight)
 
 
 def test_narrower_student_needs_random_init(tokenizer):
