@@ -25,7 +25,7 @@ def cli(args, tmp_path, env=None, timeout=600):
 
 @pytest.mark.parametrize("override,key", [
     ("method.temperature=0", "method.temperature"),
-    ("student.num_layers=20", "student.num_layers"),
+    ("student.init=uniform student.num_layers=20", "student.num_layers"),
     ("method=pkd method.layer_map.strategy=list method.layer_map.layers=[9]", "method.layer_map.layers"),
     ("teacher=hub teacher.path=no-such-org/no-such-model", "teacher.path"),
     pytest.param("hardware=gpu", "hardware.accelerator",

@@ -52,6 +52,20 @@ def test_default_config_is_the_embedded_offline_run():
     assert cfg.logger.name == "wandb"
 
 
+def test_embedded_teacher_trains_its_students_from_scratch_with_its_own_recipe():
+    # conf/pair/embedded-bert-12l_bert-*.yaml: random init, fast embeddings and head, slow layers
+    for student in ("bert-2l", "bert-3l", "bert-4l", "bert-6l"):
+        cfg = validate(compose_config([f"student={student}"]))
+        assert (cfg.student.init, cfg.train.learning_rate, cfg.train.layer_learning_rate) == ("random", 3e-3, 1e-4)
+    # the command line wins over the pair file
+    cfg = validate(compose_config(["student.init=uniform", "train.learning_rate=1e-4",
+                                   "train.layer_learning_rate=null"]))
+    assert (cfg.student.init, cfg.train.learning_rate, cfg.train.layer_learning_rate) == ("uniform", 1e-4, None)
+    # a pre-trained teacher keeps the DistilBERT-style copy and one learning rate
+    cfg = validate(compose_config(["teacher=bert-base"]))
+    assert (cfg.student.init, cfg.train.learning_rate, cfg.train.layer_learning_rate) == ("uniform", 1e-4, None)
+
+
 def test_experiment_recipe_overrides_groups():
     cfg = validate(compose_config(["experiment=distilbert_sst2"]))
     assert (cfg.data.name, cfg.teacher.path, cfg.student.num_layers) == ("sst2", "bert-base-uncased", 6)
@@ -83,6 +97,7 @@ def _error(overrides) -> ConfigError:
     (["data.synthetic.label_noise=1.0"], "data.synthetic.label_noise", "[0, 1)"),
     (["logger.mode=sometimes"], "logger.mode", "auto, online, offline, disabled"),
     (["train.warmup_ratio=2"], "train.warmup_ratio", "[0, 1]"),
+    (["train.layer_learning_rate=0"], "train.layer_learning_rate", "null for train.learning_rate"),
     (["data=local"], "data.train_file", "data.train_file=PATH"),
     (["data=local", "data.train_file=/no/such.csv", "data.eval_file=/no/such.csv"], "data.train_file", "readable"),
 ])

@@ -68,7 +68,7 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(run_tiny, tmp_path, mo
 
 def test_failed_run_leaves_no_results(run_tiny, tmp_path):
     with pytest.raises(ConfigError, match="student.num_layers"):
-        run_tiny(["student.num_layers=9"], out=tmp_path / "bad")
+        run_tiny(["student.init=uniform", "student.num_layers=9"], out=tmp_path / "bad")
     assert not (tmp_path / "bad" / "results.json").exists()
 
 
