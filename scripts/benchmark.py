@@ -58,6 +58,7 @@ def bench_throughput(work: Path, steps: int, repeats: int) -> None:
     from distillkit.config import register_schemas, validate
     from distillkit.data import load_task, tokenize
     from distillkit.losses.logits import cross_entropy, soft_target_kl
+    from distillkit.methods import Dims
     from distillkit.run import _tokenizer
     from distillkit.stages import plan_stages, run_stage
 
@@ -87,10 +88,18 @@ def bench_throughput(work: Path, steps: int, repeats: int) -> None:
     collator = DataCollatorWithPadding(tokenizer)
     batch = cfg.hardware.per_device_batch_size
     T, alpha = cfg.method.temperature, cfg.method.ce_weight
+    identity = cfg.teacher.arch.identity_attention_layers
+    dims = Dims.from_configs(s_config, t_config, len(train_set), cfg.pair.layer_map)
 
     def hand_loop() -> float:
-        student = models.derive_student(teacher, s_config, layers, cfg.seed).train()
-        opt = torch.optim.AdamW(student.parameters(), lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay)
+        student = models.derive_student(teacher, s_config, layers, cfg.seed, identity).train()
+        # the same optimizer groups as the trainer: encoder layers at train.layer_learning_rate, the rest
+        # at train.learning_rate (DistillationTrainer's split_layer_groups)
+        in_layers = [p for n, p in student.named_parameters() if ".encoder.layer." in n]
+        rest = [p for n, p in student.named_parameters() if ".encoder.layer." not in n]
+        layer_lr = cfg.train.layer_learning_rate or cfg.train.learning_rate
+        opt = torch.optim.AdamW([{"params": in_layers, "lr": layer_lr}, {"params": rest}], lr=cfg.train.learning_rate,
+                                weight_decay=cfg.train.weight_decay)
         sched = get_linear_schedule_with_warmup(opt, int(cfg.train.warmup_ratio * steps), steps)
         loader = DataLoader(train_set, batch_size=batch, shuffle=True, collate_fn=collator, drop_last=True)
         started, done = time.perf_counter(), 0
@@ -112,8 +121,8 @@ def bench_throughput(work: Path, steps: int, repeats: int) -> None:
         return steps * batch / (time.perf_counter() - started)
 
     def distillkit_trainer(i: int, run_cfg) -> float:
-        stage = plan_stages(run_cfg, prepare_teacher=False)[-1]
-        student = models.derive_student(teacher, s_config, layers, run_cfg.seed)
+        stage = plan_stages(run_cfg, False, dims)[-1]
+        student = models.derive_student(teacher, s_config, layers, run_cfg.seed, identity)
         started = time.perf_counter()
         run_stage(stage, run_cfg, student, teacher, train_set, collator, tokenizer, work / f"tp-run{i}", True, None,
                   False)
