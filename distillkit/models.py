@@ -140,11 +140,16 @@ def check_tokenizers(teacher_tok, student_tok, student_path: str) -> None:
             "one from the teacher (student=bert-6l etc.).")
 
 
-def build_from_config(config, seed: int):
+def build_from_config(config, seed: int, identity_layers: int = 0):
+    """A model from scratch; the attention value/output of its first ``identity_layers`` layers start as
+    the identity (``identity_attention``; capped at the model's depth), as the embedded teacher does."""
     from transformers import AutoModelForSequenceClassification
 
     torch.manual_seed(seed)
-    return AutoModelForSequenceClassification.from_config(config)
+    model = AutoModelForSequenceClassification.from_config(config)
+    if identity_layers > 0:
+        identity_attention(model, min(identity_layers, config.num_hidden_layers))
+    return model
 
 
 def identity_attention(model: torch.nn.Module, layers: int) -> None:
@@ -177,9 +182,8 @@ def derive_student(teacher: torch.nn.Module, config, layers: list[int] | None, s
     teacher, layer i of the student from teacher layer ``layers[i]`` (embeddings, pooler and head as is).
     A student from scratch (``layers`` None) starts as the embedded teacher did: the attention value/output
     of its first ``identity_layers`` layers as the identity (see ``identity_attention``)."""
-    student = build_from_config(config, seed)
+    student = build_from_config(config, seed, identity_layers if layers is None else 0)
     if layers is None:
-        identity_attention(student, min(identity_layers, config.num_hidden_layers))
         return student
     source = teacher.state_dict()
     target = student.state_dict()

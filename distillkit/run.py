@@ -205,8 +205,8 @@ def _prepared_teacher(cfg: RunConfig, plan: Plan, train_set, collator, out: Path
     else:
         set_seed(cfg.teacher.prepare_seed)
         if cfg.teacher.path is None:
-            base = models.build_from_config(plan.teacher_config, cfg.teacher.prepare_seed)
-            models.identity_attention(base, cfg.teacher.arch.identity_attention_layers)
+            base = models.build_from_config(plan.teacher_config, cfg.teacher.prepare_seed,
+                                            cfg.teacher.arch.identity_attention_layers)
         else:
             base = models.load_pretrained("teacher.path", cfg.teacher.path, plan.teacher_config, cfg.teacher.revision,
                                           cfg.teacher.trust_remote_code)

@@ -61,6 +61,7 @@ def bench_throughput(work: Path, steps: int, repeats: int) -> None:
     from distillkit.methods import Dims
     from distillkit.run import _tokenizer
     from distillkit.stages import plan_stages, run_stage
+    from distillkit.trainer import split_layer_groups
 
     cache = work / "wall-cache"  # the teacher prepared by `wall`, or prepared now
     if not (cache / "teachers").exists():
@@ -93,13 +94,9 @@ def bench_throughput(work: Path, steps: int, repeats: int) -> None:
 
     def hand_loop() -> float:
         student = models.derive_student(teacher, s_config, layers, cfg.seed, identity).train()
-        # the same optimizer groups as the trainer: encoder layers at train.layer_learning_rate, the rest
-        # at train.learning_rate (DistillationTrainer's split_layer_groups)
-        in_layers = [p for n, p in student.named_parameters() if ".encoder.layer." in n]
-        rest = [p for n, p in student.named_parameters() if ".encoder.layer." not in n]
-        layer_lr = cfg.train.layer_learning_rate or cfg.train.learning_rate
-        opt = torch.optim.AdamW([{"params": in_layers, "lr": layer_lr}, {"params": rest}], lr=cfg.train.learning_rate,
-                                weight_decay=cfg.train.weight_decay)
+        opt = torch.optim.AdamW(student.parameters(), lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay)
+        if cfg.train.layer_learning_rate is not None:  # the trainer's optimizer groups: layers at their own rate
+            split_layer_groups(opt, student, cfg.train.layer_learning_rate)
         sched = get_linear_schedule_with_warmup(opt, int(cfg.train.warmup_ratio * steps), steps)
         loader = DataLoader(train_set, batch_size=batch, shuffle=True, collate_fn=collator, drop_last=True)
         started, done = time.perf_counter(), 0
