@@ -22,7 +22,7 @@ from distillkit import cache, models
 from distillkit.config import RunConfig
 from distillkit.errors import require
 from distillkit.data import tokenize_text_file
-from distillkit.methods import Dims
+from distillkit.method_types import Dims
 from distillkit.stages import load_done, mark_done, plan_stages, run_stage
 
 log = logging.getLogger("distillkit")

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distillkit.config import NoneMethodConfig, RunConfig
-from distillkit.methods import Dims, Method, build_method, build_stages
+from distillkit.method_types import Dims, Method
+from distillkit.methods import build_method, build_stages
 
 log = logging.getLogger(__name__)
 

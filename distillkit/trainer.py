@@ -18,7 +18,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from distillkit.features import forward_features
-from distillkit.methods import LossInputs, Method
+from distillkit.method_types import LossInputs, Method
 
 ADAPTERS_FILE = "adapters.pt"
 

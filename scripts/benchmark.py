@@ -58,7 +58,7 @@ def bench_throughput(work: Path, steps: int, repeats: int) -> None:
     from distillkit.config import register_schemas, validate
     from distillkit.data import load_task, tokenize
     from distillkit.losses.logits import cross_entropy, soft_target_kl
-    from distillkit.methods import Dims
+    from distillkit.method_types import Dims
     from distillkit.run import _tokenizer
     from distillkit.stages import plan_stages, run_stage
     from distillkit.trainer import split_layer_groups

@@ -8,7 +8,8 @@ import torch
 from distillkit.config import KDMethodConfig, NoneMethodConfig
 from distillkit.features import Features
 from distillkit.losses.logits import cross_entropy, kl_per_example, soft_target_kl
-from distillkit.methods import LossInputs, build_method
+from distillkit.method_types import LossInputs
+from distillkit.methods import build_method
 
 
 def test_cross_entropy_hand_computed():

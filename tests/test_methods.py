@@ -8,7 +8,8 @@ from distillkit import features, models
 from distillkit.config import validate
 from distillkit.errors import ConfigError
 from distillkit.features import FeatureSpec, HookSpec, layer_pairs
-from distillkit.methods import Dims, build_stages
+from distillkit.method_types import Dims
+from distillkit.methods import build_stages
 from distillkit.run import _eager_attention, _restore_attention, make_plan
 
 from .conftest import TINY, compose_config

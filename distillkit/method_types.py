@@ -1,0 +1,103 @@
+"""The types a method is made of: the inputs a loss term reads (``LossInputs``), a weighted term
+(``LossTerm``), a method of one stage (``Method``: terms + the features they read + adapters), a stage of
+a method (``MethodStage``) and the two models' shapes builders check against (``Dims``). The builders
+that fill them in, one per method, are in ``methods.py``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from distillkit.features import Features, FeatureSpec
+
+
+@dataclass
+class LossInputs:
+    """Everything a loss term may read for one batch."""
+
+    student: Features
+    teacher: Features | None
+    labels: torch.Tensor  # (B,)
+    attention_mask: torch.Tensor  # (B, S)
+    adapters: torch.nn.ModuleDict
+    batch: dict = field(default_factory=dict)  # the collated batch (e.g. "idx", the examples' dataset indices)
+
+
+@dataclass
+class LossTerm:
+    """One weighted term of a method's loss; logged under ``name`` at every logging step."""
+
+    name: str
+    weight: float
+    fn: Callable[[LossInputs], torch.Tensor]
+    formula: str  # how the term reads in the printed loss, e.g. "CE(y, softmax(z_s))"
+
+
+@dataclass
+class Method:
+    """The loss of one training stage."""
+
+    name: str
+    terms: list[LossTerm]
+    needs_teacher: bool
+    student_features: FeatureSpec = field(default_factory=FeatureSpec)
+    teacher_features: FeatureSpec = field(default_factory=FeatureSpec)
+    adapters: torch.nn.ModuleDict = field(default_factory=torch.nn.ModuleDict)
+    notes: str = ""  # symbols and hyper-parameters, printed under the formula
+    reads_logits: bool = True  # False: parts of the student (its head) get no gradient; DDP must allow that
+
+    def formula(self) -> str:
+        """The composed loss as one line, e.g. ``L = 0.5·CE(y, softmax(z_s)) + 0.5·T²·KL(...)``."""
+        parts = [f"{term.weight:g}·{term.formula}" for term in self.terms if term.weight != 0]
+        text = "L = " + (" + ".join(parts) if parts else "0")
+        return text + (f"    [{self.notes}]" if self.notes else "")
+
+    @property
+    def needs_attentions(self) -> bool:
+        return bool(self.student_features.attentions or self.teacher_features.attentions)
+
+    def __call__(self, inputs: LossInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The weighted total and each term's unweighted value (detached, for logging)."""
+        total, values = None, {}
+        for term in self.terms:
+            if term.weight == 0:
+                continue
+            value = term.fn(inputs)
+            values[term.name] = value.detach()
+            total = term.weight * value if total is None else total + term.weight * value
+        return total, values
+
+
+@dataclass
+class MethodStage:
+    """One stage of a method: its loss and budget (None = the run's train.epochs / train.learning_rate)."""
+
+    name: str
+    method: Method
+    epochs: float | None = None
+    learning_rate: float | None = None
+    text_file: str | None = None  # train on these texts (one per line, no labels) instead of the training split
+
+
+@dataclass
+class Dims:
+    """The shapes of the two models that methods are checked against (from their configs)."""
+
+    student_layers: int
+    teacher_layers: int
+    student_hidden: int
+    teacher_hidden: int
+    student_heads: int
+    teacher_heads: int
+    train_examples: int
+    pair_layers: list[int] | None = None  # the pair group's layer map, if any
+    student_config: object = None
+    teacher_config: object = None
+
+    @classmethod
+    def from_configs(cls, student_config, teacher_config, train_examples: int, pair_layers=None) -> "Dims":
+        return cls(student_config.num_hidden_layers, teacher_config.num_hidden_layers, student_config.hidden_size,
+                   teacher_config.hidden_size, student_config.num_attention_heads,
+                   teacher_config.num_attention_heads, train_examples, pair_layers, student_config, teacher_config)
