@@ -1,19 +1,23 @@
 """The task's data: train/eval splits with text (and text pair) and integer labels, tokenised.
 
 Three sources, one result (``TaskData``): the embedded synthetic task, a dataset from the hub (or a
-local dataset directory) by name/config, and local csv/jsonl/parquet files. Field names are mapped to
-the canonical ``text`` / ``text_pair`` / ``label`` columns and checked before anything is tokenised.
+local dataset directory) by name/config, and local csv/tsv/json/jsonl/parquet files, each read on its
+own (``data_files.py``) so an error names the file at fault. Field names are mapped to the canonical
+``text`` / ``text_pair`` / ``label`` columns and checked before anything is tokenised
+(``data_fields.py``); then ``max_train_samples`` / ``max_eval_samples`` draw a seeded, stratified sample.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from distillkit.config import LOCAL_FORMATS, DataConfig
+from distillkit.config import DataConfig
 from distillkit.errors import ConfigError, require
 
+log = logging.getLogger("distillkit")
 
 
 @dataclass
@@ -22,6 +26,7 @@ class TaskData:
     eval: "datasets.Dataset"  # noqa: F821
     label_names: list[str]
     has_pair: bool
+    dropped: dict = field(default_factory=dict)  # split → rows dropped by data.drop_missing=true
 
     @property
     def num_labels(self) -> int:
@@ -31,14 +36,19 @@ class TaskData:
 def load_task(cfg: DataConfig) -> TaskData:
     """Load, map and check the splits named by ``cfg`` (no tokenisation yet)."""
     if cfg.source == "synthetic":
+        stray = [k for k in ("eval_text_field", "eval_text_pair_field", "eval_label_field", "label_names")
+                 if getattr(cfg, k) is not None]
+        require(not stray, f"data.{stray[0] if stray else ''}", getattr(cfg, stray[0]) if stray else None,
+                "does not apply to the synthetic task, which names its own columns and labels.",
+                "drop it, or use data=local or data=hub.")
         task = _synthetic(cfg)
     else:
-        train, evals = _load_raw(cfg)
-        task = _canonical(cfg, train, evals)
-    if cfg.max_train_samples:
-        task.train = task.train.select(range(min(cfg.max_train_samples, len(task.train))))
-    if cfg.max_eval_samples:
-        task.eval = task.eval.select(range(min(cfg.max_eval_samples, len(task.eval))))
+        from distillkit.data_fields import map_splits
+
+        train, evals, names, dropped = map_splits(cfg, *_splits(cfg))
+        task = TaskData(train, evals, names, has_pair=bool(cfg.text_pair_field), dropped=dropped)
+    task.train = _sample(task.train, cfg.max_train_samples, cfg.sample_seed, "train")
+    task.eval = _sample(task.eval, cfg.max_eval_samples, cfg.sample_seed, "eval")
     require(len(task.train) > 0 and len(task.eval) > 0, "data", cfg.name, "has an empty train or eval split.",
             "check the split names and files.")
     return task
@@ -56,15 +66,34 @@ def _synthetic(cfg: DataConfig) -> TaskData:
                     list(splits.label_names), has_pair=False)
 
 
-def _load_raw(cfg: DataConfig):
+def _splits(cfg: DataConfig):
+    """The raw train and eval splits, with the columns each is read by (the eval split's own keys where set)."""
+    from distillkit.data_fields import Split
+
+    train_cols = {"text": ("data.text_field", cfg.text_field)}
+    if cfg.text_pair_field:
+        train_cols["text_pair"] = ("data.text_pair_field", cfg.text_pair_field)
+    train_cols["label"] = ("data.label_field", cfg.label_field)
+    eval_cols = {f: (f"data.eval_{f}_field", getattr(cfg, f"eval_{f}_field")) if getattr(cfg, f"eval_{f}_field")
+                 else pair for f, pair in train_cols.items()}
+    if cfg.source == "local":
+        from distillkit.data_files import read_local
+
+        return (Split("train", read_local("data.train_file", cfg.train_file), train_cols, "data.train_file",
+                      cfg.train_file),
+                Split("eval", read_local("data.eval_file", cfg.eval_file), eval_cols, "data.eval_file", cfg.eval_file))
+    train, evals = _load_hub(cfg)
+    return Split("train", train, train_cols, source=cfg.train_split), Split("eval", evals, eval_cols,
+                                                                            source=cfg.eval_split)
+
+
+def _load_hub(cfg: DataConfig):
+    """A dataset by hub name/config, or a local directory saved with ``save_to_disk`` (``data=hub``)."""
     import datasets
 
+    from distillkit.data_files import EXTENSIONS
+
     try:
-        if cfg.source == "local":
-            builder = LOCAL_FORMATS[os.path.splitext(cfg.train_file)[1].lower()]
-            kwargs = {"delimiter": "\t"} if cfg.train_file.lower().endswith(".tsv") else {}
-            raw = datasets.load_dataset(builder, data_files={"train": cfg.train_file, "eval": cfg.eval_file}, **kwargs)
-            return raw["train"], raw["eval"]
         if Path(cfg.path).is_dir() and any(Path(cfg.path).glob("dataset_dict.json")):
             raw = datasets.load_from_disk(cfg.path)  # a DatasetDict saved with save_to_disk
             return _split(raw, cfg.train_split, "data.train_split"), _split(raw, cfg.eval_split, "data.eval_split")
@@ -73,14 +102,13 @@ def _load_raw(cfg: DataConfig):
     except ConfigError:
         raise
     except Exception as err:  # datasets raises many types for "not found" / "offline"
-        where = cfg.train_file if cfg.source == "local" else cfg.path
         offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
         hint = ("the hub is switched off here (HF_DATASETS_OFFLINE/HF_HUB_OFFLINE=1) and no cached copy exists"
                 if offline else "it is neither a readable local dataset nor reachable on the hub")
-        raise ConfigError("data.path" if cfg.source == "hub" else "data.train_file", where,
+        raise ConfigError("data.path", cfg.path,
                           f"could not be loaded: {hint} ({type(err).__name__}: {str(err).splitlines()[0][:200]}).",
-                          "download it once with network, or save it with Dataset.save_to_disk / as csv, jsonl or "
-                          "parquet files and use data=local data.train_file=... data.eval_file=....") from None
+                          "download it once with network, or save it with Dataset.save_to_disk, or as files "
+                          f"({EXTENSIONS}) and use data=local data.train_file=... data.eval_file=....") from None
 
 
 def _split(raw, name: str, key: str):
@@ -88,40 +116,38 @@ def _split(raw, name: str, key: str):
     return raw[name]
 
 
-def _canonical(cfg: DataConfig, train, evals) -> TaskData:
-    """Rename the configured fields to text/text_pair/label and map labels to 0..C-1."""
-    fields = {"text_field": cfg.text_field, "label_field": cfg.label_field}
-    if cfg.text_pair_field:
-        fields["text_pair_field"] = cfg.text_pair_field
-    for split_name, split in (("train", train), ("eval", evals)):
-        for key, column in fields.items():
-            require(column in split.column_names, f"data.{key}", column,
-                    f"is not a column of the {split_name} split.", f"use one of {', '.join(split.column_names)}.")
-    label_feature = train.features[cfg.label_field]
-    if hasattr(label_feature, "names"):  # a ClassLabel: ids are already 0..C-1
-        names = list(label_feature.names)
-        to_id = None
-    else:
-        values = sorted(set(train[cfg.label_field]) | set(evals[cfg.label_field]), key=str)
-        names = [str(v) for v in values]
-        to_id = {v: i for i, v in enumerate(values)}
-    require(len(names) >= 2, "data.label_field", cfg.label_field, f"has {len(names)} distinct label(s).",
-            "a classification task needs at least two classes; check the field.")
+def stratified_sample(labels: list[int], n: int, seed) -> list[int]:
+    """Indices of ``n`` of the rows, drawn at random (numpy's PCG64 from ``seed``) within each label so every
+    label keeps its share (largest remainder), returned in file order. Real files are often sorted by
+    label or source, where the first ``n`` rows would be one class."""
+    import numpy as np
 
-    def convert(split):
-        rename = {cfg.text_field: "text", cfg.label_field: "label"}
-        if cfg.text_pair_field:
-            rename[cfg.text_pair_field] = "text_pair"
-        keep = list(rename)
-        split = split.remove_columns([c for c in split.column_names if c not in keep])
-        split = split.rename_columns({k: v for k, v in rename.items() if k != v})
-        if to_id is not None:
-            split = split.map(lambda row: {"label_id": to_id[row["label"]]}, remove_columns=["label"])
-            return split.rename_column("label_id", "label")
-        # GLUE-style test splits carry label -1: keep only labelled rows.
-        return split.filter(lambda row: row["label"] is not None and row["label"] >= 0)
+    rng = np.random.default_rng(seed)
+    by_label: dict = {}
+    for i, label in enumerate(labels):
+        by_label.setdefault(label, []).append(i)
+    total = len(labels)
+    quota = {y: n * len(rows) // total for y, rows in by_label.items()}
+    by_remainder = sorted(by_label, key=lambda y: (-(n * len(by_label[y]) % total), y))
+    for y in by_remainder[: n - sum(quota.values())]:
+        quota[y] += 1
+    picked = []
+    for y in sorted(by_label):
+        rows = by_label[y]
+        picked += [rows[j] for j in rng.permutation(len(rows))[: quota[y]]]
+    return sorted(picked)
 
-    return TaskData(convert(train), convert(evals), names, has_pair=bool(cfg.text_pair_field))
+
+def _sample(split, n: int | None, seed: int, name: str):
+    """``split`` itself, or a stratified random sample of ``n`` rows (the seed is ``data.sample_seed``, not
+    the run's, so a seed sweep trains and evaluates on the same rows)."""
+    if not n or n >= len(split):
+        return split
+    labels = split.with_format("arrow")["label"].to_pylist()
+    picked = stratified_sample(labels, n, [seed, 0 if name == "train" else 1])
+    log.info("data.max_%s_samples=%d: a random sample of the %s split's %d rows, stratified by label "
+             "(data.sample_seed=%d).", name, n, name, len(split), seed)
+    return split.select(picked)
 
 
 def train_wordpiece(texts, vocab_size: int, out_dir: Path):
