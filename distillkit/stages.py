@@ -33,6 +33,9 @@ class Stage:
     max_steps: int = -1
     text_file: str | None = None  # unlabeled texts to train on instead of the training split
     layer_learning_rate: float | None = None  # the encoder layers' rate, when it differs from learning_rate
+    learning_rate_key: str = "train.learning_rate"  # the setting learning_rate came from (for messages)
+    batch_size: int | None = None  # per-device batch and accumulation steps; None = the hardware group's
+    accumulation_steps: int | None = None
 
 
 def plan_stages(cfg: RunConfig, prepare_teacher: bool, dims: Dims) -> list[Stage]:
@@ -41,12 +44,15 @@ def plan_stages(cfg: RunConfig, prepare_teacher: bool, dims: Dims) -> list[Stage
     if prepare_teacher:
         t = cfg.teacher
         stages.append(Stage("teacher_prep", build_method(NoneMethodConfig()), t.prepare_epochs,
-                            t.prepare_learning_rate, t.prepare_seed, layer_learning_rate=t.prepare_layer_learning_rate))
+                            t.prepare_learning_rate, t.prepare_seed, layer_learning_rate=t.prepare_layer_learning_rate,
+                            learning_rate_key="teacher.prepare_learning_rate"))
     tr = cfg.train
     for s in build_stages(cfg.method, dims):
+        own_rate = s.learning_rate is not None
         stages.append(Stage(s.name, s.method, s.epochs if s.epochs is not None else tr.epochs,
-                            s.learning_rate if s.learning_rate is not None else tr.learning_rate, cfg.seed,
-                            tr.max_steps, s.text_file, layer_learning_rate=tr.layer_learning_rate))
+                            s.learning_rate if own_rate else tr.learning_rate, cfg.seed,
+                            tr.max_steps, s.text_file, layer_learning_rate=tr.layer_learning_rate,
+                            learning_rate_key=f"method.{s.name}.learning_rate" if own_rate else "train.learning_rate"))
     return stages
 
 
@@ -58,7 +64,40 @@ def last_checkpoint(directory: Path) -> str | None:
     return str(max(found, key=lambda p: int(p.name.split("-")[1])))
 
 
-def training_arguments(cfg: RunConfig, stage: Stage, output_dir: Path, use_cpu: bool):
+def evaluates(cfg: RunConfig, stage: Stage) -> bool:
+    """Whether ``stage`` is evaluated during training: student stages whose loss reads the logits. A stage
+    that trains only features (FitNets' hints, TinyBERT's intermediate, MiniLM's relations) leaves the head
+    untouched, so its accuracy says nothing about the stage; ``teacher_prep`` is cached under a key that
+    eval settings are no part of, and its accuracy is in the report anyway."""
+    return cfg.eval.every is not None and stage.name != "teacher_prep" and stage.method.reads_logits
+
+
+def _eval_arguments(cfg: RunConfig, evaluated: bool) -> dict:
+    """TrainingArguments for evaluation during training (none when the stage is not evaluated)."""
+    ev = cfg.eval
+    if not evaluated:
+        return {"eval_strategy": "no"}
+    args = {"eval_strategy": "epoch"} if ev.every == "epoch" else {"eval_strategy": "steps", "eval_steps": ev.every}
+    if ev.keep == "best" or ev.early_stopping_patience is not None:
+        args.update(metric_for_best_model="accuracy", greater_is_better=True)
+    return args
+
+
+def divergence_fix(cfg: RunConfig, stage: Stage) -> str:
+    """The advice in a divergence message: this stage's learning-rate key at a tenth, fp32, harder clipping."""
+    lower = f"{stage.learning_rate_key}={stage.learning_rate / 10:g} (now {stage.learning_rate:g})"
+    if stage.layer_learning_rate is not None:
+        key = "teacher.prepare_layer_learning_rate" if stage.name == "teacher_prep" else "train.layer_learning_rate"
+        lower += f" and {key}={stage.layer_learning_rate / 10:g} (now {stage.layer_learning_rate:g})"
+    fixes = [f"lower the learning rate, e.g. {lower}"]
+    if cfg.hardware.precision != "fp32":
+        fixes.append(f"train in full precision with hardware.precision=fp32 (now {cfg.hardware.precision})")
+    fixes.append(f"clip gradients harder, e.g. train.max_grad_norm={cfg.train.max_grad_norm / 4:g} "
+                 f"(now {cfg.train.max_grad_norm:g})")
+    return "; ".join(fixes) + "; then start the run again."
+
+
+def training_arguments(cfg: RunConfig, stage: Stage, output_dir: Path, use_cpu: bool, evaluated: bool = False):
     from transformers import TrainingArguments
 
     hw, tr = cfg.hardware, cfg.train
@@ -68,12 +107,12 @@ def training_arguments(cfg: RunConfig, stage: Stage, output_dir: Path, use_cpu: 
         max_steps=stage.max_steps,
         learning_rate=stage.learning_rate,
         weight_decay=tr.weight_decay,
-        warmup_steps=tr.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        warmup_steps=0,  # DistillationTrainer counts train.warmup_ratio's steps from the stage's total
         lr_scheduler_type=tr.lr_scheduler,
         max_grad_norm=tr.max_grad_norm,
-        per_device_train_batch_size=hw.per_device_batch_size,
+        per_device_train_batch_size=stage.batch_size or hw.per_device_batch_size,
         per_device_eval_batch_size=hw.eval_batch_size,
-        gradient_accumulation_steps=hw.gradient_accumulation_steps,
+        gradient_accumulation_steps=stage.accumulation_steps or hw.gradient_accumulation_steps,
         bf16=hw.precision == "bf16",
         fp16=hw.precision == "fp16",
         use_cpu=use_cpu,
@@ -85,7 +124,7 @@ def training_arguments(cfg: RunConfig, stage: Stage, output_dir: Path, use_cpu: 
         save_strategy="steps",
         save_steps=tr.save_steps,
         save_total_limit=tr.save_total_limit,
-        eval_strategy="no",
+        **_eval_arguments(cfg, evaluated),
         train_sampling_strategy="group_by_length" if tr.group_by_length else "random",
         report_to="none",
         disable_tqdm=False,
@@ -96,28 +135,62 @@ def training_arguments(cfg: RunConfig, stage: Stage, output_dir: Path, use_cpu: 
 
 
 def run_stage(stage: Stage, cfg: RunConfig, model, teacher, train_set, collator, tokenizer, run_dir: Path,
-              use_cpu: bool, wandb_run, resume: bool) -> dict:
-    """Train ``model`` for ``stage``; return the stage's record for results.json."""
-    from distillkit.trainer import DistillationTrainer, MetricsCallback
+              use_cpu: bool, wandb_run, resume: bool, eval_set=None) -> dict:
+    """Train ``model`` for ``stage``; return the stage's record for results.json. With ``eval.every`` (and an
+    ``eval_set``) the stage is evaluated as it trains; with ``eval.keep=best`` it ends on its best checkpoint.
+    Raises ``TrainingDiverged`` on a non-finite loss or gradient norm (see ``train.nonfinite_patience``)."""
+    from distillkit.trainer import DistillationTrainer, NonFiniteGuard, classification_metrics_fn
 
     ckpt_dir = run_dir / "checkpoints" / stage.name
-    args = training_arguments(cfg, stage, ckpt_dir, use_cpu)
+    evaluated = evaluates(cfg, stage) and eval_set is not None
+    args = training_arguments(cfg, stage, ckpt_dir, use_cpu, evaluated)
+    guard = NonFiniteGuard(stage.name, cfg.train.nonfinite_patience, divergence_fix(cfg, stage),
+                           ignore_grad_norm=cfg.hardware.precision == "fp16")
     trainer = DistillationTrainer(
         model=model, args=args, train_dataset=train_set, data_collator=collator, processing_class=tokenizer,
+        eval_dataset=eval_set if evaluated else None,
+        compute_metrics=classification_metrics_fn(model.config.num_labels) if evaluated else None,
         method=stage.method, teacher=teacher, layer_learning_rate=stage.layer_learning_rate,
-        callbacks=[MetricsCallback(stage.name, run_dir / "metrics.jsonl", wandb_run if args.should_save else None)],
+        warmup_ratio=cfg.train.warmup_ratio, guard=guard,
+        callbacks=_callbacks(cfg, stage, run_dir, wandb_run if args.should_save else None, evaluated),
     )
     checkpoint = last_checkpoint(ckpt_dir) if resume else None
     if checkpoint:
         log.info("[%s] resuming from %s", stage.name, checkpoint)
     log.info("[%s] %s", stage.name, stage.method.formula())
+    if cfg.eval.every is not None and not evaluated and stage.name != "teacher_prep":
+        log.info("[%s] not evaluated during training: its loss does not read the logits, so its accuracy says "
+                 "nothing about it (eval.every applies to the stages that train the head)", stage.name)
     started = time.time()
     output = trainer.train(resume_from_checkpoint=checkpoint)
-    terms = {}
+    trainer.check_weights()
+    best = trainer.load_best() if evaluated and cfg.eval.keep == "best" else None
+    if best:
+        log.info("[%s] ends on its best checkpoint: step %d, eval accuracy %.4f", stage.name, best["step"],
+                 best["accuracy"])
+    return _record(stage, trainer, output, train_set, time.time() - started, checkpoint, best, evaluated)
+
+
+def _callbacks(cfg: RunConfig, stage: Stage, run_dir: Path, wandb_run, evaluated: bool) -> list:
+    from transformers import EarlyStoppingCallback
+
+    from distillkit.trainer import MetricsCallback, SaveBestCallback
+
+    callbacks = [MetricsCallback(stage.name, run_dir / "metrics.jsonl", wandb_run)]
+    if evaluated and cfg.eval.keep == "best":
+        callbacks.append(SaveBestCallback())
+    if evaluated and cfg.eval.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.eval.early_stopping_patience))
+    return callbacks
+
+
+def _record(stage: Stage, trainer, output, train_set, wall: float, resumed_from, best, evaluated) -> dict:
+    terms, evals = {}, [r for r in trainer.state.log_history if "eval_accuracy" in r]
     for record in reversed(trainer.state.log_history):
         terms = {k.split("/", 1)[1]: v for k, v in record.items() if k.startswith("loss/")}
         if terms:
             break
+    max_steps = trainer.state.max_steps
     return {
         "name": stage.name,
         "cached": False,
@@ -126,11 +199,16 @@ def run_stage(stage: Stage, cfg: RunConfig, model, teacher, train_set, collator,
         "steps": trainer.state.global_step,
         "epochs": stage.epochs,
         "train_examples": len(train_set),
-        "wall_time_s": round(time.time() - started, 3),
+        "wall_time_s": round(wall, 3),
         "train_samples_per_s": output.metrics.get("train_samples_per_second"),
         "train_loss": output.metrics.get("train_loss"),
         "final_loss_terms": terms,
-        "resumed_from": checkpoint,
+        "resumed_from": resumed_from,
+        "checkpoint": f"best (step {best['step']}, accuracy {best['accuracy']:.4f})" if best else "last",
+        "best_step": best["step"] if best else None,
+        "eval_accuracy": best["accuracy"] if best else (evals[-1]["eval_accuracy"] if evals else None),
+        "evaluations": len(evals),
+        "stopped_early": bool(evaluated and trainer.state.global_step < max_steps),
     }
 
 
@@ -171,8 +249,8 @@ def load_done(stage: Stage, model, run_dir: Path) -> dict | None:
     final = _done_dir(run_dir, stage)
     if not (final / "record.json").exists():
         return None
-    model.load_state_dict(torch.load(final / "student.pt", map_location="cpu"))
-    stage.method.adapters.load_state_dict(torch.load(final / ADAPTERS_FILE, map_location="cpu"))
+    model.load_state_dict(torch.load(final / "student.pt", map_location="cpu", weights_only=True))
+    stage.method.adapters.load_state_dict(torch.load(final / ADAPTERS_FILE, map_location="cpu", weights_only=True))
     record = json.loads((final / "record.json").read_text())
     record["resumed_from"] = "done"
     log.info("[%s] finished in an earlier attempt: skipped (weights from %s)", stage.name, final)

@@ -4,31 +4,57 @@
 with the features the method asks for, and sums the method's weighted terms. Each term's unweighted
 value is averaged over the logging window and logged under ``loss/<name>``. Methods never subclass the
 trainer; the per-step data flow is the same for all of them.
+
+Evaluation during training (``eval.every``) reads the student's logits only, through the Trainer's own
+eval loop, best-metric tracking and ``EarlyStoppingCallback``. A ``NonFiniteGuard`` stops a stage at its
+first non-finite loss or gradient norm (before the optimizer applies it) and refuses to checkpoint
+non-finite weights, so the last checkpoint on disk is always a good one.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import re
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback
 
-from distillkit.features import forward_features
+from distillkit.errors import TrainingDiverged
+from distillkit.features import forward_features, model_inputs
 from distillkit.method_types import LossInputs, Method
 
 ADAPTERS_FILE = "adapters.pt"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NonFiniteGuard:
+    """What a stage does on a NaN/inf loss or gradient norm: skip up to ``patience`` such optimizer steps in a
+    row (gradients dropped, weights unchanged), then raise ``TrainingDiverged`` with ``fix`` in its message."""
+
+    stage: str
+    patience: int
+    fix: str  # what to change, from the stage's configuration (stages.divergence_fix)
+    ignore_grad_norm: bool = False  # fp16: an inf gradient norm is the loss scaler's skipped step, not divergence
+    count: int = 0  # non-finite steps in a row
 
 
 class DistillationTrainer(Trainer):
     def __init__(self, *args, method: Method, teacher: torch.nn.Module | None = None,
-                 layer_learning_rate: float | None = None, **kwargs):
+                 layer_learning_rate: float | None = None, warmup_ratio: float = 0.0,
+                 guard: NonFiniteGuard | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.method = method
         self.layer_learning_rate = layer_learning_rate
+        self.warmup_ratio = warmup_ratio
+        self.guard = guard
+        self._loss_finite: torch.Tensor | None = None  # all micro-batch losses of this optimizer step finite
         self.teacher = None
         if method.needs_teacher:
             if teacher is None:
@@ -63,7 +89,79 @@ class DistillationTrainer(Trainer):
         loss = super().training_step(model, inputs, num_items_in_batch)
         if self.args.world_size > 1 and len(self.method.adapters):
             average_gradients(self.method.adapters.parameters(), self.args.world_size)
+        if self.guard is not None:  # a flag on the device: no sync until the step's gradient norm is read
+            finite = torch.isfinite(loss.detach()).all()
+            self._loss_finite = finite if self._loss_finite is None else self._loss_finite & finite
         return loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Evaluation during training: the student's logits and the labels, nothing else. The metric is the
+        task's (accuracy), so the teacher's forward and the loss terms would be wasted work."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            logits = model(**model_inputs(inputs)).logits
+        return None, logits.detach(), inputs["labels"].detach()
+
+    # ------------------------------------------------------------------- schedule, divergence
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """transformers reads a warm-up value >= 1 as a step count; ``train.warmup_ratio`` is a ratio, so the
+        steps are counted here from the stage's total: ceil(ratio × optimizer steps)."""
+        if self.lr_scheduler is None:
+            from transformers import get_scheduler
+
+            self.lr_scheduler = get_scheduler(
+                self.args.lr_scheduler_type, optimizer=optimizer or self.optimizer,
+                num_warmup_steps=warmup_steps(self.warmup_ratio, num_training_steps),
+                num_training_steps=num_training_steps, scheduler_specific_kwargs=self.args.lr_scheduler_kwargs)
+            self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        """Called once per optimizer step, before the optimizer applies the gradients: the place to stop."""
+        grad_norm = super()._get_grad_norm(model, grad_norm)
+        if self.guard is not None:
+            self._check_step(model, grad_norm)
+        return grad_norm
+
+    def _check_step(self, model, grad_norm) -> None:
+        loss_ok = self._loss_finite if self._loss_finite is not None else torch.tensor(True)
+        self._loss_finite = None
+        norm = torch.as_tensor(grad_norm if grad_norm is not None else 0.0, dtype=torch.float32)
+        flags = torch.stack([~loss_ok.to(self.args.device), ~torch.isfinite(norm.to(self.args.device))]).float()
+        if self.args.world_size > 1:  # every process stops at the same step, or none does
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+        bad_loss, bad_norm = (bool(f) for f in flags.tolist())
+        bad_norm = bad_norm and not self.guard.ignore_grad_norm
+        if not (bad_loss or bad_norm):
+            self.guard.count = 0
+            return
+        what = " and ".join(w for w, bad in (("the loss was NaN or inf", bad_loss),
+                                             (f"the gradient norm was {float(norm)}", bad_norm)) if bad)
+        self.guard.count += 1
+        if self.guard.count > self.guard.patience:
+            self._diverged(self.state.global_step + 1, what)
+        log.warning("[%s] step %d: %s; step skipped (%d in a row, train.nonfinite_patience=%d)", self.guard.stage,
+                    self.state.global_step + 1, what, self.guard.count, self.guard.patience)
+        model.zero_grad(set_to_none=True)
+        self.method.adapters.zero_grad(set_to_none=True)
+
+    def _diverged(self, step: int, what: str):
+        from distillkit.stages import last_checkpoint
+
+        kept = last_checkpoint(Path(self.args.output_dir))
+        kept = (f"The last good checkpoint is {kept}." if kept else "No checkpoint of this stage was saved before.")
+        raise TrainingDiverged(f"Training diverged in stage {self.guard.stage} at step {step}: {what}. The stage "
+                               f"stopped there; the run is not complete (no results.json, no exported student). "
+                               f"{kept} Fix: {self.guard.fix}")
+
+    def check_weights(self) -> None:
+        """Raise ``TrainingDiverged`` if the student or the adapters hold NaN/inf: a finite loss can still take a
+        step that overflows the weights, and such weights must never be checkpointed or exported."""
+        if self.guard is None:
+            return
+        params = list(self.model.parameters()) + list(self.method.adapters.parameters())
+        if params and not bool(torch.stack([torch.isfinite(p.detach()).all() for p in params]).all()):
+            self._diverged(self.state.global_step, "the weights after this step hold NaN/inf values")
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Add each loss term's mean since the last log (averaged over processes) to the training logs."""
@@ -90,6 +188,7 @@ class DistillationTrainer(Trainer):
         return optimizer
 
     def _save_checkpoint(self, model, trial):
+        self.check_weights()
         super()._save_checkpoint(model, trial)
         if len(self.method.adapters) and self.args.should_save:
             folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
@@ -99,7 +198,52 @@ class DistillationTrainer(Trainer):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         path = Path(resume_from_checkpoint) / ADAPTERS_FILE
         if len(self.method.adapters) and path.exists():
-            self.method.adapters.load_state_dict(torch.load(path, map_location=self.args.device))
+            self.method.adapters.load_state_dict(torch.load(path, map_location=self.args.device, weights_only=True))
+
+    def load_best(self) -> dict | None:
+        """``eval.keep=best``: load the best checkpoint's student (the Trainer's ``_load_best_model``) and its
+        adapters; return ``{"step", "accuracy"}`` of that checkpoint, or None if no evaluation found one."""
+        best = self.state.best_model_checkpoint
+        if best is None:
+            return None
+        self._load_best_model()
+        path = Path(best) / ADAPTERS_FILE
+        if len(self.method.adapters) and path.exists():
+            self.method.adapters.load_state_dict(torch.load(path, map_location=self.args.device, weights_only=True))
+        step = int(Path(best).name.split("-")[-1])
+        accuracy = next((r["eval_accuracy"] for r in self.state.log_history
+                         if r.get("step") == step and "eval_accuracy" in r), self.state.best_metric)
+        return {"step": step, "accuracy": accuracy}
+
+
+def warmup_steps(ratio: float, total_steps: int) -> int:
+    """Warm-up steps for ``ratio`` of ``total_steps`` optimizer steps (ratio 1.0: all of them)."""
+    return math.ceil(ratio * total_steps)
+
+
+def classification_metrics_fn(num_labels: int):
+    """The Trainer's ``compute_metrics`` for classification: accuracy and macro-F1, computed exactly as the
+    final report computes them (``evaluate.classification_metrics``)."""
+    from distillkit.evaluate import classification_metrics
+
+    def compute(prediction) -> dict[str, float]:
+        logits = torch.as_tensor(prediction.predictions).float()
+        return classification_metrics(logits, torch.as_tensor(prediction.label_ids), num_labels)
+
+    return compute
+
+
+class SaveBestCallback(TrainerCallback):
+    """``eval.keep=best``: checkpoint at every evaluation that improves the metric, whatever
+    ``train.save_steps`` says, so the best model always has a checkpoint to come back to. (transformers'
+    ``load_best_model_at_end`` instead demands save steps that are multiples of eval steps and an epoch
+    save strategy for epoch evaluation; this keeps ``train.save_steps`` for resuming.) Runs before the
+    Trainer updates ``state.best_metric``, like ``EarlyStoppingCallback``."""
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        value = (metrics or {}).get(f"eval_{args.metric_for_best_model}")
+        if value is not None and (state.best_metric is None or value > state.best_metric):
+            control.should_save = True
 
 
 # Parameter names of the repeated encoder/decoder blocks (BERT "encoder.layer.3.", GPT-2 "h.3.", Llama "layers.3.").
@@ -144,6 +288,7 @@ class MetricsCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
+        logs = {(f"eval/{k[5:]}" if k.startswith("eval_") else k): v for k, v in logs.items()}
         record = {"stage": self.stage, "step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
                   "time_s": round(time.time() - self.started, 3), **logs}
         with open(self.path, "a") as f:
