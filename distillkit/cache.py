@@ -1,27 +1,55 @@
 """A content-addressed cache for prepared teachers and trained tokenizers.
 
 An entry's key is a hash of everything that determines it (a JSON-able dict), so a change to any of
-those settings makes a new entry instead of silently reusing a stale one. Entries are built in a
-temporary sibling directory and renamed into place when complete: a crash mid-build never leaves an
-entry that looks finished.
+those settings makes a new entry instead of silently reusing a stale one. Local files that determine an
+entry (data files, local dataset directories) enter the key by content (``file_digest``), not by path, so
+editing a file in place never reuses what was built from its old text. Entries are built in a temporary
+sibling directory and renamed into place when complete: a crash mid-build never leaves an entry that
+looks finished; and ``locked`` lets one of several concurrent runs build an entry while the others wait
+for it and reuse it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
-FORMAT_VERSION = 1  # bump when what is stored, or how, changes
+from distillkit.errors import ConfigError
+
+FORMAT_VERSION = 2  # bump when what is stored, or how, changes (2: content-keyed files, hardware-free recipe)
+DIGESTS_FILE = "file-digests.json"  # path → (size, mtime, sha256): a file is hashed once until it changes
+
+log = logging.getLogger("distillkit")
 
 
 def cache_root(configured: str | None) -> Path:
     root = configured or os.environ.get("DISTILLKIT_CACHE") or Path.home() / ".cache" / "distillkit"
     return Path(root).expanduser().resolve()
+
+
+def usable_root(configured: str | None) -> Path:
+    """``cache_root``, created and checked writable; else a ConfigError naming ``cache_dir``."""
+    root = cache_root(configured)
+    key = "cache_dir" if configured else "cache_dir (default, or $DISTILLKIT_CACHE)"
+    fix = "set cache_dir=<a writable directory> (or DISTILLKIT_CACHE)."
+    if root.exists() and not root.is_dir():
+        raise ConfigError(key, str(root), "is a file, not a directory.", fix)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{uuid.uuid4().hex[:8]}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(key, str(root), f"cannot be used as the cache ({err.strerror or err}).", fix) from None
+    return root
 
 
 def entry_key(spec: dict) -> str:
@@ -50,6 +78,56 @@ def building(final: Path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def locked(final: Path):
+    """Hold an exclusive lock on the entry ``final`` (a ``<name>.lock`` file beside it) while checking for it and
+    building it: of several runs that need the same missing entry, one builds it and the others wait, then
+    find it complete. The lock is released when the holder exits, however it exits (the OS drops it)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with open(final.parent / f"{final.name}.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("Waiting for another run that is building %s ...", final)
+            started = time.time()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            log.info("... done after %.0f s", time.time() - started)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def file_digest(root: Path, path: str | os.PathLike) -> str:
+    """sha256 of a file's content, remembered in ``root/file-digests.json`` by (path, size, mtime): a file is
+    read again only when it changed. A directory's digest covers every file below it (names and contents)."""
+    path = Path(path).expanduser().resolve()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    memo_path = root / DIGESTS_FILE
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    combined, changed = hashlib.sha256(), False
+    for f in files:
+        stat = f.stat()
+        stamp = [stat.st_size, stat.st_mtime_ns]
+        known = memo.get(str(f))
+        if not known or known[:2] != stamp:
+            digest = hashlib.sha256()
+            with open(f, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+            known, changed = stamp + [digest.hexdigest()], True
+            memo[str(f)] = known
+        combined.update(f"{f.relative_to(path) if path.is_dir() else f.name}:{known[2]};".encode())
+    if changed:
+        tmp = memo_path.with_name(f".{DIGESTS_FILE}.{uuid.uuid4().hex[:8]}")
+        tmp.write_text(json.dumps(memo))
+        os.replace(tmp, memo_path)
+    return combined.hexdigest()
 
 
 def write_spec(directory: Path, spec: dict) -> None:

@@ -38,3 +38,17 @@ def unit_interval(key: str, value) -> None:
 def non_negative(key: str, value) -> None:
     """A loss weight or count: ``value`` must be >= 0."""
     require(value is not None and value >= 0, key, value, "must not be negative.", "use 0 (off) or a positive value.")
+
+
+class TrainingDiverged(Exception):
+    """Training produced a non-finite loss or gradient norm. ``str(err)`` is the whole one-paragraph message
+    (stage, step, what was non-finite, the fix); the CLI writes it to error.txt and exits with status 3."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM, raised in the main thread like KeyboardInterrupt (SIGINT), so the run can record why it stopped."""
+
+    def __init__(self, signal_name: str):
+        self.signal_name = signal_name
+        super().__init__(signal_name)
+

@@ -10,10 +10,16 @@ gloo group left to interpreter exit can abort the process.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 import uuid
+from pathlib import Path
+
+from distillkit.errors import ConfigError, TrainingDiverged
+
+WORKER_ERROR = ".worker-error.json"  # rank 0's ConfigError / TrainingDiverged, for the parent to report
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +43,30 @@ def worker(raw_cfg: dict, ctx_fields: dict) -> None:
                         format="[rank %(process)d] %(message)s" if os.environ.get("RANK") != "0" else "%(message)s")
     try:
         run(validate(raw_cfg), RunContext(**ctx_fields))
+    except (ConfigError, TrainingDiverged) as err:  # handed to the parent, which reports it as in one process
+        if os.environ.get("RANK") == "0":
+            fields = vars(err) if isinstance(err, ConfigError) else {"message": str(err)}
+            _error_file(ctx_fields).write_text(json.dumps({"type": type(err).__name__, **fields}, default=str))
+        raise
     finally:
         shutdown_process_group()
+
+
+def _error_file(ctx_fields: dict) -> Path:
+    return Path(ctx_fields["output_dir"]) / WORKER_ERROR
+
+
+def _reraise_worker_error(ctx_fields: dict) -> None:
+    """Raise the ConfigError / TrainingDiverged a worker recorded, so the CLI reports it with its own message
+    and exit status instead of torch's ChildFailedError traceback."""
+    path = _error_file(ctx_fields)
+    if not path.is_file():
+        return
+    data = json.loads(path.read_text())
+    path.unlink()
+    if data.pop("type") == "ConfigError":
+        raise ConfigError(data["key"], data["value"], data["problem"], data["fix"])
+    raise TrainingDiverged(data["message"])
 
 
 def shutdown_process_group() -> None:
@@ -69,4 +97,11 @@ def spawn(raw_cfg: dict, ctx_fields: dict, nproc: int) -> None:
     log.info("Starting %d data-parallel workers (torch elastic launcher, rendezvous %s)", nproc, config.rdzv_endpoint)
     # OMP threads per worker: split the cores so N workers do not oversubscribe the machine.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    elastic_launch(config, worker)(raw_cfg, ctx_fields)
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    _error_file(ctx_fields).unlink(missing_ok=True)
+    try:
+        elastic_launch(config, worker)(raw_cfg, ctx_fields)
+    except ChildFailedError:
+        _reraise_worker_error(ctx_fields)
+        raise

@@ -23,15 +23,15 @@ def cli(args, tmp_path, env=None, timeout=600):
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-@pytest.mark.parametrize("override,key", [
-    ("method.temperature=0", "method.temperature"),
-    ("student.init=uniform student.num_layers=20", "student.num_layers"),
-    ("method=pkd method.layer_map.strategy=list method.layer_map.layers=[9]", "method.layer_map.layers"),
-    ("teacher=hub teacher.path=no-such-org/no-such-model", "teacher.path"),
-    pytest.param("hardware=gpu", "hardware.accelerator",
+@pytest.mark.parametrize("override,key,at_plan_time", [
+    ("method.temperature=0", "method.temperature", False),
+    ("student.init=uniform student.num_layers=20", "student.num_layers", True),
+    ("method=pkd method.layer_map.strategy=list method.layer_map.layers=[9]", "method.layer_map.layers", True),
+    ("teacher=hub teacher.path=no-such-org/no-such-model", "teacher.path", True),
+    pytest.param("hardware=gpu", "hardware.accelerator", True,
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
 ])
-def test_bad_input_is_one_paragraph_and_exit_2(tmp_path, cache_dir, override, key):
+def test_bad_input_is_one_paragraph_and_exit_2(tmp_path, cache_dir, override, key, at_plan_time):
     tiny = [o for o in TINY if not (override.startswith("teacher=") and o.startswith("teacher.arch"))]
     args = ["distillkit", *tiny, f"cache_dir={cache_dir}", *override.split(), "hydra.run.dir=run"]
     proc = cli(args, tmp_path)
@@ -40,7 +40,10 @@ def test_bad_input_is_one_paragraph_and_exit_2(tmp_path, cache_dir, override, ke
     error_lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(error_lines) == 1 and error_lines[0].startswith(f"error: {key}=") and "Fix:" in error_lines[0]
     assert not (tmp_path / "run" / "results.json").exists()
-    assert (tmp_path / "run" / "error.txt").read_text().startswith(f"error: {key}=")
+    if at_plan_time:  # found once the run had its folder: the reason is kept there
+        assert (tmp_path / "run" / "error.txt").read_text().startswith(f"error: {key}=")
+    else:  # refused before Hydra started: no folder at all
+        assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
@@ -62,8 +65,7 @@ def test_multirun_sweep_wandb_offline_and_compare(tmp_path, cache_dir):
         groups.add(record["group"])
         assert record["name"] == results["run"]["name"] and record["name"].startswith("method=")
         assert json.loads(record["config"]["method.name"]) == results["run"]["method"]
-        assert {"distill/loss", "distill/loss/ce", "distill/step", "teacher_prep/loss/ce"} & record["history_keys"]
-        assert "distill/loss/ce" in record["history_keys"]
+        assert {"distill/loss", "distill/loss/ce", "distill/step"} <= record["history_keys"]
         assert json.loads(record["summary"]["student/accuracy"]) == pytest.approx(results["student"]["accuracy"])
         assert "comparison/retention" in record["summary"]
     assert len(groups) == 1 and groups.pop().startswith("sweep-")  # one group per sweep
@@ -95,7 +97,8 @@ def test_every_method_in_one_glob_sweep(tmp_path, cache_dir):
         metrics = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
         assert {m["stage"] for m in metrics} >= set(seen[method])  # every stage logs under its own name
     assert seen == METHOD_STAGES
-    assert "eager attention" in proc.stderr + proc.stdout  # tinybert's attention maps: switched on, and said so
+    # tinybert fits pre-softmax scores from hooks by default: no method in the sweep needs eager attention
+    assert "eager attention" not in proc.stderr + proc.stdout
 
     proc = cli(["distillkit.compare", "sweep"], tmp_path)
     assert proc.returncode == 0, proc.stderr

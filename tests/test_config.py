@@ -115,8 +115,13 @@ def test_wrong_type_fails_while_composing():
 
 
 def test_unknown_option_lists_the_available_ones():
-    with pytest.raises(Exception, match="kd"):
-        compose_config(["method=kdd"])
+    from distillkit import preflight
+
+    with pytest.raises(ConfigError) as info:
+        preflight.check(["method=kdd"])
+    assert (info.value.key, info.value.value) == ("method", "kdd")
+    for option in METHOD_SCHEMAS:  # every option of the group, not just something that looks like the typo
+        assert option in info.value.fix
 
 
 def test_packaged_config_dir_is_found():

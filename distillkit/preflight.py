@@ -1,0 +1,232 @@
+"""The command line checked before Hydra starts: every job composed and validated, in well under a second.
+
+Hydra reports its own errors (an unknown key, a wrong type, a missing option) as a traceback-free text
+that suggests ``+key=value`` and exits 1; the suggested override then fails distillkit's own check. And a
+sweep that fails to compose one job has already made its sweep folder. So ``main()`` runs ``check`` first:
+it expands the sweep as Hydra's basic sweeper will (same parser, same product of values), composes each
+job with Hydra's compose API, validates it against distillkit's schemas, and turns any failure into one
+``ConfigError`` paragraph (exit 2) before any folder is made or anything heavy is imported.
+
+A sweep over methods together with a method-specific key (``-m method=none,kd method.temperature=2,4``)
+is the main workflow, not a mistake: the jobs whose method has no such key are *skipped*, not failed.
+``check`` rewrites such a key to ``++method.temperature=...`` (so every job composes) and names it in
+``SKIP_ENV``; the job of a method without the key records itself as skipped (``skip_reason``) and does
+no work.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from distillkit import conf_dir
+from distillkit.errors import ConfigError
+
+SKIP_ENV = "DISTILLKIT_SWEEP_SKIP_KEYS"  # method-specific keys a sweep sets for only some of its methods
+# Hydra flags that print something instead of running a job: nothing to check.
+_INFO_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun", "config_path",
+               "config_name", "config_dir")
+_NOT_IN_STRUCT = re.compile(r"Could not override '([^']+)'")
+_RUN_KEYS = ("hydra.", "logger.mode")  # what may accompany resume=: where Hydra writes, how W&B connects
+
+
+@dataclass
+class Checked:
+    """What ``check`` found: the argv to hand Hydra, and the keys whose jobs may skip themselves."""
+
+    argv: list[str]
+    skip_keys: list[str] = field(default_factory=list)
+    jobs: int = 1
+    skipped: dict[str, int] = field(default_factory=dict)  # reason → how many jobs skip themselves for it
+
+
+def _strip(key: str) -> str:
+    return key.lstrip("+~")
+
+
+def _key_value(override: str) -> tuple[str, str]:
+    key, _, value = override.partition("=")
+    return _strip(key), value
+
+
+def check(argv: list[str]) -> Checked:
+    """Compose and validate every job ``argv`` describes; raise ``ConfigError`` on the first problem."""
+    from hydra._internal.utils import get_args_parser
+
+    args = get_args_parser().parse_args(argv)
+    if any(getattr(args, flag, None) for flag in _INFO_FLAGS):
+        return Checked(list(argv))
+    overrides = list(args.overrides)
+    resume = [o for o in overrides if _key_value(o)[0] == "resume" and _key_value(o)[1] not in ("", "null")]
+    if resume:
+        return Checked(_resume_argv(argv, overrides, resume[0]))
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="distillkit"):
+        jobs = _expand(overrides) if args.multirun else [overrides]
+        failures = {}  # key → [(job, error)] for keys Hydra could not override in some jobs
+        for job in jobs:
+            try:
+                _validate_composed(_compose(job), job, args.multirun)
+            except _NotInSchema as err:
+                failures.setdefault(err.key, []).append((job, err.error))
+    skip_keys = []
+    for key, failed in failures.items():
+        if not args.multirun or len(failed) == len(jobs) or not key.startswith("method."):
+            raise failed[0][1]
+        skip_keys.append(key)
+    if not skip_keys:
+        return Checked(list(argv), jobs=len(jobs))
+    rewritten = [("++" + a) if not a.startswith(("+", "~", "-")) and _key_value(a)[0] in skip_keys else a
+                 for a in argv]
+    skipped: dict[str, int] = {}
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="distillkit"):
+        for job in _expand([o for o in rewritten if not o.startswith("-")]):
+            cfg = _compose(job)
+            reason = skip_reason(cfg, skip_keys)
+            if reason is None:
+                _validate_composed(cfg, job, True)
+            else:
+                skipped[reason] = skipped.get(reason, 0) + 1
+    return Checked(rewritten, skip_keys, len(jobs), skipped)
+
+
+def _resume_argv(argv: list[str], overrides: list[str], resume: str) -> list[str]:
+    """``resume=<dir>`` continues that run in that directory with its own configuration: other overrides
+    would be silently ignored, so they are refused; Hydra is pointed at the old directory (no new, empty
+    output folder) and told not to rewrite its ``.hydra/`` record."""
+    others = [o for o in overrides if o != resume and not _strip(o).startswith(_RUN_KEYS)]
+    _, previous = _key_value(resume)
+    if others:
+        raise ConfigError("resume", previous, f"continues that run with its own configuration, so the other "
+                          f"override(s) {' '.join(others)} would be ignored.",
+                          "drop them to resume as it was, or start a new run with them (without resume=).")
+    from pathlib import Path
+
+    if not (Path(previous).expanduser() / "config.yaml").is_file():
+        raise ConfigError("resume", previous, "is not a distillkit run directory (it has no config.yaml).",
+                          "pass the output directory of the interrupted run, e.g. resume=outputs/2026-11-22/19-00-00.")
+    directory = str(Path(previous).expanduser().resolve())
+    return list(argv) + [f"hydra.run.dir={directory}", "hydra.output_subdir=null"]
+
+
+def _expand(overrides: list[str]) -> list[list[str]]:
+    """The jobs of a sweep, in Hydra's order (its basic sweeper's product of the swept values)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+        return BasicSweeper.split_arguments(parser.parse_overrides(overrides), None)[0]
+    except HydraException as err:
+        raise _translate(err, overrides) from None
+
+
+class _NotInSchema(Exception):
+    """A key Hydra could not override because the composed config has no such key."""
+
+    def __init__(self, key: str, error: ConfigError):
+        self.key, self.error = key, error
+
+
+def _compose(job: list[str]):
+    from hydra import compose
+    from hydra.errors import HydraException
+
+    try:
+        return compose("config", overrides=job)
+    except HydraException as err:
+        error = _translate(err, job)
+        match = _NOT_IN_STRUCT.search(str(err))
+        if match:
+            raise _NotInSchema(_strip(match.group(1)), error) from None
+        raise error from None
+
+
+def _validate_composed(cfg, job: list[str], in_sweep: bool) -> None:
+    """distillkit's own schema checks; in a sweep the message says which job failed."""
+    from distillkit.config import validate
+
+    try:
+        validate(cfg)
+    except ConfigError as err:
+        if not in_sweep:
+            raise
+        raise ConfigError(err.key, err.value, err.problem + f" (sweep job: {' '.join(job)}; no job was started)",
+                          err.fix) from None
+
+
+def skip_reason(cfg, skip_keys: list[str]) -> str | None:
+    """Why this sweep job is skipped (its method has no such key), or None to run it."""
+    from omegaconf import OmegaConf
+
+    from distillkit.config import METHOD_SCHEMAS
+
+    method = OmegaConf.select(cfg, "method.name")
+    schema = METHOD_SCHEMAS.get(method)
+    if schema is None:
+        return None
+    base = OmegaConf.structured(schema)
+    missing = [k for k in skip_keys if OmegaConf.select(base, k.split(".", 1)[1], default="<absent>") == "<absent>"]
+    if not missing:
+        return None
+    return (f"method={method} has no {', '.join(missing)}: this combination of the sweep does not apply "
+            f"and was skipped.")
+
+
+# ----------------------------------------------------------------------------------- Hydra's errors
+def _valid_keys(key: str, job: list[str]) -> tuple[str, str]:
+    """The keys that exist where ``key`` was meant to go (its parent node in the job's composed config)."""
+    from hydra import compose
+    from omegaconf import DictConfig, OmegaConf
+
+    parent = key.rsplit(".", 1)[0] if "." in key else ""
+    try:
+        cfg = compose("config", overrides=[o for o in job if _key_value(o)[0] != key])
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+    except Exception:  # the other overrides fail too: no list, the message still names the key
+        return parent or "the top level", ""
+    if not isinstance(node, DictConfig):
+        return parent or "the top level", ""
+    keys = [k for k in node.keys() if k not in ("hydra", "experiment", "local")]
+    where = f"{parent}=" + str(node.get("name")) if parent and "name" in node else (parent or "the top level")
+    return where, f" Valid keys: {', '.join(keys)}."
+
+
+def _translate(err: Exception, job: list[str]) -> ConfigError:
+    """One of Hydra's composition errors as a ConfigError naming the key, the value and the fix."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+
+    text = str(err)
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    if isinstance(err, MissingConfigException) and "/" in (err.missing_cfg_file or ""):
+        group, option = err.missing_cfg_file.rsplit("/", 1)
+        options = ", ".join(err.options or [])
+        return ConfigError(group, option, f"is not an option of the {group} group.",
+                           f"use one of {options} (the files in conf/{group}/).")
+    if isinstance(err, OverrideParseException):
+        bad = next((o for o in job if o and o in text), " ".join(job))
+        return ConfigError("override", bad, f"cannot be parsed ({first}).",
+                           "write key=value; quote values with spaces, commas or brackets for the shell, e.g. "
+                           "'student.layers=[0,5,11]'; sweeps need -m.")
+    match = _NOT_IN_STRUCT.search(text)
+    if match:
+        key = _strip(match.group(1))
+        value = next((_key_value(o)[1] for o in job if _key_value(o)[0] == key), None)
+        where, valid = _valid_keys(key, job)
+        return ConfigError(key, value, f"is not a setting of {where}.{valid}",
+                           "check the spelling against the valid keys (prefixing + does not help: distillkit's schema "
+                           "would refuse the new key).")
+    cause = err.__cause__ or err.__context__
+    merging = re.search(r"Error merging override (\S+?)=(.*)", text)
+    if merging:
+        reason = str(cause).strip().splitlines()[0] if cause else first
+        return ConfigError(merging.group(1), merging.group(2), f"has the wrong type ({reason}).",
+                           "give a value of the setting's type (see its default in conf/ or distillkit/config.py).")
+    if "Ambiguous value" in text or "multirun" in text.lower():
+        return ConfigError("override", " ".join(job), f"sweeps several values without -m ({first}).",
+                           "add -m (--multirun) to run one job per value, or give one value.")
+    return ConfigError("overrides", " ".join(job), f"could not be composed ({first}).",
+                       "check each key=value against conf/ (python -m distillkit --help lists the groups).")

@@ -1,0 +1,94 @@
+"""Faults as a user meets them on the command line: SIGTERM and resume, two runs sharing an empty cache."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .conftest import TINY
+from .test_cli import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _env():
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    env.pop("WANDB_API_KEY", None)
+    env.pop("WANDB_MODE", None)
+    return env
+
+
+def _start(args, cwd):
+    return subprocess.Popen([sys.executable, "-m", "distillkit", *args], cwd=cwd, env=_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+
+def _wait_for(path, predicate, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists() and predicate(path.read_text()):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{path} never satisfied the condition")
+
+
+def test_sigterm_leaves_error_txt_and_resume_continues_the_same_run(tmp_path, cache_dir):
+    tiny = [o for o in TINY if not o.startswith(("train.max_steps", "logger="))]
+    args = [*tiny, f"cache_dir={cache_dir}", "logger=wandb", "train.max_steps=40", "hydra.run.dir=run"]
+    proc = _start(args, tmp_path)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    _wait_for(metrics, lambda text: any(json.loads(line)["stage"] == "distill" and json.loads(line)["step"] >= 4
+                                        for line in text.splitlines()))
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "Traceback" not in err
+    error = (tmp_path / "run" / "error.txt").read_text()
+    assert "SIGTERM" in error and f"resume={tmp_path / 'run'}" in error
+    assert not (tmp_path / "run" / "results.json").exists()
+    first_id = json.loads((tmp_path / "run" / "run.json").read_text())["wandb_id"]
+    assert first_id
+
+    resumed = subprocess.run([sys.executable, "-m", "distillkit", "resume=run"], cwd=tmp_path, env=_env(),
+                             capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    # recorded as the run it continues, not as the resume command
+    assert results["run"]["overrides"] == args[:-1]  # hydra.run.dir is Hydra's, not the run's
+    assert results["stages"][-1]["resumed_from"] and results["stages"][-1]["steps"] == 40
+    assert not (tmp_path / "outputs").exists()  # no new, empty run folder for the resume
+    assert not (tmp_path / "run" / "error.txt").exists()
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["wandb_id"] == first_id  # the same W&B run
+    assert {p.name.rsplit("-", 1)[-1] for p in (tmp_path / "run" / "wandb").glob("offline-run-*")} == {first_id}
+    log = (tmp_path / "run" / "distillkit.log").read_text()
+    assert log.rstrip().endswith(f"student: {tmp_path / 'run' / 'student'}") and "retention" in log[-2000:]
+
+
+def test_two_runs_on_one_empty_cache_prepare_the_teacher_once(tmp_path, cache_dir):
+    cache = tmp_path / "shared-cache"
+    procs = [_start([*TINY, f"cache_dir={cache}", "teacher.prepare_epochs=3", f"hydra.run.dir=run{i}"], tmp_path)
+             for i in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+    prepared = [json.loads((tmp_path / f"run{i}" / "results.json").read_text())["stages"][0] for i in range(2)]
+    assert sorted(p["cached"] for p in prepared) == [False, True]  # one prepared it, the other waited and reused it
+    assert prepared[0]["cache_dir"] == prepared[1]["cache_dir"]
+    assert len(list((cache / "teachers").glob("[0-9a-f]*[0-9a-f]"))) == 1
+
+
+@pytest.mark.parametrize("ddp", [False, True])
+def test_a_diverging_run_exits_3_with_its_reason_in_error_txt(tmp_path, cache_dir, ddp):
+    hardware = ["hardware=ddp", "hardware.devices=2", "hardware.accelerator=cpu",
+                "hardware.per_device_batch_size=8"] if ddp else []
+    proc = subprocess.run([sys.executable, "-m", "distillkit", *TINY, f"cache_dir={cache_dir}", *hardware,
+                           "train.learning_rate=1e30", "hydra.run.dir=run"], cwd=tmp_path, env=_env(),
+                          capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    error = (tmp_path / "run" / "error.txt").read_text()
+    assert error.startswith("error: ") and "Traceback" not in error and "train.learning_rate=" in error
+    assert not (tmp_path / "run" / "results.json").exists() and not (tmp_path / "run" / "student").exists()
