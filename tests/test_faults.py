@@ -92,3 +92,40 @@ def test_a_diverging_run_exits_3_with_its_reason_in_error_txt(tmp_path, cache_di
     error = (tmp_path / "run" / "error.txt").read_text()
     assert error.startswith("error: ") and "Traceback" not in error and "train.learning_rate=" in error
     assert not (tmp_path / "run" / "results.json").exists() and not (tmp_path / "run" / "student").exists()
+
+
+def test_kill_9_then_resume_reproduces_the_uninterrupted_run_and_no_secret_is_written(tmp_path, cache_dir):
+    secrets = {"WANDB_API_KEY": "wandb-secret-0123456789abcdef0123456789abcdef", "HF_TOKEN": "hf_secretTOKEN42",
+               "AWS_SECRET_ACCESS_KEY": "aws-secret-key-xyz"}
+    tiny = [o for o in TINY if not o.startswith(("train.max_steps", "logger="))]
+    args = [*tiny, f"cache_dir={cache_dir}", "logger=wandb", "logger.mode=offline", "train.max_steps=30"]
+    env = {**_env(), **secrets}
+    reference = subprocess.run([sys.executable, "-m", "distillkit", *args, "hydra.run.dir=ref"], cwd=tmp_path,
+                               env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    proc = subprocess.Popen([sys.executable, "-m", "distillkit", *args, "hydra.run.dir=run"], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    checkpoints = tmp_path / "run" / "checkpoints" / "distill"
+    deadline = time.time() + 300
+    while not list(checkpoints.glob("checkpoint-6/trainer_state.json")) and time.time() < deadline:
+        time.sleep(0.1)
+    proc.kill()  # SIGKILL: no handler runs, nothing is cleaned up
+    proc.wait(timeout=60)
+    assert not (tmp_path / "run" / "results.json").exists()
+    resumed = subprocess.run([sys.executable, "-m", "distillkit", "resume=run"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    ref = json.loads((tmp_path / "ref" / "results.json").read_text())
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["stages"][-1]["resumed_from"] and res["stages"][-1]["steps"] == 30
+    for section, key in (("student", "accuracy"), ("student", "f1_macro"), ("comparison", "kl_to_teacher"),
+                         ("comparison", "agreement")):
+        assert res[section][key] == ref[section][key], (section, key)
+    assert res["stages"][-1]["final_loss_terms"] == pytest.approx(ref["stages"][-1]["final_loss_terms"], rel=1e-5)
+
+    for path in [p for p in (tmp_path / "run").rglob("*") if p.is_file()] + [tmp_path / "ref" / "distillkit.log"]:
+        data = path.read_bytes()
+        for name, secret in secrets.items():
+            assert secret.encode() not in data, f"{name} leaked into {path}"
