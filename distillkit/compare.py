@@ -85,10 +85,21 @@ def _row(data: dict, job_dir: Path) -> dict:
     }
 
 
+def _why_no_results(job_dir: Path) -> str:
+    """A job without results.json: skipped by its sweep (skipped.txt), failed (error.txt), or unfinished."""
+    for name, prefix in (("skipped.txt", "skipped: "), ("error.txt", "failed: ")):
+        path = job_dir / name
+        if path.is_file():
+            lines = path.read_text(errors="replace").strip().splitlines()
+            return prefix + (lines[-1] if name == "error.txt" and lines and lines[0].startswith("Traceback")
+                             else lines[0] if lines else "")
+    return "no results.json (still running, or killed)"
+
+
 def load(paths) -> tuple[list[dict], list[tuple[str, str]], list[str]]:
     """Read all results under ``paths``: (rows, [(dir, reason) of failed jobs], warnings)."""
     files, bare_jobs = discover(paths)
-    rows, failed = [], [(str(d), "no results.json") for d in bare_jobs]
+    rows, failed = [], [(str(d), _why_no_results(d)) for d in bare_jobs]
     warnings = [f"warning: {p} does not exist" for p in map(Path, paths) if not p.exists()]
     for f in files:
         try:
@@ -179,8 +190,18 @@ def format_table(rows: list[dict], grouped: bool = False, max_text: int = 40) ->
     return "\n".join([header, "-" * len(header)] + [render(line) for line in cells])
 
 
-def plot(rows: list[dict], path, grouped: bool = False) -> Path:
-    """One bar per job/group (student metric, std error bars), teacher metric as a dash per bar."""
+def y_limits(values: list[float], margin: float = 0.15) -> tuple[float, float]:
+    """An axis range fitted to ``values`` (bar tops ± std, teacher marks) with ``margin`` of their range
+    either side, so jobs a few points apart look apart; never below 0 when no value is."""
+    lo, hi = min(values), max(values)
+    pad = max((hi - lo) * margin, abs(hi) * 0.02, 1e-3)
+    bottom = lo - pad
+    return (max(bottom, 0.0) if lo >= 0 else bottom), hi + pad
+
+
+def figure(rows: list[dict], grouped: bool = False):
+    """One bar per job/group (student metric, std error bars), teacher metric as a dash per bar. The y-axis
+    spans the data, not 0 to the top: differences of a few points are what the plot is for."""
     from matplotlib.figure import Figure  # object API: Agg canvas, no display, no pyplot state
 
     metrics = {r["metric"] for r in rows}
@@ -198,11 +219,23 @@ def plot(rows: list[dict], path, grouped: bool = False) -> Path:
     labels = [(f"{r['job']} (n={r['n']})" if grouped else str(r["job"])) for r in rows]
     ax.set_xticks(x, [lb if len(lb) <= 40 else lb[:38] + ".." for lb in labels],
                   rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
+    shown = [t for _, t in teach]
+    for r, e in zip(rows, err or [0.0] * len(rows)):
+        if _num(r["student_metric"]) is not None:
+            shown += [r["student_metric"] - e, r["student_metric"] + e]
+    if shown:
+        ax.set_ylim(*y_limits(shown))
     ax.set_ylabel(metric)
     ax.set_title(f"{metric}: student vs teacher" + (" (mean ± std over seeds)" if grouped else ""))
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def plot(rows: list[dict], path, grouped: bool = False) -> Path:
+    """``figure(rows)`` written as a PNG to ``path``."""
+    fig = figure(rows, grouped)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -233,10 +266,13 @@ def compare(paths, group_by_seed: bool = False, plot_path=None, sort: str | None
         rows = _sort(rows, sort)
     if rows:
         print(format_table(rows, grouped=group_by_seed), file=out)
-    if failed:
-        print(f"\nfailed/unfinished jobs ({len(failed)}):", file=out)
-        for d, why in failed:
-            print(f"  {d}: {why}", file=out)
+    skipped = [(d, why) for d, why in failed if why.startswith("skipped: ")]
+    failed = [(d, why) for d, why in failed if not why.startswith("skipped: ")]
+    for title, jobs in (("skipped jobs", skipped), ("failed/unfinished jobs", failed)):
+        if jobs:
+            print(f"\n{title} ({len(jobs)}):", file=out)
+            for d, why in jobs:
+                print(f"  {d}: {why}", file=out)
     if rows and plot_path is not False:
         base = paths[0] if paths[0].is_dir() else paths[0].parent
         written = plot(rows, plot_path or base / "compare.png", grouped=group_by_seed)

@@ -1,7 +1,14 @@
-"""Teacher and student on the same eval split: task metrics, agreement, KL, size and speed."""
+"""Teacher and student on the same eval split: task metrics, agreement, KL, size and speed.
+
+Speed is timed so that two measurements of one pair agree on a shared, loaded machine: a fixed number of
+CPU threads (``eval.threads``), warm-up passes, the two models taking turns batch by batch, ``eval.repeats``
+repetitions summarised by their median and spread, and speed-ups taken per repetition. With one CPU
+thread the clock is the thread's CPU time, which other processes' load does not inflate."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import statistics
 import time
 
@@ -47,56 +54,137 @@ def agreement_metrics(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return {"agreement": agree, "kl_to_teacher": kl_per_example(student_logits, teacher_logits).mean().item()}
 
 
+SPREAD = "half the min-max range of the repetitions, relative to their median"
+
+
 def _sync(device) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
 
 
+@contextlib.contextmanager
+def cpu_threads(threads: int | None, device):
+    """Run the block with ``threads`` torch CPU threads and restore the count after, so the figures say
+    how many threads produced them and a loaded machine's cores are not oversubscribed. ``None``, or a
+    GPU (which does the work whatever the CPU threads), leaves torch's setting alone. Yields the count
+    in force (None on GPU)."""
+    if torch.device(device).type != "cpu":
+        yield None
+        return
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def median_spread(values: list[float]) -> tuple[float, float]:
+    """(median, spread): the spread is half the min-max range relative to the median (``SPREAD``), so
+    ``2.9 (±4%)`` means every repetition fell within about 4 % of 2.9."""
+    mid = statistics.median(values)
+    return mid, ((max(values) - min(values)) / 2 / mid if mid else 0.0)
+
+
+def _timer(model, device, clock):
+    """A function that runs ``model`` on one batch and returns the forward pass's time (s) on ``clock``."""
+    def timed(batch) -> float:
+        batch = {k: v.to(device) for k, v in model_inputs(batch).items()}
+        _sync(device)
+        t0 = clock()
+        model(**batch)
+        _sync(device)
+        return clock() - t0
+    return timed
+
+
+def _in_turn(timers: dict, batches: list, start: int) -> dict[str, list[float]]:
+    """Each batch through every model back to back, the first model alternating from batch to batch:
+    a change in machine load lands on both models of a pair alike."""
+    names, times = list(timers), {name: [] for name in timers}
+    for i, batch in enumerate(batches):
+        for name in (names if (start + i) % 2 == 0 else names[::-1]):
+            times[name].append(timers[name](batch))
+    return times
+
+
+def _repetitions(timers: dict, singles: list, fulls: list, repeats: int, warmup: int) -> dict:
+    """Per model, per repetition: median single-example latency (ms) and samples/s over the full batches,
+    the models taking turns batch by batch (``_in_turn``), so a repetition's speed-up compares passes
+    taken moments apart."""
+    samples = sum(len(b["input_ids"]) for b in fulls)
+    for _ in range(warmup):
+        _in_turn(timers, singles[:1] + fulls[:1], 0)
+    reps = {name: {"latency_ms": [], "throughput_samples_s": []} for name in timers}
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # a collection inside one model's pass would count against that model alone
+    try:
+        for r in range(repeats):
+            for name, times in _in_turn(timers, singles, r).items():
+                reps[name]["latency_ms"].append(statistics.median(times) * 1000)
+            for name, times in _in_turn(timers, fulls, r).items():
+                reps[name]["throughput_samples_s"].append(samples / sum(times))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return reps
+
+
 @torch.no_grad()
-def measure_speed(model, dataset, collator, device, batch_size: int, latency_batches: int, throughput_batches: int):
-    """Latency: median ms of single-example forward passes. Throughput: samples/s over full eval batches.
-    Both after a warm-up pass, on the same examples for every model."""
-    model.eval()
+def measure_speed(teacher, student, dataset, collator, device, batch_size: int, latency_batches: int,
+                  throughput_batches: int, threads: int | None = 1, repeats: int = 5, warmup: int = 2) -> dict:
+    """Latency (median ms of single-example forward passes) and throughput (samples/s over eval batches) of
+    teacher and student, timed in turn ``repeats`` times with ``threads`` CPU threads, after ``warmup``
+    untimed passes, on the same examples. Each figure is the median over repetitions with its spread
+    (``SPREAD``); the speed-ups are computed per repetition, then their median, so a slow moment of the
+    machine divides out instead of landing on one model. Returns the report's sections:
+    ``{"teacher": {...}, "student": {...}, "comparison": {...}, "speed": {how it was measured}}``."""
+    teacher.eval()
+    student.eval()
     singles = [collator([dataset[i]]) for i in range(min(latency_batches, len(dataset)))]
     fulls = list(DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator))[:throughput_batches]
-
-    def forward(batch):
-        model(**model_inputs({k: v.to(device) for k, v in batch.items()}))
-
-    forward(singles[0])
-    forward(fulls[0])
-    times = []
-    for batch in singles:
-        _sync(device)
-        t0 = time.perf_counter()
-        forward(batch)
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    _sync(device)
-    t0 = time.perf_counter()
-    for batch in fulls:
-        forward(batch)
-    _sync(device)
-    elapsed = time.perf_counter() - t0
-    samples = sum(len(b["input_ids"]) for b in fulls)
-    return {"latency_ms": statistics.median(times) * 1000, "throughput_samples_s": samples / elapsed}
+    with cpu_threads(threads, device) as used:
+        # One CPU thread computes the whole forward pass on this thread: its CPU time is the time the pass
+        # takes on an idle core, and, unlike wall time, excludes the moments other processes held the core.
+        clock = time.thread_time if used == 1 else time.perf_counter
+        timers = {"teacher": _timer(teacher, device, clock), "student": _timer(student, device, clock)}
+        reps = _repetitions(timers, singles, fulls, repeats, warmup)
+    out = {}
+    for name, figures in reps.items():
+        out[name] = {}
+        for key, values in figures.items():
+            out[name][key], out[name][f"{key}_spread"] = median_spread(values)
+    t, s = reps["teacher"], reps["student"]
+    lat, lat_spread = median_spread([a / b for a, b in zip(t["latency_ms"], s["latency_ms"])])
+    thr, thr_spread = median_spread([b / a for a, b in zip(t["throughput_samples_s"], s["throughput_samples_s"])])
+    out["comparison"] = {"speedup": thr, "speedup_spread": thr_spread,
+                         "latency_speedup": lat, "latency_speedup_spread": lat_spread}
+    out["speed"] = {"device": torch.device(device).type, "threads": used,
+                    "clock": "thread_cpu" if clock is time.thread_time else "wall", "repeats": repeats,
+                    "warmup": warmup, "latency_examples": len(singles), "throughput_batches": len(fulls),
+                    "batch_size": batch_size, "spread": SPREAD}
+    return out
 
 
 def evaluate_pair(teacher, student, dataset, collator, num_labels: int, device, batch_size: int,
-                  latency_batches: int, throughput_batches: int) -> dict:
-    """The report's numbers: ``{"teacher": {...}, "student": {...}, "comparison": {...}}``."""
+                  latency_batches: int, throughput_batches: int, threads: int | None = 1, repeats: int = 5,
+                  warmup: int = 2) -> dict:
+    """The report's numbers: ``{"teacher": {...}, "student": {...}, "comparison": {...}, "speed": {...}}``."""
     t_logits, labels = predict(teacher, dataset, collator, batch_size, device)
     s_logits, _ = predict(student, dataset, collator, batch_size, device)
+    speed = measure_speed(teacher, student, dataset, collator, device, batch_size, latency_batches,
+                          throughput_batches, threads, repeats, warmup)
     out = {}
     for name, model, logits in (("teacher", teacher, t_logits), ("student", student, s_logits)):
         out[name] = {**classification_metrics(logits, labels, num_labels), "params": count_parameters(model),
-                     **measure_speed(model, dataset, collator, device, batch_size, latency_batches, throughput_batches)}
+                     **speed[name]}
     t, s = out["teacher"], out["student"]
     out["comparison"] = {
         **agreement_metrics(s_logits, t_logits),
         "retention": s["accuracy"] / t["accuracy"] if t["accuracy"] else 0.0,
         "compression": t["params"] / s["params"],
-        "speedup": s["throughput_samples_s"] / t["throughput_samples_s"],
-        "latency_speedup": t["latency_ms"] / s["latency_ms"],
+        **speed["comparison"],
     }
+    out["speed"] = speed["speed"]
     return out

@@ -20,12 +20,31 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 
 def summary_for_wandb(results: dict) -> dict:
-    """Flat summary values: teacher/accuracy, student/latency_ms, comparison/retention ..."""
+    """Flat summary values: teacher/accuracy, student/latency_ms, comparison/retention, speed/threads ..."""
     flat = {}
-    for section in ("teacher", "student", "comparison"):
-        for key, value in results[section].items():
+    for section in ("teacher", "student", "comparison", "speed"):
+        for key, value in (results.get(section) or {}).items():
             flat[f"{section}/{key}"] = value
     return flat
+
+
+def _spread(section: dict, key: str) -> str:
+    """`` (±4%)`` from ``<key>_spread`` (a fraction of the median), or nothing when there is none."""
+    spread = section.get(f"{key}_spread")
+    return "" if spread is None else f" (±{spread * 100:.0f}%)"
+
+
+def speed_note(speed: dict | None) -> str:
+    """How the speed rows were measured, so a reader knows what the figures and their ± mean."""
+    if not speed:
+        return ""
+    if speed["device"] == "cpu":
+        where = (f"{speed['threads']} CPU thread{'s' if speed['threads'] != 1 else ''}, "
+                 + ("thread CPU time" if speed["clock"] == "thread_cpu" else "wall time"))
+    else:
+        where = f"{speed['device']}, wall time (CPU threads do not matter)"
+    return (f"speed: {where}; median of {speed['repeats']} repetitions after {speed['warmup']} warm-up; "
+            f"± half their range, relative to the median")
 
 
 def format_table(results: dict) -> str:
@@ -35,10 +54,12 @@ def format_table(results: dict) -> str:
         ("accuracy", f"{t['accuracy']:.4f}", f"{s['accuracy']:.4f}", f"retention {c['retention'] * 100:.1f}%"),
         ("F1 (macro)", f"{t['f1_macro']:.4f}", f"{s['f1_macro']:.4f}", ""),
         ("parameters", f"{t['params']:,}", f"{s['params']:,}", f"compression {c['compression']:.2f}×"),
-        ("latency (ms, batch 1)", f"{t['latency_ms']:.2f}", f"{s['latency_ms']:.2f}",
-         f"speed-up {c['latency_speedup']:.2f}×"),
-        ("throughput (samples/s)", f"{t['throughput_samples_s']:.0f}", f"{s['throughput_samples_s']:.0f}",
-         f"speed-up {c['speedup']:.2f}×"),
+        ("latency (ms, batch 1)", f"{t['latency_ms']:.2f}{_spread(t, 'latency_ms')}",
+         f"{s['latency_ms']:.2f}{_spread(s, 'latency_ms')}",
+         f"speed-up {c['latency_speedup']:.2f}×{_spread(c, 'latency_speedup')}"),
+        ("throughput (samples/s)", f"{t['throughput_samples_s']:.0f}{_spread(t, 'throughput_samples_s')}",
+         f"{s['throughput_samples_s']:.0f}{_spread(s, 'throughput_samples_s')}",
+         f"speed-up {c['speedup']:.2f}×{_spread(c, 'speedup')}"),
         ("agreement with teacher", "", f"{c['agreement'] * 100:.1f}%", ""),
         ("KL(teacher ‖ student)", "", f"{c['kl_to_teacher']:.4f}", ""),
     ]
@@ -47,7 +68,9 @@ def format_table(results: dict) -> str:
     fmt = lambda r: "  ".join(v.ljust(w) if i in (0, 3) else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))  # noqa: E731
     title = (f"distillkit · method={run['method']} · data={run['data']} · seed={run['seed']} · "
              f"{results['task']['eval_examples']} eval examples · {run['wall_time_s']:.0f} s")
-    lines = [title, fmt(head), "-" * len(fmt(head))] + [fmt(r) for r in rows] + ["", "stages:"]
+    note = speed_note(results.get("speed"))
+    lines = [title, fmt(head), "-" * len(fmt(head))] + [fmt(r) for r in rows] + ([note] if note else [])
+    lines += ["", "stages:"]
     lines += [f"  {stage_line(stage)}" for stage in results["stages"]]
     return "\n".join(line.rstrip() for line in lines)
 
@@ -58,5 +81,13 @@ def stage_line(stage: dict) -> str:
         return f"{stage['name']:<14} cached ({stage.get('cache_dir', '')})"
     terms = " ".join(f"{k}={v:.4g}" for k, v in (stage.get("final_loss_terms") or {}).items())
     resumed = " · resumed" if stage.get("resumed_from") else ""
-    return (f"{stage['name']:<14} {stage['steps']} steps · {stage['wall_time_s']:.0f} s{resumed}"
+    # Which weights the stage ended with (eval.keep); the report's figures come from the last stage's. Said
+    # whenever the stage was evaluated during training (without evaluation there is only the last).
+    kept = ""
+    if stage.get("evaluations"):
+        kept = f" · checkpoint: {stage['checkpoint']}"
+        if stage["checkpoint"] == "last" and stage.get("eval_accuracy") is not None:
+            kept += f" (eval accuracy {stage['eval_accuracy']:.4f})"
+    stopped = " · stopped early" if stage.get("stopped_early") else ""
+    return (f"{stage['name']:<14} {stage['steps']} steps · {stage['wall_time_s']:.0f} s{resumed}{stopped}{kept}"
             + (f" · {terms}" if terms else ""))

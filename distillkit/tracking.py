@@ -33,41 +33,56 @@ def flatten(tree, prefix: str = "") -> dict:
     return flat
 
 
+def _netrc() -> Path:
+    """Where ``wandb login`` stores the API key."""
+    return Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+
+
 def _has_credentials() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
-    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
     try:
-        return "api.wandb.ai" in netrc.read_text()
+        return "api.wandb.ai" in _netrc().read_text()
     except OSError:
         return False
 
 
 def resolve_mode(cfg: LoggerConfig) -> str:
     """online | offline | disabled. ``auto`` (and WANDB_MODE, when set) never leads to a login prompt."""
+    return mode_and_reason(cfg)[0]
+
+
+def mode_and_reason(cfg: LoggerConfig) -> tuple[str, str]:
+    """The mode and what decided it, for the log line that tells a user why their run is not online."""
     if cfg.mode != "auto":
-        return cfg.mode
+        return cfg.mode, f"logger.mode={cfg.mode}"
     env = os.environ.get("WANDB_MODE", "").lower()
     if env in ("offline", "disabled", "dryrun"):
-        return "offline" if env == "dryrun" else env
-    return "online" if _has_credentials() else "offline"
+        return ("offline" if env == "dryrun" else env), f"WANDB_MODE={os.environ['WANDB_MODE']} in the environment"
+    if _has_credentials():
+        return "online", "W&B credentials found"
+    return "offline", f"no W&B credentials: WANDB_API_KEY is unset and {_netrc()} holds no wandb login"
 
 
-def start(cfg: LoggerConfig, output_dir: Path, name: str, group: str | None, config: dict):
-    """A W&B run, or None for logger=none."""
+def start(cfg: LoggerConfig, output_dir: Path, name: str, group: str | None, config: dict,
+          run_id: str | None = None):
+    """A W&B run, or None for logger=none. ``run_id``: continue that run (a resumed distillkit run)."""
     if cfg.name == "none":
         return None
     import wandb
 
-    mode = resolve_mode(cfg)
+    mode, reason = mode_and_reason(cfg)
     if mode == "online" and not _has_credentials():
         log.warning("logger.mode=online but no W&B credentials were found: wandb may ask to log in.")
     run = wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group or group, name=name,
                      tags=list(cfg.tags) or None, config=config, dir=str(output_dir), mode=mode,
-                     settings=wandb.Settings(console="off", quiet=True))
+                     settings=wandb.Settings(console="off", quiet=True),
+                     **({"id": run_id, "resume": "allow"} if run_id else {}))
     if mode == "offline":
-        log.info("W&B is offline (no credentials found). Run files: %s. Upload later with: wandb sync %s",
-                 run.dir, Path(run.dir).parent)
+        log.info("W&B is offline (%s). Run files: %s. Upload later with: wandb sync %s",
+                 reason, run.dir, Path(run.dir).parent)
+    elif mode == "disabled":
+        log.info("W&B is disabled (%s): nothing is logged to W&B.", reason)
     return run
 
 

@@ -4,6 +4,7 @@
     python scripts/benchmark.py throughput    # method=kd training samples/s vs a hand-written PyTorch loop
     python scripts/benchmark.py quality       # kd vs none, 3 seeds each, on the embedded default
     python scripts/benchmark.py methods       # every method, 3 seeds each: quality, wall time, step cost vs kd
+    python scripts/benchmark.py speed         # the report's speed measurement, 3 times on one pair (1 under load)
     python scripts/benchmark.py all
 
 Each part uses its own cache directory under --work (default /tmp/distillkit-bench), so "first run"
@@ -185,15 +186,72 @@ def report_methods(sweep: Path) -> None:
         print(f"  {method:<20} {statistics.mean(entry['wall']):>10.0f}  {stages}")
 
 
+def bench_speed(work: Path, busy: int, overrides: list[str]) -> None:
+    """evaluate.measure_speed three times on one teacher/student pair (the embedded teacher and the default
+    4-layer student, random weights: speed does not depend on them), the second time with ``busy``
+    processes spinning on the CPU, to see whether the reported speed-ups agree between measurements."""
+    import torch  # noqa: F401 (torch before transformers, as the CLI does)
+    from hydra import compose, initialize_config_dir
+    from transformers import DataCollatorWithPadding
+
+    from distillkit import conf_dir, models
+    from distillkit.config import register_schemas, validate
+    from distillkit.data import tokenize
+    from distillkit.evaluate import SPREAD, measure_speed
+    from distillkit.run import make_plan
+
+    register_schemas()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = validate(compose("config", ["logger=none", "hardware=cpu", f"cache_dir={work / 'speed-cache'}",
+                                          *overrides]))
+    plan = make_plan(cfg)
+    identity = cfg.teacher.arch.identity_attention_layers if cfg.teacher.arch is not None else 0
+    teacher = models.build_from_config(plan.teacher_config, cfg.seed, identity)
+    student = models.build_from_config(plan.student_config, cfg.seed, identity)
+    _, eval_set = tokenize(plan.task, plan.tokenizer, cfg.data.max_length)
+    collator = DataCollatorWithPadding(plan.tokenizer)
+    e = cfg.eval
+    print(f"{cfg.teacher.name} ({models.count_parameters(teacher):,} params) vs {cfg.student.name} "
+          f"({models.count_parameters(student):,}); eval.threads={e.threads} repeats={e.repeats} warmup={e.warmup} "
+          f"latency_batches={e.latency_batches} throughput_batches={e.throughput_batches} "
+          f"batch={cfg.hardware.eval_batch_size}; spread = {SPREAD}")
+    lat, thr = [], []
+    for i in range(3):
+        spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy if i == 1 else 0)]
+        try:
+            started, cpu_started = time.perf_counter(), time.process_time()
+            speed = measure_speed(teacher, student, eval_set, collator, "cpu", cfg.hardware.eval_batch_size,
+                                  e.latency_batches, e.throughput_batches, e.threads, e.repeats, e.warmup)
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        finally:
+            for proc in spinners:
+                proc.kill()
+                proc.wait()
+        t, s, c = speed["teacher"], speed["student"], speed["comparison"]
+        lat.append(c["latency_speedup"])
+        thr.append(c["speedup"])
+        print(f"  measurement {i + 1}{f' ({busy} busy processes)' if spinners else ''}: {elapsed:.1f} s ({cpu:.1f} s CPU); "
+              f"latency {t['latency_ms']:.2f} vs {s['latency_ms']:.2f} ms, speed-up {c['latency_speedup']:.2f}× "
+              f"(±{c['latency_speedup_spread'] * 100:.0f}%); throughput {t['throughput_samples_s']:.0f} vs "
+              f"{s['throughput_samples_s']:.0f} samples/s, speed-up {c['speedup']:.2f}× "
+              f"(±{c['speedup_spread'] * 100:.0f}%)")
+    for name, values in (("latency", lat), ("throughput", thr)):
+        print(f"  {name} speed-ups: {', '.join(f'{v:.2f}×' for v in values)}; "
+              f"largest / smallest = {max(values) / min(values):.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["wall", "throughput", "quality", "methods", "all"])
+    parser.add_argument("part", choices=["wall", "throughput", "quality", "methods", "speed", "all"])
     parser.add_argument("--work", type=Path, default=Path("/tmp/distillkit-bench"))
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--methods", default="glob(*)", help="the method sweep, e.g. 'none,kd,tinybert'")
     parser.add_argument("--report-only", action="store_true", help="methods: report the existing sweep again")
+    parser.add_argument("--busy", type=int, default=1, help="speed: CPU-spinning processes during measurement 2")
+    parser.add_argument("--override", action="append", default=[],
+                        help="speed: a config override, e.g. --override eval.threads=null (repeatable)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.part in ("wall", "all"):
@@ -204,6 +262,8 @@ def main() -> None:
         bench_quality(args.work, args.seeds)
     if args.part in ("methods", "all"):
         bench_methods(args.work, args.seeds, args.methods, args.report_only)
+    if args.part in ("speed", "all"):
+        bench_speed(args.work, args.busy, args.override)
 
 
 if __name__ == "__main__":

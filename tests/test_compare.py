@@ -223,3 +223,36 @@ def test_python_dash_m_subprocess(sweep, tmp_path):
     bad = subprocess.run(cmd + [str(tmp_path / "nothing")],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert bad.returncode == 2 and "no results found" in bad.stderr
+
+
+def _rows_with_accuracies(tmp_path, accuracies, teacher=0.676):
+    """Rows as `load` reads them from jobs whose student accuracies are ``accuracies``."""
+    for i, acc in enumerate(accuracies):
+        data = results("kd", i, acc, 0.9, 0.1)
+        data["teacher"]["accuracy"] = teacher
+        write_job(tmp_path, str(i), data, overrides=["method=kd", f"seed={i}"])
+    rows, _, _ = cmp.load([tmp_path])
+    return rows
+
+
+def test_plot_axis_is_fitted_to_the_data_not_started_at_zero(tmp_path):
+    rows = _rows_with_accuracies(tmp_path, [0.639, 0.659, 0.6973])
+    low, high = cmp.figure(rows).axes[0].get_ylim()
+    assert 0.55 < low < 0.639  # above 0: a gap of a few points between bars is visible
+    assert 0.6973 < high < 0.75
+    assert (0.6973 - 0.639) / (high - low) > 0.5  # the data fill most of the axis
+
+
+def test_plot_axis_includes_teacher_and_error_bars(tmp_path):
+    rows = _rows_with_accuracies(tmp_path, [0.66, 0.67], teacher=0.72)
+    assert cmp.figure(rows).axes[0].get_ylim()[1] > 0.72  # the teacher's mark is on the plot
+    grouped = [{**rows[0], "job": "g", "n": 3, "student_metric": 0.66, "student_metric_std": 0.05}]
+    low, high = cmp.figure(grouped, grouped=True).axes[0].get_ylim()
+    assert low < 0.61 and high > 0.72  # mean ± std and the teacher
+    assert low > 0
+
+
+def test_y_limits_stay_at_zero_or_above_for_non_negative_data():
+    assert cmp.y_limits([0.0, 0.01])[0] == 0.0
+    low, high = cmp.y_limits([0.65, 0.65])  # one job that scores its teacher's figure: still a range
+    assert low < 0.65 < high

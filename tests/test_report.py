@@ -1,6 +1,14 @@
-"""The printed report lists every stage of a run: its budget, time and final loss terms."""
+"""The printed report lists every stage of a run: its budget, time and final loss terms; its speed rows
+carry their spread and say how they were measured; the W&B summary holds every reported number; the W&B
+log line says why a run is offline."""
 
-from distillkit.report import stage_line
+import logging
+
+import pytest
+
+from distillkit import tracking
+from distillkit.config import LoggerConfig
+from distillkit.report import format_table, stage_line, summary_for_wandb
 
 
 def test_stage_lines_say_what_each_stage_did():
@@ -11,3 +19,58 @@ def test_stage_lines_say_what_each_stage_did():
     resumed = stage_line({"name": "prediction", "steps": 6, "wall_time_s": 2.0, "resumed_from": "done",
                           "final_loss_terms": {}})
     assert resumed == "prediction     6 steps · 2 s · resumed"
+
+
+SPEED = {"device": "cpu", "threads": 1, "clock": "thread_cpu", "repeats": 5, "warmup": 2, "latency_examples": 20,
+         "throughput_batches": 2, "batch_size": 128,
+         "spread": "half the min-max range of the repetitions, relative to their median"}
+
+
+def results(speed=SPEED):
+    model = {"accuracy": 0.7, "f1_macro": 0.69, "params": 1000, "latency_ms": 5.5, "latency_ms_spread": 0.031,
+             "throughput_samples_s": 400.0, "throughput_samples_s_spread": 0.02}
+    return {"run": {"teacher": "t", "student": "s", "method": "kd", "data": "synthetic", "seed": 1, "wall_time_s": 9},
+            "task": {"eval_examples": 64}, "teacher": model, "student": {**model, "latency_ms": 1.9},
+            "comparison": {"retention": 1.0, "compression": 2.5, "agreement": 0.9, "kl_to_teacher": 0.1,
+                           "latency_speedup": 2.9, "latency_speedup_spread": 0.04, "speedup": 3.1,
+                           "speedup_spread": 0.123},
+            "speed": speed, "stages": []}
+
+
+def test_speed_rows_show_the_spread_and_how_speed_was_measured():
+    lines = format_table(results()).splitlines()
+    latency = next(line for line in lines if line.startswith("latency"))
+    assert "5.50 (±3%)" in latency and "1.90 (±3%)" in latency and "speed-up 2.90× (±4%)" in latency
+    assert "speed-up 3.10× (±12%)" in next(line for line in lines if line.startswith("throughput"))
+    note = next(line for line in lines if line.startswith("speed:"))
+    assert "1 CPU thread, thread CPU time" in note and "median of 5 repetitions" in note
+    assert "± half their range, relative to the median" in note
+    gpu = dict(SPEED, device="cuda", threads=None, clock="wall")
+    gpu_note = next(line for line in format_table(results(gpu)).splitlines() if line.startswith("speed:"))
+    assert "cuda, wall time (CPU threads do not matter)" in gpu_note
+
+
+def test_wandb_summary_holds_the_spreads_and_the_measurement():
+    flat = summary_for_wandb(results())
+    assert flat["comparison/latency_speedup_spread"] == 0.04 and flat["student/latency_ms_spread"] == 0.031
+    assert flat["speed/threads"] == 1 and flat["speed/repeats"] == 5 and flat["speed/clock"] == "thread_cpu"
+
+
+@pytest.mark.parametrize("mode, env, reason", [
+    ("offline", {}, "logger.mode=offline"),
+    ("auto", {"WANDB_MODE": "offline"}, "WANDB_MODE=offline in the environment"),
+    ("auto", {}, "no W&B credentials: WANDB_API_KEY is unset"),
+])
+def test_offline_message_says_why(tmp_path, monkeypatch, caplog, mode, env, reason):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))  # no `wandb login` here
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with caplog.at_level(logging.INFO, logger="distillkit.tracking"):
+        run = tracking.start(LoggerConfig(mode=mode), tmp_path, "job", None, {"seed": 1})
+        tracking.finish(run)
+    offline = [r.getMessage() for r in caplog.records if r.getMessage().startswith("W&B is offline")]
+    assert len(offline) == 1 and f"W&B is offline ({reason}" in offline[0]
+    assert str(tmp_path) in offline[0] and "wandb sync" in offline[0]
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
