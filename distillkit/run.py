@@ -22,10 +22,10 @@ import torch
 from distillkit import cache, models
 from distillkit.config import RunConfig
 from distillkit.context import RunContext  # noqa: F401 (re-exported: tests and launch import it from here)
-from distillkit.errors import ConfigError, require
+from distillkit.errors import require
 from distillkit.data import tokenize_text_file
 from distillkit.method_types import Dims
-from distillkit.stages import last_checkpoint, load_done, mark_done, plan_stages, run_stage
+from distillkit.stages import checkpoint_mismatch, last_checkpoint, load_done, mark_done, plan_stages, run_stage
 
 log = logging.getLogger("distillkit")
 
@@ -211,17 +211,14 @@ def _train_student(cfg: RunConfig, plan: Plan, student, teacher, train_set, coll
     stages = _method_stages(plan)
     records = []
     for i, stage in enumerate(stages):
-        with _checkpoints_fit(out, resume):
-            record = load_done(stage, student, out) if resume else None
+        if resume:
+            _check_resumable(stage, student, out)
+        record = load_done(stage, student, out) if resume else None
         if record is None:
-            if resume and last_checkpoint(out / "checkpoints" / stage.name) is None:
-                log.info("[%s] no checkpoint of this stage was saved before the interruption: it starts from its "
-                         "beginning", stage.name)
             data = train_set if stage.text_file is None else tokenize_text_file(stage.text_file, plan.tokenizer,
                                                                                  cfg.data.max_length)
-            with _checkpoints_fit(out, resume):
-                record = run_stage(stage, cfg, student, teacher, data, collator, plan.tokenizer, out, plan.use_cpu,
-                                   wandb_run, resume, eval_set=eval_set)
+            record = run_stage(stage, cfg, student, teacher, data, collator, plan.tokenizer, out, plan.use_cpu,
+                               wandb_run, resume, eval_set=eval_set)
             if i < len(stages) - 1 and rank == 0:
                 mark_done(stage, student, record, out)
             _barrier()
@@ -229,20 +226,19 @@ def _train_student(cfg: RunConfig, plan: Plan, student, teacher, train_set, coll
     return records
 
 
-@contextlib.contextmanager
-def _checkpoints_fit(out: Path, resume: bool):
-    """On resume, a checkpoint that does not fit the model the run's config.yaml describes (the file was edited,
-    or the code changed the model) is a user-facing error, not a traceback from load_state_dict."""
-    try:
-        yield
-    except (RuntimeError, ValueError, KeyError) as err:
-        text = str(err)
-        if not resume or not any(s in text for s in ("size mismatch", "Missing key", "Unexpected key",
-                                                    "Error(s) in loading", "state_dict")):
-            raise
-        raise ConfigError("resume", str(out), f"has checkpoints that do not fit the model its config.yaml describes "
-                          f"({text.strip().splitlines()[0][:200]}).", "restore the run's original config.yaml, or start "
-                          "a new run (the checkpoints are under checkpoints/).") from None
+def _check_resumable(stage, student, out: Path) -> None:
+    """On resume: the stage's saved student (finished, or its last checkpoint) must fit the model the run's
+    config.yaml describes; and say when a stage has nothing saved to continue from."""
+    folder = out / "checkpoints" / stage.name
+    saved = folder / "done" if (folder / "done" / "record.json").exists() else last_checkpoint(folder)
+    if saved is None:
+        log.info("[%s] no checkpoint of this stage was saved before the interruption: it starts from its beginning",
+                 stage.name)
+        return
+    mismatch = checkpoint_mismatch(student, Path(saved))
+    require(mismatch is None, "resume", str(out), f"has a checkpoint ({saved}) that does not fit the student its "
+            f"config.yaml describes: the checkpoint {mismatch}.", "restore the run's original config.yaml, or start "
+            "a new run (its checkpoints are under checkpoints/).")
 
 
 def _prepared_teacher(cfg: RunConfig, plan: Plan, train_set, collator, out: Path, wandb_run, resume: bool):

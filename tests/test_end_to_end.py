@@ -66,6 +66,20 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(run_tiny, tmp_path, mo
     assert record["resumed_from"].endswith("checkpoint-4") and record["steps"] == 6
 
 
+def test_resume_with_checkpoints_that_do_not_fit_the_config_is_a_config_error(run_tiny, tmp_path, monkeypatch):
+    out = tmp_path / "edited"
+    original, crashing = _crash_in("distill", 4)
+    monkeypatch.setattr("distillkit.run.run_stage", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run_tiny(["method=kd"], out=out)
+    monkeypatch.setattr("distillkit.run.run_stage", original)
+    # the config now describes a narrower student than the one checkpointed (as if config.yaml were edited)
+    with pytest.raises(ConfigError) as info:
+        run_tiny(["method=kd", "student.hidden_size=16"], out=out, resume=True)
+    assert info.value.key == "resume" and "checkpoint-4" in info.value.problem and "another shape" in info.value.problem
+    assert not (out / "results.json").exists()
+
+
 def test_failed_run_leaves_no_results(run_tiny, tmp_path):
     with pytest.raises(ConfigError, match="student.num_layers"):
         run_tiny(["student.init=uniform", "student.num_layers=9"], out=tmp_path / "bad")
