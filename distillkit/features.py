@@ -2,9 +2,9 @@
 
 A method declares a ``FeatureSpec`` per model (student, teacher): which hidden states (by index: 0 is the
 embedding output, ``l`` the output of layer ``l``), which layers' attention maps, and which module outputs
-to capture by forward hooks (MiniLM's queries, keys and values). ``forward_features`` asks the model for
-exactly that, keeps only the requested layers (the rest is dropped as soon as the forward returns) and
-returns a small typed ``Features`` record.
+to capture by forward hooks (MiniLM's queries, keys and values; TinyBERT's queries and keys).
+``forward_features`` asks the model for exactly that, keeps only the requested layers (the rest is dropped
+as soon as the forward returns) and returns a small typed ``Features`` record.
 
 Layer maps (``layer_pairs``) say which student layer learns from which teacher layer; they are checked
 against both models at start-up, and so are hook paths (on a weightless copy of each model).
@@ -13,11 +13,14 @@ against both models at start-up, and so are hook paths (on a weightless copy of 
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass, field
 
 import torch
 
 from distillkit.errors import ConfigError, require
+
+log = logging.getLogger("distillkit")
 
 MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 
@@ -64,10 +67,13 @@ def capture(model: torch.nn.Module, hooks: tuple[HookSpec, ...]):
     """Forward hooks on the modules ``hooks`` name; yields the dict they fill; always removed."""
     store: dict[str, dict[int, torch.Tensor]] = {h.name: {} for h in hooks}
     handles = []
+    # Under DDP (or DataParallel) the Trainer passes the wrapper; module paths name the wrapped model's modules.
+    wrapped = isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel))
+    inner = model.module if wrapped else model
     try:
         for h in hooks:
             for layer in h.layers:
-                module = model.get_submodule(h.template.format(layer=layer - 1))
+                module = inner.get_submodule(h.template.format(layer=layer - 1))
 
                 def hook(_module, _inputs, output, name=h.name, layer=layer):
                     store[name][layer] = output[0] if isinstance(output, tuple) else output
@@ -98,21 +104,25 @@ LAYER_MAP_STRATEGIES = ("auto", "uniform", "skip", "last", "list")
 
 
 def layer_pairs(key: str, strategy: str, n_student: int, n_teacher: int, layers: list[int] | None = None,
-                final: bool = True, pair_layers: list[int] | None = None) -> list[tuple[int, int]]:
+                final: bool = True, pair_layers: list[int] | None = None,
+                copied_layers: list[int] | None = None) -> list[tuple[int, int]]:
     """(student layer, teacher layer) pairs in hidden-state numbering (1..n; 0 would be the embeddings).
 
     - ``uniform`` (TinyBERT): student layer m ↔ teacher layer round(m·N/M), m = 1..M; ends on both last layers.
     - ``skip`` (PKD-Skip): a fixed stride k = N // M: student m ↔ teacher m·k.
     - ``last`` (PKD-Last): student m ↔ teacher N − M + m.
     - ``list``: ``layers`` gives the teacher layer of student layers 1, 2, ... in order.
-    - ``auto``: the ``pair`` group's layer map for this teacher×student when there is one, else uniform.
+    - ``auto``: ``auto_layer_map``: the pair file's map, else the layers the student was copied from,
+      else uniform.
     With ``final=False`` the student's last layer is left out (PKD: its output is covered by the logit loss).
     """
     m_count = n_student if final else n_student - 1
     require(m_count >= 1, f"{key}.final", final, f"leaves no student layer to map (the student has {n_student}).",
             "use a student with at least 2 layers, or final=true.")
     if strategy == "auto":
-        strategy, layers = ("list", pair_layers[:m_count]) if pair_layers else ("uniform", None)
+        auto, source = auto_layer_map(pair_layers, copied_layers)
+        strategy, layers = ("list", auto[:m_count]) if auto else ("uniform", None)
+        log.info("%s.strategy=auto: %s", key, source)
     if strategy == "list":
         require(layers is not None and len(layers) == m_count, f"{key}.layers", layers,
                 f"must list one teacher layer for each of the {m_count} mapped student layers.",
@@ -136,6 +146,25 @@ def layer_pairs(key: str, strategy: str, n_student: int, n_teacher: int, layers:
             "0 is the embeddings, 1 the first layer).",
             f"use teacher layers between 1 and {n_teacher}, or a student with fewer layers than the teacher.")
     return list(zip(range(1, m_count + 1), teacher))
+
+
+def auto_layer_map(pair_layers: list[int] | None, copied_layers: list[int] | None) -> tuple[list[int] | None, str]:
+    """The teacher layers (hidden-state numbering) ``strategy=auto`` maps student layers 1, 2, ... to, and
+    where they come from, in this order:
+
+    1. the pair file's ``pair.layer_map`` (conf/pair/<teacher>_<student>.yaml), a deliberate choice;
+    2. the layers the student was copied from (``student.init`` uniform/first/last/list): student layer m
+       started as 0-based teacher layer i, so it learns from teacher hidden state i + 1 — its feature losses
+       start near zero and each layer keeps the role it was copied for;
+    3. None: the caller falls back to uniform (a student from scratch or from its own checkpoint).
+    """
+    if pair_layers:
+        return list(pair_layers), f"the pair file's layer map {list(pair_layers)} (pair.layer_map)"
+    if copied_layers:
+        mapped = [i + 1 for i in copied_layers]
+        return mapped, (f"the teacher layers the student was copied from (0-based {list(copied_layers)} → "
+                        f"hidden states {mapped})")
+    return None, "no pair file map and no copied layers: uniform"
 
 
 # ---------------------------------------------------------------------------------------- hook paths

@@ -216,15 +216,19 @@ class TinyBERTMethodConfig:
     layer_map: LayerMapConfig = field(default_factory=LayerMapConfig)
     embedding_weight: float = 1.0
     attention_weight: float = 1.0
+    attention_target: str = "scores"  # scores: QKᵀ/√d before softmax (the paper's) | probs: softmax output
     hidden_weight: float = 1.0
     temperature: float = 1.0  # the prediction stage; the paper uses 1
     ce_weight: float = 0.0  # hard labels in the prediction stage (the paper: none)
     general: GeneralPhaseConfig = field(default_factory=GeneralPhaseConfig)
     intermediate: PhaseConfig = field(default_factory=PhaseConfig)
     prediction: PhaseConfig = field(default_factory=PhaseConfig)
+    query_path: Optional[str] = None  # attention_target=scores: module paths with {layer}; null = found for
+    key_path: Optional[str] = None  # BERT/RoBERTa/DistilBERT layouts
 
     def __post_init__(self):
         _weights("method", self, ("embedding_weight", "attention_weight", "hidden_weight"))
+        one_of("method.attention_target", self.attention_target, ["scores", "probs"])
         _temperature("method.temperature", self.temperature)
         unit_interval("method.ce_weight", self.ce_weight)
         self.general.check("method.general")

@@ -95,9 +95,12 @@ class Dims:
     pair_layers: list[int] | None = None  # the pair group's layer map, if any
     student_config: object = None
     teacher_config: object = None
+    copied_layers: list[int] | None = None  # 0-based teacher layer each student layer was copied from (None: not)
 
     @classmethod
-    def from_configs(cls, student_config, teacher_config, train_examples: int, pair_layers=None) -> "Dims":
+    def from_configs(cls, student_config, teacher_config, train_examples: int, pair_layers=None,
+                     copied_layers=None) -> "Dims":
         return cls(student_config.num_hidden_layers, teacher_config.num_hidden_layers, student_config.hidden_size,
                    teacher_config.hidden_size, student_config.num_attention_heads,
-                   teacher_config.num_attention_heads, train_examples, pair_layers, student_config, teacher_config)
+                   teacher_config.num_attention_heads, train_examples, pair_layers, student_config, teacher_config,
+                   copied_layers)

@@ -38,7 +38,7 @@ def _kd_term(weight: float, temperature: float) -> LossTerm:
 
 def _pairs(cfg: mc.LayerMapConfig, dims: Dims) -> list[tuple[int, int]]:
     return layer_pairs("method.layer_map", cfg.strategy, dims.student_layers, dims.teacher_layers, cfg.layers,
-                       cfg.final, dims.pair_layers)
+                       cfg.final, dims.pair_layers, dims.copied_layers)
 
 
 def _projection(d_in: int, d_out: int) -> torch.nn.Linear:
@@ -212,37 +212,59 @@ def build_distilbert(cfg: mc.DistilBERTMethodConfig, dims: Dims) -> list[MethodS
     return [MethodStage("distill", method)]
 
 
+def _tinybert_attention(cfg: mc.TinyBERTMethodConfig, dims: Dims, pairs) -> tuple[Callable, dict, dict]:
+    """The attention term's loss and the features it reads from each model: the pre-softmax scores
+    QKᵀ/√d from hooks on the query/key projections (``scores``, the paper's), or the softmax output
+    (``probs``, needs eager attention)."""
+    s_layers, t_layers = tuple(m for m, _ in pairs), tuple(t for _, t in pairs)
+    if cfg.attention_target == "probs":
+        def probs(x: LossInputs) -> torch.Tensor:
+            return sum(feature_losses.attention_mse(x.student.attentions[m], x.teacher.attentions[t], _mask(x))
+                       for m, t in pairs)
+        return probs, {"attentions": s_layers}, {"attentions": t_layers}
+
+    def hooks(config, layers):
+        model = meta_model(config)
+        return tuple(HookSpec(p, projection_template(model, p, getattr(cfg, f"{p}_path"), f"method.{p}_path"),
+                              layers, f"method.{p}_path") for p in ("query", "key"))
+
+    heads = dims.teacher_heads
+
+    def scores(x: LossInputs) -> torch.Tensor:
+        s, t = x.student.captured, x.teacher.captured
+        return sum(feature_losses.attention_score_mse(s["query"][m], s["key"][m], t["query"][tl], t["key"][tl],
+                                                      heads, _mask(x)) for m, tl in pairs)
+    return scores, {"hooks": hooks(dims.student_config, s_layers)}, {"hooks": hooks(dims.teacher_config, t_layers)}
+
+
 def _tinybert_intermediate(cfg: mc.TinyBERTMethodConfig, dims: Dims, name: str) -> Method:
     pairs = _pairs(cfg.layer_map, dims)
+    s_attn, t_attn, att = {}, {}, None
     if cfg.attention_weight:
         require(dims.student_heads == dims.teacher_heads, "student.num_heads", dims.student_heads,
                 f"differs from the teacher's {dims.teacher_heads}; TinyBERT's attention loss compares maps "
                 "head by head.",
                 f"use student.num_heads={dims.teacher_heads}, or method.attention_weight=0.")
+        att, s_attn, t_attn = _tinybert_attention(cfg, dims, pairs)
     adapters = torch.nn.ModuleDict({"W_e": _projection(dims.student_hidden, dims.teacher_hidden),
                                     "W_h": _projection(dims.student_hidden, dims.teacher_hidden)})
 
     def emb(x: LossInputs) -> torch.Tensor:
         return feature_losses.hidden_mse(x.adapters["W_e"](x.student.hidden[0]), x.teacher.hidden[0], _mask(x))
 
-    def att(x: LossInputs) -> torch.Tensor:
-        return sum(feature_losses.attention_mse(x.student.attentions[m], x.teacher.attentions[t], _mask(x))
-                   for m, t in pairs)
-
     def hid(x: LossInputs) -> torch.Tensor:
         return sum(feature_losses.hidden_mse(x.adapters["W_h"](x.student.hidden[m]), x.teacher.hidden[t], _mask(x))
                    for m, t in pairs)
 
-    attn = tuple(m for m, _ in pairs) if cfg.attention_weight else ()
-    t_attn = tuple(t for _, t in pairs) if cfg.attention_weight else ()
+    a = "QKᵀ/√d" if cfg.attention_target == "scores" else "softmax(QKᵀ/√d)"
     return Method(
         name=name, needs_teacher=True, adapters=adapters,
         terms=[LossTerm("embedding", cfg.embedding_weight, emb, "MSE(W_e·e_s, e_t)"),
                LossTerm("attention", cfg.attention_weight, att, "Σ MSE(A_s, A_t)"),
                LossTerm("hidden", cfg.hidden_weight, hid, "Σ MSE(W_h·h_s, h_t)")],
-        student_features=FeatureSpec(hidden_states=(0,) + tuple(m for m, _ in pairs), attentions=attn),
-        teacher_features=FeatureSpec(hidden_states=(0,) + tuple(t for _, t in pairs), attentions=t_attn),
-        notes=f"student→teacher layers {pairs}", reads_logits=False)
+        student_features=FeatureSpec(hidden_states=(0,) + tuple(m for m, _ in pairs), **s_attn),
+        teacher_features=FeatureSpec(hidden_states=(0,) + tuple(t for _, t in pairs), **t_attn),
+        notes=f"A = {a}; student→teacher layers {pairs}", reads_logits=False)
 
 
 def build_tinybert(cfg: mc.TinyBERTMethodConfig, dims: Dims) -> list[MethodStage]:

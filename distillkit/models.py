@@ -28,27 +28,114 @@ def _hub_error(key: str, path: str, err: Exception) -> ConfigError:
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     why = ("it is not a local directory and the hub is switched off (HF_HUB_OFFLINE=1)" if offline
            else "it is not a local directory with a config.json, and it could not be fetched from the hub")
-    return ConfigError(key, path, f"could not be loaded: {why} ({type(err).__name__}: {str(err).splitlines()[0][:160]}).",
+    return ConfigError(key, path, f"could not be loaded: {why} ({_first_line(err)}).",
                        f"check the id, run once with network to fill the cache, or set {key} to a local directory "
                        "saved with save_pretrained.")
+
+
+def _first_line(err: Exception) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0][:160] if lines else ''}"
+
+
+def _looks_local(path: str) -> bool:
+    """A path no hub id can be: absolute, ./ or ../ relative, ~, or an existing file system entry."""
+    return os.path.exists(path) or path.startswith(("/", "./", "../", "~", "\\")) or os.path.isabs(path)
+
+
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+                    "sentencepiece.bpe.model", "tokenizer.model")
+
+
+def _local_problem(key: str, path: str, trust_remote_code: bool, weights: bool = False,
+                   failed: bool = False) -> ConfigError | None:
+    """What is wrong with local checkpoint directory ``path``, as the ConfigError to raise; None if nothing
+    visible is (then a load failure is reported with transformers' own words, see ``_load_error``). A
+    config without model_type counts only once loading ``failed``: transformers may still tell the
+    architecture from the directory's name."""
+    import json
+
+    from transformers import CONFIG_MAPPING
+
+    trust_key = key.split(".")[0] + ".trust_remote_code"
+    if not os.path.isdir(path):
+        what = "is a file, not a directory" if os.path.exists(path) else "does not exist"
+        return ConfigError(key, path, f"looks like a local path but {what}.",
+                           "give the directory a model was saved to with save_pretrained (it holds config.json), "
+                           "or a hub id such as bert-base-uncased.")
+    config_file = Path(path) / "config.json"
+    if not config_file.is_file():
+        return ConfigError(key, path, "is a directory but has no config.json, so it is not a saved model.",
+                           "point at the directory save_pretrained wrote (config.json and the weights), e.g. the "
+                           "student/ folder of a run, not its parent.")
+    try:
+        config = json.loads(config_file.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        return ConfigError(key, path, f"has a config.json that is not valid JSON ({err}).",
+                           "re-save the model with save_pretrained, or repair config.json.")
+    model_type, custom = config.get("model_type"), "auto_map" in config
+    if custom and model_type not in CONFIG_MAPPING and not trust_remote_code:
+        return ConfigError(key, path, f"contains custom code (config.json's auto_map, model_type {model_type!r}); "
+                           f"distillkit does not run it unless {trust_key}=true.",
+                           f"if you trust the code in {path}, add {trust_key}=true.")
+    if not custom and model_type not in CONFIG_MAPPING and (model_type or failed):
+        import transformers
+
+        problem = (f"has a config.json with model_type {model_type!r}, which transformers "
+                   f"{transformers.__version__} does not know." if model_type else
+                   "has a config.json without model_type, so transformers cannot tell the architecture.")
+        return ConfigError(key, path, problem, "re-save the model with save_pretrained (it writes model_type), or "
+                           "upgrade transformers if the architecture is newer than this version.")
+    if weights and not any((Path(path) / name).is_file() for name in _WEIGHTS):
+        return ConfigError(key, path, f"has a config.json but no weights file ({', '.join(_WEIGHTS)}).",
+                           "save the model with model.save_pretrained(directory), which writes the weights, or "
+                           "copy the weights file into the directory.")
+    return None
+
+
+def _load_error(key: str, path: str, err: Exception, trust_remote_code: bool, weights: bool = False) -> ConfigError:
+    """A failed load as a ConfigError: what is wrong with a local directory, else the hub wording."""
+    if not _looks_local(path):
+        return _hub_error(key, path, err)
+    return _local_problem(key, path, trust_remote_code, weights, failed=True) or ConfigError(
+        key, path, f"is a local directory that transformers could not load ({_first_line(err)}).",
+        "check that the directory was written by save_pretrained with a compatible transformers version.")
+
+
+def check_local_checkpoint(key: str, path: str | None, trust_remote_code: bool) -> None:
+    """At plan time: a local model directory must hold a readable config and weights (hub ids pass)."""
+    if path is not None and _looks_local(path):
+        problem = _local_problem(key, path, trust_remote_code, weights=True)
+        if problem is not None:
+            raise problem
 
 
 def _auto_config(key: str, path: str, revision, trust_remote_code: bool):
     from transformers import AutoConfig
 
+    check_local_checkpoint(key, path, trust_remote_code)
     try:
         return AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
     except Exception as err:  # OSError, ValueError, EnvironmentError: all mean "cannot load"
-        raise _hub_error(key, path, err) from None
+        raise _load_error(key, path, err, trust_remote_code) from None
 
 
 def load_tokenizer(key: str, path: str, revision=None, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
+    if key == "teacher.path":  # read before the teacher's config: say first what is wrong with the model
+        check_local_checkpoint(key, path, trust_remote_code)
+    if _looks_local(path) and os.path.isdir(path) and not any((Path(path) / f).is_file() for f in _TOKENIZER_FILES):
+        raise ConfigError(key, path, f"has no tokenizer files (none of {', '.join(_TOKENIZER_FILES)}).",
+                          "save the tokenizer next to the model with tokenizer.save_pretrained(directory).")
     try:
         return AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
     except Exception as err:
-        raise _hub_error(key, path, err) from None
+        if _looks_local(path) and os.path.isdir(path):
+            raise ConfigError(key, path, f"has tokenizer files that could not be loaded ({_first_line(err)}).",
+                              "re-save the tokenizer with tokenizer.save_pretrained(directory).") from None
+        raise _load_error(key, path, err, trust_remote_code) from None
 
 
 def _labels(config, label_names: list[str]):
@@ -174,7 +261,7 @@ def load_pretrained(key: str, path: str, config, revision=None, trust_remote_cod
     except ConfigError:
         raise
     except Exception as err:
-        raise _hub_error(key, path, err) from None
+        raise _load_error(key, path, err, trust_remote_code, weights=True) from None
 
 
 def derive_student(teacher: torch.nn.Module, config, layers: list[int] | None, seed: int, identity_layers: int = 0):

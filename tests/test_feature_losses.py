@@ -8,6 +8,8 @@ import torch
 from distillkit.losses.features import (
     attention_map,
     attention_mse,
+    attention_score_mse,
+    attention_scores,
     attention_transfer,
     cosine_hidden,
     hidden_mse,
@@ -96,6 +98,52 @@ def test_attention_mse_hand_computed():
     assert attention_mse(s, t, torch.tensor([[1, 0]])).item() == pytest.approx(0.125)
 
 
+def test_attention_scores_hand_computed_per_head():
+    # One token, H=2. Q = (1, 2), K = (3, 4). Two heads of d=1: (1·3)/1 = 3 and (2·4)/1 = 8.
+    # One head of d=2: (1·3 + 2·4)/√2 = 11/√2.
+    q, k = torch.tensor([[[1.0, 2.0]]]), torch.tensor([[[3.0, 4.0]]])
+    assert torch.equal(attention_scores(q, k, heads=2), torch.tensor([[[[3.0]], [[8.0]]]]))
+    assert attention_scores(q, k, heads=1).item() == pytest.approx(11 / math.sqrt(2))
+    with pytest.raises(ValueError, match="does not split into 3 heads"):
+        attention_scores(q, k, heads=3)
+
+
+def test_attention_score_mse_hand_computed():
+    # One head, S=2, student H=2 (d=2): Q = [[1, 0], [0, 1]], K = [[1, 1], [2, 0]] → QKᵀ = [[1, 2], [1, 0]],
+    # scores QKᵀ/√2. Teacher (H=4) Q = K = 0 → scores 0. Squares: (1 + 4 + 1 + 0)/2 = 3 over 4 pairs → 0.75.
+    # Mask [1, 0] keeps the pair (q=0, k=0) only: 1/2 → 0.5.
+    s_q, s_k = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]]), torch.tensor([[[1.0, 1.0], [2.0, 0.0]]])
+    t = torch.zeros(1, 2, 4)
+    assert attention_score_mse(s_q, s_k, t, t, heads=1).item() == pytest.approx(0.75)
+    assert attention_score_mse(s_q, s_k, t, t, 1, torch.tensor([[1, 0]])).item() == pytest.approx(0.5)
+    # Two heads of d=1 on the one-token example above: (3² + 8²)/2 = 36.5.
+    q, k = torch.tensor([[[1.0, 2.0]]]), torch.tensor([[[3.0, 4.0]]])
+    assert attention_score_mse(q, k, torch.zeros(1, 1, 2), torch.zeros(1, 1, 2), 2).item() == pytest.approx(36.5)
+
+
+def test_attention_score_mse_ignores_padding_and_stays_finite():
+    # Padded positions hold garbage (large values) on both sides: the loss equals the loss on the real
+    # tokens alone, is finite, and sends no gradient to the padded positions.
+    g = torch.Generator().manual_seed(5)
+    s_q, s_k, t_q, t_k = (torch.randn(2, 5, 8, generator=g) for _ in range(4))
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    pad = ~mask.bool()
+    for x in (s_q, s_k, t_q, t_k):
+        x[pad] = 1e4
+    s_q.requires_grad_()
+    loss = attention_score_mse(s_q, s_k, t_q, t_k, 2, mask)
+    loss.backward()
+    # by hand: pool the squared differences of the real (q, k) pairs of each example: 25 + 9 pairs, 2 heads
+    sq0 = (attention_scores(s_q[:1], s_k[:1], 2) - attention_scores(t_q[:1], t_k[:1], 2)).pow(2)
+    sq1 = (attention_scores(s_q[1:, :3], s_k[1:, :3], 2) - attention_scores(t_q[1:, :3], t_k[1:, :3], 2)).pow(2)
+    expected = (sq0.sum() + sq1.sum()) / (2 * (25 + 9))
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert torch.isfinite(s_q.grad).all() and s_q.grad[pad].abs().sum() == 0
+    assert attention_score_mse(s_q, s_k, s_q.detach().clone(), s_k.clone(), 2, mask).item() == 0.0
+    no_tokens = attention_score_mse(s_q, s_k, t_q, t_k, 2, torch.zeros(2, 5))
+    assert no_tokens.item() == 0.0 and no_tokens.requires_grad
+
+
 # ---------------------------------------------------------------------------------------------------- properties
 
 
@@ -127,7 +175,8 @@ def test_zero_for_identical_inputs_and_positive_otherwise():
 def test_cosine_is_zero_for_positively_scaled_inputs():
     s = _hidden(4)
     assert cosine_hidden(s * 2.5, s).item() == pytest.approx(0.0, abs=1e-6)
-    assert hidden_mse(s * 2.5, s).item() > 0.1  # unlike the MSE
+    # unlike the MSE: (2.5s − s)² = 2.25·s², so the MSE is 2.25 times the mean square of s
+    assert hidden_mse(s * 2.5, s).item() == pytest.approx(2.25 * s.pow(2).mean().item(), rel=1e-6)
 
 
 def test_attention_transfer_and_normalized_mse_are_scale_invariant():

@@ -37,7 +37,12 @@ def test_soft_target_kl_zero_for_identical_logits_and_positive_otherwise():
     torch.manual_seed(0)
     z = torch.randn(8, 5) * 3
     assert soft_target_kl(z, z.clone(), 4.0).item() == pytest.approx(0.0, abs=1e-6)
-    assert soft_target_kl(z, torch.randn(8, 5), 4.0).item() > 0
+    assert soft_target_kl(z, torch.randn(8, 5), 4.0).item() > 0  # Gibbs' inequality
+    # by hand: teacher logits (ln 3, 0) → p = (3/4, 1/4); student (0, 0) → q = (1/2, 1/2); T = 1:
+    # KL = 3/4·ln(3/2) + 1/4·ln(1/2) = 0.304099 − 0.173287 = 0.130812
+    kl = soft_target_kl(torch.zeros(1, 2), torch.tensor([[math.log(3.0), 0.0]]), 1.0)
+    assert kl.item() == pytest.approx(0.75 * math.log(1.5) + 0.25 * math.log(0.5), rel=1e-6)
+    assert kl.item() == pytest.approx(0.130812, abs=1e-6)
 
 
 def test_soft_target_kl_is_invariant_to_adding_a_constant_per_example():

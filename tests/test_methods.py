@@ -38,6 +38,41 @@ def test_layer_map_list_and_auto():
     assert layer_pairs("k", "auto", 4, 12) == layer_pairs("k", "uniform", 4, 12)  # no pair file: uniform
 
 
+def test_auto_layer_map_follows_the_layers_the_student_was_copied_from(caplog):
+    # A 6-layer teacher, a 3-layer student copied from 0-based teacher layers 0, 2, 5 (1, 3, 6 counted from 1):
+    # student hidden state m learns from the teacher hidden state its layer came from, not TinyBERT's 2, 4, 6.
+    with caplog.at_level("INFO", logger="distillkit"):
+        assert layer_pairs("k", "auto", 3, 6, copied_layers=[0, 2, 5]) == [(1, 1), (2, 3), (3, 6)]
+    assert "copied from" in caplog.text and "[0, 2, 5]" in caplog.text
+    assert layer_pairs("k", "uniform", 3, 6) == [(1, 2), (2, 4), (3, 6)]
+    assert layer_pairs("k", "auto", 3, 6, final=False, copied_layers=[0, 2, 5]) == [(1, 1), (2, 3)]
+    assert layer_pairs("k", "auto", 3, 12, copied_layers=[9, 10, 11]) == [(1, 10), (2, 11), (3, 12)]  # init=last
+    # precedence: an explicit strategy > the pair file > the copied layers > uniform
+    caplog.clear()
+    with caplog.at_level("INFO", logger="distillkit"):
+        assert layer_pairs("k", "auto", 3, 6, pair_layers=[2, 4, 5], copied_layers=[0, 2, 5]) == [(1, 2), (2, 4),
+                                                                                                (3, 5)]
+    assert "pair file" in caplog.text
+    assert layer_pairs("k", "list", 3, 6, [1, 2, 3], pair_layers=[2, 4, 5], copied_layers=[0, 2, 5])[1] == (2, 2)
+    assert layer_pairs("k", "uniform", 3, 6, copied_layers=[0, 2, 5]) == [(1, 2), (2, 4), (3, 6)]
+    caplog.clear()
+    with caplog.at_level("INFO", logger="distillkit"):
+        assert layer_pairs("k", "auto", 3, 6) == [(1, 2), (2, 4), (3, 6)]
+    assert "uniform" in caplog.text
+
+
+def test_plan_maps_a_copied_student_to_its_source_layers(cache_dir):
+    # TINY: a 4-layer teacher, a 2-layer student; init=uniform copies teacher layers 0 and 3 → hidden states 1, 4
+    # (uniform would give 2, 4). init=random has nothing to follow: uniform.
+    copied = _plan(["method=tinybert", "student.init=uniform"], cache_dir)
+    assert copied.student_layers == [0, 3]
+    assert "student→teacher layers [(1, 1), (2, 4)]" in copied.stages[-2].method.notes
+    first = _plan(["method=fitnets", "student.init=first"], cache_dir)
+    assert "student→teacher layers [(1, 1), (2, 2)]" in first.stages[-2].method.notes
+    scratch = _plan(["method=tinybert", "student.init=random"], cache_dir)
+    assert "student→teacher layers [(1, 2), (2, 4)]" in scratch.stages[-2].method.notes
+
+
 @pytest.mark.parametrize("kwargs,key,text", [
     ({"strategy": "list", "layers": [1, 2]}, "method.layer_map.layers", "each of the 3 mapped student layers"),
     ({"strategy": "list", "layers": [1, 2, 13]}, "method.layer_map.layers", "outside the teacher's 1..12"),
@@ -103,6 +138,15 @@ def test_hooks_capture_projections_and_are_removed_even_when_the_forward_fails()
     assert hooks() == before
 
 
+def test_hooks_find_their_modules_inside_a_data_parallel_wrapper():
+    # The Trainer hands compute_loss the DDP-wrapped student; module paths name the wrapped model's modules.
+    model = _bert()
+    template = features.projection_template(model, "query", None, "method.query_path")
+    spec = FeatureSpec(hooks=(HookSpec("query", template, (2,), "method.query_path"),))
+    wrapped = features.forward_features(torch.nn.DataParallel(model), BATCH, spec).captured["query"][2]
+    assert torch.equal(wrapped, features.forward_features(model, BATCH, spec).captured["query"][2])
+
+
 def test_hook_path_override_is_checked_at_setup():
     model = features.meta_model(_bert().config)
     with pytest.raises(ConfigError, match="no {layer} placeholder") as info:
@@ -122,7 +166,13 @@ def _plan(overrides, cache_dir):
 def _dims(**kw):
     base = dict(student_layers=4, teacher_layers=12, student_hidden=64, teacher_hidden=128, student_heads=4,
                 teacher_heads=4, train_examples=100)
-    return Dims(**{**base, **kw})
+    dims = Dims(**{**base, **kw})
+    for who in ("student", "teacher"):  # hook paths are resolved on a weightless model of each config
+        if getattr(dims, f"{who}_config") is None:
+            setattr(dims, f"{who}_config", BertConfig(
+                vocab_size=50, hidden_size=getattr(dims, f"{who}_hidden"), intermediate_size=32,
+                num_hidden_layers=getattr(dims, f"{who}_layers"), num_attention_heads=getattr(dims, f"{who}_heads")))
+    return dims
 
 
 @pytest.mark.parametrize("method,stages", [
@@ -157,6 +207,7 @@ def test_stage_budgets_override_the_run_budget(cache_dir):
     (["method=minilm", "method.relation_heads=3"], "method.relation_heads"),
     (["method=minilm", "method.teacher_layer=9"], "method.teacher_layer"),
     (["method=minilm", "method.value_path='bert.encoder.layer.{layer}.nope'"], "method.value_path"),
+    (["method=tinybert", "method.key_path='bert.encoder.layer.{layer}.nope'"], "method.key_path"),
     (["method=pkd", "method.layer_map.strategy=list", "method.layer_map.layers=[9]"], "method.layer_map.layers"),
     (["method=fitnets", "method.layer_map.strategy=list", "method.layer_map.layers=[1]"], "method.layer_map.layers"),
     (["method=crd", "method.num_negatives=100000"], "method.num_negatives"),
@@ -173,6 +224,7 @@ def test_model_dependent_method_errors_come_from_the_plan(overrides, key, cache_
     (["method=rkd", "method.distance_weight=-1"], "method.distance_weight"),
     (["method=crd", "method.momentum=1.0"], "method.momentum"),
     (["method=tinybert", "method.general.epochs=-1"], "method.general.epochs"),
+    (["method=tinybert", "method.attention_target=logits"], "method.attention_target"),
     (["method=minilm", "method.relations.learning_rate=0"], "method.relations.learning_rate"),
 ])
 def test_value_errors_come_from_the_schema(overrides, key):
@@ -194,7 +246,8 @@ def test_pair_group_supplies_the_layer_map_for_its_teacher_and_student():
 
 
 def test_feature_specs_ask_only_for_mapped_layers():
-    cfg = validate(compose_config(["method=tinybert", "student=bert-4l", "method.layer_map.strategy=uniform"]))
+    cfg = validate(compose_config(["method=tinybert", "student=bert-4l", "method.layer_map.strategy=uniform",
+                                   "method.attention_target=probs"]))
     intermediate = build_stages(cfg.method, _dims(student_hidden=128))[0].method
     assert intermediate.student_features.hidden_states == (0, 1, 2, 3, 4)
     assert intermediate.teacher_features.hidden_states == (0, 3, 6, 9, 12)
@@ -216,7 +269,9 @@ def test_eager_attention_is_switched_on_only_when_a_stage_reads_attention_maps(c
     teacher, student = _bert(attn="sdpa"), _bert(attn="sdpa")
     _eager_attention(_plan(["method=kd"], cache_dir), teacher, student)
     assert student.config._attn_implementation == "sdpa"
-    before = _eager_attention(_plan(["method=tinybert"], cache_dir), teacher, student)
+    _eager_attention(_plan(["method=tinybert"], cache_dir), teacher, student)  # scores come from hooks
+    assert student.config._attn_implementation == "sdpa"
+    before = _eager_attention(_plan(["method=tinybert", "method.attention_target=probs"], cache_dir), teacher, student)
     assert teacher.config._attn_implementation == "eager" and student.config._attn_implementation == "eager"
     assert features.forward_features(student, BATCH, FeatureSpec(attentions=(1,))).attentions[1].shape == (2, 2, 5, 5)
     _restore_attention(before)  # evaluation times the models as they normally run
@@ -261,3 +316,32 @@ def test_stage_plan_gives_every_student_stage_the_layer_learning_rate():
     assert (distill.learning_rate, distill.layer_learning_rate) == (3e-3, 5e-5)
     single = validate(compose_config(["train.layer_learning_rate=null"]))
     assert plan_stages(single, False, _dims(student_hidden=128))[0].layer_learning_rate is None
+
+
+def test_tinybert_attention_target_scores_reads_hooks_and_probs_reads_attention_maps():
+    dims = _dims(student_hidden=128)
+    scores = build_stages(validate(compose_config(["method=tinybert", "student=bert-4l",
+                                                   "method.layer_map.strategy=uniform"])).method, dims)[0].method
+    assert scores.student_features.attentions == () and not scores.needs_attentions  # no eager attention needed
+    hooks = {h.name: h for h in scores.teacher_features.hooks}
+    assert set(hooks) == {"query", "key"} and hooks["key"].layers == (3, 6, 9, 12)
+    assert hooks["query"].template == "bert.encoder.layer.{layer}.attention.self.query"
+    assert {h.name: h.layers for h in scores.student_features.hooks} == {"query": (1, 2, 3, 4), "key": (1, 2, 3, 4)}
+    assert "A = QKᵀ/√d" in scores.notes
+    probs = build_stages(validate(compose_config(["method=tinybert", "student=bert-4l",
+                                                  "method.attention_target=probs"])).method, dims)[0].method
+    assert probs.student_features.hooks == () and probs.needs_attentions and "A = softmax(QKᵀ/√d)" in probs.notes
+
+
+def test_hooked_scores_are_the_models_pre_softmax_attention():
+    # softmax over the real keys of QKᵀ/√d built from the hooked projections is exactly the eager attention map.
+    from distillkit.losses.features import attention_scores
+
+    model = _bert(layers=2, hidden=16, heads=2)
+    spec = FeatureSpec(attentions=(2,), hooks=tuple(
+        HookSpec(p, features.projection_template(model, p, None, "k"), (2,), "k") for p in ("query", "key")))
+    f = features.forward_features(model, BATCH, spec)
+    scores = attention_scores(f.captured["query"][2], f.captured["key"][2], heads=2)  # (B, 2, 5, 5)
+    keys = BATCH["attention_mask"].bool()[:, None, None, :]
+    probs = torch.softmax(scores.masked_fill(~keys, float("-inf")), dim=-1)
+    assert torch.allclose(probs, f.attentions[2], atol=1e-5)

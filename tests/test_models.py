@@ -150,3 +150,76 @@ def test_identity_attention_makes_cls_start_as_the_mean_of_the_layer_inputs(toke
         out = first(x)[0] if isinstance(first(x), tuple) else first(x)
     normed = first.ln(x)
     assert torch.allclose(out - x, normed.mean(1, keepdim=True).expand_as(x), atol=1e-5)
+
+
+# ------------------------------------------------------------------ local directories that cannot be loaded
+def _break_config(**fields):
+    def mutate(path):
+        import json
+
+        config = json.loads((path / "config.json").read_text())
+        config.update(fields)
+        (path / "config.json").write_text(json.dumps(config))
+    return mutate
+
+
+def _remove(*names):
+    def mutate(path):
+        for name in names:
+            (path / name).unlink()
+    return mutate
+
+
+@pytest.fixture(scope="module")
+def saved_teacher(tokenizer, tmp_path_factory):
+    path = tmp_path_factory.mktemp("saved") / "teacher"
+    models.save_model(_teacher(tokenizer, layers=2), tokenizer, path)
+    return path
+
+
+@pytest.mark.parametrize("mutate,text", [
+    (_remove("config.json"), "is a directory but has no config.json"),
+    (lambda p: (p / "config.json").write_text("{\"model_type\": \"bert\","), "config.json that is not valid JSON"),
+    (_break_config(model_type="my-bert", auto_map={"AutoConfig": "code.MyConfig"}),
+     "contains custom code (config.json's auto_map, model_type 'my-bert'); distillkit does not run it unless "
+     "teacher.trust_remote_code=true"),
+    (_break_config(model_type="no-such-architecture"), "model_type 'no-such-architecture', which transformers"),
+    (_break_config(model_type=None), "config.json without model_type"),
+    (_remove("model.safetensors"), "has a config.json but no weights file"),
+    (_remove("tokenizer.json", "tokenizer_config.json"), "has no tokenizer files"),
+])
+def test_a_local_directory_that_cannot_be_loaded_says_what_is_wrong(saved_teacher, tmp_path, mutate, text, tokenizer):
+    import shutil
+
+    path = tmp_path / "teacher"
+    shutil.copytree(saved_teacher, path)
+    mutate(path)
+    with pytest.raises(ConfigError) as info:  # the plan reads the tokenizer first, then the config
+        cfg = TeacherConfig(path=str(path))
+        models.load_tokenizer("teacher.path", cfg.path)
+        models.teacher_config(cfg, tokenizer, LABELS)
+    message = str(info.value)
+    assert info.value.key == "teacher.path" and text in message and "Fix:" in message
+    assert "hub" not in message.split("Fix:")[0]  # a local directory is never reported as a hub problem
+
+
+def test_local_directory_problems_are_found_for_the_student_and_at_load_time(saved_teacher, tmp_path, tokenizer):
+    import shutil
+
+    path = tmp_path / "student"
+    shutil.copytree(saved_teacher, path)
+    (path / "model.safetensors").unlink()
+    teacher_cfg, _ = models.teacher_config(TeacherConfig(path=str(saved_teacher)), tokenizer, LABELS)
+    with pytest.raises(ConfigError, match="no weights file") as info:  # at plan time, before any training
+        models.student_config(StudentConfig(path=str(path)), teacher_cfg, tokenizer, LABELS)
+    assert info.value.key == "student.path"
+    with pytest.raises(ConfigError, match="no weights file"):
+        models.load_pretrained("student.path", str(path), None)
+    with pytest.raises(ConfigError, match="looks like a local path but does not exist"):
+        models.teacher_config(TeacherConfig(path=str(tmp_path / "nowhere")), tokenizer, LABELS)
+    # custom code is accepted once trusted; then transformers' own failure (no code file here) is reported
+    custom = tmp_path / "custom"
+    shutil.copytree(saved_teacher, custom)
+    _break_config(model_type="my-bert", auto_map={"AutoConfig": "code.MyConfig"})(custom)
+    with pytest.raises(ConfigError, match="is a local directory that transformers could not load"):
+        models.teacher_config(TeacherConfig(path=str(custom), trust_remote_code=True), tokenizer, LABELS)

@@ -13,6 +13,8 @@ Layer mapping and any width-matching projection W_s are the caller's job: these 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -167,8 +169,9 @@ def attention_mse(
           = Σ_{b,i} Σ_{valid (q,k)} (a^S_{b,i,q,k} − a^T_{b,i,q,k})² / (h · Σ_b n_pairs,b)
 
     where a (query q, key k) pair is valid when both positions are real tokens (all pairs without a mask),
-    pooled over the batch. TinyBERT's code uses the pre-softmax scores, with the masked entries (≤ −100)
-    zeroed; this function takes attention probabilities, as ``transformers`` returns them.
+    pooled over the batch. This is the ``method.attention_target=probs`` variant, on attention probabilities
+    as ``transformers`` returns them; the paper's own target, the pre-softmax scores, is
+    ``attention_score_mse``.
 
     student_attn, teacher_attn: (B, heads, S, S) with equal head counts and sequence lengths;
     ``mask`` (B, S).
@@ -189,6 +192,65 @@ def attention_mse(
     if valid.numel() == 0:
         return student_attn.float().sum() * 0.0  # keeps the graph; no real tokens, no loss
     return valid.mean()
+
+
+def attention_scores(query: torch.Tensor, key: torch.Tensor, heads: int) -> torch.Tensor:
+    """Unnormalised self-attention scores per head, the A of TinyBERT (Jiao et al. 2020, eq. 6-7):
+
+        A_h = Q_h K_hᵀ / √d,   d = H / heads,   Q_h, K_h the h-th d-wide slice of the projections
+
+    i.e. the attention logits before the padding mask is added and before the softmax. ``query`` and
+    ``key`` are the outputs of the layer's query/key projections (captured by forward hooks), so no eager
+    attention is needed. This holds for layouts that apply nothing between the projection and QKᵀ (BERT,
+    RoBERTa, DistilBERT); rotary or relative-position models transform Q/K after the projection.
+
+    query, key: (B, S, H) → (B, heads, S, S) in fp32.
+    """
+    if query.dim() != 3 or query.shape != key.shape:
+        raise ValueError(f"attention_scores expects query and key of one (B, S, H) shape, got "
+                         f"{tuple(query.shape)} and {tuple(key.shape)}")
+    batch, seq, hidden = query.shape
+    if heads <= 0 or hidden % heads:
+        raise ValueError(f"hidden size {hidden} does not split into {heads} heads")
+    d = hidden // heads
+    q = query.float().reshape(batch, seq, heads, d).transpose(1, 2)  # (B, heads, S, d)
+    k = key.float().reshape(batch, seq, heads, d).transpose(1, 2)
+    return q @ k.transpose(-1, -2) / math.sqrt(d)
+
+
+def attention_score_mse(
+    s_query: torch.Tensor,
+    s_key: torch.Tensor,
+    t_query: torch.Tensor,
+    t_key: torch.Tensor,
+    heads: int,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """TinyBERT's attention-based loss on the unnormalised scores (Jiao et al. 2020, eq. 7):
+
+        L = (1/h) Σ_{i=1..h} MSE(A_i^S, A_i^T),   A_i = Q_i K_iᵀ / √d  (``attention_scores``)
+          = Σ_{b,i} Σ_{valid (q,k)} (a^S_{b,i,q,k} − a^T_{b,i,q,k})² / (h · Σ_b n_pairs,b)
+
+    The paper fits the scores rather than the softmax output: it reports faster convergence and better
+    results (§3.1). A (query q, key k) pair is valid when both are real tokens. The paper's code adds the
+    padding mask (−10000) to the scores and then replaces entries ≤ −100 by 0, so padded keys count as 0
+    on both sides while padded query rows still count; here every pair with a padded query or key is left
+    out of the mean, and the mask is never added to the scores, so no −inf or −1e4 enters the square.
+
+    Each model is split into the same ``heads`` with its own head width d, so the widths may differ
+    (the head counts must not). s_query, s_key: (B, S, Hs) · t_query, t_key: (B, S, Ht) · mask (B, S).
+    """
+    if s_query.shape[:2] != t_query.shape[:2]:
+        raise ValueError(f"student and teacher projections differ in batch or sequence: {tuple(s_query.shape)} "
+                         f"vs {tuple(t_query.shape)}")
+    sq = (attention_scores(s_query, s_key, heads) - attention_scores(t_query, t_key, heads)).pow(2)
+    if mask is None:
+        return sq.mean()
+    keep = _bool_mask(mask, s_query).float()  # (B, S)
+    pairs = keep.unsqueeze(2) * keep.unsqueeze(1)  # (B, S, S): 1 where query and key are both real
+    # a product with the 0/1 pair mask, not a gather: padded entries are finite scores times 0. No real
+    # tokens at all gives 0 (the clamp), with the graph kept.
+    return (sq * pairs.unsqueeze(1)).sum() / (pairs.sum().clamp_min(1.0) * sq.shape[1])
 
 
 def _check_same_shape(student: torch.Tensor, teacher: torch.Tensor, what: str, hint: str) -> None:
