@@ -50,9 +50,16 @@ class DataConfig:
     text_field: str = "text"
     text_pair_field: Optional[str] = None
     label_field: str = "label"
+    # The eval split's own column names where they differ from the train split's (null = the same).
+    eval_text_field: Optional[str] = None
+    eval_text_pair_field: Optional[str] = None
+    eval_label_field: Optional[str] = None
+    label_names: Optional[list[str]] = None  # names of integer labels 0..C-1, or the order of string labels
+    drop_missing: bool = False  # drop rows with an empty text or label (and log how many) instead of refusing
     max_length: int = 128
-    max_train_samples: Optional[int] = None
+    max_train_samples: Optional[int] = None  # a random sample, stratified by label, drawn with sample_seed
     max_eval_samples: Optional[int] = None
+    sample_seed: int = 0  # apart from the run's seed: a seed sweep samples the same rows
     synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
 
     def __post_init__(self):
@@ -63,6 +70,12 @@ class DataConfig:
             value = getattr(self, key)
             require(value is None or value > 0, f"data.{key}", value, "must be positive.",
                     "use a positive count, or null for the whole split.")
+        require(self.eval_text_pair_field is None or self.text_pair_field, "data.eval_text_pair_field",
+                self.eval_text_pair_field, "is set but data.text_pair_field is not.", "set data.text_pair_field too.")
+        names = self.label_names
+        require(names is None or (len(names) >= 2 and len(set(names)) == len(names) and all(names)),
+                "data.label_names", names, "must list at least two distinct, non-empty names.",
+                "e.g. data.label_names=[negative,positive].")
         if self.source == "hub":
             require(bool(self.path), "data.path", self.path, "is required for a hub dataset.",
                     "add data.path=<hub dataset name or local dataset dir>, e.g. data.path=glue data.config_name=sst2.")
@@ -70,7 +83,7 @@ class DataConfig:
             for key in ("train_file", "eval_file"):
                 path = getattr(self, key)
                 require(bool(path), f"data.{key}", path, "is required for data=local.",
-                        f"add data.{key}=PATH to a csv, jsonl/json or parquet file.")
+                        f"add data.{key}=PATH to a file ({', '.join(sorted(LOCAL_FORMATS))}).")
                 require(os.path.isfile(path) and os.access(path, os.R_OK), f"data.{key}", path,
                         "is not a readable file.", "check the path (relative paths start at the directory you run from).")
                 ext = os.path.splitext(path)[1].lower()
@@ -127,6 +140,9 @@ class TeacherConfig:
     # The encoder layers' learning rate during preparation; null = prepare_learning_rate for everything.
     # A teacher trained from scratch learns far faster with slow layers and fast embeddings and head.
     prepare_layer_learning_rate: Optional[float] = None
+    # The preparation's global batch (all processes and accumulation steps together), independent of the
+    # hardware group: every process count and per-device batch then prepares, and reuses, one teacher.
+    prepare_batch_size: int = 32
     revision: Optional[str] = None
     trust_remote_code: bool = False
 
@@ -137,6 +153,7 @@ class TeacherConfig:
         one_of("teacher.prepare", self.prepare, ["auto", "always", "never"])
         _positive("teacher.prepare_epochs", self.prepare_epochs)
         _positive("teacher.prepare_learning_rate", self.prepare_learning_rate)
+        _positive("teacher.prepare_batch_size", self.prepare_batch_size, "use an integer >= 1, e.g. 32.")
         require(self.prepare_layer_learning_rate is None or self.prepare_layer_learning_rate > 0,
                 "teacher.prepare_layer_learning_rate", self.prepare_layer_learning_rate, "must be positive.",
                 "use a positive value, or null for teacher.prepare_learning_rate.")
@@ -244,6 +261,9 @@ class TrainConfig:
     save_steps: int = 100
     save_total_limit: int = 2
     group_by_length: bool = True  # batches of similar lengths: less padding, faster steps
+    # Consecutive optimizer steps with a non-finite loss or gradient norm that are skipped before the run stops
+    # as diverged (0: stop at the first). A skipped step leaves the weights as they were.
+    nonfinite_patience: int = 0
 
     def __post_init__(self):
         _positive("train.epochs", self.epochs)
@@ -258,16 +278,46 @@ class TrainConfig:
         _positive("train.max_grad_norm", self.max_grad_norm)
         for key in ("logging_steps", "save_steps", "save_total_limit"):
             _positive(f"train.{key}", getattr(self, key), "use an integer >= 1.")
+        require(isinstance(self.nonfinite_patience, int) and self.nonfinite_patience >= 0, "train.nonfinite_patience",
+                self.nonfinite_patience, "must be a count >= 0.", "use 0 (stop at the first NaN/inf) or e.g. 3.")
 
 
 @dataclass
 class EvalConfig:
     latency_batches: int = 20
-    throughput_batches: int = 5
+    throughput_batches: int = 2  # per repetition (eval.repeats): 2 × 5 × 128 samples per model
+    threads: Optional[int] = 1  # torch CPU threads while speed is timed (null = torch's default); moot on GPU
+    repeats: int = 5  # interleaved teacher/student repetitions; the report gives the median and the spread
+    warmup: int = 2  # untimed passes of each kind per model before the first repetition
+    # Evaluation during training, per student stage that reads logits: null (off) | epoch | every N steps.
+    every: Any = None
+    early_stopping_patience: Optional[int] = None  # evaluations without improvement before a stage stops
+    keep: str = "last"  # last | best: the checkpoint (by eval accuracy) a stage ends with; best needs `every`
 
     def __post_init__(self):
         _positive("eval.latency_batches", self.latency_batches, "use an integer >= 1.")
         _positive("eval.throughput_batches", self.throughput_batches, "use an integer >= 1.")
+        require(self.threads is None or self.threads >= 1, "eval.threads", self.threads, "must be >= 1 or null.",
+                "use eval.threads=1 (steady latency on a shared CPU), a larger count, or null for torch's default.")
+        _positive("eval.repeats", self.repeats, "use an integer >= 1 (5 gives a median and a spread).")
+        require(self.warmup >= 0, "eval.warmup", self.warmup, "must not be negative.",
+                "use 0 (no warm-up) or a small count such as 2.")
+        self._check_eval_during_training()
+
+    def _check_eval_during_training(self):
+        every = self.every
+        require(every is None or every == "epoch" or (isinstance(every, int) and not isinstance(every, bool)
+                                                        and every >= 1), "eval.every", every,
+                "must be null (no evaluation during training), epoch, or a step count >= 1.",
+                "use eval.every=epoch or e.g. eval.every=100.")
+        one_of("eval.keep", self.keep, ["last", "best"])
+        require(self.early_stopping_patience is None or self.early_stopping_patience >= 1,
+                "eval.early_stopping_patience", self.early_stopping_patience, "must be >= 1 or null.",
+                "use null (no early stopping) or the evaluations without improvement to allow, e.g. 3.")
+        for key, value, off in (("eval.keep", self.keep, "last"),
+                                ("eval.early_stopping_patience", self.early_stopping_patience, "null")):
+            require(value in (None, "last") or every is not None, key, value, "needs evaluation during training, and "
+                    "eval.every is null.", f"add eval.every=epoch or eval.every=<steps>, or use {key}={off}.")
 
 
 @dataclass
