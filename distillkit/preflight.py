@@ -57,6 +57,8 @@ def check(argv: list[str]) -> Checked:
     if any(getattr(args, flag, None) for flag in _INFO_FLAGS):
         return Checked(list(argv))
     overrides = list(args.overrides)
+    if any(_strip(o).startswith("hydra/sweeper") for o in overrides):
+        return Checked(list(argv))  # another sweeper (e.g. Optuna) expands its own search space: it checks its jobs
     resume = [o for o in overrides if _key_value(o)[0] == "resume" and _key_value(o)[1] not in ("", "null")]
     if resume:
         return Checked(_resume_argv(argv, overrides, resume[0]))
