@@ -18,7 +18,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from distillkit import conf_dir, preflight
+from distillkit import conf_dir, launch, preflight
 from distillkit.config import register_schemas, validate
 from distillkit.errors import ConfigError, Interrupted, TrainingDiverged, require
 
@@ -92,8 +92,6 @@ def _skip_reason(cfg: DictConfig) -> str | None:
 
 def entry(cfg: DictConfig) -> None:
     """Validate, then run (in this process, or in N data-parallel workers)."""
-    from distillkit import launch
-
     ctx = None
     try:
         ctx = _context()
@@ -174,7 +172,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     register_schemas()
-    if not launch_worker():
+    if not launch.inside_worker():  # a torchrun worker re-runs this module: its parent checked the command line
         try:
             checked = preflight.check(sys.argv[1:])
         except ConfigError as err:
@@ -187,10 +185,6 @@ def main() -> None:
                 print(f"note: {count} of the sweep's {checked.jobs} jobs will be skipped: {reason}", flush=True)
     _hydra_main()
 
-
-def launch_worker() -> bool:
-    """A DDP worker started by torchrun re-runs this module: the parent already checked the command line."""
-    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from distillkit.errors import ConfigError, require
 
 # Matches the layer index in parameter names of the common encoder/decoder stacks:
 # BERT/RoBERTa "encoder.layer.3.", DistilBERT "transformer.layer.3.", GPT-2 "h.3.", Llama "layers.3.".
-_LAYER_KEY = re.compile(r"(^|\.)(layer|layers|h)\.(\d+)\.")
+LAYER_KEY = re.compile(r"(^|\.)(layer|layers|h)\.(\d+)\.")  # group 3: the layer index
 
 
 def _hub_error(key: str, path: str, err: Exception) -> ConfigError:
@@ -275,7 +275,7 @@ def derive_student(teacher: torch.nn.Module, config, layers: list[int] | None, s
     source = teacher.state_dict()
     target = student.state_dict()
     for name in target:
-        match = _LAYER_KEY.search(name)
+        match = LAYER_KEY.search(name)
         src = name
         if match:
             i = int(match.group(3))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 from distillkit.config import NoneMethodConfig, RunConfig
 from distillkit.method_types import Dims, Method
 from distillkit.methods import build_method, build_stages
+from distillkit.models import LAYER_KEY
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def checkpoint_mismatch(model, path: Path) -> str | None:
         return None
     own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     extra = sorted(set(saved) - set(own))
-    missing = sorted(k for k in set(own) - set(saved) if _LAYER_PARAM.search(k))  # tied heads may be left out
+    missing = sorted(k for k in set(own) - set(saved) if LAYER_KEY.search(k))  # tied heads may be left out
     shapes = sorted(k for k in set(own) & set(saved) if own[k] != saved[k])
     problems = [f"{label} {names[0]}" + (f" and {len(names) - 1} more" if len(names) > 1 else "")
                 for label, names in (("has no", missing), ("has an unexpected", extra),
@@ -99,8 +99,6 @@ def checkpoint_mismatch(model, path: Path) -> str | None:
         problems[-1] += f" ({saved[shapes[0]]} saved, {own[shapes[0]]} now)"
     return "; ".join(problems) or None
 
-
-_LAYER_PARAM = re.compile(r"(^|\.)(layer|layers|h)\.\d+\.")
 
 
 def evaluates(cfg: RunConfig, stage: Stage) -> bool:

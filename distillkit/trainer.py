@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from transformers import Trainer, TrainerCallback
 from distillkit.errors import TrainingDiverged
 from distillkit.features import forward_features, model_inputs
 from distillkit.method_types import LossInputs, Method
+from distillkit.models import LAYER_KEY
 
 ADAPTERS_FILE = "adapters.pt"
 log = logging.getLogger(__name__)
@@ -246,15 +246,13 @@ class SaveBestCallback(TrainerCallback):
             control.should_save = True
 
 
-# Parameter names of the repeated encoder/decoder blocks (BERT "encoder.layer.3.", GPT-2 "h.3.", Llama "layers.3.").
-_LAYER_PARAM = re.compile(r"(^|\.)(layer|layers|h)\.\d+\.")
 
 
 def split_layer_groups(optimizer, model: torch.nn.Module, layer_lr: float) -> None:
     """Give the parameters of the repeated layers their own rate ``layer_lr`` (embeddings and head keep the
     group's); weight decay is kept as the Trainer split it. Runs before the scheduler is made, so the
     schedule scales each group from its own rate."""
-    in_layers = {id(p) for name, p in model.named_parameters() if _LAYER_PARAM.search(name)}
+    in_layers = {id(p) for name, p in model.named_parameters() if LAYER_KEY.search(name)}
     for group in list(optimizer.param_groups):
         layers = [p for p in group["params"] if id(p) in in_layers]
         if layers:
