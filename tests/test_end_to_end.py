@@ -54,13 +54,9 @@ def test_second_run_reuses_the_prepared_teacher(run_tiny, tmp_path):
 
 def test_interrupted_run_resumes_from_its_last_checkpoint(run_tiny, tmp_path, monkeypatch):
     out = tmp_path / "resumable"
-    original, crashing = _crash_in("distill", 4)  # train 4 steps (checkpoint at 3), then "crash"
-    monkeypatch.setattr("distillkit.run.run_stage", crashing)
-    with pytest.raises(KeyboardInterrupt):
-        run_tiny(["method=kd"], out=out)
+    _interrupt(run_tiny, monkeypatch, ["method=kd"], out, "distill")
     assert not (out / "results.json").exists()
     assert (out / "checkpoints" / "distill" / "checkpoint-3").is_dir()
-    monkeypatch.setattr("distillkit.run.run_stage", original)
     results, _ = run_tiny(["method=kd"], out=out, resume=True)
     record = results["stages"][-1]
     assert record["resumed_from"].endswith("checkpoint-4") and record["steps"] == 6
@@ -68,11 +64,7 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(run_tiny, tmp_path, mo
 
 def test_resume_with_checkpoints_that_do_not_fit_the_config_is_a_config_error(run_tiny, tmp_path, monkeypatch):
     out = tmp_path / "edited"
-    original, crashing = _crash_in("distill", 4)
-    monkeypatch.setattr("distillkit.run.run_stage", crashing)
-    with pytest.raises(KeyboardInterrupt):
-        run_tiny(["method=kd"], out=out)
-    monkeypatch.setattr("distillkit.run.run_stage", original)
+    _interrupt(run_tiny, monkeypatch, ["method=kd"], out, "distill")
     # the config now describes a narrower student than the one checkpointed (as if config.yaml were edited)
     with pytest.raises(ConfigError) as info:
         run_tiny(["method=kd", "student.hidden_size=16"], out=out, resume=True)
@@ -105,6 +97,17 @@ def test_gradient_accumulation_gives_the_same_trajectory(run_tiny, tmp_path):
     assert all(torch.allclose(sa[k], sb[k], atol=1e-5) for k in sa)
 
 
+def _interrupt(run_tiny, monkeypatch, overrides, out, stage_name):
+    """Run ``overrides`` into ``out``, interrupted after 4 steps of ``stage_name`` (checkpoints at 3 and 4), the
+    way a killed run leaves its directory; returns the real run_stage (restored for the resume)."""
+    original, crashing = _crash_in(stage_name, 4)
+    monkeypatch.setattr("distillkit.run.run_stage", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run_tiny(overrides, out=out)
+    monkeypatch.setattr("distillkit.run.run_stage", original)
+    return original
+
+
 def _crash_in(stage_name, steps):
     """A run_stage that trains ``stage_name`` for ``steps`` steps (checkpoint every 3) and then 'crashes'."""
     from distillkit import stages
@@ -123,10 +126,7 @@ def _crash_in(stage_name, steps):
 
 def test_multi_stage_run_resumes_in_the_stage_it_stopped_in(run_tiny, tmp_path, monkeypatch):
     out = tmp_path / "tinybert"
-    original, crashing = _crash_in("prediction", 4)
-    monkeypatch.setattr("distillkit.run.run_stage", crashing)
-    with pytest.raises(KeyboardInterrupt):
-        run_tiny(["method=tinybert"], out=out)
+    original = _interrupt(run_tiny, monkeypatch, ["method=tinybert"], out, "prediction")
     assert (out / "checkpoints" / "intermediate" / "done" / "record.json").exists()
     assert (out / "checkpoints" / "prediction" / "checkpoint-3").is_dir()
     assert not (out / "results.json").exists()
@@ -152,14 +152,10 @@ def test_multi_stage_run_resumes_in_the_stage_it_stopped_in(run_tiny, tmp_path, 
 
 def test_crd_memory_bank_is_checkpointed_and_restored_on_resume(run_tiny, tmp_path, monkeypatch):
     out = tmp_path / "crd"
-    original, crashing = _crash_in("distill", 4)
-    monkeypatch.setattr("distillkit.run.run_stage", crashing)
-    with pytest.raises(KeyboardInterrupt):
-        run_tiny(["method=crd"], out=out)
+    _interrupt(run_tiny, monkeypatch, ["method=crd"], out, "distill")
     saved = torch.load(out / "checkpoints" / "distill" / "checkpoint-4" / "adapters.pt")  # the newest
     assert {"memory.student_bank", "memory.teacher_bank", "memory.z", "embed_student.linear.weight"} <= set(saved)
     assert (saved["memory.z"] > 0).all()  # the NCE constants were estimated before the checkpoint
-    monkeypatch.setattr("distillkit.run.run_stage", original)
 
     from distillkit.trainer import DistillationTrainer
 
