@@ -47,13 +47,9 @@ def _has_credentials() -> bool:
         return False
 
 
-def resolve_mode(cfg: LoggerConfig) -> str:
-    """online | offline | disabled. ``auto`` (and WANDB_MODE, when set) never leads to a login prompt."""
-    return mode_and_reason(cfg)[0]
-
-
 def mode_and_reason(cfg: LoggerConfig) -> tuple[str, str]:
-    """The mode and what decided it, for the log line that tells a user why their run is not online."""
+    """online | offline | disabled, and what decided it (for the log line that tells a user why their run is not
+    online). ``auto`` (and WANDB_MODE, when set) never leads to a login prompt."""
     if cfg.mode != "auto":
         return cfg.mode, f"logger.mode={cfg.mode}"
     env = os.environ.get("WANDB_MODE", "").lower()
