@@ -19,7 +19,8 @@ from distillkit.errors import ConfigError, one_of, require
 from distillkit.errors import positive as _positive
 from distillkit.errors import unit_interval as _unit
 from distillkit.data_config import LOCAL_FORMATS, DataConfig, SyntheticDataConfig  # noqa: F401 (re-exported)
-from distillkit.method_config import METHOD_SCHEMAS, KDMethodConfig, NoneMethodConfig  # noqa: F401 (re-exported)
+from distillkit.method_config import KDMethodConfig, NoneMethodConfig  # noqa: F401 (re-exported)
+from distillkit.registry import METHOD_SCHEMAS
 
 
 # ------------------------------------------------------------------------------------------- models
@@ -85,7 +86,7 @@ class TeacherConfig:
         require(self.prepare_layer_learning_rate is None or self.prepare_layer_learning_rate > 0,
                 "teacher.prepare_layer_learning_rate", self.prepare_layer_learning_rate, "must be positive.",
                 "use a positive value, or null for teacher.prepare_learning_rate.")
-        if self.path is None:
+        if self.path is None and self.name != "none":
             require(self.prepare != "never", "teacher.prepare", self.prepare,
                     "cannot be 'never' for a teacher built from a config: it has never seen the task.",
                     "use teacher.prepare=auto, or give a fine-tuned checkpoint in teacher.path.")

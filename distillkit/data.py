@@ -202,6 +202,26 @@ def tokenize(task: TaskData, tokenizer, max_length: int):
     return apply(task.train), apply(task.eval)
 
 
+def unlabeled_texts(cfg: DataConfig, task: TaskData, source: str, size: int | None) -> list[str]:
+    """An unlabeled pool: ``generated`` (more texts from the embedded task's generator: data=synthetic only),
+    ``train`` (the training texts, their labels hidden), ``auto`` (generated for the synthetic task, else
+    train), or a plain-text file (one example per line)."""
+    if source == "auto":
+        source = "generated" if cfg.source == "synthetic" else "train"
+    if source == "generated":
+        from distillkit.synthetic import unlabeled
+
+        require(cfg.source == "synthetic", "method.unlabeled", "generated", f"needs the embedded task's generator, "
+                f"and data={cfg.name} has none.", "use method.unlabeled=train or a text file of unlabeled examples.")
+        return unlabeled(cfg.synthetic.seed, size or len(task.train))
+    if source == "train":
+        return list(task.train["text"])
+    with open(source, encoding="utf-8") as f:
+        texts = [line.strip() for line in f if line.strip()]
+    require(texts, "method.unlabeled", source, "holds no text.", "give a file with one example per line.")
+    return texts[:size] if size else texts
+
+
 def tokenize_text_file(path: str, tokenizer, max_length: int):
     """A plain-text file (one example per line, blank lines skipped) as a tokenised dataset for stages that
     read no labels (TinyBERT's general distillation); ``labels`` are -100 (ignored), ``idx`` the line order."""

@@ -188,3 +188,68 @@ def evaluate_pair(teacher, student, dataset, collator, num_labels: int, device, 
     }
     out["speed"] = speed["speed"]
     return out
+
+
+def evaluate_student(student, dataset, collator, num_labels: int, device, batch_size: int, latency_batches: int,
+                     throughput_batches: int, threads: int | None = 1, repeats: int = 5, warmup: int = 2) -> dict:
+    """The report's numbers when the run has no teacher (``teacher=none``): the student's metrics, size and
+    speed; ``teacher`` and ``comparison`` are None."""
+    logits, labels = predict(student, dataset, collator, batch_size, device)
+    singles = [collator([dataset[i]]) for i in range(min(latency_batches, len(dataset)))]
+    fulls = list(DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator))[:throughput_batches]
+    student.eval()
+    with torch.no_grad(), cpu_threads(threads, device) as used:
+        clock = time.thread_time if used == 1 else time.perf_counter
+        reps = _repetitions({"student": _timer(student, device, clock)}, singles, fulls, repeats, warmup)["student"]
+    speed = {}
+    for key, values in reps.items():
+        speed[key], speed[f"{key}_spread"] = median_spread(values)
+    return {"teacher": None, "comparison": None,
+            "student": {**classification_metrics(logits, labels, num_labels), "params": count_parameters(student),
+                        **speed},
+            "speed": {"device": torch.device(device).type, "threads": used,
+                      "clock": "thread_cpu" if clock is time.thread_time else "wall", "repeats": repeats,
+                      "warmup": warmup, "latency_examples": len(singles), "throughput_batches": len(fulls),
+                      "batch_size": batch_size, "spread": SPREAD}}
+
+
+def evaluate_run(teacher, student, dataset, collator, num_labels: int, device, batch_size: int, ev) -> dict:
+    """``evaluate_pair`` (or ``evaluate_student`` without a teacher) with the ``eval`` group's settings."""
+    student.to(device)
+    args = (dataset, collator, num_labels, device, batch_size, ev.latency_batches, ev.throughput_batches,
+            ev.threads, ev.repeats, ev.warmup)
+    if teacher is None:
+        return evaluate_student(student, *args)
+    teacher.to(device)
+    return evaluate_pair(teacher, student, *args)
+
+
+@torch.no_grad()
+def stage_scores(model, source, dataset, collator, num_labels: int, device, batch_size: int) -> dict:
+    """A stage's model on the eval split when the stage ends: its accuracy and macro-F1, and, when the stage had
+    a teacher source, the teacher's own accuracy (an EMA, a snapshot or generation ensemble: whatever the
+    stage learned from) and the model's top-1 agreement with it."""
+    from distillkit.features import FeatureSpec
+
+    logits, labels = predict(model, dataset, collator, batch_size, device)
+    scores = classification_metrics(logits, labels, num_labels)
+    if source is None:
+        return scores
+    teacher = []
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator):
+        out = source.outputs({k: v.to(device) for k, v in batch.items()}, FeatureSpec(), training=False)
+        if out is None:  # a snapshot source that never took a snapshot
+            return scores
+        teacher.append(out.logits.float().cpu())
+    teacher = torch.cat(teacher)
+    t_scores = classification_metrics(teacher, labels, num_labels)
+    return {**scores, "teacher_accuracy": t_scores["accuracy"],
+            "agreement_with_teacher": (logits.argmax(-1) == teacher.argmax(-1)).float().mean().item()}
+
+
+def describe_scores(scores: dict) -> str:
+    text = f"eval accuracy {scores['accuracy']:.4f}, macro-F1 {scores['f1_macro']:.4f}"
+    if "teacher_accuracy" in scores:
+        text += (f"; its teacher {scores['teacher_accuracy']:.4f}, agreement "
+                 f"{scores['agreement_with_teacher'] * 100:.1f}%")
+    return text

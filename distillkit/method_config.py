@@ -1,4 +1,5 @@
-"""Schema dataclasses of the ``method`` group: one per method, keyed by ``name`` in ``METHOD_SCHEMAS``.
+"""Schema dataclasses of the ``method`` group's classic families (logits, features, relations); the table
+that maps each method's name to its schema and builder is ``distillkit/registry.py``.
 
 Each ``conf/method/<name>.yaml`` extends its schema (``/schema/method_<name>@_here_``); ``__post_init__``
 checks what can be checked from the values alone. Checks against the models (layer maps, widths, head
@@ -260,18 +261,3 @@ class MiniLMMethodConfig:
         _weights("method", self, ("attention_weight", "value_weight"))
         self.relations.check("method.relations")
         self.finetune.check("method.finetune")
-
-
-# method name → schema; methods.py maps the same names to their builders.
-METHOD_SCHEMAS: dict[str, type] = {
-    "none": NoneMethodConfig,
-    "kd": KDMethodConfig,
-    "fitnets": FitNetsMethodConfig,
-    "attention_transfer": AttentionTransferMethodConfig,
-    "rkd": RKDMethodConfig,
-    "crd": CRDMethodConfig,
-    "pkd": PKDMethodConfig,
-    "distilbert": DistilBERTMethodConfig,
-    "tinybert": TinyBERTMethodConfig,
-    "minilm": MiniLMMethodConfig,
-}

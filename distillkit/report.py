@@ -1,16 +1,50 @@
 """results.json (the run's contract with every other tool) and the printed table.
 
 results.json is written atomically, and only when a run completed: a failed run has none (its
-``error.txt`` says why). The schema is documented in the README ("Outputs").
+``error.txt`` says why). The schema is documented in the README ("Outputs"); ``results()`` builds it.
+Version 2 (the stage redesign): each stage record names its ``model``, ``objective`` and ``teacher``
+(source) instead of ``method``; stages that produce a model of the report carry ``eval``; ``teacher`` and
+``comparison`` are null for a run without a teacher (``teacher=none``).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import time
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+
+def _versions() -> dict:
+    import torch
+    import transformers
+
+    from distillkit import __version__
+
+    return {"distillkit": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def results(cfg, ctx, plan, numbers: dict, records: list, started: float, started_at: str, n_train: int,
+            n_eval: int) -> dict:
+    """The results.json document of a completed run."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "status": "complete",
+        "run": {"name": ctx.job_name, "output_dir": str(ctx.output_dir), "overrides": list(ctx.overrides),
+                "method": cfg.method.name, "teacher": cfg.teacher.name, "student": cfg.student.name,
+                "data": cfg.data.name, "seed": cfg.seed, "started_at": started_at,
+                "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
+                "wall_time_s": round(time.time() - started, 2), "world_size": int(os.environ.get("WORLD_SIZE", 1)),
+                "device": str(plan.device), "versions": _versions()},
+        "task": {"metric": "accuracy", "num_labels": plan.task.num_labels, "label_names": plan.task.label_names,
+                 "train_examples": n_train, "eval_examples": n_eval},
+        **numbers,
+        "stages": records,
+        "artifacts": {"student": "student", "metrics": "metrics.jsonl", "config": "config.yaml"},
+    }
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -25,6 +59,9 @@ def summary_for_wandb(results: dict) -> dict:
     for section in ("teacher", "student", "comparison", "speed"):
         for key, value in (results.get(section) or {}).items():
             flat[f"{section}/{key}"] = value
+    for stage in results.get("stages", []):
+        for key, value in (stage.get("eval") or {}).items():
+            flat[f"stages/{stage['name']}/{key}"] = value
     return flat
 
 
@@ -47,10 +84,15 @@ def speed_note(speed: dict | None) -> str:
             f"± half their range, relative to the median")
 
 
-def format_table(results: dict) -> str:
+def _rows(results: dict) -> list[tuple[str, str, str, str]]:
     t, s, c = results["teacher"], results["student"], results["comparison"]
-    run = results["run"]
-    rows = [
+    if t is None:  # no teacher (teacher=none): the student alone
+        return [("accuracy", "", f"{s['accuracy']:.4f}", ""), ("F1 (macro)", "", f"{s['f1_macro']:.4f}", ""),
+                ("parameters", "", f"{s['params']:,}", ""),
+                ("latency (ms, batch 1)", "", f"{s['latency_ms']:.2f}{_spread(s, 'latency_ms')}", ""),
+                ("throughput (samples/s)", "", f"{s['throughput_samples_s']:.0f}{_spread(s, 'throughput_samples_s')}",
+                 "")]
+    return [
         ("accuracy", f"{t['accuracy']:.4f}", f"{s['accuracy']:.4f}", f"retention {c['retention'] * 100:.1f}%"),
         ("F1 (macro)", f"{t['f1_macro']:.4f}", f"{s['f1_macro']:.4f}", ""),
         ("parameters", f"{t['params']:,}", f"{s['params']:,}", f"compression {c['compression']:.2f}×"),
@@ -63,6 +105,11 @@ def format_table(results: dict) -> str:
         ("agreement with teacher", "", f"{c['agreement'] * 100:.1f}%", ""),
         ("KL(teacher ‖ student)", "", f"{c['kl_to_teacher']:.4f}", ""),
     ]
+
+
+def format_table(results: dict) -> str:
+    run = results["run"]
+    rows = _rows(results)
     head = ("", f"teacher ({run['teacher']})", f"student ({run['student']})", "")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
     fmt = lambda r: "  ".join(v.ljust(w) if i in (0, 3) else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))  # noqa: E731
@@ -72,7 +119,19 @@ def format_table(results: dict) -> str:
     lines = [title, fmt(head), "-" * len(fmt(head))] + [fmt(r) for r in rows] + ([note] if note else [])
     lines += ["", "stages:"]
     lines += [f"  {stage_line(stage)}" for stage in results["stages"]]
+    evaluated = [stage for stage in results["stages"] if stage.get("eval")]
+    if len(evaluated) > 1:
+        lines += ["", "models the stages produced (eval split):"]
+        lines += [f"  {stage['name']:<14} {_eval_text(stage['eval'])}" for stage in evaluated]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _eval_text(scores: dict) -> str:
+    text = f"accuracy {scores['accuracy']:.4f} · F1 {scores['f1_macro']:.4f}"
+    if scores.get("teacher_accuracy") is not None:
+        text += (f" · its teacher {scores['teacher_accuracy']:.4f} · agreement "
+                 f"{scores['agreement_with_teacher'] * 100:.1f}%")
+    return text
 
 
 def stage_line(stage: dict) -> str:

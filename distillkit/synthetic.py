@@ -406,3 +406,10 @@ def generate(seed: int = 0, n_train: int = 8000, n_eval: int = 1000, label_noise
         train.append({"text": text, "label": y, "noisy": noisy})
     eval_ = [{"text": t, "label": y, "noisy": False} for t, y in _split(seed, "eval", n_eval)]
     return SyntheticSplits(train=train, eval=eval_, label_names=list(LABEL_NAMES))
+
+
+def unlabeled(seed: int = 0, n: int = 8000) -> list[str]:
+    """``n`` texts from the task's own distribution, without labels (noisy student's unlabeled pool): a stream of
+    its own, so the pool shares no draws with the train or eval split of the same seed."""
+    _check_args(seed, n, 1, 0.0)
+    return [text for text, _ in _split(int(seed), "unlabeled", int(n))]

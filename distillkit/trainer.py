@@ -1,9 +1,11 @@
 """One trainer for every method: ``DistillationTrainer`` (a ``transformers.Trainer``).
 
-``compute_loss`` runs the teacher frozen (eval mode, no gradients) when the method needs it, the student
-with the features the method asks for, and sums the method's weighted terms. Each term's unweighted
-value is averaged over the logging window and logged under ``loss/<name>``. Methods never subclass the
-trainer; the per-step data flow is the same for all of them.
+``compute_loss`` asks the stage's teacher source (``distillkit/teachers.py``) for the teacher's features
+when the objective reads a teacher, runs the student with the features the objective asks for, and sums
+the objective's weighted terms. Each term's unweighted value is averaged over the logging window and
+logged under ``loss/<name>``. Objectives never subclass the trainer; the per-step data flow is the same
+for all of them. The source's hooks run after every optimizer step and epoch (``SourceCallback``) and its
+state is saved with every checkpoint (``teacher_source.pt``) and restored on resume.
 
 Evaluation during training (``eval.every``) reads the student's logits only, through the Trainer's own
 eval loop, best-metric tracking and ``EarlyStoppingCallback``. A ``NonFiniteGuard`` stops a stage at its
@@ -26,10 +28,11 @@ from transformers import Trainer, TrainerCallback
 
 from distillkit.errors import TrainingDiverged
 from distillkit.features import forward_features, model_inputs
-from distillkit.method_types import LossInputs, Method
 from distillkit.models import LAYER_KEY
+from distillkit.objectives import LossInputs, Objective
 
 ADAPTERS_FILE = "adapters.pt"
+SOURCE_FILE = "teacher_source.pt"
 log = logging.getLogger(__name__)
 
 
@@ -46,22 +49,21 @@ class NonFiniteGuard:
 
 
 class DistillationTrainer(Trainer):
-    def __init__(self, *args, method: Method, teacher: torch.nn.Module | None = None,
-                 layer_learning_rate: float | None = None, warmup_ratio: float = 0.0,
-                 guard: NonFiniteGuard | None = None, **kwargs):
+    def __init__(self, *args, objective: Objective, source=None, layer_learning_rate: float | None = None,
+                 warmup_ratio: float = 0.0, guard: NonFiniteGuard | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.method = method
+        self.objective = objective
         self.layer_learning_rate = layer_learning_rate
         self.warmup_ratio = warmup_ratio
         self.guard = guard
         self._loss_finite: torch.Tensor | None = None  # all micro-batch losses of this optimizer step finite
-        self.teacher = None
-        if method.needs_teacher:
-            if teacher is None:
-                raise ValueError(f"method {method.name!r} needs a teacher")
-            self.teacher = teacher.to(self.args.device).eval()
-            self.teacher.requires_grad_(False)
-        method.adapters.to(self.args.device)
+        self.source = source if objective.needs_teacher else None
+        if objective.needs_teacher and source is None:
+            raise ValueError(f"objective {objective.name!r} reads a teacher and the stage names no teacher source")
+        if self.source is not None:
+            self.source.setup(self.model, self.args.device, self._planned_steps(), self.args.world_size)
+            self.add_callback(SourceCallback(self.source))
+        objective.adapters.to(self.args.device)
         # compute_loss returns a per-batch mean: let the Trainer divide it by the accumulation steps.
         self.loss_is_scaled_for_ga = False
         self.model_accepts_loss_kwargs = False
@@ -70,13 +72,12 @@ class DistillationTrainer(Trainer):
 
     # ------------------------------------------------------------------------------------ the loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        student = forward_features(model, inputs, self.method.student_features)
+        student = forward_features(model, inputs, self.objective.student_features)
         teacher = None
-        if self.teacher is not None:
-            with torch.no_grad():
-                teacher = forward_features(self.teacher, inputs, self.method.teacher_features)
-        loss, terms = self.method(LossInputs(student, teacher, inputs["labels"], inputs["attention_mask"],
-                                             self.method.adapters, inputs))
+        if self.source is not None:
+            teacher = self.source.outputs(inputs, self.objective.teacher_features, training=model.training)
+        loss, terms = self.objective(LossInputs(student, teacher, inputs["labels"], inputs["attention_mask"],
+                                                self.objective.adapters, inputs))
         if model.training:
             for name, value in terms.items():
                 self._term_sums[name] += value.float()
@@ -87,8 +88,8 @@ class DistillationTrainer(Trainer):
         """The Trainer's step, plus averaging the adapters' gradients over processes: DDP wraps only the
         student, so without this each process's projections / embedding heads would drift apart."""
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if self.args.world_size > 1 and len(self.method.adapters):
-            average_gradients(self.method.adapters.parameters(), self.args.world_size)
+        if self.args.world_size > 1 and len(self.objective.adapters):
+            average_gradients(self.objective.adapters.parameters(), self.args.world_size)
         if self.guard is not None:  # a flag on the device: no sync until the step's gradient norm is read
             finite = torch.isfinite(loss.detach()).all()
             self._loss_finite = finite if self._loss_finite is None else self._loss_finite & finite
@@ -143,7 +144,7 @@ class DistillationTrainer(Trainer):
         log.warning("[%s] step %d: %s; step skipped (%d in a row, train.nonfinite_patience=%d)", self.guard.stage,
                     self.state.global_step + 1, what, self.guard.count, self.guard.patience)
         model.zero_grad(set_to_none=True)
-        self.method.adapters.zero_grad(set_to_none=True)
+        self.objective.adapters.zero_grad(set_to_none=True)
 
     def _diverged(self, step: int, what: str):
         from distillkit.stages import last_checkpoint
@@ -159,7 +160,7 @@ class DistillationTrainer(Trainer):
         step that overflows the weights, and such weights must never be checkpointed or exported."""
         if self.guard is None:
             return
-        params = list(self.model.parameters()) + list(self.method.adapters.parameters())
+        params = list(self.model.parameters()) + list(self.objective.adapters.parameters())
         if params and not bool(torch.stack([torch.isfinite(p.detach()).all() for p in params]).all()):
             self._diverged(self.state.global_step, "the weights after this step hold NaN/inf values")
 
@@ -181,24 +182,41 @@ class DistillationTrainer(Trainer):
         if self.layer_learning_rate is not None and not getattr(self, "_layer_groups_split", False):
             split_layer_groups(optimizer, self.model, self.layer_learning_rate)
             self._layer_groups_split = True
-        params = [p for p in self.method.adapters.parameters() if p.requires_grad]
+        params = [p for p in self.objective.adapters.parameters() if p.requires_grad]
         if params and not getattr(self, "_adapters_added", False):
             optimizer.add_param_group({"params": params, "weight_decay": self.args.weight_decay})
             self._adapters_added = True
         return optimizer
 
+    def _planned_steps(self) -> int:
+        """The stage's optimizer steps, as the Trainer will count them (for schedules such as the EMA's)."""
+        if self.args.max_steps > 0:
+            return self.args.max_steps
+        batches = math.ceil(len(self.train_dataset) / (self.args.per_device_train_batch_size * self.args.world_size))
+        per_epoch = max(1, batches // self.args.gradient_accumulation_steps)
+        return math.ceil(self.args.num_train_epochs * per_epoch)
+
     def _save_checkpoint(self, model, trial):
         self.check_weights()
         super()._save_checkpoint(model, trial)
-        if len(self.method.adapters) and self.args.should_save:
-            folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
-            torch.save(self.method.adapters.state_dict(), folder / ADAPTERS_FILE)
+        if not self.args.should_save:
+            return
+        folder = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
+        if len(self.objective.adapters):
+            torch.save(self.objective.adapters.state_dict(), folder / ADAPTERS_FILE)
+        state = self.source.state_dict() if self.source is not None else {}
+        if state:
+            torch.save(state, folder / SOURCE_FILE)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         path = Path(resume_from_checkpoint) / ADAPTERS_FILE
-        if len(self.method.adapters) and path.exists():
-            self.method.adapters.load_state_dict(torch.load(path, map_location=self.args.device, weights_only=True))
+        if len(self.objective.adapters) and path.exists():
+            self.objective.adapters.load_state_dict(torch.load(path, map_location=self.args.device, weights_only=True))
+        path = Path(resume_from_checkpoint) / SOURCE_FILE
+        if self.source is not None and path.exists():
+            self.source.load_state_dict(torch.load(path, map_location=self.args.device, weights_only=True))
+            log.info("teacher source state (%s) restored from %s", self.source.describe(), path)
 
     def load_best(self) -> dict | None:
         """``eval.keep=best``: load the best checkpoint's student (the Trainer's ``_load_best_model``) and its
@@ -208,8 +226,8 @@ class DistillationTrainer(Trainer):
             return None
         self._load_best_model()
         path = Path(best) / ADAPTERS_FILE
-        if len(self.method.adapters) and path.exists():
-            self.method.adapters.load_state_dict(torch.load(path, map_location=self.args.device, weights_only=True))
+        if len(self.objective.adapters) and path.exists():
+            self.objective.adapters.load_state_dict(torch.load(path, map_location=self.args.device, weights_only=True))
         step = int(Path(best).name.split("-")[-1])
         accuracy = next((r["eval_accuracy"] for r in self.state.log_history
                          if r.get("step") == step and "eval_accuracy" in r), self.state.best_metric)
@@ -231,6 +249,20 @@ def classification_metrics_fn(num_labels: int):
         return classification_metrics(logits, torch.as_tensor(prediction.label_ids), num_labels)
 
     return compute
+
+
+class SourceCallback(TrainerCallback):
+    """The teacher source's hooks: after every optimizer step (the EMA update, step snapshots) and every epoch
+    (epoch snapshots). The Trainer passes the unwrapped student, whose weights DDP keeps equal everywhere."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self.source.after_step(model, state.global_step)
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        self.source.after_epoch(model, state.global_step)
 
 
 class SaveBestCallback(TrainerCallback):

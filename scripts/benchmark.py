@@ -59,9 +59,9 @@ def bench_throughput(work: Path, steps: int, repeats: int) -> None:
     from distillkit.config import register_schemas, validate
     from distillkit.data import load_task, tokenize
     from distillkit.losses.logits import cross_entropy, soft_target_kl
-    from distillkit.method_types import Dims
-    from distillkit.run import _tokenizer
-    from distillkit.stages import plan_stages, run_stage
+    from distillkit.plan import _tokenizer, make_plan
+    from distillkit.stages import run_stage
+    from distillkit.workspace import Workspace
     from distillkit.trainer import split_layer_groups
 
     cache = work / "wall-cache"  # the teacher prepared by `wall`, or prepared now
@@ -91,7 +91,6 @@ def bench_throughput(work: Path, steps: int, repeats: int) -> None:
     batch = cfg.hardware.per_device_batch_size
     T, alpha = cfg.method.temperature, cfg.method.ce_weight
     identity = cfg.teacher.arch.identity_attention_layers
-    dims = Dims.from_configs(s_config, t_config, len(train_set), cfg.pair.layer_map)
 
     def hand_loop() -> float:
         student = models.derive_student(teacher, s_config, layers, cfg.seed, identity).train()
@@ -119,11 +118,13 @@ def bench_throughput(work: Path, steps: int, repeats: int) -> None:
         return steps * batch / (time.perf_counter() - started)
 
     def distillkit_trainer(i: int, run_cfg) -> float:
-        stage = plan_stages(run_cfg, False, dims)[-1]
-        student = models.derive_student(teacher, s_config, layers, run_cfg.seed, identity)
+        plan = make_plan(run_cfg)
+        stage = plan.method_stages[-1]
+        ws = Workspace(run_cfg, plan, work / f"tp-run{i}", train_set, None, collator)
+        ws.models["teacher"] = teacher
+        ws.models[stage.student.model] = models.derive_student(teacher, s_config, layers, run_cfg.seed, identity)
         started = time.perf_counter()
-        run_stage(stage, run_cfg, student, teacher, train_set, collator, tokenizer, work / f"tp-run{i}", True, None,
-                  False)
+        run_stage(stage, ws)
         return steps * batch / (time.perf_counter() - started)
 
     hand, dk, grouped = [], [], []

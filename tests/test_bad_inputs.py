@@ -142,7 +142,7 @@ def test_teacher_preparation_batch_must_divide_over_the_processes(cache_dir):
 
 # --------------------------------------------------------------------- the prepared teacher's cache key
 def _key(overrides, cache_dir):
-    from distillkit.run import _teacher_spec
+    from distillkit.plan import _teacher_spec
     from distillkit.cache import entry_key
 
     plan = _plan(overrides, cache_dir)
@@ -170,7 +170,7 @@ def test_teacher_key_follows_what_reaches_preparation_and_ignores_the_hardware(c
 
 
 def test_teacher_batch_is_split_over_processes_and_accumulation(cache_dir, monkeypatch):
-    from distillkit.run import _prepare_batching
+    from distillkit.plan import _prepare_batching
 
     cfg = _config(["hardware.per_device_batch_size=8", "teacher.prepare_batch_size=32"], cache_dir)
     assert _prepare_batching(cfg) == (8, 4)  # 32 on one process, at most 8 a step
@@ -185,7 +185,7 @@ def test_local_data_is_keyed_by_content_not_path(tmp_path):
 
     from distillkit import cache
     from distillkit.config import DataConfig
-    from distillkit.run import _data_spec
+    from distillkit.plan import _data_spec
 
     train, evals = tmp_path / "train.csv", tmp_path / "eval.csv"
     train.write_text("text,label\ngood film,1\nbad film,0\n")

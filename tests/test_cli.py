@@ -1,6 +1,7 @@
 """The command line as a user runs it: subprocesses, a multirun, W&B offline files, error exits."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -78,13 +79,16 @@ def test_multirun_sweep_wandb_offline_and_compare(tmp_path, cache_dir):
 
 METHOD_STAGES = {"none": ["distill"], "kd": ["distill"], "fitnets": ["hints", "distill"], "rkd": ["distill"],
                  "attention_transfer": ["distill"], "crd": ["distill"], "pkd": ["distill"], "distilbert": ["distill"],
-                 "tinybert": ["intermediate", "prediction"], "minilm": ["relations", "finetune"]}
+                 "tinybert": ["intermediate", "prediction"], "minilm": ["relations", "finetune"],
+                 "born_again": ["gen0", "gen1", "gen2", "gen3"], "self_kd": ["distill"], "snapshot_ensemble": ["distill"],
+                 "ema_teacher": ["distill"], "noisy_student": ["round1"], "takd": ["assistant3", "student"]}
 
 
 @pytest.mark.slow
 def test_every_method_in_one_glob_sweep(tmp_path, cache_dir):
-    proc = cli(["distillkit", "-m", *TINY, f"cache_dir={cache_dir}", "method=glob(*)", "train.max_steps=3",
-                "hydra.sweep.dir=sweep"], tmp_path)
+    # 48 examples, batch 16: 3 steps an epoch, 3 epochs (epoch snapshots need epochs, not a step cap)
+    proc = cli(["distillkit", "-m", *TINY, f"cache_dir={cache_dir}", "method=glob(*)", "train.max_steps=-1",
+                "train.epochs=3", "data.synthetic.n_train=48", "hydra.sweep.dir=sweep"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted((tmp_path / "sweep").glob("[0-9]*"), key=lambda p: int(p.name))
     seen = {}
@@ -93,7 +97,10 @@ def test_every_method_in_one_glob_sweep(tmp_path, cache_dir):
         method = results["run"]["method"]
         seen[method] = [s["name"] for s in results["stages"] if s["name"] != "teacher_prep"]
         trained = [s for s in results["stages"] if s["name"] != "teacher_prep"]
-        assert all(s["steps"] == 3 and s["final_loss_terms"] for s in trained), method
+        # 3 epochs of 16-example batches over the stage's data view (noisy student's holds an unlabeled pool too)
+        assert all(s["steps"] == 3 * math.ceil(s["train_examples"] / 16) and s["final_loss_terms"] for s in trained)
+        produced = [s for s in trained if s.get("eval")]  # every model a stage produced is evaluated
+        assert produced and produced[-1]["name"] == seen[method][-1], method
         metrics = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
         assert {m["stage"] for m in metrics} >= set(seen[method])  # every stage logs under its own name
     assert seen == METHOD_STAGES
@@ -108,6 +115,7 @@ def test_every_method_in_one_glob_sweep(tmp_path, cache_dir):
 def test_help_is_fast_and_lists_groups(tmp_path):
     proc = cli(["distillkit", "--help"], tmp_path, timeout=60)
     assert proc.returncode == 0
-    methods = "method: attention_transfer, crd, distilbert, fitnets, kd, minilm, none, pkd, rkd, tinybert"
+    methods = ("method: attention_transfer, born_again, crd, distilbert, ema_teacher, fitnets, kd, minilm, "
+               "noisy_student, none, pkd, rkd, self_kd, snapshot_ensemble, takd, tinybert")
     for group in (methods, "student:", "teacher:", "hardware:", "logger:"):
         assert group in proc.stdout

@@ -17,7 +17,7 @@ RESULT_KEYS = {"accuracy", "f1_macro", "params", "latency_ms", "throughput_sampl
 def test_each_method_runs_and_writes_the_contract(run_tiny, method):
     results, out = run_tiny([f"method={method}"])
     on_disk = json.loads((out / "results.json").read_text())
-    assert on_disk["status"] == "complete" and on_disk["schema_version"] == 1
+    assert on_disk["status"] == "complete" and on_disk["schema_version"] == 2
     assert on_disk["run"]["method"] == method
     assert RESULT_KEYS <= set(on_disk["teacher"]) and RESULT_KEYS <= set(on_disk["student"])
     comparison = on_disk["comparison"]
@@ -116,7 +116,7 @@ def _crash_in(stage_name, steps):
 
     def crashing(stage, *args, **kwargs):
         if stage.name == stage_name:
-            stage.max_steps = steps
+            stage.budget.max_steps = steps
             original(stage, *args, **kwargs)
             raise KeyboardInterrupt
         return original(stage, *args, **kwargs)
@@ -164,7 +164,7 @@ def test_crd_memory_bank_is_checkpointed_and_restored_on_resume(run_tiny, tmp_pa
 
     def load_and_look(self, path, model=None):
         real(self, path, model)
-        loaded.append({k: v.clone() for k, v in self.method.adapters.state_dict().items()})
+        loaded.append({k: v.clone() for k, v in self.objective.adapters.state_dict().items()})
 
     monkeypatch.setattr(DistillationTrainer, "_load_from_checkpoint", load_and_look)
     results, _ = run_tiny(["method=crd"], out=out, resume=True)
@@ -179,9 +179,9 @@ def test_adapters_train_with_the_student_but_stay_out_of_the_exported_model(run_
     original, before, after = stages.run_stage, {}, {}
 
     def keep(stage, *args, **kwargs):
-        before[stage.name] = {k: v.clone() for k, v in stage.method.adapters.state_dict().items()}
+        before[stage.name] = {k: v.clone() for k, v in stage.objective.adapters.state_dict().items()}
         record = original(stage, *args, **kwargs)
-        after[stage.name] = {k: v.clone() for k, v in stage.method.adapters.state_dict().items()}
+        after[stage.name] = {k: v.clone() for k, v in stage.objective.adapters.state_dict().items()}
         return record
 
     monkeypatch.setattr("distillkit.run.run_stage", keep)

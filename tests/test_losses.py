@@ -8,8 +8,8 @@ import torch
 from distillkit.config import KDMethodConfig, NoneMethodConfig
 from distillkit.features import Features
 from distillkit.losses.logits import cross_entropy, kl_per_example, soft_target_kl
-from distillkit.method_types import LossInputs
-from distillkit.methods import build_method
+from distillkit.objectives import LossInputs
+from distillkit.methods import build_objective
 
 
 def test_cross_entropy_hand_computed():
@@ -96,7 +96,7 @@ def _inputs(s, t, labels):
 def test_kd_method_weights_hard_term_by_alpha_and_soft_term_by_one_minus_alpha(alpha):
     torch.manual_seed(5)
     s, t, y = torch.randn(4, 3), torch.randn(4, 3), torch.tensor([0, 2, 1, 1])
-    method = build_method(KDMethodConfig(temperature=2.0, ce_weight=alpha))
+    method = build_objective(KDMethodConfig(temperature=2.0, ce_weight=alpha))
     total, terms = method(_inputs(s, t, y))
     ce, kd = cross_entropy(s, y), soft_target_kl(s, t, 2.0)
     assert total.item() == pytest.approx(alpha * ce.item() + (1 - alpha) * kd.item(), rel=1e-5)
@@ -108,13 +108,13 @@ def test_kd_method_weights_hard_term_by_alpha_and_soft_term_by_one_minus_alpha(a
 
 def test_none_method_is_plain_cross_entropy_and_needs_no_teacher():
     s, y = torch.tensor([[2.0, 0.0, 0.0]]), torch.tensor([0])
-    method = build_method(NoneMethodConfig())
+    method = build_objective(NoneMethodConfig())
     assert not method.needs_teacher
     total, _ = method(LossInputs(Features(s), None, y, torch.ones(1, 3), torch.nn.ModuleDict()))
     assert total.item() == pytest.approx(math.log(1 + 2 * math.exp(-2)))
 
 
 def test_formula_names_which_term_each_weight_scales():
-    text = build_method(KDMethodConfig(temperature=3.0, ce_weight=0.2)).formula()
+    text = build_objective(KDMethodConfig(temperature=3.0, ce_weight=0.2)).formula()
     assert text.startswith("L = 0.2·CE(y, softmax(z_s)) + 0.8·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T))")
     assert "T=3" in text and "hard-label" in text

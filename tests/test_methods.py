@@ -8,9 +8,9 @@ from distillkit import features, models
 from distillkit.config import validate
 from distillkit.errors import ConfigError
 from distillkit.features import FeatureSpec, HookSpec, layer_pairs
-from distillkit.method_types import Dims
+from distillkit.objectives import Dims
 from distillkit.methods import build_stages
-from distillkit.run import _eager_attention, _restore_attention, make_plan
+from distillkit.run import make_plan
 
 from .conftest import TINY, compose_config
 
@@ -66,11 +66,11 @@ def test_plan_maps_a_copied_student_to_its_source_layers(cache_dir):
     # (uniform would give 2, 4). init=random has nothing to follow: uniform.
     copied = _plan(["method=tinybert", "student.init=uniform"], cache_dir)
     assert copied.student_layers == [0, 3]
-    assert "student→teacher layers [(1, 1), (2, 4)]" in copied.stages[-2].method.notes
+    assert "student→teacher layers [(1, 1), (2, 4)]" in copied.stages[-2].objective.notes
     first = _plan(["method=fitnets", "student.init=first"], cache_dir)
-    assert "student→teacher layers [(1, 1), (2, 2)]" in first.stages[-2].method.notes
+    assert "student→teacher layers [(1, 1), (2, 2)]" in first.stages[-2].objective.notes
     scratch = _plan(["method=tinybert", "student.init=random"], cache_dir)
-    assert "student→teacher layers [(1, 2), (2, 4)]" in scratch.stages[-2].method.notes
+    assert "student→teacher layers [(1, 2), (2, 4)]" in scratch.stages[-2].objective.notes
 
 
 @pytest.mark.parametrize("kwargs,key,text", [
@@ -184,10 +184,10 @@ def test_every_method_plans_its_stages_with_budgets(method, stages, cache_dir):
     plan = _plan([f"method={method}", "train.epochs=2", "train.learning_rate=3e-4"], cache_dir)
     planned = [s for s in plan.stages if s.name != "teacher_prep"]
     assert [s.name for s in planned] == stages
-    assert all(s.epochs == 2 and s.learning_rate == 3e-4 for s in planned)
-    assert all(s.method.formula().startswith("L = ") for s in planned)
+    assert all(s.budget.epochs == 2 and s.budget.learning_rate == 3e-4 for s in planned)
+    assert all(s.objective.formula().startswith("L = ") for s in planned)
     for s in planned:  # a stage reading only features tells DDP that the head gets no gradient
-        assert s.method.reads_logits == any(t.name in ("ce", "kd") and t.weight for t in s.method.terms), s.name
+        assert s.objective.reads_logits == any(t.name in ("ce", "kd") and t.weight for t in s.objective.terms), s.name
 
 
 def test_stage_budgets_override_the_run_budget(cache_dir):
@@ -195,8 +195,8 @@ def test_stage_budgets_override_the_run_budget(cache_dir):
                   "method.prediction.learning_rate=5e-5"], cache_dir)
     by_name = {s.name: s for s in plan.stages}
     assert [s.name for s in plan.stages][-3:] == ["general", "intermediate", "prediction"]
-    assert by_name["general"].epochs == 1 and by_name["intermediate"].epochs == 4
-    assert by_name["prediction"].learning_rate == 5e-5 and by_name["prediction"].epochs == 3.0
+    assert by_name["general"].budget.epochs == 1 and by_name["intermediate"].budget.epochs == 4
+    assert by_name["prediction"].budget.learning_rate == 5e-5 and by_name["prediction"].budget.epochs == 3.0
 
 
 @pytest.mark.parametrize("overrides,key", [
@@ -237,10 +237,10 @@ def test_pair_group_supplies_the_layer_map_for_its_teacher_and_student():
     cfg = validate(compose_config(["method=fitnets", "student=bert-4l"]))
     assert cfg.pair.layer_map == [1, 5, 8, 12]  # conf/pair/embedded-bert-12l_bert-4l.yaml
     stages = build_stages(cfg.method, _dims(student_hidden=128, pair_layers=cfg.pair.layer_map))
-    assert "[(1, 1), (2, 5), (3, 8), (4, 12)]" in stages[0].method.notes
+    assert "[(1, 1), (2, 5), (3, 8), (4, 12)]" in stages[0].objective.notes
     explicit = validate(compose_config(["method=fitnets", "student=bert-4l", "method.layer_map.strategy=uniform"]))
     stages = build_stages(explicit.method, _dims(student_hidden=128, pair_layers=explicit.pair.layer_map))
-    assert "[(1, 3), (2, 6), (3, 9), (4, 12)]" in stages[0].method.notes  # an explicit strategy wins
+    assert "[(1, 3), (2, 6), (3, 9), (4, 12)]" in stages[0].objective.notes  # an explicit strategy wins
     assert validate(compose_config(["student=bert-2l"])).pair.layer_map is None  # its pair file has no map
     assert validate(compose_config(["student=hub", "student.path=x"])).pair.layer_map is None  # no pair file
 
@@ -248,41 +248,43 @@ def test_pair_group_supplies_the_layer_map_for_its_teacher_and_student():
 def test_feature_specs_ask_only_for_mapped_layers():
     cfg = validate(compose_config(["method=tinybert", "student=bert-4l", "method.layer_map.strategy=uniform",
                                    "method.attention_target=probs"]))
-    intermediate = build_stages(cfg.method, _dims(student_hidden=128))[0].method
+    intermediate = build_stages(cfg.method, _dims(student_hidden=128))[0].objective
     assert intermediate.student_features.hidden_states == (0, 1, 2, 3, 4)
     assert intermediate.teacher_features.hidden_states == (0, 3, 6, 9, 12)
     assert intermediate.teacher_features.attentions == (3, 6, 9, 12) and intermediate.needs_attentions
     pkd = build_stages(validate(compose_config(["method=pkd", "student=bert-6l"])).method,
-                       _dims(student_layers=6, student_hidden=128))[0].method
+                       _dims(student_layers=6, student_hidden=128))[0].objective
     assert pkd.teacher_features.hidden_states == (2, 4, 6, 8, 10) and not pkd.needs_attentions
 
 
 def test_projections_start_as_identity_when_widths_match_and_are_learned_otherwise():
     cfg = validate(compose_config(["method=tinybert", "student=bert-4l"]))
-    same = build_stages(cfg.method, _dims(student_hidden=128))[0].method.adapters["W_h"]
+    same = build_stages(cfg.method, _dims(student_hidden=128))[0].objective.adapters["W_h"]
     assert torch.equal(same.weight, torch.eye(128)) and same.weight.requires_grad
-    narrow = build_stages(cfg.method, _dims(student_hidden=64))[0].method.adapters["W_h"]
+    narrow = build_stages(cfg.method, _dims(student_hidden=64))[0].objective.adapters["W_h"]
     assert narrow.weight.shape == (128, 64)
 
 
 def test_eager_attention_is_switched_on_only_when_a_stage_reads_attention_maps(cache_dir):
     teacher, student = _bert(attn="sdpa"), _bert(attn="sdpa")
-    _eager_attention(_plan(["method=kd"], cache_dir), teacher, student)
+    _plan(["method=kd"], cache_dir).attention.switch(student)
     assert student.config._attn_implementation == "sdpa"
-    _eager_attention(_plan(["method=tinybert"], cache_dir), teacher, student)  # scores come from hooks
+    _plan(["method=tinybert"], cache_dir).attention.switch(student)  # scores come from hooks
     assert student.config._attn_implementation == "sdpa"
-    before = _eager_attention(_plan(["method=tinybert", "method.attention_target=probs"], cache_dir), teacher, student)
+    attention = _plan(["method=tinybert", "method.attention_target=probs"], cache_dir).attention
+    attention.switch(teacher)
+    attention.switch(student)
     assert teacher.config._attn_implementation == "eager" and student.config._attn_implementation == "eager"
     assert features.forward_features(student, BATCH, FeatureSpec(attentions=(1,))).attentions[1].shape == (2, 2, 5, 5)
-    _restore_attention(before)  # evaluation times the models as they normally run
+    attention.restore()  # evaluation times the models as they normally run
     assert teacher.config._attn_implementation == "sdpa" and student.config._attn_implementation == "sdpa"
 
 
 def test_multi_stage_formulas_name_each_stage_loss():
     cfg = validate(compose_config(["method=pkd", "method.alpha=0.2", "method.beta=10"]))
     (stage,) = build_stages(cfg.method, _dims(student_hidden=128))
-    assert stage.method.formula().startswith("L = 0.8·CE(y, softmax(z_s)) + 0.2·T²·KL")
-    assert "10·Σ ‖h_s/‖h_s‖ − h_t/‖h_t‖‖²" in stage.method.formula()
+    assert stage.objective.formula().startswith("L = 0.8·CE(y, softmax(z_s)) + 0.2·T²·KL")
+    assert "10·Σ ‖h_s/‖h_s‖ − h_t/‖h_t‖‖²" in stage.objective.formula()
 
 
 def test_layer_learning_rate_splits_the_encoder_layers_into_their_own_groups():
@@ -311,17 +313,17 @@ def test_stage_plan_gives_every_student_stage_the_layer_learning_rate():
     stages = plan_stages(cfg, True, _dims(student_hidden=128, pair_layers=cfg.pair.layer_map))
     assert [s.name for s in stages] == ["teacher_prep", "hints", "distill"]
     prep, hints, distill = stages
-    assert (prep.learning_rate, prep.layer_learning_rate) == (3e-3, 1e-4)  # the teacher's own preparation rates
-    assert (hints.learning_rate, hints.layer_learning_rate) == (1e-3, 5e-5)  # a phase's rate, the run's layer rate
-    assert (distill.learning_rate, distill.layer_learning_rate) == (3e-3, 5e-5)
+    assert (prep.budget.learning_rate, prep.budget.layer_learning_rate) == (3e-3, 1e-4)  # the teacher's own preparation rates
+    assert (hints.budget.learning_rate, hints.budget.layer_learning_rate) == (1e-3, 5e-5)  # a phase's rate, the run's layer rate
+    assert (distill.budget.learning_rate, distill.budget.layer_learning_rate) == (3e-3, 5e-5)
     single = validate(compose_config(["train.layer_learning_rate=null"]))
-    assert plan_stages(single, False, _dims(student_hidden=128))[0].layer_learning_rate is None
+    assert plan_stages(single, False, _dims(student_hidden=128))[0].budget.layer_learning_rate is None
 
 
 def test_tinybert_attention_target_scores_reads_hooks_and_probs_reads_attention_maps():
     dims = _dims(student_hidden=128)
     scores = build_stages(validate(compose_config(["method=tinybert", "student=bert-4l",
-                                                   "method.layer_map.strategy=uniform"])).method, dims)[0].method
+                                                   "method.layer_map.strategy=uniform"])).method, dims)[0].objective
     assert scores.student_features.attentions == () and not scores.needs_attentions  # no eager attention needed
     hooks = {h.name: h for h in scores.teacher_features.hooks}
     assert set(hooks) == {"query", "key"} and hooks["key"].layers == (3, 6, 9, 12)
@@ -329,7 +331,7 @@ def test_tinybert_attention_target_scores_reads_hooks_and_probs_reads_attention_
     assert {h.name: h.layers for h in scores.student_features.hooks} == {"query": (1, 2, 3, 4), "key": (1, 2, 3, 4)}
     assert "A = QKᵀ/√d" in scores.notes
     probs = build_stages(validate(compose_config(["method=tinybert", "student=bert-4l",
-                                                  "method.attention_target=probs"])).method, dims)[0].method
+                                                  "method.attention_target=probs"])).method, dims)[0].objective
     assert probs.student_features.hooks == () and probs.needs_attentions and "A = softmax(QKᵀ/√d)" in probs.notes
 
 

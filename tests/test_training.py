@@ -198,16 +198,17 @@ def test_nonfinite_patience_skips_isolated_bad_steps(run_tiny, tmp_path, monkeyp
 def test_warmup_ratio_is_a_ratio_of_the_stage_steps(tmp_path, ratio, warmup):
     from transformers import BertConfig, BertForSequenceClassification
 
-    from distillkit.methods import build_method
-    from distillkit.stages import Stage, training_arguments
+    from distillkit.methods import build_objective
+    from distillkit.stage_types import Budget, Stage
+    from distillkit.stages import training_arguments
     from distillkit.trainer import DistillationTrainer
 
     cfg = validate(compose_config(TINY + [f"train.warmup_ratio={ratio}"]))
-    stage = Stage("distill", build_method(NoneMethodConfig()), 1.0, 1e-3, 0, max_steps=10)
+    stage = Stage("distill", build_objective(NoneMethodConfig()), teacher=None, budget=Budget(1.0, 1e-3, seed=0, max_steps=10))
     model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1,
                                                      num_attention_heads=2, intermediate_size=8))
     trainer = DistillationTrainer(model=model, args=training_arguments(cfg, stage, tmp_path, True),
-                                  method=stage.method, warmup_ratio=cfg.train.warmup_ratio)
+                                  objective=stage.objective, warmup_ratio=cfg.train.warmup_ratio)
     trainer.create_optimizer_and_scheduler(num_training_steps=10)
     factors = [trainer.lr_scheduler.lr_lambdas[0](step) for step in range(10)]
     assert factors[:warmup] == pytest.approx([k / warmup for k in range(warmup)])  # the linear ramp
@@ -217,10 +218,11 @@ def test_warmup_ratio_is_a_ratio_of_the_stage_steps(tmp_path, ratio, warmup):
 
 def test_finished_stage_weights_load_as_weights_only(tmp_path):
     """A done/ directory whose student.pt holds more than tensors is refused, not executed."""
-    from distillkit.methods import build_method
-    from distillkit.stages import Stage, load_done
+    from distillkit.methods import build_objective
+    from distillkit.stage_types import Budget, Stage
+    from distillkit.stages import load_done
 
-    stage = Stage("hints", build_method(NoneMethodConfig()), 1.0, 1e-3, 0)
+    stage = Stage("hints", build_objective(NoneMethodConfig()), teacher=None, budget=Budget(1.0, 1e-3, seed=0))
     done = tmp_path / "checkpoints" / "hints" / "done"
     done.mkdir(parents=True)
     (done / "record.json").write_text("{}")

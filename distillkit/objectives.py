@@ -1,7 +1,7 @@
-"""The types a method is made of: the inputs a loss term reads (``LossInputs``), a weighted term
-(``LossTerm``), a method of one stage (``Method``: terms + the features they read + adapters), a stage of
-a method (``MethodStage``) and the two models' shapes builders check against (``Dims``). The builders
-that fill them in, one per method, are in ``methods.py``."""
+"""What a stage optimises: the inputs a loss term reads (``LossInputs``), a weighted term (``LossTerm``),
+a stage's objective (``Objective``: terms + the features they read + adapters) and the two models' shapes
+builders check against (``Dims``). "Method" is the user's recipe (``method=kd``); a method's builder in
+``distillkit/methods/`` turns it into stages, each with its own objective."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class LossTerm:
 
 
 @dataclass
-class Method:
+class Objective:
     """The loss of one training stage."""
 
     name: str
@@ -69,16 +69,6 @@ class Method:
             total = term.weight * value if total is None else total + term.weight * value
         return total, values
 
-
-@dataclass
-class MethodStage:
-    """One stage of a method: its loss and budget (None = the run's train.epochs / train.learning_rate)."""
-
-    name: str
-    method: Method
-    epochs: float | None = None
-    learning_rate: float | None = None
-    text_file: str | None = None  # train on these texts (one per line, no labels) instead of the training split
 
 
 @dataclass

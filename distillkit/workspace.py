@@ -1,0 +1,138 @@
+"""The run context every stage runs in: configuration, run directory, device, W&B run, resume, and the run's
+models, teacher sources and data views, each made when a stage first asks for it.
+
+Models are kept by name (``StudentSpec.model``): ``teacher`` (the prepared or loaded teacher), ``student``,
+and whatever a method's stages name (``gen0``, ``assistant6``, ``round1`` ...). A later stage's teacher
+source can name an earlier stage's model (``stage:<name>``, ``ensemble``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from distillkit import models as model_lib
+from distillkit.stage_types import Stage
+
+log = logging.getLogger("distillkit")
+
+
+@dataclass
+class Workspace:
+    cfg: object  # RunConfig
+    plan: object  # run.Plan
+    run_dir: Path
+    train_set: object
+    eval_set: object
+    collator: object
+    wandb_run: object = None
+    resume: bool = False
+    models: dict[str, torch.nn.Module] = field(default_factory=dict)
+    _sources: dict = field(default_factory=dict)
+    _data: dict = field(default_factory=dict)
+
+    @property
+    def tokenizer(self):
+        return self.plan.tokenizer
+
+    @property
+    def use_cpu(self) -> bool:
+        return self.plan.use_cpu
+
+    # ------------------------------------------------------------------------------------ models
+    def teacher(self) -> torch.nn.Module | None:
+        """The run's teacher: prepared by ``teacher_prep`` (set there), or loaded as the teacher group says."""
+        cfg = self.cfg
+        if "teacher" not in self.models and cfg.teacher.name != "none" and not self.plan.prepare_teacher:
+            self.models["teacher"] = model_lib.load_pretrained("teacher.path", cfg.teacher.path,
+                                                               self.plan.teacher_config, cfg.teacher.revision,
+                                                               cfg.teacher.trust_remote_code)
+            self.plan.attention.switch(self.models["teacher"])
+        return self.models.get("teacher")
+
+    def model(self, stage: Stage) -> torch.nn.Module:
+        """The model ``stage`` trains, made the first time a stage names it; the stage's dropout applied."""
+        spec = stage.student
+        if spec.model not in self.models:
+            self.models[spec.model] = self._create(stage)
+            if not stage.trains_teacher:  # the teacher is prepared as it is cached: with its own attention
+                self.plan.attention.switch(self.models[spec.model])
+        model = self.models[spec.model]
+        if spec.dropout is not None:
+            set_dropout(model, spec.dropout)
+        return model
+
+    def _create(self, stage: Stage) -> torch.nn.Module:
+        cfg, spec = self.cfg, stage.student
+        config, layers = self.plan.model_configs[spec.model]
+        seed = stage.budget.seed
+        identity = cfg.teacher.arch.identity_attention_layers if cfg.teacher.arch is not None else 0
+        if spec.build == "teacher":
+            torch.manual_seed(seed)
+            if cfg.teacher.path is None:
+                return model_lib.build_from_config(config, seed, identity)
+            return model_lib.load_pretrained("teacher.path", cfg.teacher.path, config, cfg.teacher.revision,
+                                             cfg.teacher.trust_remote_code)
+        if spec.build == "copy":
+            log.info("[%s] model %r starts as a copy of %r", stage.name, spec.model, spec.copy_of)
+            import copy
+
+            return copy.deepcopy(self.models[spec.copy_of])
+        if spec.build == "student" and cfg.student.path is not None:
+            return model_lib.load_pretrained("student.path", cfg.student.path, config, cfg.student.revision,
+                                             cfg.student.trust_remote_code)
+        return model_lib.derive_student(self.teacher() if layers is not None else None, config, layers, seed, identity)
+
+    # ----------------------------------------------------------------------------- sources, data
+    def source(self, stage: Stage):
+        """The stage's teacher source (one per stage, so its state lives as long as the stage)."""
+        from distillkit.teachers import build_source
+
+        if stage.name not in self._sources:
+            if stage.teacher is not None and stage.teacher.kind == "prepared":
+                self.teacher()
+            self._sources[stage.name] = build_source(stage.teacher, self.models)
+        return self._sources[stage.name]
+
+    def train_data(self, stage: Stage):
+        """The examples of the stage's data view (tokenised once per view)."""
+        from distillkit.data import tokenize_text_file
+
+        view = stage.data
+        key = (view.kind, view.text_file, view.unlabeled, view.unlabeled_size)
+        if key not in self._data:
+            if view.kind == "train":
+                self._data[key] = self.train_set
+            elif view.kind == "text_file":
+                self._data[key] = tokenize_text_file(view.text_file, self.tokenizer, self.cfg.data.max_length)
+            else:
+                self._data[key] = self._with_unlabeled(view)
+        return self._data[key]
+
+    def _with_unlabeled(self, view):
+        """The training split plus an unlabeled pool (labels IGNORE_INDEX), for pseudo-labelling."""
+        import datasets
+
+        from distillkit.data import unlabeled_texts
+
+        texts = unlabeled_texts(self.cfg.data, self.plan.task, view.unlabeled, view.unlabeled_size)
+        enc = self.tokenizer(texts, truncation=True, max_length=self.cfg.data.max_length)
+        n = len(self.train_set)
+        pool = datasets.Dataset.from_dict({**{k: enc[k] for k in self.train_set.column_names if k in enc},
+                                           "labels": [-100] * len(texts), "idx": list(range(n, n + len(texts)))})
+        log.info("data view: %d labeled + %d unlabeled examples (%s)", n, len(texts), view.unlabeled)
+        return datasets.concatenate_datasets([self.train_set, pool.cast(self.train_set.features)])
+
+
+def set_dropout(model: torch.nn.Module, p: float) -> None:
+    """Hidden and attention dropout of ``model`` set to ``p`` (the modules and the saved config)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
+    for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"):
+        if hasattr(model.config, key):
+            setattr(model.config, key, p)
+
