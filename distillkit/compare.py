@@ -5,8 +5,11 @@ Usage::
     python -m distillkit.compare multirun/2026-11-22/19-00-00            # one sweep
     python -m distillkit.compare SWEEP_A SWEEP_B --group-by-seed         # mean ± std over seeds
     python -m distillkit.compare SWEEP --sort=-retention --plot out.png  # '-' sorts descending
+    python -m distillkit.compare SWEEP --stages --group-by-seed          # a row per generation/round/link
 
-Every ``results.json`` (schema version 1) under each directory is read, recursively. Job dirs
+Every ``results.json`` (schema version 2, or 1) under each directory is read, recursively. ``--stages``
+gives a row per model a run's stages produced (born-again generations, noisy-student rounds, TAKD's
+assistants and student): its eval accuracy, its own teacher's (the dash in the plot) and their agreement. Job dirs
 (those with a ``.hydra/`` folder) without one, or whose status is not "complete", are listed
 under the table as failed/unfinished. The plot goes to ``<first DIR>/compare.png`` unless
 ``--plot`` says otherwise. Exit codes: 0 ok, 2 no complete results found.
@@ -23,7 +26,8 @@ import statistics
 import sys
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 2 changed stage records only; the keys read here mean the same
 SEED_RE = re.compile(r"^\+{0,2}seed=")
 GROUP_STATS = ("student_metric", "retention", "agreement", "kl")
 SORT_KEYS = ("job", "method", "student", "n", "teacher_metric", "student_metric", "retention",
@@ -96,8 +100,9 @@ def _why_no_results(job_dir: Path) -> str:
     return "no results.json (still running, or killed)"
 
 
-def load(paths) -> tuple[list[dict], list[tuple[str, str]], list[str]]:
-    """Read all results under ``paths``: (rows, [(dir, reason) of failed jobs], warnings)."""
+def load(paths, stages: bool = False) -> tuple[list[dict], list[tuple[str, str]], list[str]]:
+    """Read all results under ``paths``: (rows, [(dir, reason) of failed jobs], warnings); ``stages``: a row per
+    produced model of each run (``_stage_rows``) instead of one per run."""
     files, bare_jobs = discover(paths)
     rows, failed = [], [(str(d), _why_no_results(d)) for d in bare_jobs]
     warnings = [f"warning: {p} does not exist" for p in map(Path, paths) if not p.exists()]
@@ -112,11 +117,25 @@ def load(paths) -> tuple[list[dict], list[tuple[str, str]], list[str]]:
         if data.get("status") != "complete":
             failed.append((str(f.parent), f"status {data.get('status')!r}"))
             continue
-        if data.get("schema_version") != SCHEMA_VERSION:
+        if data.get("schema_version") not in READABLE_VERSIONS:
             warnings.append(f"warning: {f}: schema_version {data.get('schema_version')!r} "
                             f"(expected {SCHEMA_VERSION}); reading it as version {SCHEMA_VERSION}")
-        rows.append(_row(data, f.parent))
+        rows.extend(_stage_rows(data, f.parent) if stages else [_row(data, f.parent)])
     return rows, failed, warnings
+
+
+def _stage_rows(data: dict, job_dir: Path) -> list[dict]:
+    """A row per stage that produced an evaluated model: its metric, its teacher's, their agreement."""
+    base, rows = _row(data, job_dir), []
+    for stage in data.get("stages") or []:
+        scores = stage.get("eval")
+        if not scores:
+            continue
+        rows.append({**base, "job": f"{base['job']} · {stage['name']}", "stage": stage["name"],
+                     "teacher_metric": scores.get("teacher_accuracy"), "student_metric": scores.get("accuracy"),
+                     "agreement": scores.get("agreement_with_teacher"), "retention": None, "kl": None,
+                     "compression": None, "speedup": None, "wall_s": stage.get("wall_time_s")})
+    return rows
 
 
 def _num(v) -> float | None:
@@ -127,14 +146,15 @@ def group_seeds(rows: list[dict]) -> list[dict]:
     """Merge jobs whose overrides differ only in ``seed=``: mean and sample std per stat."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        key = tuple(sorted(o for o in r["overrides"] if not SEED_RE.match(o)))
+        key = (r.get("stage") or "",) + tuple(sorted(o for o in r["overrides"] if not SEED_RE.match(o)))
         groups.setdefault(key, []).append(r)
-    shared = set.intersection(*(set(key) for key in groups)) if len(groups) > 1 else set()
+    keys = [set(key[1:]) for key in groups]
+    shared = set.intersection(*keys) if len(keys) > 1 else set()
     out = []
     for key, members in groups.items():
         first = members[0]
-        label = [o for o in key if o not in shared]  # overrides every group has say nothing about the group
-        g = {"job": ",".join(label) or "(defaults)", "method": first["method"],
+        label = ",".join(o for o in key[1:] if o not in shared) or "(defaults)"  # shared overrides say nothing
+        g = {"job": f"{key[0]}: {label}" if key[0] else label, "method": first["method"],
              "student": first["student"], "metric": first["metric"], "n": len(members),
              "seeds": [m["seed"] for m in members], "dirs": [m["dir"] for m in members]}
         for stat in ("teacher_metric",) + GROUP_STATS:
@@ -250,14 +270,14 @@ def _sort(rows: list[dict], column: str) -> list[dict]:
 
 
 def compare(paths, group_by_seed: bool = False, plot_path=None, sort: str | None = None,
-            out=None) -> list[dict]:
+            out=None, stages: bool = False) -> list[dict]:
     """Print the table (and failed jobs) to ``out``, write the plot, return the rows shown.
 
     ``plot_path=None`` writes ``<first DIR>/compare.png``; ``plot_path=False`` skips the plot.
     """
     out = out or sys.stdout
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
-    rows, failed, warnings = load(paths)
+    rows, failed, warnings = load(paths, stages)
     for w in warnings:
         print(w, file=out)
     if group_by_seed:
@@ -287,12 +307,15 @@ def main(argv=None) -> int:
     parser.add_argument("--group-by-seed", action="store_true", help="mean ± std over seeds")
     parser.add_argument("--plot", metavar="PATH", help="PNG path (default: DIR/compare.png)")
     parser.add_argument("--no-plot", action="store_true", help="do not write a plot")
+    parser.add_argument("--stages", action="store_true",
+                        help="a row per model the stages produced (generations, rounds, assistants)")
     parser.add_argument("--sort", metavar="COLUMN",
                         help=f"sort by one of {', '.join(SORT_KEYS)}; prefix '-' for descending")
     args = parser.parse_args(argv)
     if args.sort and args.sort.lstrip("-") not in SORT_KEYS:
         parser.error(f"--sort: unknown column {args.sort!r}; choose from {', '.join(SORT_KEYS)}")
-    rows = compare(args.dirs, args.group_by_seed, False if args.no_plot else args.plot, args.sort)
+    rows = compare(args.dirs, args.group_by_seed, False if args.no_plot else args.plot, args.sort,
+                   stages=args.stages)
     if not rows:
         print(f"error: no results found: looked recursively for results.json files "
               f"(schema_version {SCHEMA_VERSION}, status \"complete\") under: "

@@ -114,12 +114,12 @@ def test_failed_jobs_are_listed_not_crashed_on(sweep):
 
 
 def test_unreadable_json_and_schema_warning(tmp_path):
-    write_job(tmp_path, "0", results("kd", 1, 0.8, 0.9, 0.2, schema_version=2))
+    write_job(tmp_path, "0", results("kd", 1, 0.8, 0.9, 0.2, schema_version=3))
     (tmp_path / "1").mkdir()
     (tmp_path / "1" / "results.json").write_text("{not json")
     rows, text = run_compare([tmp_path], plot_path=False)
     assert len(rows) == 1
-    assert "warning:" in text and "schema_version 2 (expected 1)" in text
+    assert "warning:" in text and "schema_version 3 (expected 2)" in text
     assert "unreadable results.json" in text
 
 

@@ -83,3 +83,25 @@ def test_ddp_run_of_a_two_stage_method_with_adapters(tmp_path, cache_dir):
     assert [s["name"] for s in results["stages"]][-2:] == ["hints", "distill"] and results["run"]["world_size"] == 2
     hint = results["stages"][-2]["final_loss_terms"]["hint"]
     assert 0 < hint < float("inf")  # an MSE between different models' states: positive and finite
+
+
+@pytest.mark.parametrize("method", [["method=born_again", "method.generations=1"], ["method=ema_teacher"]],
+                         ids=["born_again", "ema_teacher"])
+def test_two_process_self_distillation_matches_single_process(tmp_path, cache_dir, method):
+    """Generations (a stage's teacher: the model an earlier stage produced) and the EMA teacher (updated from
+    the student's weights after each step, the same on every process) under DDP: exit 0, same trajectory."""
+    common = [*SETTINGS, f"cache_dir={cache_dir}-ddp", *method]
+    single = cli(["distillkit", *common, "hardware.per_device_batch_size=16", "hydra.run.dir=single"], tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp = cli(["distillkit", *common, "hardware=ddp", "hardware.devices=2", "hardware.accelerator=cpu",
+               "hardware.per_device_batch_size=8", "hydra.run.dir=ddp"], tmp_path)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    ref, res = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("single", "ddp"))
+    assert res["run"]["world_size"] == 2
+    trained = [(a, b) for a, b in zip(ref["stages"], res["stages"]) if a["name"] != "teacher_prep"]
+    assert [a["name"] for a, _ in trained] == [b["name"] for _, b in trained] and trained
+    for a, b in trained:
+        assert a["steps"] == b["steps"] == 16
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.1), a["name"]
+        if a.get("eval"):
+            assert abs(a["eval"]["accuracy"] - b["eval"]["accuracy"]) <= 0.1, a["name"]
