@@ -3,7 +3,7 @@ that maps each method's name to its schema and builder is ``distillkit/registry.
 
 Each ``conf/method/<name>.yaml`` extends its schema (``/schema/method_<name>@_here_``); ``__post_init__``
 checks what can be checked from the values alone. Checks against the models (layer maps, widths, head
-counts, hook paths) run in ``methods.py`` at plan time, still before any weight is loaded.
+counts, hook paths) run in the builders (``distillkit/methods/``) at plan time, still before any weight is loaded.
 """
 
 from __future__ import annotations

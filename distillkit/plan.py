@@ -60,6 +60,9 @@ def _tokenizer(cfg: RunConfig, task, root: Path):
     if cfg.teacher.path is not None:
         return models.load_tokenizer("teacher.path", cfg.teacher.path, cfg.teacher.revision,
                                      cfg.teacher.trust_remote_code)
+    if cfg.teacher.name == "none" and cfg.student.path is not None:  # no teacher: the student's own tokenizer
+        return models.load_tokenizer("student.path", cfg.student.path, cfg.student.revision,
+                                     cfg.student.trust_remote_code)
     spec = {"data": _data_spec(cfg, root), "vocab_size": cfg.teacher.arch.vocab_size}
     final = cache.entry_dir(root, "tokenizers", spec)
     with cache.locked(final):
