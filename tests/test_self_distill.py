@@ -297,3 +297,17 @@ def test_benchmark_script_smoke(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "method=kd" in proc.stdout and "gen1: " in proc.stdout and "ensemble: " in proc.stdout
     assert "× kd's ms/step" in proc.stdout and "born_again" in proc.stdout.split("training cost")[1]
+
+
+@pytest.mark.slow
+def test_teacher_none_with_a_student_checkpoint_uses_its_tokenizer(run_tiny, tmp_path):
+    """No teacher, a local student checkpoint (what a run exports): the run trains it with its own tokenizer."""
+    from transformers import AutoTokenizer
+
+    # a vocabulary of 350, not the 300 teacher=none's template would train: only the checkpoint's own tokenizer fits
+    _, first = run_tiny(["method=none", "train.max_steps=2", "teacher.arch.vocab_size=350"], out=tmp_path / "first")
+    results, out = run_tiny(["teacher=none", "student=hub", f"student.path={first / 'student'}", "method=ema_teacher"],
+                            out=tmp_path / "second")
+    assert results["teacher"] is None and results["stages"][-1]["eval"]["accuracy"] is not None
+    exported = AutoTokenizer.from_pretrained(out / "student")
+    assert exported.get_vocab() == AutoTokenizer.from_pretrained(first / "student").get_vocab()
