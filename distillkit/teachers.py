@@ -45,7 +45,9 @@ class TeacherSource:
     kind = "none"
     logits_only = False  # True: the source can give logits only, not hidden states, attentions or hooks
 
-    def setup(self, student: torch.nn.Module, device, total_steps: int, world_size: int = 1) -> None:
+    total_steps = 0  # the stage's optimizer steps, set when training begins (the EMA's cosine schedule reads it)
+
+    def setup(self, student: torch.nn.Module, device, world_size: int = 1) -> None:
         """Called once per stage before training, with the student about to be trained."""
 
     def outputs(self, batch: dict, spec: FeatureSpec, training: bool = True) -> Features | None:
@@ -79,7 +81,7 @@ class FrozenModel(TeacherSource):
     def __init__(self, model: torch.nn.Module, kind: str = "prepared", name: str = "teacher"):
         self.model, self.kind, self.name = model, kind, name
 
-    def setup(self, student, device, total_steps, world_size=1):
+    def setup(self, student, device, world_size=1):
         self.model.to(device).eval()
         self.model.requires_grad_(False)
 
@@ -109,10 +111,10 @@ class EMATeacher(TeacherSource):
         self.center_momentum = center_momentum
         self.model: torch.nn.Module | None = None
         self.center: torch.Tensor | None = None
-        self.total_steps, self.world_size = 0, 1
+        self.world_size = 1
 
-    def setup(self, student, device, total_steps, world_size=1):
-        self.total_steps, self.world_size = total_steps, world_size
+    def setup(self, student, device, world_size=1):
+        self.world_size = world_size
         if self.model is None:
             self.model = _frozen_copy(student)
         self.model.to(device)
@@ -177,7 +179,7 @@ class Snapshots(TeacherSource):
         self.steps: list[int] = []
         self.student = None
 
-    def setup(self, student, device, total_steps, world_size=1):
+    def setup(self, student, device, world_size=1):
         self.student, self.device = unwrap(student), device
 
     @torch.no_grad()
@@ -227,9 +229,9 @@ class Ensemble(TeacherSource):
     def __init__(self, models: dict[str, torch.nn.Module]):
         self.members = [FrozenModel(m, "stage", name) for name, m in models.items()]
 
-    def setup(self, student, device, total_steps, world_size=1):
+    def setup(self, student, device, world_size=1):
         for member in self.members:
-            member.setup(student, device, total_steps, world_size)
+            member.setup(student, device, world_size)
 
     @torch.no_grad()
     def outputs(self, batch, spec, training=True):

@@ -61,7 +61,7 @@ class DistillationTrainer(Trainer):
         if objective.needs_teacher and source is None:
             raise ValueError(f"objective {objective.name!r} reads a teacher and the stage names no teacher source")
         if self.source is not None:
-            self.source.setup(self.model, self.args.device, self._planned_steps(), self.args.world_size)
+            self.source.setup(self.model, self.args.device, self.args.world_size)
             self.add_callback(SourceCallback(self.source))
         objective.adapters.to(self.args.device)
         # compute_loss returns a per-batch mean: let the Trainer divide it by the accumulation steps.
@@ -188,14 +188,6 @@ class DistillationTrainer(Trainer):
             self._adapters_added = True
         return optimizer
 
-    def _planned_steps(self) -> int:
-        """The stage's optimizer steps, as the Trainer will count them (for schedules such as the EMA's)."""
-        if self.args.max_steps > 0:
-            return self.args.max_steps
-        batches = math.ceil(len(self.train_dataset) / (self.args.per_device_train_batch_size * self.args.world_size))
-        per_epoch = max(1, batches // self.args.gradient_accumulation_steps)
-        return math.ceil(self.args.num_train_epochs * per_epoch)
-
     def _save_checkpoint(self, model, trial):
         self.check_weights()
         super()._save_checkpoint(model, trial)
@@ -257,6 +249,9 @@ class SourceCallback(TrainerCallback):
 
     def __init__(self, source):
         self.source = source
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.source.total_steps = state.max_steps
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         self.source.after_step(model, state.global_step)

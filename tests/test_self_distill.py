@@ -49,7 +49,8 @@ def _set(model, weight):
 def test_ema_update_follows_the_hand_computation_with_the_cosine_schedule():
     student = Tiny(torch.zeros(3, 2))
     ema = EMATeacher(0.5, schedule="cosine", final_momentum=1.0)
-    ema.setup(student, "cpu", total_steps=4)
+    ema.setup(student, "cpu")
+    ema.total_steps = 4  # set by the trainer when training begins
     expected = torch.zeros(3, 2)
     for step, value in enumerate([1.0, 2.0, 3.0], start=1):
         _set(student, torch.full((3, 2), value))
@@ -63,15 +64,30 @@ def test_ema_update_follows_the_hand_computation_with_the_cosine_schedule():
     assert not any(p.requires_grad for p in ema.model.parameters())  # the teacher is never trained
 
 
+def test_the_trainer_hands_the_source_its_step_count_and_step_hooks():
+    from types import SimpleNamespace
+
+    from distillkit.trainer import SourceCallback
+
+    student, ema = Tiny(torch.zeros(3, 2)), EMATeacher(0.5, schedule="cosine")
+    ema.setup(student, "cpu")
+    callback = SourceCallback(ema)
+    callback.on_train_begin(None, SimpleNamespace(max_steps=4), None)
+    assert ema.total_steps == 4 and ema.momentum_at(2) == pytest.approx(0.75)
+    _set(student, torch.ones(3, 2))
+    callback.on_step_end(None, SimpleNamespace(global_step=1), None, model=student)
+    assert torch.allclose(ema.model.linear.weight, torch.full((3, 2), 0.5))  # τ_0 = 0.5
+
+
 def test_ema_constant_momentum_and_state_round_trip():
     student = Tiny(torch.ones(3, 2))
     ema = EMATeacher(0.9)
-    ema.setup(student, "cpu", total_steps=10)
+    ema.setup(student, "cpu")
     _set(student, torch.full((3, 2), 11.0))
     ema.after_step(student, 1)
     assert torch.allclose(ema.model.linear.weight, torch.full((3, 2), 0.9 * 1 + 0.1 * 11))  # 2.0
     restored = EMATeacher(0.9)
-    restored.setup(Tiny(torch.zeros(3, 2)), "cpu", total_steps=10)  # a resumed run starts from a fresh copy
+    restored.setup(Tiny(torch.zeros(3, 2)), "cpu")  # a resumed run starts from a fresh copy
     restored.load_state_dict(ema.state_dict())
     assert torch.equal(restored.model.linear.weight, ema.model.linear.weight)
 
@@ -79,7 +95,7 @@ def test_ema_constant_momentum_and_state_round_trip():
 def test_ema_centering_subtracts_the_running_mean_of_its_outputs():
     student = Tiny([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     ema = EMATeacher(0.9, center_momentum=0.5)
-    ema.setup(student, "cpu", total_steps=10)
+    ema.setup(student, "cpu")
     raw = student(**BATCH).logits.detach()
     first = ema.outputs(BATCH, FeatureSpec()).logits
     assert torch.allclose(first, raw)  # c starts at 0
@@ -93,7 +109,7 @@ def test_ema_centering_subtracts_the_running_mean_of_its_outputs():
 def test_snapshot_source_averages_the_last_k_snapshots_probabilities():
     student = Tiny(torch.zeros(3, 2))
     source = Snapshots(k=2, every=1)
-    source.setup(student, "cpu", total_steps=10)
+    source.setup(student, "cpu")
     assert source.outputs(BATCH, FeatureSpec()) is None  # nothing before the first snapshot
     weights = [torch.randn(3, 2) for _ in range(3)]
     for step, w in enumerate(weights, start=1):
@@ -105,7 +121,7 @@ def test_snapshot_source_averages_the_last_k_snapshots_probabilities():
     expected = torch.log((probs[0] + probs[1]) / 2)
     assert torch.allclose(source.outputs(BATCH, FeatureSpec()).logits, expected, atol=1e-6)
     restored = Snapshots(k=2, every=1)
-    restored.setup(Tiny(torch.zeros(3, 2)), "cpu", total_steps=10)
+    restored.setup(Tiny(torch.zeros(3, 2)), "cpu")
     restored.load_state_dict(source.state_dict())
     assert torch.allclose(restored.outputs(BATCH, FeatureSpec()).logits, expected, atol=1e-6)
 
@@ -113,7 +129,7 @@ def test_snapshot_source_averages_the_last_k_snapshots_probabilities():
 def test_epoch_snapshots_are_taken_at_epoch_ends_only():
     student = Tiny(torch.zeros(3, 2))
     source = Snapshots(k=1, every="epoch")
-    source.setup(student, "cpu", total_steps=10)
+    source.setup(student, "cpu")
     source.after_step(student, 1)
     assert not source.taken
     source.after_epoch(student, 5)
@@ -123,7 +139,7 @@ def test_epoch_snapshots_are_taken_at_epoch_ends_only():
 def test_ensemble_is_the_mean_prediction_of_its_members():
     a, b = Tiny(torch.randn(3, 2)), Tiny(torch.randn(3, 2))
     source = Ensemble({"gen0": a, "gen1": b})
-    source.setup(None, "cpu", 1)
+    source.setup(None, "cpu")
     expected = torch.log((torch.softmax(a(**BATCH).logits, -1) + torch.softmax(b(**BATCH).logits, -1)) / 2)
     assert torch.allclose(source.outputs(BATCH, FeatureSpec()).logits, expected, atol=1e-6)
 
