@@ -194,12 +194,17 @@ class Snapshots(TeacherSource):
         self.steps.append(step)
         del self.taken[:-self.k], self.steps[:-self.k]
 
+    def _last(self, step: int) -> bool:
+        """A snapshot at the stage's last step would teach nothing, and would make the report compare the
+        student with itself: none is taken there."""
+        return bool(self.total_steps) and step >= self.total_steps
+
     def after_step(self, student, step):
-        if self.every != "epoch" and step % self.every == 0:
+        if self.every != "epoch" and step % self.every == 0 and not self._last(step):
             self._take(student, step)
 
     def after_epoch(self, student, step):
-        if self.every == "epoch":
+        if self.every == "epoch" and not self._last(step):
             self._take(student, step)
 
     def state_dict(self):

@@ -134,6 +134,9 @@ def test_epoch_snapshots_are_taken_at_epoch_ends_only():
     assert not source.taken
     source.after_epoch(student, 5)
     assert source.steps == [5]
+    source.total_steps = 10
+    source.after_epoch(student, 10)  # the last epoch's end: the student would be its own teacher in the report
+    assert source.steps == [5]
 
 
 def test_ensemble_is_the_mean_prediction_of_its_members():
