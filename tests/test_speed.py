@@ -152,7 +152,7 @@ def test_run_reports_speed_with_spreads_in_results_wandb_and_readme(run_tiny, mo
         time.sleep(0.1)
     assert set(summary_for_wandb(on_disk)) <= set(summary)
     assert json.loads(summary["speed/threads"]) == 1
-    schema = (REPO / "README.md").read_text().split("`results.json`, schema version 1:")[1].split("```")[1]
+    schema = (REPO / "README.md").read_text().split("`results.json`, schema version 2:")[1].split("```")[1]
     documented = set(re.findall(r'"(\w+)":', schema))
     for section in ("teacher", "comparison", "speed"):
         assert set(on_disk[section]) <= documented, (section, set(on_disk[section]) - documented)
