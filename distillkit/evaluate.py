@@ -160,11 +160,16 @@ def measure_speed(teacher, student, dataset, collator, device, batch_size: int, 
     thr, thr_spread = median_spread([b / a for a, b in zip(t["throughput_samples_s"], s["throughput_samples_s"])])
     out["comparison"] = {"speedup": thr, "speedup_spread": thr_spread,
                          "latency_speedup": lat, "latency_speedup_spread": lat_spread}
-    out["speed"] = {"device": torch.device(device).type, "threads": used,
-                    "clock": "thread_cpu" if clock is time.thread_time else "wall", "repeats": repeats,
-                    "warmup": warmup, "latency_examples": len(singles), "throughput_batches": len(fulls),
-                    "batch_size": batch_size, "spread": SPREAD}
+    out["speed"] = _how_measured(device, used, clock, repeats, warmup, singles, fulls, batch_size)
     return out
+
+
+def _how_measured(device, threads, clock, repeats, warmup, singles, fulls, batch_size) -> dict:
+    """results.json's ``speed`` section: how the figures were measured."""
+    return {"device": torch.device(device).type, "threads": threads,
+            "clock": "thread_cpu" if clock is time.thread_time else "wall", "repeats": repeats, "warmup": warmup,
+            "latency_examples": len(singles), "throughput_batches": len(fulls), "batch_size": batch_size,
+            "spread": SPREAD}
 
 
 def evaluate_pair(teacher, student, dataset, collator, num_labels: int, device, batch_size: int,
@@ -207,10 +212,7 @@ def evaluate_student(student, dataset, collator, num_labels: int, device, batch_
     return {"teacher": None, "comparison": None,
             "student": {**classification_metrics(logits, labels, num_labels), "params": count_parameters(student),
                         **speed},
-            "speed": {"device": torch.device(device).type, "threads": used,
-                      "clock": "thread_cpu" if clock is time.thread_time else "wall", "repeats": repeats,
-                      "warmup": warmup, "latency_examples": len(singles), "throughput_batches": len(fulls),
-                      "batch_size": batch_size, "spread": SPREAD}}
+            "speed": _how_measured(device, used, clock, repeats, warmup, singles, fulls, batch_size)}
 
 
 def evaluate_run(teacher, student, dataset, collator, num_labels: int, device, batch_size: int, ev) -> dict:
