@@ -222,13 +222,19 @@ def unlabeled_texts(cfg: DataConfig, task: TaskData, source: str, size: int | No
     return texts[:size] if size else texts
 
 
+def tokenize_texts(texts: list[str], tokenizer, max_length: int, first_idx: int = 0):
+    """Unlabeled texts as a tokenised dataset: ``labels`` -100 (ignored by CE, "unlabeled" to pseudo-label
+    losses), ``idx`` counting from ``first_idx`` (after the split they are appended to)."""
+    import datasets
+
+    enc = tokenizer(texts, truncation=True, max_length=max_length)
+    return datasets.Dataset.from_dict({**enc, "labels": [-100] * len(texts),
+                                       "idx": list(range(first_idx, first_idx + len(texts)))})
+
+
 def tokenize_text_file(path: str, tokenizer, max_length: int):
     """A plain-text file (one example per line, blank lines skipped) as a tokenised dataset for stages that
     read no labels (TinyBERT's general distillation); ``labels`` are -100 (ignored), ``idx`` the line order."""
-    import datasets
-
     with open(path, encoding="utf-8") as f:
         texts = [line.strip() for line in f if line.strip()]
-    enc = tokenizer(texts, truncation=True, max_length=max_length)
-    columns = {**enc, "labels": [-100] * len(texts), "idx": list(range(len(texts)))}
-    return datasets.Dataset.from_dict(columns)
+    return tokenize_texts(texts, tokenizer, max_length)

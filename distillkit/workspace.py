@@ -116,15 +116,14 @@ class Workspace:
         """The training split plus an unlabeled pool (labels IGNORE_INDEX), for pseudo-labelling."""
         import datasets
 
-        from distillkit.data import unlabeled_texts
+        from distillkit.data import tokenize_texts, unlabeled_texts
 
         texts = unlabeled_texts(self.cfg.data, self.plan.task, view.unlabeled, view.unlabeled_size)
-        enc = self.tokenizer(texts, truncation=True, max_length=self.cfg.data.max_length)
         n = len(self.train_set)
-        pool = datasets.Dataset.from_dict({**{k: enc[k] for k in self.train_set.column_names if k in enc},
-                                           "labels": [-100] * len(texts), "idx": list(range(n, n + len(texts)))})
+        pool = tokenize_texts(texts, self.tokenizer, self.cfg.data.max_length, first_idx=n)
+        pool = pool.select_columns(self.train_set.column_names).cast(self.train_set.features)
         log.info("data view: %d labeled + %d unlabeled examples (%s)", n, len(texts), view.unlabeled)
-        return datasets.concatenate_datasets([self.train_set, pool.cast(self.train_set.features)])
+        return datasets.concatenate_datasets([self.train_set, pool])
 
 
 def set_dropout(model: torch.nn.Module, p: float) -> None:
