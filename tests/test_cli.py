@@ -119,3 +119,13 @@ def test_help_is_fast_and_lists_groups(tmp_path):
                "noisy_student, none, pkd, rkd, self_kd, snapshot_ensemble, takd, tinybert")
     for group in (methods, "student:", "teacher:", "hardware:", "logger:"):
         assert group in proc.stdout
+
+
+def test_every_package_ships_in_a_non_editable_install():
+    """`pip install .` (the README's first command) installs only the packages pyproject.toml lists: a new
+    subpackage missing there works in the editable test install and fails for every user."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "distillkit").rglob("__init__.py")}
+    assert found <= listed, f"add {sorted(found - listed)} to [tool.setuptools] packages"
