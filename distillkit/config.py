@@ -18,6 +18,7 @@ from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, OmegaConfBas
 from distillkit.errors import ConfigError, one_of, require
 from distillkit.errors import positive as _positive
 from distillkit.errors import unit_interval as _unit
+from distillkit.augment_config import AugmentationConfig  # noqa: F401 (re-exported)
 from distillkit.data_config import LOCAL_FORMATS, DataConfig, SyntheticDataConfig  # noqa: F401 (re-exported)
 from distillkit.method_config import KDMethodConfig, NoneMethodConfig  # noqa: F401 (re-exported)
 from distillkit.registry import METHOD_SCHEMAS
@@ -125,14 +126,6 @@ class StudentConfig:
         else:
             require(self.layers is None, "student.layers", self.layers, f"is only used with init=list (init={self.init}).",
                     "add student.init=list, or drop student.layers.")
-
-
-@dataclass
-class AugmentationConfig:
-    name: str = "none"
-
-    def __post_init__(self):
-        one_of("augmentation.name", self.name, ["none"])
 
 
 # ------------------------------------------------------------------------------- hardware, logging

@@ -60,7 +60,8 @@ def _synthetic(cfg: DataConfig) -> TaskData:
     from distillkit.synthetic import generate
 
     s = cfg.synthetic
-    splits = generate(seed=s.seed, n_train=s.n_train, n_eval=s.n_eval, label_noise=s.label_noise)
+    splits = generate(seed=s.seed, n_train=s.n_train, n_eval=s.n_eval, label_noise=s.label_noise,
+                      sentences=s.sentences)
     keep = lambda rows: [{"text": r["text"], "label": r["label"]} for r in rows]  # noqa: E731
     return TaskData(datasets.Dataset.from_list(keep(splits.train)), datasets.Dataset.from_list(keep(splits.eval)),
                     list(splits.label_names), has_pair=False)

@@ -19,8 +19,10 @@ class SyntheticDataConfig:
     n_eval: int = 1000
     label_noise: float = 0.1
     seed: int = 0
+    sentences: int = 1  # sentences per example (> 1: the multi-sentence mode, e.g. for augmentation=sentence_shuffle)
 
     def __post_init__(self):
+        _positive("data.synthetic.sentences", self.sentences, "use 1 (one sentence per example) or more.")
         _positive("data.synthetic.n_train", self.n_train)
         _positive("data.synthetic.n_eval", self.n_eval)
         require(0.0 <= self.label_noise < 1.0, "data.synthetic.label_noise", self.label_noise,

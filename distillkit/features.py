@@ -85,10 +85,24 @@ def capture(model: torch.nn.Module, hooks: tuple[HookSpec, ...]):
             handle.remove()
 
 
+def mixed_embeddings(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, plan):
+    """``model``'s input embeddings of ``input_ids`` mixed by ``plan`` (the batch's mask is already the union)."""
+    from distillkit.augment.mixing import mix_embeddings
+
+    inner = model.module if isinstance(model, (torch.nn.parallel.DistributedDataParallel,
+                                               torch.nn.DataParallel)) else model
+    embeds, _ = mix_embeddings(inner.get_input_embeddings()(input_ids), attention_mask, plan)
+    return embeds
+
+
 def forward_features(model: torch.nn.Module, batch: dict, spec: FeatureSpec) -> Features:
     """Run ``model`` on ``batch`` and return the features ``spec`` asks for."""
+    inputs = model_inputs(batch)
+    if batch.get("mix") is not None:  # mixup: this model's own input embeddings, mixed (augment/online.py)
+        inputs["inputs_embeds"] = mixed_embeddings(model, inputs.pop("input_ids"), inputs["attention_mask"],
+                                                   batch["mix"])
     with capture(model, spec.hooks) as captured:
-        out = model(**model_inputs(batch), output_hidden_states=bool(spec.hidden_states),
+        out = model(**inputs, output_hidden_states=bool(spec.hidden_states),
                     output_attentions=bool(spec.attentions), return_dict=True)
     hidden = {i: out.hidden_states[i] for i in spec.hidden_states} if spec.hidden_states else {}
     attentions = {}

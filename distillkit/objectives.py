@@ -23,6 +23,7 @@ class LossInputs:
     attention_mask: torch.Tensor  # (B, S)
     adapters: torch.nn.ModuleDict
     batch: dict = field(default_factory=dict)  # the collated batch (e.g. "idx", the examples' dataset indices)
+    label_mix: tuple | None = None  # mixup/cutmix: (w (B,), perm (B,)): row i's label is (1 − w)·y_i + w·y_perm(i)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from distillkit import cache, models
+from distillkit.augment import checks as augment_checks
 from distillkit.config import RunConfig, StudentConfig
 from distillkit.errors import require
 from distillkit.objectives import Dims
@@ -78,6 +79,8 @@ def _data_spec(cfg: RunConfig, root: Path) -> dict:
     """The data settings and, for local files and dataset directories, their content digests: an entry built
     from a file is never reused after the file's text changes (the path alone would say nothing)."""
     spec = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k != "name"}
+    if spec["synthetic"]["sentences"] == 1:  # the key of every one-sentence entry made before the setting existed
+        del spec["synthetic"]["sentences"]
     local = [cfg.data.train_file, cfg.data.eval_file] if cfg.data.source == "local" else [cfg.data.path]
     spec["content"] = {str(p): cache.file_digest(root, p) for p in local if p and Path(p).exists()}
     return spec
@@ -196,6 +199,7 @@ def make_plan(cfg: RunConfig) -> Plan:
                 device, root)
     plan.model_configs = _model_configs(cfg, plan, t_config, task.label_names)
     plan.attention.needed_by = [s.name for s in plan.method_stages if s.objective.needs_attentions]
+    augment_checks.check(cfg, plan)
     return plan
 
 

@@ -67,11 +67,15 @@ def check(argv: list[str]) -> Checked:
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="distillkit"):
         jobs = _expand(overrides) if args.multirun else [overrides]
         failures = {}  # key → [(job, error)] for keys Hydra could not override in some jobs
+        option_keys = _option_keys(overrides)
         for job in jobs:
             try:
-                _validate_composed(_compose(job), job, args.multirun)
+                composed = _compose(job)
+                _validate_composed(composed, job, args.multirun)
+                option_keys = {k: v for k, v in option_keys.items() if not composed.augmentation[k.split(".")[1]].enabled}
             except _NotInSchema as err:
                 failures.setdefault(err.key, []).append((job, err.error))
+        _unselected_options(option_keys, args.multirun)
     skip_keys = []
     for key, failed in failures.items():
         if not args.multirun or len(failed) == len(jobs) or not key.startswith("method."):
@@ -91,6 +95,31 @@ def check(argv: list[str]) -> Checked:
             else:
                 skipped[reason] = skipped.get(reason, 0) + 1
     return Checked(rewritten, skip_keys, len(jobs), skipped)
+
+
+def _option_keys(overrides: list[str]) -> dict[str, str]:
+    """``augmentation.<option>.<key>`` overrides (key → value): each must reach a job that selects the option."""
+    from distillkit.augment_config import OFFLINE, ONLINE
+
+    found = {}
+    for override in overrides:
+        key, value = _key_value(override)
+        parts = key.split(".")
+        if len(parts) >= 3 and parts[0] == "augmentation" and parts[1] in OFFLINE + ONLINE and parts[2] != "enabled":
+            found[key] = value
+    return found
+
+
+def _unselected_options(keys: dict[str, str], multirun: bool) -> None:
+    """Settings of an augmentation option that no job selects would change nothing: refused, not ignored. (In a
+    sweep, a job that does not select the option simply does not read them.)"""
+    for key, value in keys.items():
+        option = key.split(".")[1]
+        raise ConfigError(key, value, f"sets augmentation={option}, which "
+                          f"{'no job of this sweep selects' if multirun else 'this run does not select'}, so it would "
+                          "change nothing.",
+                          f"select the option too, e.g. 'augmentation=[<the others>,{option}]' (or augmentation={option}), "
+                          "or drop the setting.")
 
 
 def _resume_argv(argv: list[str], overrides: list[str], resume: str) -> list[str]:

@@ -28,8 +28,9 @@ def _versions() -> dict:
 
 
 def results(cfg, ctx, plan, numbers: dict, records: list, started: float, started_at: str, n_train: int,
-            n_eval: int) -> dict:
+            n_eval: int, augmented=None) -> dict:
     """The results.json document of a completed run."""
+    aug = cfg.augmentation
     return {
         "schema_version": SCHEMA_VERSION,
         "status": "complete",
@@ -41,6 +42,9 @@ def results(cfg, ctx, plan, numbers: dict, records: list, started: float, starte
                 "device": str(plan.device), "versions": _versions()},
         "task": {"metric": "accuracy", "num_labels": plan.task.num_labels, "label_names": plan.task.label_names,
                  "train_examples": n_train, "eval_examples": n_eval},
+        "augmentation": {"options": aug.selected, "offline": aug.offline, "online": aug.online,
+                         "train_examples": n_train + (len(augmented.rows) if augmented else 0),
+                         **(augmented.summary() if augmented else {})},
         **numbers,
         "stages": records,
         "artifacts": {"student": "student", "metrics": "metrics.jsonl", "config": "config.yaml"},

@@ -100,6 +100,16 @@ def _prepared_teacher(ws: Workspace, stage) -> dict:
     return record
 
 
+def _augment(cfg: RunConfig, plan: Plan, wandb_run):
+    """The run's offline augmented examples (made, or read from the cache), a few logged beside their sources."""
+    from distillkit.augment import offline
+
+    augmented = offline.build(cfg, plan)
+    if augmented is not None and _rank()[0] == 0:
+        offline.show(augmented, list(plan.task.train["text"]), cfg.augmentation.show, wandb_run)
+    return augmented
+
+
 def _log_plan(cfg: RunConfig, plan: Plan) -> None:
     origin = (f"student layers from teacher layers {plan.student_layers}" if plan.student_layers is not None
               else "student from its checkpoint" if cfg.student.path else "student from scratch (student.init=random)")
@@ -132,6 +142,7 @@ def run(cfg: RunConfig, ctx: RunContext, plan: Plan | None = None) -> dict | Non
     ws = Workspace(cfg, plan, out, train_set, eval_set, DataCollatorWithPadding(plan.tokenizer), wandb_run,
                    ctx.resume)
     try:
+        ws.augmented = _augment(cfg, plan, wandb_run)
         set_seed(cfg.seed)
         records = _run_stages(ws)
         plan.attention.restore()
@@ -142,7 +153,7 @@ def run(cfg: RunConfig, ctx: RunContext, plan: Plan | None = None) -> dict | Non
                                         plan.device, cfg.hardware.eval_batch_size, cfg.eval)
         models.save_model(student, plan.tokenizer, out / "student")
         results = report.results(cfg, ctx, plan, numbers, records, started, started_at, len(train_set),
-                                 len(eval_set))
+                                 len(eval_set), ws.augmented)
         report.write_json_atomic(out / "results.json", results)
         clear_checkpoints(out)
         table = report.format_table(results) + f"\n\nresults: {out / 'results.json'}\nstudent: {out / 'student'}"

@@ -73,12 +73,15 @@ class StudentSpec:
 class DataView:
     """The examples a stage trains on: ``train`` (the training split), ``text_file`` (plain texts, no labels:
     TinyBERT's general distillation), ``train+unlabeled`` (the training split plus an unlabeled pool whose
-    labels are IGNORE_INDEX, for pseudo-labelling)."""
+    labels are IGNORE_INDEX, for pseudo-labelling). ``train`` and ``train+unlabeled`` views also hold the run's
+    offline augmented examples unless ``augment`` is False (``teacher_prep``: the teacher learns the task's own
+    data)."""
 
     kind: str = "train"
     text_file: str | None = None
     unlabeled: str | None = None  # train+unlabeled: a text file, "train" (the training texts), or "generated"
     unlabeled_size: int | None = None  # generated: how many texts
+    augment: bool = True  # add the run's offline augmented examples (``augmentation=``) to train views
 
 
 @dataclass

@@ -23,7 +23,7 @@ from distillkit.errors import require
 from distillkit.methods import build_objective, build_stages
 from distillkit.models import LAYER_KEY
 from distillkit.objectives import Dims
-from distillkit.stage_types import Budget, Stage, StudentSpec
+from distillkit.stage_types import Budget, DataView, Stage, StudentSpec
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def teacher_prep_stage(cfg: RunConfig) -> Stage:
     """Fine-tune the teacher group's model on the labels; its result is cached content-addressed."""
     t = cfg.teacher
     return Stage("teacher_prep", build_objective(NoneMethodConfig()), teacher=None,
-                 student=StudentSpec("teacher", "teacher"),
+                 student=StudentSpec("teacher", "teacher"), data=DataView(augment=False),
                  budget=Budget(t.prepare_epochs, t.prepare_learning_rate, t.prepare_layer_learning_rate,
                                "teacher.prepare_learning_rate", "teacher.prepare_layer_learning_rate",
                                seed=t.prepare_seed),
@@ -240,7 +240,7 @@ def run_stage(stage: Stage, ws) -> dict:
         eval_dataset=ws.eval_set if evaluated else None,
         compute_metrics=classification_metrics_fn(model.config.num_labels) if evaluated else None,
         objective=stage.objective, source=source, layer_learning_rate=stage.budget.layer_learning_rate,
-        warmup_ratio=cfg.train.warmup_ratio, guard=guard,
+        warmup_ratio=cfg.train.warmup_ratio, guard=guard, augment=batch_augmenter(cfg, stage, ws),
         callbacks=_callbacks(cfg, stage, ws.run_dir, ws.wandb_run if args.should_save else None, evaluated),
     )
     checkpoint = last_checkpoint(ckpt_dir) if ws.resume else None
@@ -249,6 +249,8 @@ def run_stage(stage: Stage, ws) -> dict:
     log.info("[%s] %s", stage.name, stage.objective.formula())
     if source is not None:
         log.info("[%s] teacher: %s", stage.name, source.describe())
+    if trainer.augment is not None:
+        log.info("[%s] online augmentation: %s", stage.name, trainer.augment.describe())
     if cfg.eval.every is not None and not evaluated and not stage.trains_teacher:
         log.info("[%s] not evaluated during training: its loss does not read the logits, so its accuracy says "
                  "nothing about it (eval.every applies to the stages that train the head)", stage.name)
@@ -260,6 +262,24 @@ def run_stage(stage: Stage, ws) -> dict:
         log.info("[%s] ends on its best checkpoint: step %d, eval accuracy %.4f", stage.name, best["step"],
                  best["accuracy"])
     return _record(stage, trainer, output, train_set, time.time() - started, checkpoint, best, evaluated, source)
+
+
+def batch_augmenter(cfg: RunConfig, stage: Stage, ws):
+    """The stage's online augmentation (mixup, cutmix, consistency), or None: never for ``teacher_prep``;
+    consistency (a term on the logits) only where the stage has a teacher and its loss reads the logits (not
+    FitNets' hints or TinyBERT's intermediate stage); a stage without a teacher keeps mixup/cutmix on its labels."""
+    from distillkit.augment.offline import seed_of
+    from distillkit.augment.online import BatchAugmenter
+
+    aug = cfg.augmentation
+    consistency = stage.teacher is not None and stage.objective.reads_logits
+    wanted = [name for name in aug.online if name != "consistency" or consistency]
+    if stage.trains_teacher or not wanted:
+        return None
+    augmenter = BatchAugmenter(aug, ws.tokenizer, seed_of(aug, stage.budget.seed), int(os.environ.get("RANK", 0)))
+    if not consistency:
+        augmenter.consistency = None
+    return augmenter
 
 
 def _callbacks(cfg: RunConfig, stage: Stage, run_dir: Path, wandb_run, evaluated: bool) -> list:

@@ -365,12 +365,16 @@ def _noise_table() -> list[tuple[list[int], list[float]]]:
 _NOISE_TABLE = _noise_table()
 
 
-def _split(seed: int, name: str, n: int, with_meta: bool = False) -> list:
+def _split(seed: int, name: str, n: int, with_meta: bool = False, sentences: int = 1) -> list:
+    """``n`` examples; with ``sentences`` > 1 each is that many sentences of its class (a review of several
+    sentences, for sentence-level augmentation); the one-sentence split draws exactly as it always has."""
     rng = _stream(seed, name)
     labels = _labels_stream(_stream(seed, name + "-labels"), n)
     rows = []
     for y in labels:
         text, meta = _sample(rng, y)
+        if sentences > 1:
+            text = " ".join([text] + [_sample(rng, y)[0] for _ in range(sentences - 1)])
         rows.append((text, y, meta) if with_meta else (text, y))
     return rows
 
@@ -389,14 +393,18 @@ def _check_args(seed, n_train, n_eval, label_noise) -> None:
         raise ValueError(f"label_noise must be a number in [0, 1), got {label_noise!r}")
 
 
-def generate(seed: int = 0, n_train: int = 8000, n_eval: int = 1000, label_noise: float = 0.1) -> SyntheticSplits:
-    """Generate the synthetic train/eval splits (see the module docstring for the task design)."""
+def generate(seed: int = 0, n_train: int = 8000, n_eval: int = 1000, label_noise: float = 0.1,
+             sentences: int = 1) -> SyntheticSplits:
+    """Generate the synthetic train/eval splits (see the module docstring for the task design); ``sentences``
+    > 1: every example is that many sentences of its class (its multi-sentence mode)."""
     _check_args(seed, n_train, n_eval, label_noise)
+    if isinstance(sentences, bool) or not isinstance(sentences, numbers.Integral) or sentences < 1:
+        raise ValueError(f"sentences must be a positive integer, got {sentences!r}")
     seed, n_train, n_eval, label_noise = int(seed), int(n_train), int(n_eval), float(label_noise)
 
     noise_rng = _stream(seed, "noise")
     train = []
-    for text, y in _split(seed, "train", n_train):
+    for text, y in _split(seed, "train", n_train, sentences=sentences):
         # Always two draws per example, so the texts/flips are nested across noise rates.
         u, v = noise_rng.random(), noise_rng.random()
         noisy = u < label_noise
@@ -404,7 +412,7 @@ def generate(seed: int = 0, n_train: int = 8000, n_eval: int = 1000, label_noise
             cands, cum = _NOISE_TABLE[y]
             y = cands[min(bisect.bisect_right(cum, v), len(cands) - 1)]
         train.append({"text": text, "label": y, "noisy": noisy})
-    eval_ = [{"text": t, "label": y, "noisy": False} for t, y in _split(seed, "eval", n_eval)]
+    eval_ = [{"text": t, "label": y, "noisy": False} for t, y in _split(seed, "eval", n_eval, sentences=sentences)]
     return SyntheticSplits(train=train, eval=eval_, label_names=list(LABEL_NAMES))
 
 

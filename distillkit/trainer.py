@@ -2,7 +2,8 @@
 
 ``compute_loss`` asks the stage's teacher source (``distillkit/teachers.py``) for the teacher's features
 when the objective reads a teacher, runs the student with the features the objective asks for, and sums
-the objective's weighted terms. Each term's unweighted value is averaged over the logging window and
+the objective's weighted terms. Online augmentation (``distillkit/augment/online.py``: mixup, cutmix,
+consistency) changes the training batch the two models see and adds its own term, in this one place. Each term's unweighted value is averaged over the logging window and
 logged under ``loss/<name>``. Objectives never subclass the trainer; the per-step data flow is the same
 for all of them. The source's hooks run after every optimizer step and epoch (``SourceCallback``) and its
 state is saved with every checkpoint (``teacher_source.pt``) and restored on resume.
@@ -15,6 +16,7 @@ non-finite weights, so the last checkpoint on disk is always a good one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -26,6 +28,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback
 
+from distillkit.augment.mixing import mix_logits
 from distillkit.errors import TrainingDiverged
 from distillkit.features import forward_features, model_inputs
 from distillkit.models import LAYER_KEY
@@ -50,9 +53,10 @@ class NonFiniteGuard:
 
 class DistillationTrainer(Trainer):
     def __init__(self, *args, objective: Objective, source=None, layer_learning_rate: float | None = None,
-                 warmup_ratio: float = 0.0, guard: NonFiniteGuard | None = None, **kwargs):
+                 warmup_ratio: float = 0.0, guard: NonFiniteGuard | None = None, augment=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.objective = objective
+        self.augment = augment  # augment.online.BatchAugmenter: mixup / cutmix / consistency on training batches
         self.layer_learning_rate = layer_learning_rate
         self.warmup_ratio = warmup_ratio
         self.guard = guard
@@ -72,17 +76,50 @@ class DistillationTrainer(Trainer):
 
     # ------------------------------------------------------------------------------------ the loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        student = forward_features(model, inputs, self.objective.student_features)
-        teacher = None
+        augment = self.augment if model.training else None
+        generator = augment.generator(self.state.global_step) if augment is not None else None
+        mixed = augment.mix(inputs, generator) if augment is not None else None
+        batch = mixed.batch if mixed is not None else inputs
+        student = forward_features(model, batch, self.objective.student_features)
+        teacher = clean_logits = None
         if self.source is not None:
-            teacher = self.source.outputs(inputs, self.objective.teacher_features, training=model.training)
-        loss, terms = self.objective(LossInputs(student, teacher, inputs["labels"], inputs["attention_mask"],
-                                                self.objective.adapters, inputs))
+            on_mixed = mixed is not None and mixed.targets == "teacher"
+            teacher = self.source.outputs(batch if on_mixed else inputs, self.objective.teacher_features,
+                                          training=model.training)
+            if teacher is not None and mixed is not None and not on_mixed:
+                clean_logits = teacher.logits
+                teacher = dataclasses.replace(teacher, logits=mix_logits(teacher.logits, mixed.weight_other,
+                                                                         mixed.perm))
+            elif teacher is not None and mixed is None:
+                clean_logits = teacher.logits
+        label_mix = (mixed.weight_other, mixed.perm) if mixed is not None else None
+        loss, terms = self.objective(LossInputs(student, teacher, inputs["labels"], batch["attention_mask"],
+                                                self.objective.adapters, batch, label_mix))
+        if augment is not None and augment.consistency is not None and teacher is not None:
+            term = self._consistency(model, inputs, clean_logits, generator)
+            loss = loss + augment.consistency.weight * term
+            terms["consistency"] = term.detach()
         if model.training:
             for name, value in terms.items():
                 self._term_sums[name] += value.float()
             self._term_count += 1
         return (loss, student) if return_outputs else loss
+
+    def _consistency(self, model, inputs: dict, clean_logits, generator) -> torch.Tensor:
+        """T²·KL(p_t(x) ‖ p_s(x′)) on a noised view x′ (+ the same against the teacher on x′ with on_view)."""
+        from distillkit.augment.mixing import consistency_kl
+        from distillkit.features import FeatureSpec
+
+        opts = self.augment.consistency
+        if clean_logits is None:  # the teacher ran on a mixed batch: run it on the clean one
+            clean_logits = self.source.outputs(inputs, FeatureSpec(), training=True).logits
+        view = self.augment.view(inputs, generator)
+        student_view = forward_features(model, view, FeatureSpec()).logits
+        term = consistency_kl(clean_logits, student_view, opts.temperature)
+        if opts.on_view:
+            teacher_view = self.source.outputs(view, FeatureSpec(), training=True).logits
+            term = term + consistency_kl(teacher_view, student_view, opts.temperature)
+        return term
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         """The Trainer's step, plus averaging the adapters' gradients over processes: DDP wraps only the

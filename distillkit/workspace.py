@@ -30,7 +30,9 @@ class Workspace:
     collator: object
     wandb_run: object = None
     resume: bool = False
+    augmented: object = None  # augment.offline.AugmentedSet: the run's offline augmented examples, or None
     models: dict[str, torch.nn.Module] = field(default_factory=dict)
+    _pseudo_filtered: bool = False
     _sources: dict = field(default_factory=dict)
     _data: dict = field(default_factory=dict)
 
@@ -102,15 +104,38 @@ class Workspace:
         from distillkit.data import tokenize_text_file
 
         view = stage.data
-        key = (view.kind, view.text_file, view.unlabeled, view.unlabeled_size)
+        augmented = self.augmented is not None and view.augment and view.kind != "text_file"
+        key = (view.kind, view.text_file, view.unlabeled, view.unlabeled_size, augmented, stage.teacher is None)
         if key not in self._data:
             if view.kind == "train":
-                self._data[key] = self.train_set
+                data = self.train_set
             elif view.kind == "text_file":
-                self._data[key] = tokenize_text_file(view.text_file, self.tokenizer, self.cfg.data.max_length)
+                data = tokenize_text_file(view.text_file, self.tokenizer, self.cfg.data.max_length)
             else:
-                self._data[key] = self._with_unlabeled(view)
+                data = self._with_unlabeled(view)
+            self._data[key] = self._with_augmented(data, stage) if augmented else data
         return self._data[key]
+
+    def _with_augmented(self, data, stage: Stage):
+        """``data`` plus the run's offline augmented examples: all of them for a stage with a teacher, those that
+        keep a gold label for a stage without one. teacher_pseudo_data inputs are first filtered by the
+        teacher's confidence (once, with the run's teacher)."""
+        import datasets
+
+        from distillkit.augment import offline
+
+        pseudo = self.cfg.augmentation.get("teacher_pseudo_data")
+        if pseudo is not None and not self._pseudo_filtered and stage.teacher is not None:
+            offline.filter_confident(self.augmented, pseudo.min_confidence, self.teacher(), self.tokenizer,
+                                     self.cfg.data.max_length, self.plan.device, self.cfg.hardware.eval_batch_size)
+            self._pseudo_filtered = True
+        extra = offline.as_dataset(self.augmented, self.tokenizer, self.cfg.data.max_length, stage.teacher is None,
+                                   data.features)
+        if extra is None:
+            return data
+        log.info("[%s] data view: %d examples + %d augmented%s", stage.name, len(data), len(extra),
+                 " (those with a gold label: the stage has no teacher)" if stage.teacher is None else "")
+        return datasets.concatenate_datasets([data, extra])
 
     def _with_unlabeled(self, view):
         """The training split plus an unlabeled pool (labels IGNORE_INDEX), for pseudo-labelling."""

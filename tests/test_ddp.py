@@ -85,11 +85,13 @@ def test_ddp_run_of_a_two_stage_method_with_adapters(tmp_path, cache_dir):
     assert 0 < hint < float("inf")  # an MSE between different models' states: positive and finite
 
 
-@pytest.mark.parametrize("method", [["method=born_again", "method.generations=1"], ["method=ema_teacher"]],
-                         ids=["born_again", "ema_teacher"])
+@pytest.mark.parametrize("method", [["method=born_again", "method.generations=1"], ["method=ema_teacher"],
+                                    ["method=kd", "augmentation=[synonym,mixup,consistency]"]],
+                         ids=["born_again", "ema_teacher", "augmentation"])
 def test_two_process_self_distillation_matches_single_process(tmp_path, cache_dir, method):
-    """Generations (a stage's teacher: the model an earlier stage produced) and the EMA teacher (updated from
-    the student's weights after each step, the same on every process) under DDP: exit 0, same trajectory."""
+    """Generations (a stage's teacher: the model an earlier stage produced), the EMA teacher (updated from
+    the student's weights after each step, the same on every process) and augmentation (the offline pool made
+    once, the same for every process count; mixup per process batch) under DDP: exit 0, same trajectory."""
     common = [*SETTINGS, f"cache_dir={cache_dir}-ddp", *method]
     single = cli(["distillkit", *common, "hardware.per_device_batch_size=16", "hydra.run.dir=single"], tmp_path)
     assert single.returncode == 0, single.stderr[-3000:]
@@ -101,7 +103,7 @@ def test_two_process_self_distillation_matches_single_process(tmp_path, cache_di
     trained = [(a, b) for a, b in zip(ref["stages"], res["stages"]) if a["name"] != "teacher_prep"]
     assert [a["name"] for a, _ in trained] == [b["name"] for _, b in trained] and trained
     for a, b in trained:
-        assert a["steps"] == b["steps"] == 16
+        assert a["steps"] == b["steps"] == 16 and a["train_examples"] == b["train_examples"]
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.1), a["name"]
         if a.get("eval"):
             assert abs(a["eval"]["accuracy"] - b["eval"]["accuracy"]) <= 0.1, a["name"]

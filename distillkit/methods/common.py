@@ -25,8 +25,17 @@ def stage(name: str, objective: Objective, epochs: float | None = None, learning
     return Stage(name, objective, data=data, budget=budget, **kwargs)
 
 
+def hard_label_loss(x: LossInputs):
+    """CE with the gold labels; on a mixup/cutmix batch, each row's two labels weighted as its inputs were."""
+    if x.label_mix is not None:
+        from distillkit.augment.mixing import mixed_cross_entropy
+
+        return mixed_cross_entropy(x.student.logits, x.labels, *x.label_mix)
+    return logit_losses.cross_entropy(x.student.logits, x.labels)
+
+
 def ce_term(weight: float) -> LossTerm:
-    return LossTerm("ce", weight, lambda x: logit_losses.cross_entropy(x.student.logits, x.labels),
+    return LossTerm("ce", weight, hard_label_loss,
                     "CE(y, softmax(z_s))")
 
 

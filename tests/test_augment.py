@@ -1,0 +1,370 @@
+"""The augmentation group wired into runs: config and errors, the offline pool (cache, provenance, duplicates,
+labels), what the teacher sees, the online options inside the trainer, and every option end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from distillkit.augment_config import OFFLINE, ONLINE
+from distillkit.config import validate
+from distillkit.errors import ConfigError
+
+from .conftest import TINY, compose_config
+
+OPTIONS = OFFLINE + ONLINE
+CONF = Path(__file__).resolve().parents[1] / "conf" / "augmentation"
+
+
+def _cfg(overrides=(), cache_dir=None):
+    extra = [f"cache_dir={cache_dir}"] if cache_dir else []
+    return validate(compose_config(TINY + extra + list(overrides)))
+
+
+def _plan(overrides, cache_dir):
+    from distillkit.plan import make_plan
+
+    cfg = _cfg(overrides, cache_dir)
+    return cfg, make_plan(cfg)
+
+
+# ----------------------------------------------------------------------------------------------- config
+def test_every_option_has_a_file_and_selects_only_itself():
+    assert sorted(p.stem for p in CONF.glob("*.yaml")) == sorted(OPTIONS + ("none",))
+    assert validate(compose_config()).augmentation.selected == []
+    for option in OPTIONS:
+        aug = validate(compose_config([f"augmentation={option}"])).augmentation
+        assert aug.selected == [option] and aug.name == option
+        text = (CONF / f"{option}.yaml").read_text()
+        assert "python -m distillkit" in text and "20" in text  # a command and a cited source (year)
+    aug = validate(compose_config(["augmentation=[synonym,mixup]", "augmentation.synonym.p=0.3"])).augmentation
+    assert aug.offline == ["synonym"] and aug.online == ["mixup"] and aug.synonym.p == 0.3
+
+
+def test_label_keeping_defaults_and_override():
+    aug = validate(compose_config(["augmentation=[synonym,mlm_replace,teacher_pseudo_data]"])).augmentation
+    assert [aug.keeps_labels(o) for o in aug.offline] == [True, False, False]
+    aug = validate(compose_config(["augmentation=[synonym,mlm_replace,teacher_pseudo_data]",
+                                   "augmentation.keep_labels=true"])).augmentation
+    assert [aug.keeps_labels(o) for o in aug.offline] == [True, True, False]  # pseudo-data never has labels
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["augmentation=synonym", "augmentation.copies=0"], "augmentation.copies"),
+    (["augmentation=synonym", "augmentation.synonym.p=1.5"], "augmentation.synonym.p"),
+    (["augmentation=token_perturbation", "augmentation.token_perturbation.delete=-0.1"],
+     "augmentation.token_perturbation.delete"),
+    (["augmentation=mixup", "augmentation.mixup.share=2"], "augmentation.mixup.share"),
+    (["augmentation=mixup", "augmentation.mixup.alpha=0"], "augmentation.mixup.alpha"),
+    (["augmentation=consistency", "augmentation.consistency.noise=blur"], "augmentation.consistency.noise"),
+    (["augmentation=teacher_pseudo_data", "augmentation.teacher_pseudo_data.min_confidence=2"],
+     "augmentation.teacher_pseudo_data.min_confidence"),
+    (["augmentation=[mixup,cutmix]"], "augmentation"),
+    (["data.synthetic.sentences=0"], "data.synthetic.sentences"),
+])
+def test_bad_values_fail_at_validation(overrides, key):
+    with pytest.raises(ConfigError) as info:
+        _cfg(overrides)
+    assert info.value.key == key, str(info.value)
+
+
+def test_settings_of_an_unselected_option_are_refused_before_hydra_starts():
+    from distillkit import preflight
+
+    with pytest.raises(ConfigError) as info:
+        preflight.check(["augmentation=synonym", "augmentation.mixup.alpha=1"])
+    assert info.value.key == "augmentation.mixup.alpha" and "does not select" in str(info.value)
+    with pytest.raises(ConfigError):
+        preflight.check(["-m", "augmentation=synonym,consistency", "augmentation.mixup.alpha=1"])
+    assert preflight.check(["-m", "augmentation=synonym,mixup", "augmentation.mixup.alpha=1"]).jobs == 2
+    with pytest.raises(ConfigError) as info:
+        preflight.check(["augmentation=no_such_option"])
+    assert info.value.key == "augmentation" and "synonym" in info.value.fix
+
+
+@pytest.mark.parametrize("overrides,key,words", [
+    (["method=none", "augmentation=consistency"], "augmentation", "trains without one"),
+    (["method=none", "augmentation=mlm_replace"], "augmentation", "teacher alone"),
+    (["method=tinybert", "augmentation=mixup", "augmentation.mixup.targets=mixed"], "augmentation.mixup.targets",
+     "hidden states"),
+    (["augmentation=back_translation"], "augmentation.back_translation.forward", "HF_HUB_OFFLINE"),
+    (["augmentation=mlm_replace", "augmentation.mlm_replace.model=/no/such/mlm"], "augmentation.mlm_replace.model",
+     "/no/such/mlm"),
+    (["augmentation=mlm_replace", "data=local", "data.train_file=x.csv", "data.eval_file=x.csv"],
+     "augmentation.mlm_replace.model", "no MLM head"),
+])
+def test_plan_errors_before_any_weight_is_loaded(overrides, key, words, cache_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.csv").write_text("text,label\na b c,0\nd e f,1\n")
+    with pytest.raises(ConfigError) as info:
+        _plan(overrides, cache_dir)
+    assert info.value.key == key and words in str(info.value), str(info.value)
+
+
+def test_missing_wordnet_stops_the_plan_with_the_install_command(cache_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.csv").write_text("text,label\nthe film was good,0\nthe food was bad,1\n")
+    monkeypatch.setitem(sys.modules, "nltk", None)  # as if nltk were not installed
+    from distillkit.augment import wordnet
+
+    if hasattr(wordnet.wordnet_synonyms, "cache_clear"):
+        wordnet.wordnet_synonyms.cache_clear()
+    for option in ("synonym", "token_perturbation"):
+        with pytest.raises(ConfigError) as info:
+            _plan([f"augmentation={option}", "data=local", "data.train_file=x.csv", "data.eval_file=x.csv"],
+                  cache_dir)
+        assert info.value.key == f"augmentation.{option}.source" and "nltk" in str(info.value)
+
+
+def test_mixup_refuses_a_model_without_reachable_input_embeddings(cache_dir, monkeypatch):
+    from transformers import AutoModelForSequenceClassification
+
+    real = AutoModelForSequenceClassification.from_config
+
+    def opaque(config, **kwargs):
+        model = real(config, **kwargs)
+        model.get_input_embeddings = lambda: (_ for _ in ()).throw(NotImplementedError("no embeddings"))
+        return model
+
+    monkeypatch.setattr(AutoModelForSequenceClassification, "from_config", opaque)
+    with pytest.raises(ConfigError) as info:
+        _plan(["augmentation=mixup"], cache_dir)
+    assert info.value.value == "mixup" and "cutmix" in info.value.fix
+    _plan(["augmentation=cutmix"], cache_dir)  # cutmix mixes token ids: any model
+
+
+# ------------------------------------------------------------------------------------------ offline pool
+def test_the_cache_key_changes_with_every_setting(cache_dir):
+    from distillkit.augment.offline import entry_spec
+    from distillkit.cache import entry_key
+
+    changes = {"synonym": {"p": 0.3}, "token_perturbation": {"insert": 0.2, "delete": 0.2,
+               "swap": 0.2}, "sentence_shuffle": {"min_sentences": 3},
+               "teacher_pseudo_data": {"strength": 0.5, "size": 10, "source": "mlm"},
+               "mlm_replace": {"p": 0.2, "top_k": 5, "train_steps": 50},
+               "back_translation": {"forward": "a", "backward": "b", "sample": False, "num_beams": 4, "top_p": 0.5,
+                                    "temperature": 0.7, "max_new_tokens": 9}}
+    cfg, plan = _plan(["augmentation=synonym"], cache_dir)
+    texts = list(plan.task.train["text"])
+    for option, settings in changes.items():
+        base = dataclasses.replace(cfg.augmentation, **{option: dataclasses.replace(getattr(cfg.augmentation, option),
+                                                                                   enabled=True)})
+        key = entry_key(entry_spec(dataclasses.replace(cfg, augmentation=base), plan, option, texts))
+        for field, value in settings.items():
+            opts = dataclasses.replace(getattr(base, option), **{field: value})
+            changed = dataclasses.replace(cfg, augmentation=dataclasses.replace(base, **{option: opts}))
+            assert entry_key(entry_spec(changed, plan, option, texts)) != key, (option, field)
+        for common in ({"copies": 2}, {"seed": 7}):
+            changed = dataclasses.replace(cfg, augmentation=dataclasses.replace(base, **common))
+            assert entry_key(entry_spec(changed, plan, option, texts)) != key, (option, common)
+        if option == "synonym":  # the key holds the resolved synonym source: auto is the lexicon here
+            same = dataclasses.replace(base, synonym=dataclasses.replace(base.synonym, source="lexicon"))
+            assert entry_key(entry_spec(dataclasses.replace(cfg, augmentation=same), plan, option, texts)) == key
+        fewer = entry_spec(dataclasses.replace(cfg, augmentation=base), plan, option, texts[:-1])
+        assert entry_key(fewer) != key, option
+
+
+def test_offline_pool_provenance_labels_duplicates_and_cache(cache_dir, tmp_path):
+    from distillkit.augment import offline
+
+    cfg, plan = _plan(["augmentation=[synonym,token_perturbation]", "augmentation.copies=2"], cache_dir)
+    texts, labels = list(plan.task.train["text"]), list(plan.task.train["label"])
+    first = offline.build(cfg, plan)
+    assert set(first.made) == {"synonym", "token_perturbation"} and not any(first.cached.values())
+    assert len(first.rows) == sum(first.kept.values()) and first.duplicates == sum(first.made.values()) - len(first.rows)
+    new_texts = [r["text"] for r in first.rows]
+    assert len(set(new_texts)) == len(new_texts) and not set(new_texts) & set(texts)  # no exact duplicates
+    for r in first.rows:
+        assert r["label"] == labels[r["source"]] and r["how"] in ("synonym", "token_perturbation")
+    again = offline.build(cfg, plan)
+    assert all(again.cached.values()) and again.rows == first.rows
+    other = offline.build(dataclasses.replace(cfg, seed=cfg.seed + 1), plan)
+    assert [r["text"] for r in other.rows] != new_texts  # another seed, other new texts
+
+
+def test_sentence_shuffle_on_the_multi_sentence_mode(cache_dir):
+    from distillkit.augment import offline
+
+    cfg, plan = _plan(["augmentation=sentence_shuffle", "data.synthetic.sentences=3", "data.max_length=128"],
+                      cache_dir)
+    rows = offline.build(cfg, plan).rows
+    texts = list(plan.task.train["text"])
+    assert len(rows) > 0.8 * len(texts)
+    for r in rows[:50]:
+        source = texts[r["source"]]
+        assert sorted(r["text"].split()) == sorted(source.split()) and r["text"] != source
+
+
+@pytest.mark.slow
+def test_teacher_sees_the_augmented_inputs_and_eval_is_untouched(run_tiny, monkeypatch, cache_dir):
+    from transformers import AutoTokenizer
+
+    from distillkit import cache
+    from distillkit.augment import offline
+    from distillkit.teachers import FrozenModel
+
+    seen = []
+    real = FrozenModel.outputs
+
+    def spy(self, batch, spec, training=True):
+        if training:
+            seen.extend(tuple(row[mask.bool()].tolist()) for row, mask in zip(batch["input_ids"],
+                                                                                batch["attention_mask"]))
+        return real(self, batch, spec, training)
+
+    monkeypatch.setattr(FrozenModel, "outputs", spy)
+    overrides = ["augmentation=synonym", "augmentation.synonym.p=0.5", "train.max_steps=-1", "train.epochs=1"]
+    results, out = run_tiny(overrides)
+    aug = results["augmentation"]
+    assert aug["options"] == ["synonym"] and aug["examples"] > 100 and aug["seconds"] >= 0
+    distill = results["stages"][-1]
+    assert distill["train_examples"] == 256 + aug["examples"] == aug["train_examples"]
+    assert results["task"]["eval_examples"] == 64 and results["task"]["train_examples"] == 256
+    cfg, plan = _plan(overrides, cache_dir)
+    entry = cache.entry_dir(plan.cache_root, "augmented",
+                            offline.entry_spec(cfg, plan, "synonym", list(plan.task.train["text"])))
+    tokenizer = AutoTokenizer.from_pretrained(out / "student")
+    encoded = {tuple(tokenizer(r["text"], truncation=True, max_length=48)["input_ids"]) for r in offline._read(entry)}
+    assert len(encoded) > 100 and len(encoded & set(seen)) == len(encoded)  # the teacher ran on every new text
+
+
+# ------------------------------------------------------------------------------------------ online options
+def _tiny_pair(tmp_path):
+    """A teacher and a student (no dropout), a tokenizer and a collated batch of 8 texts."""
+    from transformers import BertConfig, BertForSequenceClassification, DataCollatorWithPadding
+
+    from distillkit.data import train_wordpiece
+    from distillkit.synthetic import generate
+
+    texts = [r["text"] for r in generate(seed=0, n_train=64, n_eval=1, label_noise=0.0).train]
+    tokenizer = train_wordpiece(texts, 200, tmp_path / "tok")
+    make = lambda layers, seed: (torch.manual_seed(seed), BertForSequenceClassification(BertConfig(  # noqa: E731
+        vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
+        intermediate_size=32, num_labels=8, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        initializer_range=0.5)))[1]
+    enc = [dict(tokenizer(t), labels=i % 8) for i, t in enumerate(texts[:8])]
+    teacher, student = make(2, 0), make(1, 1)
+    with torch.no_grad():  # an untrained head gives near-uniform outputs: make the inputs matter
+        teacher.classifier.weight.mul_(100)
+    return teacher, student, tokenizer, DataCollatorWithPadding(tokenizer)(enc)
+
+
+def _trainer(student, teacher, tokenizer, tmp_path, overrides):
+    from transformers import TrainingArguments
+
+    from distillkit.augment.online import BatchAugmenter
+    from distillkit.config import KDMethodConfig
+    from distillkit.methods import build_objective
+    from distillkit.teachers import FrozenModel
+    from distillkit.trainer import DistillationTrainer
+
+    aug = validate(compose_config(overrides)).augmentation
+    args = TrainingArguments(output_dir=str(tmp_path / "t"), use_cpu=True, report_to="none")
+    return DistillationTrainer(model=student, args=args, objective=build_objective(KDMethodConfig()),
+                               source=FrozenModel(teacher), augment=BatchAugmenter(aug, tokenizer, seed=0))
+
+
+@pytest.mark.parametrize("option", ["mixup", "cutmix"])
+def test_mixing_nothing_is_plain_kd(option, tmp_path):
+    """share=0 (every λ = 1): the loss is the plain KD loss, through the embeddings path for mixup."""
+    teacher, student, tokenizer, batch = _tiny_pair(tmp_path)
+    trainer = _trainer(student, teacher, tokenizer, tmp_path, [f"augmentation={option}",
+                                                               f"augmentation.{option}.share=0"])
+    student.train()
+    mixed = trainer.compute_loss(student, batch)
+    trainer.augment = None
+    plain = trainer.compute_loss(student, batch)
+    assert torch.allclose(mixed, plain, atol=1e-6)
+
+
+def test_mixup_changes_the_loss_and_mixes_labels_by_lambda(tmp_path):
+    teacher, student, tokenizer, batch = _tiny_pair(tmp_path)
+    trainer = _trainer(student, teacher, tokenizer, tmp_path, ["augmentation=mixup", "augmentation.mixup.share=1"])
+    mixed = trainer.augment.mix(batch, torch.Generator().manual_seed(0))
+    lam = 1 - mixed.weight_other
+    assert ((lam >= 0.5) & (lam <= 1)).all() and (lam < 1).any() and "mix" in mixed.batch
+    student.train()
+    assert not torch.allclose(trainer.compute_loss(student, batch), (setattr(trainer, "augment", None),
+                                                                     trainer.compute_loss(student, batch))[1])
+
+
+def test_cutmix_target_weights_are_the_pasted_share(tmp_path):
+    teacher, student, tokenizer, batch = _tiny_pair(tmp_path)
+    trainer = _trainer(student, teacher, tokenizer, tmp_path, ["augmentation=cutmix", "augmentation.cutmix.share=1",
+                                                               "augmentation.cutmix.targets=mixed"])
+    mixed = trainer.augment.mix(batch, torch.Generator().manual_seed(3))
+    special = set(tokenizer.all_special_ids)
+    for i in range(len(batch["labels"])):
+        real = [j for j, (t, m) in enumerate(zip(batch["input_ids"][i], batch["attention_mask"][i]))
+                if m and int(t) not in special]
+        changed = sum(int(batch["input_ids"][i][j] != mixed.batch["input_ids"][i][j]) for j in real)
+        assert changed <= round(float(mixed.weight_other[i]) * len(real))  # a pasted token may equal the old one
+        assert math.isclose(float(mixed.weight_other[i]) * len(real), round(float(mixed.weight_other[i]) * len(real)),
+                            abs_tol=1e-4)
+
+
+def test_consistency_is_zero_when_the_view_is_the_input_and_the_student_is_the_teacher(tmp_path):
+    import copy
+
+    teacher, _, tokenizer, batch = _tiny_pair(tmp_path)
+    student = copy.deepcopy(teacher)
+    trainer = _trainer(student, teacher, tokenizer, tmp_path, ["augmentation=consistency",
+                                                               "augmentation.consistency.p=0",
+                                                               "augmentation.consistency.on_view=true"])
+    student.train()
+    generator = torch.Generator().manual_seed(0)
+    clean = teacher(**{k: batch[k] for k in ("input_ids", "attention_mask")}).logits
+    assert float(trainer._consistency(student, batch, clean, generator).detach()) == pytest.approx(0.0, abs=1e-6)
+    trainer.augment.consistency = dataclasses.replace(trainer.augment.consistency, p=0.5)
+    assert float(trainer._consistency(student, batch, clean, generator).detach()) > 1e-3
+
+
+# ------------------------------------------------------------------------------------------ end to end
+def _tiny_translation_models(tmp_path) -> Path:
+    """A tiny seq2seq model from a config with the embedded task's tokenizer (gibberish, but real generation)."""
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    from distillkit.data import train_wordpiece
+    from distillkit.synthetic import generate
+
+    out = tmp_path / "tiny-mt"
+    tokenizer = train_wordpiece([r["text"] for r in generate(0, 64, 1, 0.0).train], 120, out)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("[PAD]", "[CLS]", "[SEP]")}
+    config = BartConfig(vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1,
+                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+                        max_position_embeddings=128, pad_token_id=ids["[PAD]"], bos_token_id=ids["[CLS]"],
+                        eos_token_id=ids["[SEP]"], decoder_start_token_id=ids["[CLS]"], forced_eos_token_id=None)
+    torch.manual_seed(0)
+    BartForConditionalGeneration(config).save_pretrained(out)
+    return out
+
+
+@pytest.mark.slow
+def test_every_option_in_one_glob_sweep(tmp_path, cache_dir):
+    from .test_cli import cli
+
+    mt = _tiny_translation_models(tmp_path)
+    proc = cli(["distillkit", "-m", *TINY, f"cache_dir={cache_dir}", "augmentation=glob(*)", "train.max_steps=-1",
+                "train.epochs=1", "data.synthetic.n_train=64", "augmentation.mlm_replace.train_steps=20",
+                f"augmentation.back_translation.forward={mt}", f"augmentation.back_translation.backward={mt}",
+                "augmentation.back_translation.max_new_tokens=12", "hydra.sweep.dir=sweep"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = {}
+    for job in sorted((tmp_path / "sweep").glob("[0-9]*"), key=lambda p: int(p.name)):
+        results = json.loads((job / "results.json").read_text())
+        aug = results["augmentation"]
+        name = "+".join(aug["options"]) or "none"
+        distill = results["stages"][-1]
+        seen[name] = distill["train_examples"]
+        if aug["offline"]:
+            assert aug["examples"] > 0 and distill["train_examples"] == 64 + aug["examples"], name
+        if name == "consistency":
+            assert "consistency" in distill["final_loss_terms"]
+        assert results["task"]["eval_examples"] == 64 and results["student"]["accuracy"] is not None
+    assert set(seen) == set(OPTIONS) | {"none"}
