@@ -368,3 +368,19 @@ def test_every_option_in_one_glob_sweep(tmp_path, cache_dir):
             assert "consistency" in distill["final_loss_terms"]
         assert results["task"]["eval_examples"] == 64 and results["student"]["accuracy"] is not None
     assert set(seen) == set(OPTIONS) | {"none"}
+
+
+@pytest.mark.slow
+def test_benchmark_script_smoke(tmp_path):
+    """scripts/bench_augment.py with tiny settings: it runs and prints the accuracy and cost tables (so a
+    signature change cannot break it unnoticed)."""
+    import os
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "scripts/bench_augment.py", "--work", str(tmp_path), "--seeds", "1",
+                           "--quick", "--only", "small_kd"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    accuracy, cost = proc.stdout.split("student accuracy per configuration")[1].split("augmentation cost")
+    assert all(f"small_kd         kd           {a}" in accuracy for a in ("none", "synonym", "mixup"))
+    assert "× none's ms/step" in cost and "synonym" in cost
