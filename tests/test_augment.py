@@ -188,6 +188,28 @@ def test_offline_pool_provenance_labels_duplicates_and_cache(cache_dir, tmp_path
     assert [r["text"] for r in other.rows] != new_texts  # another seed, other new texts
 
 
+def test_new_examples_are_logged_beside_their_sources_and_sent_to_wandb_as_a_table(caplog):
+    import logging
+
+    from distillkit.augment.offline import IGNORE_INDEX, AugmentedSet, show
+
+    texts = ["the soup was bland .", "the film was gripping .", "the hotel was noisy ."]
+    rows = [{"text": "the soup was stale .", "label": 1, "source": 0, "how": "synonym"},
+            {"text": "the movie was gripping .", "label": 2, "source": 1, "how": "synonym"},
+            {"text": "the hotel was crowded .", "label": IGNORE_INDEX, "source": 2, "how": "mlm_replace"}]
+    logged = []
+    run = type("Run", (), {"log": lambda self, data: logged.append(data)})()
+    with caplog.at_level(logging.INFO, logger="distillkit"):
+        show(AugmentedSet(rows, 0.1), texts, 2, run)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("augmentation example")]
+    assert len(lines) == 2 and {"(synonym, label 1)", "(mlm_replace, teacher only)"} <= {
+        line.split(":")[0].replace("augmentation example ", "") for line in lines}
+    assert "source: the hotel was noisy ." in "".join(lines) and "new:    the hotel was crowded ." in "".join(lines)
+    table = logged[0]["augmentation/examples"]
+    assert table.columns == ["option", "source_index", "source", "augmented", "label"] and len(table.data) == 3
+    assert table.data[2] == ["mlm_replace", 2, "the hotel was noisy .", "the hotel was crowded .", IGNORE_INDEX]
+
+
 def test_sentence_shuffle_on_the_multi_sentence_mode(cache_dir):
     from distillkit.augment import offline
 
