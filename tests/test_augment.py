@@ -122,6 +122,35 @@ def test_missing_wordnet_stops_the_plan_with_the_install_command(cache_dir, tmp_
         assert info.value.key == f"augmentation.{option}.source" and "nltk" in str(info.value)
 
 
+def _wordnet_available() -> bool:
+    try:
+        from distillkit.augment.wordnet import check_wordnet
+
+        check_wordnet("x")
+        return True
+    except ConfigError:
+        return False
+
+
+@pytest.mark.skipif(not _wordnet_available(), reason="nltk or its WordNet corpus is not installed")
+def test_real_text_gets_wordnet_synonyms(cache_dir, tmp_path, monkeypatch):
+    """data=local: source=auto means WordNet; the new texts differ from their sources only in replaced words."""
+    from distillkit.augment import offline
+
+    monkeypatch.chdir(tmp_path)
+    rows = ["The movie was a wonderful surprise.", "I did not enjoy the soup at all.",
+            "Our hotel room was small but clean.", "This album is a masterpiece of modern music."] * 5
+    (tmp_path / "x.csv").write_text("text,label\n" + "".join(f"{t},{i % 2}\n" for i, t in enumerate(rows)))
+    cfg, plan = _plan(["augmentation=synonym", "augmentation.synonym.p=0.5", "data=local", "data.train_file=x.csv",
+                       "data.eval_file=x.csv"], cache_dir)
+    made = offline.build(cfg, plan).rows
+    assert made and all(len(r["text"].split()) >= len(rows[r["source"]].split()) for r in made)
+    for r in made:
+        source = rows[r["source"]].split()
+        assert "not" in r["text"].split() or "not" not in source  # negations stay
+    assert any("film" in r["text"].lower() or "picture" in r["text"].lower() for r in made if r["source"] % 4 == 0)
+
+
 def test_mixup_refuses_a_model_without_reachable_input_embeddings(cache_dir, monkeypatch):
     from transformers import AutoModelForSequenceClassification
 
