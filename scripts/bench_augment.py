@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from bench_common import run_sweep
 
 KD_OPTIONS = "none,synonym,token_perturbation,mlm_replace,teacher_pseudo_data,consistency,mixup,cutmix"
 SMALL = ["data.max_train_samples=800"]
@@ -54,13 +54,7 @@ FAST_REPORT = ["eval.repeats=1", "eval.latency_batches=2", "eval.throughput_batc
 
 def run_group(work: Path, name: str, seeds: str, quick: bool) -> float:
     args = (QUICK_GROUPS.get(name, GROUPS[name]) if quick else GROUPS[name]) + (QUICK if quick else FAST_REPORT)
-    cmd = [sys.executable, "-m", "distillkit", "-m", *args, f"seed={seeds}", "logger=none",
-           f"cache_dir={work / 'cache'}", f"hydra.sweep.dir={work / name}"]
-    print("$ " + " ".join(cmd), flush=True)
-    started = time.time()
-    subprocess.run(cmd, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
-                   stdout=subprocess.DEVNULL)
-    return time.time() - started
+    return run_sweep(work, name, args, seeds)
 
 
 def _runs(work: Path) -> dict:

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from bench_common import run_sweep
 
 GROUPS = {
     "baseline": ["method=none,kd"],
@@ -44,13 +44,7 @@ QUICK_GROUPS = {"takd": ["method=takd", "student=bert-2l", "method.assistants=[3
 
 def run_group(work: Path, name: str, seeds: str, quick: bool) -> float:
     args = (QUICK_GROUPS.get(name, GROUPS[name]) if quick else GROUPS[name]) + (QUICK if quick else [])
-    cmd = [sys.executable, "-m", "distillkit", "-m", *args, f"seed={seeds}", "logger=none",
-           f"cache_dir={work / 'cache'}", f"hydra.sweep.dir={work / name}"]
-    print("$ " + " ".join(cmd), flush=True)
-    started = time.time()
-    subprocess.run(cmd, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
-                   stdout=subprocess.DEVNULL)
-    return time.time() - started
+    return run_sweep(work, name, args, seeds)
 
 
 def step_costs(work: Path) -> str:

@@ -94,6 +94,9 @@ def test_settings_of_an_unselected_option_are_refused_before_hydra_starts():
     (["method=tinybert", "augmentation=mixup", "augmentation.mixup.targets=mixed"], "augmentation.mixup.targets",
      "hidden states"),
     (["augmentation=back_translation"], "augmentation.back_translation.forward", "HF_HUB_OFFLINE"),
+    (["teacher=none", "method=born_again", "method.gen0=labels", "augmentation=teacher_pseudo_data",
+      "augmentation.teacher_pseudo_data.min_confidence=0.5"], "augmentation.teacher_pseudo_data.min_confidence",
+     "no teacher"),
     (["augmentation=mlm_replace", "augmentation.mlm_replace.model=/no/such/mlm"], "augmentation.mlm_replace.model",
      "/no/such/mlm"),
     (["augmentation=mlm_replace", "data=local", "data.train_file=x.csv", "data.eval_file=x.csv"],
@@ -285,6 +288,40 @@ def test_teacher_sees_the_augmented_inputs_and_eval_is_untouched(run_tiny, monke
     assert len(encoded) > 100 and len(encoded & set(seen)) == len(encoded)  # the teacher ran on every new text
 
 
+@pytest.mark.slow
+def test_self_distillation_on_augmented_data_each_stage_sees_what_it_can_use(run_tiny):
+    """The seed recipe (augment, then self-distil): born-again's gen0 learns from labels, so it gets the new
+    examples that keep a label; gen1 learns from gen0, so it also gets the teacher-only ones."""
+    results, _ = run_tiny(["teacher=none", "method=born_again", "method.generations=1", "method.gen0=labels",
+                           "augmentation=[synonym,teacher_pseudo_data]", "train.max_steps=2"])
+    aug = results["augmentation"]
+    by_name = {s["name"]: s for s in results["stages"]}
+    assert aug["with_labels"] == aug["kept"]["synonym"] and 0 < aug["with_labels"] < aug["examples"]
+    assert by_name["gen0"]["train_examples"] == 256 + aug["with_labels"]
+    assert by_name["gen1"]["train_examples"] == 256 + aug["examples"]
+
+
+def test_mlm_replace_uses_the_teachers_own_mlm_head_when_it_has_one(tmp_path):
+    from types import SimpleNamespace
+
+    from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification
+
+    from distillkit.augment.ops import resolve_mlm
+
+    config = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
+                        intermediate_size=16)
+    BertForMaskedLM(config).save_pretrained(tmp_path / "with-head")
+    BertForSequenceClassification(config).save_pretrained(tmp_path / "classifier")
+    cfg = lambda path, source="local": SimpleNamespace(  # noqa: E731
+        teacher=SimpleNamespace(path=str(path), revision=None), data=SimpleNamespace(source=source, name=source))
+    assert resolve_mlm("auto", None, cfg(tmp_path / "with-head"), "k") == "teacher"
+    assert resolve_mlm("auto", None, cfg(tmp_path / "classifier", "synthetic"), "k") == "embedded"
+    with pytest.raises(ConfigError) as info:
+        resolve_mlm("teacher", None, cfg(tmp_path / "classifier", "synthetic"), "k")
+    assert "no MLM head" in str(info.value) and "bert-base-uncased" in info.value.fix
+    assert resolve_mlm("/some/mlm", None, cfg(tmp_path / "classifier"), "k") == "/some/mlm"
+
+
 # ------------------------------------------------------------------------------------------ online options
 def _tiny_pair(tmp_path):
     """A teacher and a student (no dropout), a tokenizer and a collated batch of 8 texts."""
@@ -319,6 +356,25 @@ def _trainer(student, teacher, tokenizer, tmp_path, overrides):
     args = TrainingArguments(output_dir=str(tmp_path / "t"), use_cpu=True, report_to="none")
     return DistillationTrainer(model=student, args=args, objective=build_objective(KDMethodConfig()),
                                source=FrozenModel(teacher), augment=BatchAugmenter(aug, tokenizer, seed=0))
+
+
+def test_pseudo_data_keeps_the_inputs_the_teacher_is_confident_about(tmp_path):
+    from distillkit.augment.offline import IGNORE_INDEX, AugmentedSet, filter_confident
+    from distillkit.synthetic import generate
+
+    teacher, _, tokenizer, _ = _tiny_pair(tmp_path)
+    texts = [r["text"] for r in generate(seed=1, n_train=40, n_eval=1, label_noise=0.0).train]
+    rows = [{"text": t, "label": IGNORE_INDEX, "source": i, "how": "teacher_pseudo_data"} for i, t in enumerate(texts)]
+    rows.append({"text": "kept whatever", "label": 3, "source": 0, "how": "synonym"})
+    with torch.no_grad():
+        enc = tokenizer(texts, padding=True, return_tensors="pt")
+        confidence = teacher(**enc).logits.softmax(-1).amax(-1)
+    threshold = float(confidence.median())
+    pool = AugmentedSet(list(rows), 0.0)
+    filter_confident(pool, threshold, teacher, tokenizer, 64, "cpu", batch_size=7)
+    expected = {t for t, c in zip(texts, confidence.tolist()) if c >= threshold}
+    assert {r["text"] for r in pool.rows if r["how"] == "teacher_pseudo_data"} == expected
+    assert pool.filtered == len(texts) - len(expected) > 0 and pool.rows[-1]["how"] == "synonym"
 
 
 @pytest.mark.parametrize("option", ["mixup", "cutmix"])

@@ -17,6 +17,10 @@ def check(cfg, plan) -> None:
         if aug.get(name):
             _check_synonyms(cfg, getattr(aug, name).source, f"augmentation.{name}.source")
     pseudo = aug.get("teacher_pseudo_data")
+    require(pseudo is None or pseudo.min_confidence == 0 or cfg.teacher.name != "none",
+            "augmentation.teacher_pseudo_data.min_confidence", pseudo.min_confidence if pseudo else None,
+            "filters the new inputs by the run's teacher's confidence, and this run has no teacher (teacher=none).",
+            "use 0 (keep every input), or pick a teacher.")
     if pseudo is not None and pseudo.source == "augment":
         _check_synonyms(cfg, "auto", "augmentation.teacher_pseudo_data.source")
     if aug.get("mlm_replace") or (pseudo is not None and pseudo.source == "mlm"):

@@ -92,7 +92,7 @@ def _norm(text: str, pair: str | None = None) -> tuple:
 
 
 def _rows(task, made: list[dict], name: str, keep_labels: bool) -> list[dict]:
-    labels, pairs = task.train["label"], _pairs(task)
+    labels, pairs = list(task.train["label"]), _pairs(task)
     rows = []
     for m in made:
         row = {"text": m["text"], "label": labels[m["source"]] if keep_labels else IGNORE_INDEX,
