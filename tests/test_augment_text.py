@@ -79,6 +79,16 @@ def test_synonym_replace_p0_is_identity_and_p1_changes_every_eligible_word():
         assert word not in changed.split()
 
 
+def test_synonym_replace_changes_at_least_one_word_even_at_a_small_p():
+    """EDA replaces max(1, p·words): at p = 0.01 a sentence with eligible words still changes, in one word."""
+    for seed in range(20):
+        out = synonym_replace(TEXT, random.Random(seed), 0.01, table_synonyms).split()
+        assert sum(a != b for a, b in zip(TEXT.split(), out)) >= 1
+    plain = [synonym_replace(TEXT, random.Random(s), 0.01, table_synonyms, at_least_one=False) for s in range(20)]
+    assert plain.count(TEXT) >= 15  # without the rule most copies would be the sentence itself
+    assert synonym_replace("the of and", random.Random(0), 0.5, table_synonyms) == "the of and"  # nothing eligible
+
+
 def test_synonym_replace_is_deterministic_per_seed():
     texts = [f"{TEXT} {TEXT} the movie was good" for _ in range(5)]
     a = [synonym_replace(t, random.Random(i), 0.5, table_synonyms) for i, t in enumerate(texts)]

@@ -27,7 +27,7 @@ from distillkit.augment_config import AugmentationConfig
 
 log = logging.getLogger("distillkit")
 IGNORE_INDEX = -100
-FORMAT = 1  # bump when an op's output for the same settings changes
+FORMAT = 2  # bump when an op's output for the same settings changes (2: synonym replaces at least one word)
 
 
 @dataclass

@@ -107,17 +107,18 @@ def _word_count(tokens: list[str]) -> int:
 
 
 # ------------------------------------------------------------------------------------------- EDA ops
-def synonym_replace(text: str, rng: random.Random, p: float, synonyms: Synonyms) -> str:
+def synonym_replace(text: str, rng: random.Random, p: float, synonyms: Synonyms, at_least_one: bool = True) -> str:
     """EDA synonym replacement: each word that is no stop-word or negation and has synonyms is replaced, with
     probability ``p`` and independently of the others, by ``rng.choice`` of its synonyms (which may be several
-    words, e.g. "a bit")."""
-    out = []
-    for token in text.split():
-        options = _candidates(_key(token), synonyms)
-        if options and rng.random() < p:
-            token = _replace(token, rng.choice(options))
-        out.append(token)
-    return " ".join(out)
+    words, e.g. "a bit"). ``at_least_one`` (with p > 0): when no word was drawn, one eligible word is replaced
+    anyway, as EDA replaces max(1, p·words), so a copy is rarely the unchanged sentence."""
+    tokens = text.split()
+    options = [_candidates(_key(token), synonyms) for token in tokens]
+    drawn = [bool(o) and rng.random() < p for o in options]
+    eligible = [i for i, o in enumerate(options) if o]
+    if at_least_one and p > 0 and eligible and not any(drawn):
+        drawn[rng.choice(eligible)] = True
+    return " ".join(_replace(t, rng.choice(o)) if d else t for t, o, d in zip(tokens, options, drawn))
 
 
 def _delete(tokens: list[str], rng: random.Random, rate: float) -> list[str]:
