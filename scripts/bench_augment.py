@@ -5,7 +5,8 @@ set and with a tenth of it (augmentation should matter most when data is scarce)
     python scripts/bench_augment.py --work bench-aug --seeds 1,2,3 --only small_kd   # some groups
     python scripts/bench_augment.py --work bench-aug --report                       # re-print from finished runs
 
-Each group is one distillkit sweep (its own directory under --work): kd alone and kd + each option; tinybert with
+Each group is one distillkit sweep (its own directory under --work): kd alone and kd + each option (and kd alone
+for 6 epochs: the optimizer steps of an offline option that doubles the training set); tinybert with
 and without mlm_replace (TinyBERT's own recipe); ema_teacher (self-distillation, no teacher) with and without
 synonym augmentation; sentence_shuffle on the multi-sentence mode. Groups named ``small_*`` use 10 % of the
 training set (``data.max_train_samples=800``; the teacher is prepared on the same 800). Then
@@ -33,11 +34,18 @@ KD_OPTIONS = "none,synonym,token_perturbation,mlm_replace,teacher_pseudo_data,co
 SMALL = ["data.max_train_samples=800"]
 GROUPS = {
     "small_kd": ["method=kd", f"augmentation={KD_OPTIONS}", *SMALL],
+    # the same optimizer steps as an offline option that doubles the data: 6 epochs instead of 3
+    "small_kd_budget": ["method=kd", "augmentation=none", "train.epochs=6", *SMALL],
+    # the online options with that longer budget too: do they need a student trained longer to pay?
+    "small_online_6ep": ["method=kd", "augmentation=mixup,cutmix,consistency", "train.epochs=6", *SMALL],
     "small_tinybert": ["method=tinybert", "augmentation=none,mlm_replace", *SMALL],
     "small_self": ["method=ema_teacher", "teacher=none", "augmentation=none,synonym", *SMALL],
     "small_shuffle": ["method=kd", "augmentation=none,sentence_shuffle", "data.synthetic.sentences=3",
                       "data.max_length=128", *SMALL],
+    "small_shuffle_budget": ["method=kd", "augmentation=none", "train.epochs=6", "data.synthetic.sentences=3",
+                             "data.max_length=128", *SMALL],
     "full_kd": ["method=kd", f"augmentation={KD_OPTIONS}"],
+    "full_kd_budget": ["method=kd", "augmentation=none", "train.epochs=6"],
     "full_tinybert": ["method=tinybert", "augmentation=none,mlm_replace"],
     "full_self": ["method=ema_teacher", "teacher=none", "augmentation=none,synonym"],
 }
@@ -71,14 +79,14 @@ def _runs(work: Path) -> dict:
 def accuracy_table(work: Path) -> str:
     """Student accuracy per configuration (mean ± std over seeds), and its gain over the group's plain run."""
     runs = _runs(work)
-    lines = ["group            method       augmentation          seeds   accuracy          vs none    train ex."]
+    lines = ["group                 method       augmentation          seeds   accuracy          vs none    train ex."]
     for (group, method, aug), docs in sorted(runs.items()):
         accs = [d["student"]["accuracy"] for d in docs]
         base = runs.get((group, method, "none"))
         gain = (statistics.mean(accs) - statistics.mean(d["student"]["accuracy"] for d in base)) if base else None
         std = statistics.stdev(accs) if len(accs) > 1 else 0.0
         examples = docs[0]["stages"][-1]["train_examples"]
-        lines.append(f"{group:<16} {method:<12} {aug:<21} {len(accs):>5}   {statistics.mean(accs):.4f} ± {std:.4f}"
+        lines.append(f"{group:<21} {method:<12} {aug:<21} {len(accs):>5}   {statistics.mean(accs):.4f} ± {std:.4f}"
                      f"   {'' if gain is None else f'{gain:+.4f}':>7}   {examples:>8}")
     return "\n".join(lines)
 
@@ -86,7 +94,7 @@ def accuracy_table(work: Path) -> str:
 def cost_table(work: Path) -> str:
     """Offline augmentation wall time (when made, not read from the cache) and training ms/step against none."""
     runs = _runs(work)
-    lines = ["group            method       augmentation          made in s   ms/step   × none's ms/step"]
+    lines = ["group                 method       augmentation          made in s   ms/step   × none's ms/step"]
 
     def per_step(docs):
         values = []
@@ -103,7 +111,7 @@ def cost_table(work: Path) -> str:
         ms, base = per_step(docs), per_step(runs.get((group, method, "none"), []))
         ratio = f"{ms / base:.2f}" if ms and base else "-"
         made_s = f"{statistics.median(made):.1f}" if made else "-"
-        lines.append(f"{group:<16} {method:<12} {aug:<21} {made_s:>9}   {ms or 0:>7.1f}   {ratio}")
+        lines.append(f"{group:<21} {method:<12} {aug:<21} {made_s:>9}   {ms or 0:>7.1f}   {ratio}")
     return "\n".join(lines)
 
 

@@ -489,5 +489,5 @@ def test_benchmark_script_smoke(tmp_path):
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     accuracy, cost = proc.stdout.split("student accuracy per configuration")[1].split("augmentation cost")
-    assert all(f"small_kd         kd           {a}" in accuracy for a in ("none", "synonym", "mixup"))
+    assert all(f"small_kd              kd           {a}" in accuracy for a in ("none", "synonym", "mixup"))
     assert "× none's ms/step" in cost and "synonym" in cost
