@@ -106,18 +106,19 @@ class DistillationTrainer(Trainer):
         return (loss, student) if return_outputs else loss
 
     def _consistency(self, model, inputs: dict, clean_logits, generator) -> torch.Tensor:
-        """T²·KL(p_t(x) ‖ p_s(x′)) on a noised view x′ (+ the same against the teacher on x′ with on_view)."""
+        """T²·KL(p_t(x) ‖ p_s(x′)) on a noised view x′ (+ the same against the teacher on x′ with on_view). The extra
+        teacher calls pass training=False: a stateful source (EMA centering) updates once per batch, not per call."""
         from distillkit.augment.mixing import consistency_kl
         from distillkit.features import FeatureSpec
 
         opts = self.augment.consistency
         if clean_logits is None:  # the teacher ran on a mixed batch: run it on the clean one
-            clean_logits = self.source.outputs(inputs, FeatureSpec(), training=True).logits
+            clean_logits = self.source.outputs(inputs, FeatureSpec(), training=False).logits
         view = self.augment.view(inputs, generator)
         student_view = forward_features(model, view, FeatureSpec()).logits
         term = consistency_kl(clean_logits, student_view, opts.temperature)
         if opts.on_view:
-            teacher_view = self.source.outputs(view, FeatureSpec(), training=True).logits
+            teacher_view = self.source.outputs(view, FeatureSpec(), training=False).logits
             term = term + consistency_kl(teacher_view, student_view, opts.temperature)
         return term
 

@@ -46,6 +46,7 @@ GROUPS = {
                              "data.max_length=128", *SMALL],
     "full_kd": ["method=kd", f"augmentation={KD_OPTIONS}"],
     "full_kd_budget": ["method=kd", "augmentation=none", "train.epochs=6"],
+    "full_online_6ep": ["method=kd", "augmentation=consistency,cutmix", "train.epochs=6"],
     "full_tinybert": ["method=tinybert", "augmentation=none,mlm_replace"],
     "full_self": ["method=ema_teacher", "teacher=none", "augmentation=none,synonym"],
 }
