@@ -3,8 +3,8 @@
 ``compute_loss`` asks the stage's teacher source (``distillkit/teachers.py``) for the teacher's features
 when the objective reads a teacher, runs the student with the features the objective asks for, and sums
 the objective's weighted terms. Online augmentation (``distillkit/augment/online.py``: mixup, cutmix,
-consistency) changes the training batch the two models see and adds its own term, in this one place. Each term's unweighted value is averaged over the logging window and
-logged under ``loss/<name>``. Objectives never subclass the trainer; the per-step data flow is the same
+consistency) changes the training batch the two models see and adds its own term, in this one place. Each
+term's unweighted value is averaged over the logging window and logged under ``loss/<name>``. Objectives never subclass the trainer; the per-step data flow is the same
 for all of them. The source's hooks run after every optimizer step and epoch (``SourceCallback``) and its
 state is saved with every checkpoint (``teacher_source.pt``) and restored on resume.
 
@@ -81,17 +81,7 @@ class DistillationTrainer(Trainer):
         mixed = augment.mix(inputs, generator) if augment is not None else None
         batch = mixed.batch if mixed is not None else inputs
         student = forward_features(model, batch, self.objective.student_features)
-        teacher = clean_logits = None
-        if self.source is not None:
-            on_mixed = mixed is not None and mixed.targets == "teacher"
-            teacher = self.source.outputs(batch if on_mixed else inputs, self.objective.teacher_features,
-                                          training=model.training)
-            if teacher is not None and mixed is not None and not on_mixed:
-                clean_logits = teacher.logits
-                teacher = dataclasses.replace(teacher, logits=mix_logits(teacher.logits, mixed.weight_other,
-                                                                         mixed.perm))
-            elif teacher is not None and mixed is None:
-                clean_logits = teacher.logits
+        teacher, clean_logits = self._teacher(inputs, mixed, model.training)
         label_mix = (mixed.weight_other, mixed.perm) if mixed is not None else None
         loss, terms = self.objective(LossInputs(student, teacher, inputs["labels"], batch["attention_mask"],
                                                 self.objective.adapters, batch, label_mix))
@@ -104,6 +94,22 @@ class DistillationTrainer(Trainer):
                 self._term_sums[name] += value.float()
             self._term_count += 1
         return (loss, student) if return_outputs else loss
+
+    def _teacher(self, inputs: dict, mixed, training: bool):
+        """The teacher's features for the loss, and its logits on the clean batch when it ran on it (else None).
+        On a mixed batch it runs on the mixed input (targets=teacher), or on the clean one with its soft targets
+        mixed as the inputs were (targets=mixed)."""
+        if self.source is None:
+            return None, None
+        clean = mixed is None or mixed.targets == "mixed"
+        teacher = self.source.outputs(inputs if clean else mixed.batch, self.objective.teacher_features,
+                                      training=training)
+        if teacher is None or not clean:
+            return teacher, None
+        if mixed is None:
+            return teacher, teacher.logits
+        return dataclasses.replace(teacher, logits=mix_logits(teacher.logits, mixed.weight_other, mixed.perm)), \
+            teacher.logits
 
     def _consistency(self, model, inputs: dict, clean_logits, generator) -> torch.Tensor:
         """T²·KL(p_t(x) ‖ p_s(x′)) on a noised view x′ (+ the same against the teacher on x′ with on_view). The extra

@@ -377,12 +377,15 @@ def test_pseudo_data_keeps_the_inputs_the_teacher_is_confident_about(tmp_path):
     assert pool.filtered == len(texts) - len(expected) > 0 and pool.rows[-1]["how"] == "synonym"
 
 
+@pytest.mark.parametrize("targets", ["teacher", "mixed"])
 @pytest.mark.parametrize("option", ["mixup", "cutmix"])
-def test_mixing_nothing_is_plain_kd(option, tmp_path):
-    """share=0 (every λ = 1): the loss is the plain KD loss, through the embeddings path for mixup."""
+def test_mixing_nothing_is_plain_kd(option, targets, tmp_path):
+    """share=0 (every λ = 1): the loss is the plain KD loss, through the embeddings path for mixup, and through
+    the mixed soft targets (log-probabilities, a shift of the logits) for targets=mixed."""
     teacher, student, tokenizer, batch = _tiny_pair(tmp_path)
     trainer = _trainer(student, teacher, tokenizer, tmp_path, [f"augmentation={option}",
-                                                               f"augmentation.{option}.share=0"])
+                                                               f"augmentation.{option}.share=0",
+                                                               f"augmentation.{option}.targets={targets}"])
     student.train()
     mixed = trainer.compute_loss(student, batch)
     trainer.augment = None
