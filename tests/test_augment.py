@@ -494,3 +494,20 @@ def test_benchmark_script_smoke(tmp_path):
     accuracy, cost = proc.stdout.split("student accuracy per configuration")[1].split("augmentation cost")
     assert all(f"small_kd              kd           {a}" in accuracy for a in ("none", "synonym", "mixup"))
     assert "× none's ms/step" in cost and "synonym" in cost
+
+
+@pytest.mark.slow
+def test_an_interrupted_augmented_run_resumes_on_the_same_examples(run_tiny, tmp_path, monkeypatch):
+    """Killed after 4 steps of distill (checkpoints at 3 and 4), resumed: the pool comes back from the cache,
+    the same size, and the stage continues from its checkpoint to its full step count with mixup still on."""
+    from .test_end_to_end import _interrupt
+
+    out = tmp_path / "aug"
+    overrides = ["augmentation=[synonym,mixup]"]
+    _interrupt(run_tiny, monkeypatch, overrides, out, "distill")
+    assert (out / "checkpoints" / "distill" / "checkpoint-4").is_dir() and not (out / "results.json").exists()
+    results, _ = run_tiny(overrides, out=out, resume=True)
+    aug, distill = results["augmentation"], results["stages"][-1]
+    assert aug["from_cache"] == {"synonym": True} and aug["examples"] > 100
+    assert distill["resumed_from"].endswith("checkpoint-4") and distill["steps"] == 6
+    assert distill["train_examples"] == 256 + aug["examples"]
