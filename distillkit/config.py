@@ -75,8 +75,17 @@ class TeacherConfig:
     prepare_batch_size: int = 32
     revision: Optional[str] = None
     trust_remote_code: bool = False
+    # The teacher's outputs computed once per training example, stored content-addressed, served by index
+    # (distillkit/teacher_cache.py): auto (stages whose teacher is frozen and inputs fixed, within the budget)
+    # | always (refuse a run where a stage cannot be cached) | never.
+    cache_outputs: str = "auto"
+    cache_budget_gb: float = 8.0  # auto: the largest entry it makes (hidden states and attention maps grow fast)
+    cache_precision: str = "fp16"  # of the cached features (logits are always float32): fp16 | bf16 | fp32
 
     def __post_init__(self):
+        one_of("teacher.cache_outputs", self.cache_outputs, ["auto", "always", "never"])
+        one_of("teacher.cache_precision", self.cache_precision, ["fp16", "bf16", "fp32"])
+        _positive("teacher.cache_budget_gb", self.cache_budget_gb)
         require((self.path is None) != (self.arch is None), "teacher.path", self.path,
                 "and teacher.arch are both set or both empty." if self.path else "is empty and there is no teacher.arch.",
                 "give exactly one: a hub id / local directory in teacher.path, or an architecture in teacher.arch.")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from distillkit import cache, models
+from distillkit import cache, models, teacher_cache
 from distillkit.augment import checks as augment_checks
 from distillkit.config import RunConfig, StudentConfig
 from distillkit.errors import require
@@ -103,7 +103,8 @@ def _teacher_spec(cfg: RunConfig, plan: "Plan", stage) -> dict:
     args = training_arguments(cfg, stage, plan.cache_root / "unused", plan.use_cpu).to_dict()
     recipe = {k: v for k, v in args.items() if not k.startswith(_NOT_RECIPE)}
     return {
-        "teacher": {k: v for k, v in dataclasses.asdict(cfg.teacher).items() if k != "name"},
+        "teacher": {k: v for k, v in dataclasses.asdict(cfg.teacher).items()
+                    if k != "name" and not k.startswith("cache_")},  # how its outputs are cached is no part of it
         "data": _data_spec(cfg, plan.cache_root),
         "labels": plan.task.label_names,
         "tokenizer": cache.entry_key(plan.tokenizer.get_vocab()),
@@ -193,6 +194,7 @@ def make_plan(cfg: RunConfig) -> Plan:
     prepare = not no_teacher and (cfg.teacher.prepare == "always" or (cfg.teacher.prepare == "auto" and not head_fitted))
     dims = Dims.from_configs(s_config, t_config, len(task.train), cfg.pair.layer_map, layers)
     stages = plan_stages(cfg, prepare, dims)
+    teacher_cache.check(cfg, stages)
     if prepare:
         stages[0].budget.batch_size, stages[0].budget.accumulation_steps = _prepare_batching(cfg)
     plan = Plan(task, tokenizer, None if no_teacher else t_config, s_config, layers, prepare, stages, use_cpu,

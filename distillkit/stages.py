@@ -226,6 +226,7 @@ def run_stage(stage: Stage, ws) -> dict:
     resume, and the run's models, sources and data views. With ``eval.every`` the stage is evaluated as it
     trains; with ``eval.keep=best`` it ends on its best checkpoint. Raises ``TrainingDiverged`` on a
     non-finite loss or gradient norm (see ``train.nonfinite_patience``)."""
+    from distillkit import teacher_cache
     from distillkit.trainer import DistillationTrainer, NonFiniteGuard, classification_metrics_fn
 
     cfg = ws.cfg
@@ -233,6 +234,10 @@ def run_stage(stage: Stage, ws) -> dict:
     ckpt_dir = ws.run_dir / "checkpoints" / stage.name
     evaluated = evaluates(cfg, stage) and ws.eval_set is not None
     args = training_arguments(cfg, stage, ckpt_dir, ws.use_cpu, evaluated)
+    augment = batch_augmenter(cfg, stage, ws)
+    # args.device first: it joins the process group, which a sharded cache build needs
+    source, train_set, cached = teacher_cache.prepare(stage, source, train_set, ws, args.device,
+                                                      cfg.hardware.eval_batch_size)
     guard = NonFiniteGuard(stage.name, cfg.train.nonfinite_patience, divergence_fix(cfg, stage),
                            ignore_grad_norm=cfg.hardware.precision == "fp16")
     trainer = DistillationTrainer(
@@ -240,7 +245,7 @@ def run_stage(stage: Stage, ws) -> dict:
         eval_dataset=ws.eval_set if evaluated else None,
         compute_metrics=classification_metrics_fn(model.config.num_labels) if evaluated else None,
         objective=stage.objective, source=source, layer_learning_rate=stage.budget.layer_learning_rate,
-        warmup_ratio=cfg.train.warmup_ratio, guard=guard, augment=batch_augmenter(cfg, stage, ws),
+        warmup_ratio=cfg.train.warmup_ratio, guard=guard, augment=augment,
         callbacks=_callbacks(cfg, stage, ws.run_dir, ws.wandb_run if args.should_save else None, evaluated),
     )
     checkpoint = last_checkpoint(ckpt_dir) if ws.resume else None
@@ -261,7 +266,12 @@ def run_stage(stage: Stage, ws) -> dict:
     if best:
         log.info("[%s] ends on its best checkpoint: step %d, eval accuracy %.4f", stage.name, best["step"],
                  best["accuracy"])
-    return _record(stage, trainer, output, train_set, time.time() - started, checkpoint, best, evaluated, source)
+    record = _record(stage, trainer, output, train_set, time.time() - started, checkpoint, best, evaluated, source)
+    if cached is not None:
+        if cached["used"]:
+            cached["saved_s"] = source.saved_s(cached["build_s"])
+        record["teacher_cache"] = cached
+    return record
 
 
 def batch_augmenter(cfg: RunConfig, stage: Stage, ws):
@@ -272,14 +282,21 @@ def batch_augmenter(cfg: RunConfig, stage: Stage, ws):
     from distillkit.augment.online import BatchAugmenter
 
     aug = cfg.augmentation
-    consistency = stage.teacher is not None and stage.objective.reads_logits
-    wanted = [name for name in aug.online if name != "consistency" or consistency]
-    if stage.trains_teacher or not wanted:
+    wanted = online_options(cfg, stage)
+    if not wanted:
         return None
     augmenter = BatchAugmenter(aug, ws.tokenizer, seed_of(aug, stage.budget.seed), int(os.environ.get("RANK", 0)))
-    if not consistency:
+    if "consistency" not in wanted:
         augmenter.consistency = None
     return augmenter
+
+
+def online_options(cfg: RunConfig, stage: Stage) -> list[str]:
+    """The online augmentation options that reach ``stage`` (see ``batch_augmenter``)."""
+    if stage.trains_teacher:
+        return []
+    consistency = stage.teacher is not None and stage.objective.reads_logits
+    return [name for name in cfg.augmentation.online if name != "consistency" or consistency]
 
 
 def _callbacks(cfg: RunConfig, stage: Stage, run_dir: Path, wandb_run, evaluated: bool) -> list:
