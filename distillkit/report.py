@@ -66,6 +66,9 @@ def summary_for_wandb(results: dict) -> dict:
     for stage in results.get("stages", []):
         for key, value in (stage.get("eval") or {}).items():
             flat[f"stages/{stage['name']}/{key}"] = value
+        for key in ("used", "built", "size_bytes", "saved_s"):
+            if key in (stage.get("teacher_cache") or {}):
+                flat[f"stages/{stage['name']}/teacher_cache_{key}"] = stage["teacher_cache"][key]
     return flat
 
 

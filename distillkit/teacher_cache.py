@@ -16,44 +16,40 @@ difference; a value beyond fp16's range makes the stage run online instead, and 
 stored (padding is masked out of every loss), each example's tokens at its offset; served, they are placed at
 the batch's real positions and the padding is zero.
 
-The entry's key (``spec.json``) is everything that determines the outputs: a digest of the teacher's weights
-(each member's, for an ensemble), a digest of the stage's data view exactly as the teacher sees it (token ids,
-attention masks, token types, row by row: the data, its tokenisation, the view and any offline augmented copies
-are all in it), the feature spec, the precision, the attention implementation and the format. It lives under
-``<cache>/teacher_outputs/<key>``, made in a temporary directory and renamed when complete, under the entry's
-file lock: of several jobs of a sweep, one builds and the others wait and reuse it. Under DDP the build is
-sharded (each process computes its share of the batches into the same files) and each process then reads only
-the rows of its own shard.
+The entry (``distillkit/output_store.py``) is keyed by everything that determines the outputs: a digest of
+the teacher's weights (each member's, for an ensemble), a digest of the stage's data view exactly as the teacher
+sees it (token ids, attention masks, token types, row by row: the data, its tokenisation, the view and any offline
+augmented copies are all in it), the feature spec, the precision, the attention implementation and the format.
+It lives under ``<cache>/teacher_outputs/<key>``, made in ``.building-<key>`` and renamed when complete, under
+the entry's file lock: of several jobs of a sweep, one builds and the others wait and reuse it. Under DDP the
+build is sharded (each process computes its share of the batches into the same files) and each process then
+reads only the rows of its own shard.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from distillkit import cache
+from distillkit import output_store as store
 from distillkit.errors import ConfigError
-from distillkit.features import MODEL_INPUT_KEYS, Features, FeatureSpec
+from distillkit.features import Features, FeatureSpec
+from distillkit.output_store import KIND, PRECISIONS, Layout, row_lengths
 from distillkit.teachers import TeacherSource
 
 log = logging.getLogger("distillkit")
 
-FORMAT = 1
-KIND = "teacher_outputs"
 ROW = "teacher_row"  # the column (and batch key) that addresses an example of the cached view
 MODES = ("auto", "always", "never")
-PRECISIONS = {"fp16": np.float16, "bf16": np.uint16, "fp32": np.float32}  # bf16 is stored as its raw 16 bits
-FP16_MAX = 65504.0
 
 
 # ------------------------------------------------------------------------------------------- the decision
@@ -149,216 +145,6 @@ def _gb(n: float) -> str:
     return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
-# ------------------------------------------------------------------------------------------------ the key
-def weights_digest(model: torch.nn.Module) -> str:
-    """sha256 of a model's state: every tensor's name, dtype, shape and bytes."""
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        t = tensor.detach().contiguous().cpu()
-        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _column(data, name: str):
-    """One column of a ``datasets.Dataset`` as a single arrow array, in the dataset's row order (a selection or
-    shuffle keeps an index mapping over the table, which ``with_format("arrow")`` applies)."""
-    import pyarrow as pa
-
-    arr = data.with_format("arrow")[name]
-    return pa.concat_arrays(arr.chunks) if isinstance(arr, pa.ChunkedArray) else arr
-
-
-def data_digest(data) -> str:
-    """sha256 of the model-input columns of a tokenised dataset, row by row (lengths and values)."""
-    digest = hashlib.sha256()
-    for column in [c for c in MODEL_INPUT_KEYS if c in data.column_names]:
-        arr = _column(data, column)
-        lengths = np.diff(np.asarray(arr.offsets))
-        digest.update(f"{column};".encode())
-        digest.update(lengths.astype(np.int64).tobytes())
-        digest.update(np.asarray(arr.flatten()).astype(np.int64).tobytes())
-    digest.update(f"rows:{len(data)}".encode())
-    return digest.hexdigest()
-
-
-def entry_spec(source, data, spec: FeatureSpec, precision: str) -> dict:
-    models = source.modules()
-    return {
-        "kind": KIND,
-        "format": FORMAT,
-        "teacher": source.describe(),
-        "weights": [weights_digest(m) for m in models],
-        "attention": [getattr(m.config, "_attn_implementation", None) for m in models],
-        "data": data_digest(data),
-        "features": {"hidden_states": list(spec.hidden_states), "attentions": list(spec.attentions),
-                     "hooks": [dataclasses.asdict(h) for h in spec.hooks]},
-        "precision": {"logits": "fp32", "features": precision},
-    }
-
-
-# ----------------------------------------------------------------------------------------------- storage
-@dataclass
-class Layout:
-    """Where each example's outputs are in the entry's arrays."""
-
-    lengths: np.ndarray  # real tokens per row
-    token_offsets: np.ndarray = field(init=False)  # rows + 1
-    pair_offsets: np.ndarray = field(init=False)  # rows + 1 (len² per row)
-
-    def __post_init__(self):
-        self.lengths = np.asarray(self.lengths, dtype=np.int64)
-        self.token_offsets = np.concatenate([[0], np.cumsum(self.lengths)])
-        self.pair_offsets = np.concatenate([[0], np.cumsum(self.lengths ** 2)])
-
-    def token_index(self, rows) -> np.ndarray:
-        return np.concatenate([np.arange(self.token_offsets[r], self.token_offsets[r + 1]) for r in rows])
-
-
-def tensor_names(spec: FeatureSpec) -> list[str]:
-    return (["logits"] + [f"hidden.{layer}" for layer in spec.hidden_states]
-            + [f"attention.{layer}" for layer in spec.attentions]
-            + [f"captured.{h.name}.{layer}" for h in spec.hooks for layer in h.layers])
-
-
-def _pick(features: Features, name: str) -> torch.Tensor:
-    kind, *rest = name.split(".")
-    if kind == "logits":
-        return features.logits
-    if kind == "hidden":
-        return features.hidden[int(rest[0])]
-    if kind == "attention":
-        return features.attentions[int(rest[0])]
-    return features.captured[rest[0]][int(rest[1])]
-
-
-class Overflow(Exception):
-    """A feature value beyond the storage precision's range."""
-
-
-def _to_storage(t: torch.Tensor, precision: str) -> np.ndarray:
-    if precision == "fp32":
-        return t.float().cpu().numpy()
-    if precision == "fp16":
-        t = t.float()
-        if bool((t.abs() > FP16_MAX).any()):
-            raise Overflow(f"max |x| = {float(t.abs().max()):.4g}")
-        return t.half().cpu().numpy()
-    return t.to(torch.bfloat16).cpu().view(torch.int16).numpy().view(np.uint16)
-
-
-def _from_storage(a: np.ndarray, precision: str) -> torch.Tensor:
-    t = torch.from_numpy(np.array(a))  # a copy: the entry's memory map is read-only
-    return t.view(torch.bfloat16) if precision == "bf16" else t
-
-
-def row_lengths(data) -> np.ndarray:
-    """Real tokens per row of a tokenised dataset (its attention masks' sums; rows are unpadded)."""
-    column = "attention_mask" if "attention_mask" in data.column_names else "input_ids"
-    arr = _column(data, column)
-    offsets = np.asarray(arr.offsets)
-    if column == "input_ids":
-        return np.diff(offsets)
-    values = np.asarray(arr.flatten()).astype(np.int64)
-    return np.add.reduceat(values, offsets[:-1]) if len(values) else np.zeros(len(data), dtype=np.int64)
-
-
-def _forward(source, inputs, rows, collator, device, spec) -> tuple[dict, Features]:
-    batch = collator([inputs[int(r)] for r in rows])
-    batch = {k: v.to(device) for k, v in batch.items()}
-    return batch, source.outputs(batch, spec, training=False)
-
-
-def _per_token(t: torch.Tensor, batch_seq: tuple[int, int]) -> bool:
-    return t.dim() == 3 and tuple(t.shape[:2]) == batch_seq
-
-
-def _allocate(directory: Path, names: list[str], probe: Features, layout: Layout, precision: str,
-              create: bool) -> dict[str, np.ndarray]:
-    """The entry's arrays (created by one process, opened for writing by the others)."""
-    arrays = {}
-    for name in names:
-        t = _pick(probe, name)
-        if name == "logits":
-            shape, dtype = (len(layout.lengths), t.shape[-1]), np.float32
-        elif name.startswith("attention."):
-            shape, dtype = (int(layout.pair_offsets[-1]), t.shape[1]), PRECISIONS[precision]
-        else:
-            shape, dtype = (int(layout.token_offsets[-1]), t.shape[-1]), PRECISIONS[precision]
-        path = directory / f"{name}.npy"
-        arrays[name] = np.lib.format.open_memmap(path, mode="w+" if create else "r+", dtype=dtype, shape=shape)
-    return arrays
-
-
-def _write(arrays: dict, rows, batch: dict, features: Features, layout: Layout, precision: str) -> None:
-    mask = batch["attention_mask"].bool()
-    tokens = None
-    for name, arr in arrays.items():
-        t = _pick(features, name).detach()
-        if name == "logits":
-            arr[rows] = t.float().cpu().numpy()
-        elif name.startswith("attention."):
-            for b, r in enumerate(rows):
-                pos = mask[b].nonzero().squeeze(1)
-                block = t[b][:, pos][:, :, pos].permute(1, 2, 0).reshape(len(pos) ** 2, t.shape[1])
-                arr[layout.pair_offsets[r]:layout.pair_offsets[r + 1]] = _to_storage(block, precision)
-        else:
-            tokens = layout.token_index(rows) if tokens is None else tokens
-            arr[tokens] = _to_storage(t[mask], precision)
-
-
-def build(directory: Path, source, data, spec: FeatureSpec, collator, batch_size: int, device, precision: str,
-          rank: int = 0, world: int = 1) -> tuple[dict, str | None]:
-    """Fill ``directory`` with the teacher's outputs for every row of ``data`` (this process: every ``world``-th
-    batch from ``rank``, rows of similar length together); return the entry's description (for meta.json) and
-    None, or why the outputs cannot be stored (a feature beyond fp16's range, a hooked output that is not one
-    vector per token). Every process returns at the same point, so the caller can agree on the outcome."""
-    started = time.perf_counter()
-    layout = Layout(row_lengths(data))
-    inputs = data.select_columns([c for c in MODEL_INPUT_KEYS if c in data.column_names])
-    order = np.argsort(-layout.lengths, kind="stable")
-    _, probe = _forward(source, inputs, order[:1], collator, device, spec)
-    names = tensor_names(spec)
-    for name in names:  # the same on every process: the same first row
-        t = _pick(probe, name)
-        if name.startswith(("hidden.", "captured.")) and not _per_token(t, (1, int(layout.lengths[order[0]]))):
-            return {}, f"{name} has shape {tuple(t.shape)} for one example, not one vector per token"
-    arrays = _allocate(directory, names, probe, layout, precision, create=True) if rank == 0 else None
-    _barrier()
-    arrays = arrays if arrays is not None else _allocate(directory, names, probe, layout, precision, create=False)
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    problem = None
-    try:
-        for rows in batches[rank::world]:
-            batch, features = _forward(source, inputs, rows, collator, device, spec)
-            _write(arrays, rows, batch, features, layout, precision)
-    except Overflow as err:
-        problem = (f"a teacher feature does not fit teacher.cache_precision={precision} ({err}); set "
-                   "teacher.cache_precision=bf16 or fp32 to cache it")
-    for arr in arrays.values():
-        arr.flush()
-    meta = {"rows": len(layout.lengths), "tokens": int(layout.token_offsets[-1]),
-            "build_s": round(time.perf_counter() - started, 3), "world_size": world, "batch_size": batch_size,
-            "precision": precision,
-            "tensors": {n: {"shape": list(a.shape), "served_dtype": str(_pick(probe, n).dtype).replace("torch.", "")}
-                        for n, a in arrays.items()}}
-    return meta, problem
-
-
-def _barrier() -> None:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
-
-
-def _all(flag: bool, device) -> bool:
-    """True when ``flag`` is True on every process (the tensor on the process's device: NCCL wants GPUs)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return flag
-    t = torch.tensor([0.0 if flag else 1.0], device=device)
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-    return t.item() == 0.0
-
-
 # -------------------------------------------------------------------------------------------- the source
 class CachedSource(TeacherSource):
     """A frozen source's outputs read from an entry: for batches of the cached view (they carry ``teacher_row``)
@@ -408,7 +194,7 @@ class CachedSource(TeacherSource):
         return getattr(torch, self.meta["tensors"][name]["served_dtype"])
 
     def _tokens(self, name: str, tokens: np.ndarray, mask: torch.Tensor) -> torch.Tensor:
-        values = _from_storage(self.arrays[name][tokens], self.precision).to(mask.device, self._dtype(name))
+        values = store.from_storage(self.arrays[name][tokens], self.precision).to(mask.device, self._dtype(name))
         out = torch.zeros(*mask.shape, values.shape[-1], dtype=values.dtype, device=mask.device)
         out[mask] = values  # fails loudly if the batch's real tokens are not the stored ones
         return out
@@ -420,7 +206,7 @@ class CachedSource(TeacherSource):
                           device=mask.device)
         for b, r in enumerate(rows):
             pos = mask[b].nonzero().squeeze(1)
-            block = _from_storage(arr[offsets[r]:offsets[r + 1]], self.precision).to(mask.device, out.dtype)
+            block = store.from_storage(arr[offsets[r]:offsets[r + 1]], self.precision).to(mask.device, out.dtype)
             out[b][:, pos[:, None], pos[None, :]] = block.reshape(len(pos), len(pos), heads).permute(2, 0, 1)
         return out
 
@@ -459,15 +245,15 @@ def prepare(stage, source, data, ws, device, batch_size: int):
     layout = Layout(row_lengths(data))
     decision = decide(cfg, stage, len(data), int(layout.token_offsets[-1]), int(layout.pair_offsets[-1]), spec,
                       teacher_dims(source), root)
-    if decision.use and not _all(True, device):  # another process decided otherwise (its free disk)
+    if decision.use and not store.agree(True, device):  # another process decided otherwise (its free disk)
         decision = Decision(False, "another process could not cache it")
     elif not decision.use:
-        _all(False, device)
+        store.agree(False, device)
     if not decision.use:
         log.info("[%s] teacher outputs not cached: %s", stage.name, decision.reason)
         return source, data, {"used": False, "reason": decision.reason}
     source.setup(None, device)  # the teacher on the device, in eval mode, before the key hashes its weights
-    key = entry_spec(source, data, spec, precision)
+    key = store.entry_spec(source, data, spec, precision)
     final = cache.entry_dir(root, KIND, key)
     meta, problem, built_s = _find_or_build(final, key, source, data, spec, ws, device, batch_size, precision)
     if problem is not None:
@@ -489,25 +275,25 @@ def _find_or_build(final: Path, key: dict, source, data, spec, ws, device, batch
 
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     with cache.locked(final) if rank == 0 else contextlib.nullcontext():
-        _barrier()
+        store.barrier()
         if final.exists():
             return json.loads((final / "meta.json").read_text()), None, 0.0
         tmp = final.parent / f".building-{final.name}"
         if rank == 0:
             shutil.rmtree(tmp, ignore_errors=True)  # left by a run that died mid-build (we hold the lock)
             tmp.mkdir(parents=True)
-        _barrier()
+        store.barrier()
         try:
             started = time.perf_counter()
-            meta, problem = build(tmp, source, data, spec, ws.collator, batch_size, device, precision, rank, world)
-            ok = _all(problem is None, device)
+            meta, problem = store.build(tmp, source, data, spec, ws.collator, batch_size, device, precision, rank, world)
+            ok = store.agree(problem is None, device)
             problem = problem or (None if ok else "another process could not store its share")
             if rank == 0 and problem is None:
                 np.save(tmp / "lengths.npy", row_lengths(data))
                 (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
                 cache.write_spec(tmp, key)
                 os.replace(tmp, final)
-            _barrier()
+            store.barrier()
             return meta, problem, time.perf_counter() - started
         finally:
             if rank == 0:

@@ -11,6 +11,7 @@ cached or a generating teacher is a new source here, never a trainer edit.
 | ``EMATeacher`` | an exponential moving average of the student being trained (mean teacher, DINO) | all |
 | ``Snapshots`` | the mean prediction of the student's last K snapshots (every N steps or each epoch) | logits |
 | ``Ensemble`` | the mean prediction of several frozen models (e.g. every born-again generation) | logits |
+| ``CachedSource`` | a frozen source's outputs stored once per training example (``distillkit/teacher_cache.py``) | what the stage reads |
 
 Mean predictions are log((1/K)·Σ_k softmax(z_k)): the ensemble's log-probabilities act as its logits.
 """

@@ -49,20 +49,54 @@ def bench_wall(work: Path) -> None:
           f"retention {res['comparison']['retention'] * 100:.1f}%")
 
 
+def hand_kd_loop(teacher, s_config, layers, identity: int, cfg, train_set, collator, steps: int) -> float:
+    """A minimal PyTorch loop doing kd's computation for ``steps`` steps (random batches, padded to the longest
+    example, the teacher online); returns training samples/s. The yardstick for the trainer's overhead."""
+    import torch
+    from torch.utils.data import DataLoader
+    from transformers import get_linear_schedule_with_warmup
+
+    from distillkit import models
+    from distillkit.losses.logits import cross_entropy, soft_target_kl
+    from distillkit.trainer import split_layer_groups
+
+    batch, T, alpha = cfg.hardware.per_device_batch_size, cfg.method.temperature, cfg.method.ce_weight
+    student = models.derive_student(teacher, s_config, layers, cfg.seed, identity).train()
+    opt = torch.optim.AdamW(student.parameters(), lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay)
+    if cfg.train.layer_learning_rate is not None:  # the trainer's optimizer groups: layers at their own rate
+        split_layer_groups(opt, student, cfg.train.layer_learning_rate)
+    sched = get_linear_schedule_with_warmup(opt, int(cfg.train.warmup_ratio * steps), steps)
+    loader = DataLoader(train_set, batch_size=batch, shuffle=True, collate_fn=collator, drop_last=True)
+    started, done = time.perf_counter(), 0
+    while done < steps:
+        for b in loader:
+            inputs = {k: b[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+            with torch.no_grad():
+                t_logits = teacher(**inputs).logits
+            s_logits = student(**inputs).logits
+            loss = alpha * cross_entropy(s_logits, b["labels"]) + (1 - alpha) * soft_target_kl(s_logits, t_logits, T)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.train.max_grad_norm)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            done += 1
+            if done == steps:
+                break
+    return steps * batch / (time.perf_counter() - started)
+
+
 def bench_throughput(work: Path, steps: int, repeats: int) -> None:
     """distillkit's DistillationTrainer vs a minimal loop doing the same computation, side by side."""
     import torch
-    from torch.utils.data import DataLoader
-    from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
+    from transformers import DataCollatorWithPadding
 
     from distillkit import models
     from distillkit.config import register_schemas, validate
     from distillkit.data import load_task, tokenize
-    from distillkit.losses.logits import cross_entropy, soft_target_kl
     from distillkit.plan import _tokenizer, make_plan
     from distillkit.stages import run_stage
     from distillkit.workspace import Workspace
-    from distillkit.trainer import split_layer_groups
 
     cache = work / "wall-cache"  # the teacher prepared by `wall`, or prepared now
     if not (cache / "teachers").exists():
@@ -74,7 +108,8 @@ def bench_throughput(work: Path, steps: int, repeats: int) -> None:
 
     # Same batching on both sides (random batches, padded to the longest example): the ratio measures
     # the trainer's overhead. distillkit's length-grouped batching is measured separately below.
-    base = [f"cache_dir={cache}", "logger=none", f"train.max_steps={steps}", f"train.save_steps={steps * 10}",
+    base = [f"cache_dir={cache}", "logger=none", "teacher.cache_outputs=never", f"train.max_steps={steps}",
+            f"train.save_steps={steps * 10}",
             f"train.logging_steps={steps}"]
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = validate(compose("config", base + ["train.group_by_length=false"]))
@@ -89,33 +124,10 @@ def bench_throughput(work: Path, steps: int, repeats: int) -> None:
     train_set, _ = tokenize(task, tokenizer, cfg.data.max_length)
     collator = DataCollatorWithPadding(tokenizer)
     batch = cfg.hardware.per_device_batch_size
-    T, alpha = cfg.method.temperature, cfg.method.ce_weight
     identity = cfg.teacher.arch.identity_attention_layers
 
     def hand_loop() -> float:
-        student = models.derive_student(teacher, s_config, layers, cfg.seed, identity).train()
-        opt = torch.optim.AdamW(student.parameters(), lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay)
-        if cfg.train.layer_learning_rate is not None:  # the trainer's optimizer groups: layers at their own rate
-            split_layer_groups(opt, student, cfg.train.layer_learning_rate)
-        sched = get_linear_schedule_with_warmup(opt, int(cfg.train.warmup_ratio * steps), steps)
-        loader = DataLoader(train_set, batch_size=batch, shuffle=True, collate_fn=collator, drop_last=True)
-        started, done = time.perf_counter(), 0
-        while done < steps:
-            for b in loader:
-                inputs = {k: b[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
-                with torch.no_grad():
-                    t_logits = teacher(**inputs).logits
-                s_logits = student(**inputs).logits
-                loss = alpha * cross_entropy(s_logits, b["labels"]) + (1 - alpha) * soft_target_kl(s_logits, t_logits, T)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.train.max_grad_norm)
-                opt.step()
-                sched.step()
-                opt.zero_grad(set_to_none=True)
-                done += 1
-                if done == steps:
-                    break
-        return steps * batch / (time.perf_counter() - started)
+        return hand_kd_loop(teacher, s_config, layers, identity, cfg, train_set, collator, steps)
 
     def distillkit_trainer(i: int, run_cfg) -> float:
         plan = make_plan(run_cfg)

@@ -1,6 +1,7 @@
 """Data parallel from the one entry point: 2 CPU workers (gloo) started by distillkit itself."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +108,26 @@ def test_two_process_self_distillation_matches_single_process(tmp_path, cache_di
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.1), a["name"]
         if a.get("eval"):
             assert abs(a["eval"]["accuracy"] - b["eval"]["accuracy"]) <= 0.1, a["name"]
+
+
+def test_two_processes_build_the_teacher_cache_once_in_shards_and_read_it(tmp_path, cache_dir):
+    """The sharded build: each process computes its share of the batches into the same entry; every row is
+    written, the entry is made once, and training reads it (same trajectory as one process with the teacher
+    online)."""
+    import numpy as np
+
+    common = [*SETTINGS, f"cache_dir={cache_dir}-ddp", "data.synthetic.seed=21"]
+    ddp = cli(["distillkit", *common, "teacher.cache_outputs=always", "hardware=ddp", "hardware.devices=2",
+               "hardware.accelerator=cpu", "hardware.per_device_batch_size=8", "hydra.run.dir=ddp"], tmp_path)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    single = cli(["distillkit", *common, "teacher.cache_outputs=never", "hardware.per_device_batch_size=16",
+                  "hydra.run.dir=single"], tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    ref, res = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("single", "ddp"))
+    record = res["stages"][-1]["teacher_cache"]
+    assert record["used"] and record["built"] and not ref["stages"][-1]["teacher_cache"]["used"]
+    entry = Path(record["entry"])
+    logits = np.load(entry / "logits.npy")
+    assert logits.shape[0] == res["stages"][-1]["train_examples"] and (np.abs(logits).sum(1) > 0).all()
+    assert not any(p.name.startswith(".building") for p in entry.parent.iterdir())
+    assert res["stages"][-1]["train_loss"] == pytest.approx(ref["stages"][-1]["train_loss"], rel=0.1)

@@ -74,3 +74,19 @@ def test_offline_message_says_why(tmp_path, monkeypatch, caplog, mode, env, reas
     assert len(offline) == 1 and f"W&B is offline ({reason}" in offline[0]
     assert str(tmp_path) in offline[0] and "wandb sync" in offline[0]
     assert list((tmp_path / "wandb").glob("offline-run-*"))
+
+
+def test_stage_lines_and_wandb_summary_say_whether_the_teacher_was_cached():
+    cached = {"used": True, "reason": "r", "entry": "/c/teacher_outputs/k", "size_bytes": 320_512, "built": False,
+              "build_s": 0.0, "saved_s": 31.4, "precision": {"logits": "fp32", "features": "fp16"}}
+    stage = {"name": "distill", "steps": 750, "wall_time_s": 35.2, "resumed_from": None, "final_loss_terms": {},
+             "teacher_cache": cached}
+    assert stage_line(stage) == "distill        750 steps · 35 s · teacher outputs cached (0.3 MB, reused, saved ~31 s)"
+    built = dict(cached, built=True, build_s=9.2, size_bytes=2.5e9, saved_s=-3.0)
+    assert "(2.50 GB, built in 9 s, saved ~-3 s)" in stage_line(dict(stage, teacher_cache=built))
+    online = {"used": False, "reason": "online augmentation (mixup) changes the inputs at every step"}
+    assert stage_line(dict(stage, teacher_cache=online)).endswith(
+        "· teacher online (online augmentation (mixup) changes the inputs at every step)")
+    flat = summary_for_wandb(dict(results(), stages=[stage]))
+    assert flat["stages/distill/teacher_cache_used"] is True and flat["stages/distill/teacher_cache_saved_s"] == 31.4
+    assert flat["stages/distill/teacher_cache_size_bytes"] == 320_512

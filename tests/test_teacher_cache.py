@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from distillkit import output_store as store
 from distillkit import teacher_cache as tc
 from distillkit.errors import ConfigError
 from distillkit.features import FeatureSpec, HookSpec, forward_features
@@ -55,7 +56,7 @@ def collate(rows, left: bool = False):
 
 def built_source(tmp_path: Path, model, data, spec: FeatureSpec, precision: str = "fp32", batch_size: int = 8):
     source = FrozenModel(model)
-    meta, problem = tc.build(tmp_path, source, data, spec, collate, batch_size, torch.device("cpu"), precision)
+    meta, problem = store.build(tmp_path, source, data, spec, collate, batch_size, torch.device("cpu"), precision)
     assert problem is None
     np.save(tmp_path / "lengths.npy", tc.row_lengths(data))
     (tmp_path / "meta.json").write_text(json.dumps(meta))
@@ -84,26 +85,26 @@ def test_data_digest_is_the_content_row_by_row():
 
     data = dataset()
     same = datasets.Dataset.from_dict(data.to_dict())
-    assert tc.data_digest(data) == tc.data_digest(same)
-    assert tc.data_digest(data) == tc.data_digest(data.remove_columns("labels"))  # the teacher never sees labels
+    assert store.data_digest(data) == store.data_digest(same)
+    assert store.data_digest(data) == store.data_digest(data.remove_columns("labels"))  # the teacher never sees labels
     changed = data.to_dict()
     changed["input_ids"][5][1] += 1
-    assert tc.data_digest(datasets.Dataset.from_dict(changed)) != tc.data_digest(data)
-    assert tc.data_digest(data.select(range(1, len(data)))) != tc.data_digest(data)  # rows are addressed by index
+    assert store.data_digest(datasets.Dataset.from_dict(changed)) != store.data_digest(data)
+    assert store.data_digest(data.select(range(1, len(data)))) != store.data_digest(data)  # rows are addressed by index
     moved = data.to_dict()  # the same tokens, split differently between two rows
     moved["input_ids"][0], moved["input_ids"][1] = moved["input_ids"][0] + moved["input_ids"][1][:1], \
         moved["input_ids"][1][1:]
     moved["attention_mask"] = [[1] * len(x) for x in moved["input_ids"]]
-    assert tc.data_digest(datasets.Dataset.from_dict(moved)) != tc.data_digest(data)
+    assert store.data_digest(datasets.Dataset.from_dict(moved)) != store.data_digest(data)
 
 
 def test_weights_digest_sees_every_weight_and_dtype():
     a, b = tiny_model(0), tiny_model(0)
-    assert tc.weights_digest(a) == tc.weights_digest(b)
+    assert store.weights_digest(a) == store.weights_digest(b)
     with torch.no_grad():
         b.classifier.bias[0] += 1e-6
-    assert tc.weights_digest(a) != tc.weights_digest(b)
-    assert tc.weights_digest(a) != tc.weights_digest(tiny_model(0).to(torch.bfloat16))
+    assert store.weights_digest(a) != store.weights_digest(b)
+    assert store.weights_digest(a) != store.weights_digest(tiny_model(0).to(torch.bfloat16))
 
 
 @pytest.mark.parametrize("left", [False, True])
@@ -169,7 +170,7 @@ def test_fp16_overflow_is_reported_not_stored(tmp_path):
     model, data = tiny_model(), dataset()
     with torch.no_grad():
         model.bert.embeddings.LayerNorm.weight.mul_(1e6)  # hidden state 0 beyond fp16
-    meta, problem = tc.build(tmp_path, FrozenModel(model), data, FeatureSpec(hidden_states=(0,)), collate, 8,
+    meta, problem = store.build(tmp_path, FrozenModel(model), data, FeatureSpec(hidden_states=(0,)), collate, 8,
                              torch.device("cpu"), "fp16")
     assert problem is not None and "teacher.cache_precision=fp16" in problem and "bf16" in problem
 
@@ -259,7 +260,7 @@ def test_prepare_builds_once_then_reuses_and_adds_the_row_column(tmp_path):
     assert view[tc.ROW] == list(range(len(data))) and tc.ROW not in data.column_names
     assert record["size_bytes"] == sum(f.stat().st_size for f in Path(record["entry"]).iterdir())
     spec = json.loads((Path(record["entry"]) / "spec.json").read_text())
-    assert spec["weights"] == [tc.weights_digest(model)] and spec["precision"]["features"] == "fp32"
+    assert spec["weights"] == [store.weights_digest(model)] and spec["precision"]["features"] == "fp32"
     again = tc.prepare(stage, FrozenModel(tiny_model()), data, ws, torch.device("cpu"), 8)[2]
     assert again["entry"] == record["entry"] and not again["built"] and again["build_s"] == 0
     other = tc.prepare(stage, FrozenModel(tiny_model(seed=1)), data, ws, torch.device("cpu"), 8)[2]
@@ -278,7 +279,7 @@ def test_prepare_leaves_a_stage_it_should_not_cache_alone(tmp_path):
 def test_a_build_that_fails_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
     model, data, ws = tiny_model(), dataset(), workspace(tmp_path)
     stage = stage_with(FeatureSpec())
-    real = tc._write
+    real = store._write
     calls = []
 
     def failing(*args):
@@ -287,11 +288,11 @@ def test_a_build_that_fails_leaves_nothing_that_looks_complete(tmp_path, monkeyp
             raise RuntimeError("disk full")
         return real(*args)
 
-    monkeypatch.setattr(tc, "_write", failing)
+    monkeypatch.setattr(store, "_write", failing)
     with pytest.raises(RuntimeError, match="disk full"):
         tc.prepare(stage, FrozenModel(model), data, ws, torch.device("cpu"), 8)
     assert [p.name for p in (tmp_path / tc.KIND).iterdir() if not p.name.endswith(".lock")] == []
-    monkeypatch.setattr(tc, "_write", real)
+    monkeypatch.setattr(store, "_write", real)
     record = tc.prepare(stage, FrozenModel(model), data, ws, torch.device("cpu"), 8)[2]
     assert record["built"] and (Path(record["entry"]) / "meta.json").exists()
 
@@ -313,13 +314,13 @@ def test_concurrent_jobs_build_one_entry(tmp_path, monkeypatch):
     """Two jobs of a sweep that need the same missing entry: one builds, the other waits for its lock and reads."""
     model, data, ws = tiny_model(), dataset(), workspace(tmp_path)
     builds, results = [], []
-    real = tc.build
+    real = store.build
 
     def counting(*args, **kwargs):
         builds.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tc, "build", counting)
+    monkeypatch.setattr(store, "build", counting)
 
     def job():
         results.append(tc.prepare(stage_with(FeatureSpec()), FrozenModel(model), data, ws, torch.device("cpu"), 8)[2])
@@ -414,3 +415,23 @@ def test_bad_cache_settings_are_refused(overrides):
     with pytest.raises(ConfigError) as err:
         validate(compose_config(TINY + overrides))
     assert err.value.key == overrides[0].split("=")[0]
+
+
+@pytest.mark.slow
+def test_benchmark_script_smoke(tmp_path):
+    """scripts/bench_cache.py, every part, with the tiny settings: it runs and prints its figures."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import TINY
+
+    overrides = [arg for o in TINY if not o.startswith(("logger", "train.max_steps")) for arg in ("--override", o)]
+    proc = subprocess.run([sys.executable, "scripts/bench_cache.py", "all", "--work", str(tmp_path), "--steps", "4",
+                           "--repeats", "1", "--rows", "300", *overrides], capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "cached kd epoch / label-only epoch:" in out and "hand loop (kd online)" in out
+    assert "teacher.cache_outputs=never:" in out and "teacher.cache_outputs=auto:" in out
+    assert "300-example 2-class task (logits):" in out and "top operators by self CPU time" in out
