@@ -139,7 +139,8 @@ def row_lengths(data) -> np.ndarray:
 
 
 def _forward(source, inputs, rows, collator, device, spec) -> tuple[dict, Features]:
-    batch = collator([inputs[int(r)] for r in rows])
+    columns = inputs[[int(r) for r in rows]]  # one read per batch (a row at a time costs ~0.5 ms each)
+    batch = collator([dict(zip(columns, values)) for values in zip(*columns.values())])
     batch = {k: v.to(device) for k, v in batch.items()}
     return batch, source.outputs(batch, spec, training=False)
 
