@@ -106,7 +106,7 @@ def bench_steps(work: Path, steps: int, repeats: int) -> None:
           f"{hand / med['kd online']:.3f}; cached: {hand / med['kd cached']:.3f}")
 
 
-def bench_sweep(work: Path) -> None:
+def bench_sweep(work: Path, temperatures: str) -> None:
     cache = work / "cache"
     if not (cache / "teachers").exists():
         distillkit(["logger=none", f"cache_dir={cache}", "hydra.run.dir=prepare", *EXTRA], work)
@@ -114,10 +114,11 @@ def bench_sweep(work: Path) -> None:
         shutil.rmtree(cache / "teacher_outputs", ignore_errors=True)  # auto: the first job builds, three reuse
         sweep = work / f"sweep-{mode}"
         shutil.rmtree(sweep, ignore_errors=True)
-        elapsed = distillkit(["-m", "logger=none", f"cache_dir={cache}", "method.temperature=1,2,4,8",
+        elapsed = distillkit(["-m", "logger=none", f"cache_dir={cache}", f"method.temperature={temperatures}",
                               f"teacher.cache_outputs={mode}", f"hydra.sweep.dir={sweep}", *EXTRA], work)
-        accs = [json.loads((sweep / str(i) / "results.json").read_text())["student"]["accuracy"] for i in range(4)]
-        print(f"-m method.temperature=1,2,4,8 teacher.cache_outputs={mode}: {elapsed:6.1f} s  "
+        accs = [json.loads((sweep / str(i) / "results.json").read_text())["student"]["accuracy"]
+                for i in range(len(temperatures.split(",")))]
+        print(f"-m method.temperature={temperatures} teacher.cache_outputs={mode}: {elapsed:6.1f} s  "
               f"(student accuracy {', '.join(f'{a:.4f}' for a in accs)})", flush=True)
 
 
@@ -183,6 +184,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/distillkit-bench-cache"))
     parser.add_argument("--steps", type=int, default=250)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--temperatures", default="1,2,4,8", help="sweep: the method.temperature values")
     parser.add_argument("--rows", type=int, default=67_349, help="size: examples of the 2-class task (SST-2's)")
     parser.add_argument("--override", action="append", default=[], help="a config override for every stage "
                         "(e.g. --override student=bert-2l; repeatable)")
@@ -195,7 +197,7 @@ def main() -> None:
     if args.part in ("steps", "all"):
         bench_steps(args.work, args.steps, args.repeats)
     if args.part in ("sweep", "all"):
-        bench_sweep(args.work)
+        bench_sweep(args.work, args.temperatures)
     if args.part in ("size", "all"):
         bench_size(args.work, args.rows)
     if args.part in ("profile", "all"):
