@@ -98,7 +98,9 @@ def test_kill_9_then_resume_reproduces_the_uninterrupted_run_and_no_secret_is_wr
     secrets = {"WANDB_API_KEY": "wandb-secret-0123456789abcdef0123456789abcdef", "HF_TOKEN": "hf_secretTOKEN42",
                "AWS_SECRET_ACCESS_KEY": "aws-secret-key-xyz"}
     tiny = [o for o in TINY if not o.startswith(("train.max_steps", "logger="))]
-    args = [*tiny, f"cache_dir={cache_dir}", "logger=wandb", "logger.mode=offline", "train.max_steps=30"]
+    # Enough steps after checkpoint-6 that the kill lands mid-run: with the teacher's outputs cached a tiny step
+    # takes milliseconds, and 30 steps could finish before the poll below sees the checkpoint.
+    args = [*tiny, f"cache_dir={cache_dir}", "logger=wandb", "logger.mode=offline", "train.max_steps=150"]
     env = {**_env(), **secrets}
     reference = subprocess.run([sys.executable, "-m", "distillkit", *args, "hydra.run.dir=ref"], cwd=tmp_path,
                                env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
@@ -119,7 +121,7 @@ def test_kill_9_then_resume_reproduces_the_uninterrupted_run_and_no_secret_is_wr
 
     ref = json.loads((tmp_path / "ref" / "results.json").read_text())
     res = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert res["stages"][-1]["resumed_from"] and res["stages"][-1]["steps"] == 30
+    assert res["stages"][-1]["resumed_from"] and res["stages"][-1]["steps"] == 150
     for section, key in (("student", "accuracy"), ("student", "f1_macro"), ("comparison", "kl_to_teacher"),
                          ("comparison", "agreement")):
         assert res[section][key] == ref[section][key], (section, key)
