@@ -200,6 +200,8 @@ def build(directory: Path, source, data, spec: FeatureSpec, collator, batch_size
         if name.startswith(("hidden.", "captured.")) and not _per_token(t, (1, int(layout.lengths[order[0]]))):
             return {}, f"{name} has shape {tuple(t.shape)} for one example, not one vector per token"
     arrays = _allocate(directory, names, probe, layout, precision, create=True) if rank == 0 else None
+    if rank == 0:
+        np.save(directory / "lengths.npy", layout.lengths)  # where each row's tokens are, for the reader
     barrier()
     arrays = arrays if arrays is not None else _allocate(directory, names, probe, layout, precision, create=False)
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]

@@ -289,7 +289,6 @@ def _find_or_build(final: Path, key: dict, source, data, spec, ws, device, batch
             ok = store.agree(problem is None, device)
             problem = problem or (None if ok else "another process could not store its share")
             if rank == 0 and problem is None:
-                np.save(tmp / "lengths.npy", row_lengths(data))
                 (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
                 cache.write_spec(tmp, key)
                 os.replace(tmp, final)

@@ -124,7 +124,6 @@ def bench_sweep(work: Path, temperatures: str) -> None:
 
 def bench_size(work: Path, rows: int) -> None:
     import datasets
-    import numpy as np
     import torch
 
     from distillkit import models, output_store, teacher_cache
@@ -151,7 +150,6 @@ def bench_size(work: Path, rows: int) -> None:
     meta, problem = output_store.build(out, FrozenModel(model), data, FeatureSpec(), collator,
                                         cfg.hardware.eval_batch_size, torch.device("cpu"), "fp16")
     assert problem is None, problem
-    np.save(out / "lengths.npy", output_store.row_lengths(data))
     size = sum(f.stat().st_size for f in out.iterdir())
     print(f"{rows}-example 2-class task (logits): {size:,} bytes on disk; built in {time.perf_counter() - started:.0f} s "
           f"(the embedded teacher's architecture, {meta['tokens']:,} tokens)")
