@@ -85,7 +85,7 @@ def _row(data: dict, job_dir: Path) -> dict:
         "teacher_metric": teacher.get(metric), "student_metric": student.get(metric),
         "retention": cmp_.get("retention"), "agreement": cmp_.get("agreement"),
         "kl": cmp_.get("kl_to_teacher"), "compression": cmp_.get("compression"),
-        "speedup": cmp_.get("speedup"), "wall_s": run.get("wall_time_s"),
+        "speedup": cmp_.get("speedup", cmp_.get("gen_speedup")), "wall_s": run.get("wall_time_s"),
     }
 
 
@@ -132,7 +132,7 @@ def _stage_rows(data: dict, job_dir: Path) -> list[dict]:
         if not scores:
             continue
         rows.append({**base, "job": f"{base['job']} · {stage['name']}", "stage": stage["name"],
-                     "teacher_metric": scores.get("teacher_accuracy"), "student_metric": scores.get("accuracy"),
+                     "teacher_metric": scores.get(f"teacher_{base['metric']}"), "student_metric": scores.get(base["metric"]),
                      "agreement": scores.get("agreement_with_teacher"), "retention": None, "kl": None,
                      "compression": None, "speedup": None, "wall_s": stage.get("wall_time_s")})
     return rows

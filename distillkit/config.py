@@ -25,12 +25,43 @@ from distillkit.registry import METHOD_SCHEMAS
 
 
 # ------------------------------------------------------------------------------------------- models
+ENCODER_TYPES = ["megatron-bert", "bert"]  # sequence classifiers built from a config (task=classification)
+DECODER_TYPES = ["llama", "gpt2"]  # causal LMs built from a config (task=causal_lm)
+
+
+@dataclass
+class TaskConfig:
+    """What is learnt (DESIGN.md "Tasks"): ``classification`` (class ids; accuracy) or ``causal_lm`` (prompt →
+    response; perplexity, exact match and ROUGE-L of greedy generations). The evaluation settings of causal_lm:"""
+
+    name: str = "classification"  # classification | causal_lm
+    max_new_tokens: int = 32  # greedy generation at evaluation (and seq_kd's teacher responses)
+    eval_generations: Optional[int] = 400  # eval prompts generated and scored per model (null = all)
+    stage_generations: int = 100  # the same, when a stage ends (its eval line)
+    show_generations: int = 8  # generations written to the log and to W&B as a table
+    speed_batches: int = 2  # prompt batches (eval_batch_size) whose generation is timed, per repetition
+
+    def __post_init__(self):
+        one_of("task.name", self.name, TASKS)
+        _positive("task.max_new_tokens", self.max_new_tokens, "use a count >= 1, e.g. 32.")
+        require(self.eval_generations is None or self.eval_generations >= 1, "task.eval_generations",
+                self.eval_generations, "must be >= 1 or null.", "use e.g. 400, or null for every eval prompt.")
+        _positive("task.stage_generations", self.stage_generations, "use a count >= 1, e.g. 100.")
+        require(self.show_generations >= 0, "task.show_generations", self.show_generations, "must not be negative.",
+                "use 0 (none) or a small count such as 8.")
+        _positive("task.speed_batches", self.speed_batches, "use an integer >= 1.")
+
+
+TASKS = ["classification", "causal_lm"]
+
+
 @dataclass
 class ArchConfig:
     """A BERT-style encoder built from a config (no download), with a WordPiece tokenizer of
     ``vocab_size`` tokens trained on the task's training texts."""
 
-    model_type: str = "megatron-bert"  # megatron-bert: BERT with pre-LayerNorm (trains faster from scratch) | bert
+    # megatron-bert: BERT with pre-LayerNorm (trains faster from scratch) | bert; task=causal_lm: llama | gpt2
+    model_type: str = "megatron-bert"
     num_layers: int = 12
     hidden_size: int = 128
     num_heads: int = 4
@@ -41,14 +72,21 @@ class ArchConfig:
     # The first k layers' attention value and output projections start as the identity, so [CLS] starts
     # as a bag of the sentence's words instead of a product of two near-zero matrices away from them.
     identity_attention_layers: int = 1
+    num_key_value_heads: Optional[int] = None  # llama: grouped-query attention (null = num_heads)
+    tie_word_embeddings: bool = True  # decoders: the output layer shares the input embeddings
 
     def __post_init__(self):
-        one_of("teacher.arch.model_type", self.model_type, ["megatron-bert", "bert"])
+        one_of("teacher.arch.model_type", self.model_type, ENCODER_TYPES + DECODER_TYPES)
         for f in fields(self):
-            if f.name not in ("dropout", "model_type", "identity_attention_layers"):
+            if f.name not in ("dropout", "model_type", "identity_attention_layers", "num_key_value_heads",
+                              "tie_word_embeddings"):
                 _positive(f"teacher.arch.{f.name}", getattr(self, f.name))
         require(0.0 <= self.dropout < 1.0, "teacher.arch.dropout", self.dropout, "is outside [0, 1).",
                 "use a probability such as 0.1 (0 switches dropout off).")
+        require(self.model_type in ENCODER_TYPES or self.identity_attention_layers == 0,
+                "teacher.arch.identity_attention_layers", self.identity_attention_layers,
+                f"applies to BERT-style encoders, and model_type={self.model_type} is a decoder.",
+                "set teacher.arch.identity_attention_layers=0.")
         require(0 <= self.identity_attention_layers <= self.num_layers, "teacher.arch.identity_attention_layers",
                 self.identity_attention_layers, f"is outside 0..num_layers={self.num_layers}.",
                 "use 0 (plain initialisation) up to the number of layers; 1 is the default.")
@@ -56,6 +94,10 @@ class ArchConfig:
                 "is too small for a WordPiece vocabulary.", "use at least 100.")
         require(self.hidden_size % self.num_heads == 0, "teacher.arch.num_heads", self.num_heads,
                 f"does not divide hidden_size={self.hidden_size}.", "pick a head count that divides the hidden size.")
+        kv = self.num_key_value_heads
+        require(kv is None or (kv >= 1 and self.num_heads % kv == 0), "teacher.arch.num_key_value_heads", kv,
+                f"must divide num_heads={self.num_heads} (each key/value head serves a group of query heads).",
+                "use null (one per query head) or a divisor of num_heads.")
 
 
 @dataclass
@@ -81,11 +123,15 @@ class TeacherConfig:
     cache_outputs: str = "auto"
     cache_budget_gb: float = 8.0  # auto: the largest entry it makes (hidden states and attention maps grow fast)
     cache_precision: str = "fp16"  # of the cached features (logits are always float32): fp16 | bf16 | fp32
+    # Causal LMs (off-policy forward KL): the teacher's k most likely tokens per response position + the tail mass
+    cache_topk: int = 64
 
     def __post_init__(self):
         one_of("teacher.cache_outputs", self.cache_outputs, ["auto", "always", "never"])
         one_of("teacher.cache_precision", self.cache_precision, ["fp16", "bf16", "fp32"])
         _positive("teacher.cache_budget_gb", self.cache_budget_gb)
+        _positive("teacher.cache_topk", self.cache_topk, "use k >= 1, e.g. 64 (the loss is exact when k covers the "
+                  "vocabulary, a lower bound of the full KL below it).")
         require((self.path is None) != (self.arch is None), "teacher.path", self.path,
                 "and teacher.arch are both set or both empty." if self.path else "is empty and there is no teacher.arch.",
                 "give exactly one: a hub id / local directory in teacher.path, or an architecture in teacher.arch.")
@@ -280,9 +326,10 @@ class RunConfig:
     resume: Optional[str] = None
     cache_dir: Optional[str] = None
     pair: PairConfig = field(default_factory=PairConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
 
 
-GROUP_SCHEMAS = {"data": DataConfig, "teacher": TeacherConfig, "student": StudentConfig,
+GROUP_SCHEMAS = {"task": TaskConfig, "data": DataConfig, "teacher": TeacherConfig, "student": StudentConfig,
                  "augmentation": AugmentationConfig, "hardware": HardwareConfig, "logger": LoggerConfig,
                  "train": TrainConfig, "eval": EvalConfig}
 
@@ -331,6 +378,7 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
         raw = dict(cfg)
     raw.pop("hydra", None)
     parts = {}
+    raw.setdefault("task", {"name": "classification"})  # a config.yaml written before tasks existed
     for group, schema in GROUP_SCHEMAS.items():
         require(isinstance(raw.get(group), dict), group, raw.get(group), "is missing from the config.",
                 f"select an option, e.g. {group}=<option>, or restore conf/config.yaml's defaults.")
@@ -345,7 +393,40 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
     require(not extra, sorted(extra)[0] if extra else "", raw.get(sorted(extra)[0]) if extra else None,
             "is not a top-level setting.", f"check the spelling; top-level keys are {', '.join(sorted(parts))}, seed, resume, cache_dir.")
     require(isinstance(raw.get("seed"), int), "seed", raw.get("seed"), "must be an integer.", "use e.g. seed=1.")
+    check_task(parts)
     return RunConfig(**parts, seed=raw["seed"], resume=raw.get("resume"), cache_dir=raw.get("cache_dir"))
+
+
+def check_task(parts: dict) -> None:
+    """The method, the data and a teacher built from a config must serve the task (``task.name``)."""
+    from distillkit.registry import REGISTRY
+
+    task, method, data, teacher = parts["task"].name, parts["method"].name, parts["data"], parts["teacher"]
+    other = "causal_lm" if task == "classification" else "classification"
+    serves = REGISTRY[method].tasks
+    require(task in serves, "method", method, f"distils {' and '.join(serves)} models, and this run's task is "
+            f"{task}.", f"pick a method of the {task} task (conf/method/; the README lists them by task), or "
+            f"task={other}.")
+    lm_source = data.source == "lm_synthetic"
+    require(lm_source == (task == "causal_lm") or data.source in ("local", "hub"), "data", data.name,
+            f"is {'an instruction (prompt → response)' if lm_source else 'a classification'} dataset, and this "
+            f"run's task is {task}.", "use data=lm_synthetic / lm_local / lm_hub / alpaca / dolly with "
+            "task=causal_lm, and data=synthetic / sst2 / local / hub with task=classification.")
+    if task == "causal_lm":
+        selected = parts["augmentation"].selected
+        require(not selected, "augmentation", ",".join(selected), "applies to classification inputs, and this run's "
+                "task is causal_lm (text augmentation of instructions would change their answers).",
+                "drop the augmentation= override (augmentation=none).")
+        every = parts["eval"].every
+        require(every is None, "eval.every", every, "evaluates classifiers during training, and this run's task is "
+                "causal_lm (its stages are evaluated when they end).", "drop eval.every (null).")
+    arch = teacher.arch
+    if arch is not None:
+        decoder = arch.model_type in DECODER_TYPES
+        require(decoder == (task == "causal_lm"), "teacher.arch.model_type", arch.model_type,
+                f"builds {'a causal LM' if decoder else 'an encoder classifier'}, and this run's task is {task}.",
+                f"use teacher={'embedded-llama' if task == 'causal_lm' else 'embedded-bert-12l'} (or another "
+                f"teacher of the {task} task).")
 
 
 def register_schemas() -> None:

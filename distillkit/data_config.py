@@ -30,9 +30,30 @@ class SyntheticDataConfig:
 
 
 @dataclass
+class LMSyntheticDataConfig:
+    """The embedded instruction task of ``task=causal_lm`` (``distillkit/lm_synthetic.py``)."""
+
+    n_train: int = 4000
+    n_eval: int = 400
+    seed: int = 0
+    kinds: Optional[list[str]] = None  # null = the generator's default kinds
+
+    def __post_init__(self):
+        _positive("data.lm_synthetic.n_train", self.n_train)
+        _positive("data.lm_synthetic.n_eval", self.n_eval)
+        if self.kinds is not None:
+            from distillkit.lm_synthetic import KINDS
+
+            bad = [k for k in self.kinds if k not in KINDS]
+            require(self.kinds and not bad, "data.lm_synthetic.kinds", self.kinds,
+                    f"names kind(s) the generator does not have ({', '.join(bad) or 'none given'}).",
+                    f"pick from {', '.join(KINDS)}, or null for the default.")
+
+
+@dataclass
 class DataConfig:
     name: str = "synthetic"
-    source: str = "synthetic"  # synthetic | hub | local
+    source: str = "synthetic"  # synthetic | hub | local | lm_synthetic (task=causal_lm's embedded task)
     path: Optional[str] = None  # hub dataset name or local dataset directory (source=hub)
     config_name: Optional[str] = None
     train_file: Optional[str] = None  # source=local
@@ -53,9 +74,21 @@ class DataConfig:
     max_eval_samples: Optional[int] = None
     sample_seed: int = 0  # apart from the run's seed: a seed sweep samples the same rows
     synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
+    # task=causal_lm: prompt/response fields, or chat messages rendered with the tokenizer's chat template, or a
+    # preset mapping of a known instruction dataset (alpaca | dolly); the text written before each response.
+    prompt_field: str = "prompt"
+    response_field: str = "response"
+    messages_field: Optional[str] = None
+    preset: Optional[str] = None
+    prompt_template: str = "{prompt}\n"
+    lm_synthetic: LMSyntheticDataConfig = field(default_factory=LMSyntheticDataConfig)
 
     def __post_init__(self):
-        one_of("data.source", self.source, ["synthetic", "hub", "local"])
+        one_of("data.source", self.source, ["synthetic", "hub", "local", "lm_synthetic"])
+        one_of("data.preset", self.preset, [None, "alpaca", "dolly"])
+        require("{prompt}" in self.prompt_template, "data.prompt_template", self.prompt_template,
+                "has no {prompt} placeholder, so the instruction would never reach the model.",
+                "write the prompt's place as {prompt}, e.g. data.prompt_template='Q: {prompt}\\nA: '.")
         require(8 <= self.max_length <= 8192, "data.max_length", self.max_length,
                 "is out of range.", "use a sequence length between 8 and 8192 tokens.")
         for key in ("max_train_samples", "max_eval_samples"):

@@ -48,6 +48,9 @@ class Objective:
     adapters: torch.nn.ModuleDict = field(default_factory=torch.nn.ModuleDict)
     notes: str = ""  # symbols and hyper-parameters, printed under the formula
     reads_logits: bool = True  # False: parts of the student (its head) get no gradient; DDP must allow that
+    rollout: "Rollout | None" = None  # on-policy objectives: the student samples the batch's responses itself
+    uncacheable: str | None = None  # why the teacher's outputs must not be stored once and reused (teacher_cache)
+    topk: float | None = None  # causal LMs: the loss has a top-k form at this temperature (topk_cache may serve it)
 
     def formula(self) -> str:
         """The composed loss as one line, e.g. ``L = 0.5·CE(y, softmax(z_s)) + 0.5·T²·KL(...)``."""
@@ -70,6 +73,17 @@ class Objective:
             total = term.weight * value if total is None else total + term.weight * value
         return total, values
 
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """On-policy batches (GKD, reverse KL): with probability ``fraction`` a training batch's responses are replaced,
+    inside the training step, by the student's own samples of at most ``max_new_tokens`` tokens."""
+
+    fraction: float
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
 
 
 @dataclass

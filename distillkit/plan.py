@@ -52,11 +52,10 @@ def resolve_device(cfg: RunConfig) -> tuple[bool, torch.device]:
     return use_cpu, torch.device("cpu") if use_cpu else torch.device("cuda", local_rank)
 
 
-def _tokenizer(cfg: RunConfig, task, root: Path):
-    """The teacher's tokenizer; for a teacher built from a config, a WordPiece trained on the task."""
+def _tokenizer(cfg: RunConfig, task, root: Path, kind):
+    """The teacher's tokenizer; for a teacher built from a config, one trained on the task's training texts (a
+    WordPiece for classification, a byte-level BPE for causal LMs)."""
     from transformers import AutoTokenizer
-
-    from distillkit.data import train_wordpiece
 
     if cfg.teacher.path is not None:
         return models.load_tokenizer("teacher.path", cfg.teacher.path, cfg.teacher.revision,
@@ -65,12 +64,14 @@ def _tokenizer(cfg: RunConfig, task, root: Path):
         return models.load_tokenizer("student.path", cfg.student.path, cfg.student.revision,
                                      cfg.student.trust_remote_code)
     spec = {"data": _data_spec(cfg, root), "vocab_size": cfg.teacher.arch.vocab_size}
+    if kind.causal:
+        spec["kind"] = "byte-level-bpe"
     final = cache.entry_dir(root, "tokenizers", spec)
     with cache.locked(final):
         if not final.exists():
-            texts = list(task.train["text"]) + (list(task.train["text_pair"]) if task.has_pair else [])
+            texts = kind.tokenizer_texts(task)
             with cache.building(final) as tmp:
-                train_wordpiece(texts, cfg.teacher.arch.vocab_size, tmp)
+                kind.train_tokenizer(texts, cfg.teacher.arch.vocab_size, tmp)
                 cache.write_spec(tmp, spec)
     return AutoTokenizer.from_pretrained(final)
 
@@ -81,10 +82,16 @@ def _data_spec(cfg: RunConfig, root: Path) -> dict:
     spec = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k != "name"}
     if spec["synthetic"]["sentences"] == 1:  # the key of every one-sentence entry made before the setting existed
         del spec["synthetic"]["sentences"]
+    causal = [k for k in spec if k in _CAUSAL_DATA_KEYS]
+    lm = getattr(getattr(cfg, "task", None), "name", "classification") == "causal_lm"
+    for k in (["synthetic"] if lm else causal):  # each task's key holds only its own data settings
+        del spec[k]
     local = [cfg.data.train_file, cfg.data.eval_file] if cfg.data.source == "local" else [cfg.data.path]
     spec["content"] = {str(p): cache.file_digest(root, p) for p in local if p and Path(p).exists()}
     return spec
 
+
+_CAUSAL_DATA_KEYS = ("prompt_field", "response_field", "messages_field", "preset", "prompt_template", "lm_synthetic")
 
 # TrainingArguments that do not change the prepared weights: where and how often the run writes and logs,
 # and how the work is spread over processes (the recipe's global batch stands in for the batch fields).
@@ -166,6 +173,7 @@ class Plan:
     cache_root: Path
     model_configs: dict = field(default_factory=dict)  # model name → (config, teacher layers it copies or None)
     attention: Attention = field(default_factory=Attention)
+    kind: object = None  # the task's interface (distillkit/tasks): classification | causal_lm
 
     @property
     def method_stages(self) -> list:
@@ -176,15 +184,17 @@ def make_plan(cfg: RunConfig) -> Plan:
     """The checks: device, data fields, tokenizers, model configs, layer map, stages. Raises ConfigError."""
     import datasets
 
-    from distillkit.data import load_task
+    from distillkit import tasks
 
     datasets.disable_progress_bars()
     use_cpu, device = resolve_device(cfg)
     root = cache.usable_root(cfg.cache_dir)
-    task = load_task(cfg.data)
-    tokenizer = _tokenizer(cfg, task, root)
-    t_config, head_fitted = models.teacher_config(cfg.teacher, tokenizer, task.label_names)
-    s_config, layers = models.student_config(cfg.student, t_config, tokenizer, task.label_names)
+    kind = tasks.get(cfg.task.name)
+    task = kind.load(cfg.data)
+    tokenizer = _tokenizer(cfg, task, root, kind)
+    kind.check(cfg, task, tokenizer)
+    t_config, head_fitted = models.teacher_config(cfg.teacher, tokenizer, task.label_names, kind.causal)
+    s_config, layers = models.student_config(cfg.student, t_config, tokenizer, task.label_names, kind.causal)
     if cfg.student.path is not None:
         models.check_tokenizers(tokenizer, models.load_tokenizer("student.path", cfg.student.path), cfg.student.path)
     no_teacher = cfg.teacher.name == "none"
@@ -198,7 +208,7 @@ def make_plan(cfg: RunConfig) -> Plan:
     if prepare:
         stages[0].budget.batch_size, stages[0].budget.accumulation_steps = _prepare_batching(cfg)
     plan = Plan(task, tokenizer, None if no_teacher else t_config, s_config, layers, prepare, stages, use_cpu,
-                device, root)
+                device, root, kind=kind)
     plan.model_configs = _model_configs(cfg, plan, t_config, task.label_names)
     plan.attention.needed_by = [s.name for s in plan.method_stages if s.objective.needs_attentions]
     augment_checks.check(cfg, plan)
@@ -219,7 +229,8 @@ def _model_configs(cfg: RunConfig, plan: Plan, t_config, label_names) -> dict:
             derived = StudentConfig(num_layers=spec.num_layers, init="random" if init == "list" else init,
                                     **({} if cfg.student.path else {k: getattr(cfg.student, k) for k in
                                                                     ("hidden_size", "num_heads", "intermediate_size")}))
-            configs[spec.model] = models.student_config(derived, t_config, plan.tokenizer, label_names)
+            configs[spec.model] = models.student_config(derived, t_config, plan.tokenizer, label_names,
+                                                        plan.kind.causal)
         else:
             configs[spec.model] = configs["student"]
     return configs

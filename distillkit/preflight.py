@@ -68,15 +68,21 @@ def check(argv: list[str]) -> Checked:
         jobs = _expand(overrides) if args.multirun else [overrides]
         failures = {}  # key → [(job, error)] for keys Hydra could not override in some jobs
         option_keys = _option_keys(overrides)
+        other_task = []  # sweep jobs whose method serves another task
         for job in jobs:
             try:
                 composed = _compose(job)
+                if args.multirun and len(jobs) > 1 and task_mismatch(composed):
+                    other_task.append((job, composed))
+                    continue
                 _validate_composed(composed, job, args.multirun)
                 option_keys = {k: v for k, v in option_keys.items() if not composed.augmentation[k.split(".")[1]].enabled}
             except _NotInSchema as err:
                 failures.setdefault(err.key, []).append((job, err.error))
         _unselected_options(option_keys, args.multirun)
-    skip_keys = []
+    if other_task and len(other_task) == len(jobs):
+        _validate_composed(other_task[0][1], other_task[0][0], True)  # every job: the error, not a sweep of skips
+    skip_keys = [TASK_KEY] if other_task else []
     for key, failed in failures.items():
         if not args.multirun or len(failed) == len(jobs) or not key.startswith("method."):
             raise failed[0][1]
@@ -189,12 +195,31 @@ def _validate_composed(cfg, job: list[str], in_sweep: bool) -> None:
                           err.fix) from None
 
 
+TASK_KEY = "task.name"  # in SKIP_ENV: the sweep's jobs whose method serves another task skip themselves
+
+
+def task_mismatch(cfg) -> str | None:
+    """Why a composed job's method does not apply to its task (``task.name``), or None when it does."""
+    from omegaconf import OmegaConf
+
+    from distillkit.registry import REGISTRY
+
+    method, task = OmegaConf.select(cfg, "method.name"), OmegaConf.select(cfg, "task.name") or "classification"
+    if method not in REGISTRY or task in REGISTRY[method].tasks:
+        return None
+    return (f"its method distils {' and '.join(REGISTRY[method].tasks)} models and its task is {task} (the method "
+            "does not apply)")
+
+
 def skip_reason(cfg, skip_keys: list[str]) -> str | None:
-    """Why this sweep job is skipped (its method has no such key), or None to run it."""
+    """Why this sweep job is skipped (its method serves another task, or has no such key), or None to run it."""
     from omegaconf import OmegaConf
 
     from distillkit.config import METHOD_SCHEMAS
 
+    if TASK_KEY in skip_keys and task_mismatch(cfg):
+        return task_mismatch(cfg)
+    skip_keys = [k for k in skip_keys if k != TASK_KEY]
     method = OmegaConf.select(cfg, "method.name")
     schema = METHOD_SCHEMAS.get(method)
     if schema is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
+from distillkit import llm_config as lc
 from distillkit import method_config as mc
 from distillkit import self_config as sc
 
@@ -20,13 +21,15 @@ from distillkit import self_config as sc
 class MethodEntry:
     schema: type
     builder: str  # "family_module:function" under distillkit.methods
-    family: str  # the README's grouping: logits, features, relations, self-distillation, chains
+    family: str  # the README's grouping: logits, features, relations, self-distillation, chains, llm
+    tasks: tuple[str, ...] = ("classification",)  # the tasks (task.name) whose models it distils
 
     def build(self, cfg, dims):
         module, function = self.builder.split(":")
         return getattr(importlib.import_module(f"distillkit.methods.{module}"), function)(cfg, dims)
 
 
+LM = ("causal_lm",)
 REGISTRY: dict[str, MethodEntry] = {
     "none": MethodEntry(mc.NoneMethodConfig, "logits:build_none", "logits"),
     "kd": MethodEntry(mc.KDMethodConfig, "logits:build_kd", "logits"),
@@ -47,6 +50,11 @@ REGISTRY: dict[str, MethodEntry] = {
     "noisy_student": MethodEntry(sc.NoisyStudentMethodConfig, "self_distill:build_noisy_student",
                                  "self-distillation"),
     "takd": MethodEntry(sc.TAKDMethodConfig, "chains:build_takd", "chains"),
+    "sft": MethodEntry(lc.SFTMethodConfig, "llm:build_sft", "llm", LM),
+    "forward_kl": MethodEntry(lc.ForwardKLMethodConfig, "llm:build_forward_kl", "llm", LM),
+    "reverse_kl": MethodEntry(lc.ReverseKLMethodConfig, "llm:build_reverse_kl", "llm", LM),
+    "gkd": MethodEntry(lc.GKDMethodConfig, "llm:build_gkd", "llm", LM),
+    "seq_kd": MethodEntry(lc.SeqKDMethodConfig, "llm:build_seq_kd", "llm", LM),
 }
 
 METHOD_SCHEMAS: dict[str, type] = {name: entry.schema for name, entry in REGISTRY.items()}

@@ -40,8 +40,7 @@ def results(cfg, ctx, plan, numbers: dict, records: list, started: float, starte
                 "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
                 "wall_time_s": round(time.time() - started, 2), "world_size": int(os.environ.get("WORLD_SIZE", 1)),
                 "device": str(plan.device), "versions": _versions()},
-        "task": {"metric": "accuracy", "num_labels": plan.task.num_labels, "label_names": plan.task.label_names,
-                 "train_examples": n_train, "eval_examples": n_eval},
+        "task": _task_section(cfg, plan, n_train, n_eval),
         "augmentation": {"options": aug.selected, "offline": aug.offline, "online": aug.online,
                          "train_examples": n_train + (len(augmented.rows) if augmented else 0),
                          **(augmented.summary() if augmented else {})},
@@ -49,6 +48,23 @@ def results(cfg, ctx, plan, numbers: dict, records: list, started: float, starte
         "stages": records,
         "artifacts": {"student": "student", "metrics": "metrics.jsonl", "config": "config.yaml"},
     }
+
+
+def _task_section(cfg, plan, n_train: int, n_eval: int) -> dict:
+    if plan.kind.causal:
+        return {"name": "causal_lm", "metric": "exact_match", "train_examples": n_train, "eval_examples": n_eval,
+                "max_new_tokens": cfg.task.max_new_tokens, "eval_generations": cfg.task.eval_generations}
+    return {"name": "classification", "metric": "accuracy", "num_labels": plan.task.num_labels,
+            "label_names": plan.task.label_names, "train_examples": n_train, "eval_examples": n_eval}
+
+
+def show_generations(results: dict, wandb_run=None) -> str:
+    """A causal-LM run's sample of generations, for the log (and W&B); "" for other tasks."""
+    if not results.get("generations"):
+        return ""
+    from distillkit.tasks.lm_report import show_generations as show
+
+    return show(results, wandb_run)
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -92,6 +108,10 @@ def speed_note(speed: dict | None) -> str:
 
 
 def _rows(results: dict) -> list[tuple[str, str, str, str]]:
+    if results["task"].get("name") == "causal_lm":
+        from distillkit.tasks.lm_report import rows
+
+        return rows(results)
     t, s, c = results["teacher"], results["student"], results["comparison"]
     if t is None:  # no teacher (teacher=none): the student alone
         return [("accuracy", "", f"{s['accuracy']:.4f}", ""), ("F1 (macro)", "", f"{s['f1_macro']:.4f}", ""),
@@ -134,6 +154,10 @@ def format_table(results: dict) -> str:
 
 
 def _eval_text(scores: dict) -> str:
+    if "exact_match" in scores:  # a causal LM's stage
+        text = f"exact match {scores['exact_match']:.4f} · ROUGE-L {scores['rouge_l']:.4f} · ppl {scores['perplexity']:.3f}"
+        return text + (f" · agreement {scores['agreement_with_teacher'] * 100:.1f}%"
+                       if "agreement_with_teacher" in scores else "")
     text = f"accuracy {scores['accuracy']:.4f} · F1 {scores['f1_macro']:.4f}"
     if scores.get("teacher_accuracy") is not None:
         text += (f" · its teacher {scores['teacher_accuracy']:.4f} · agreement "

@@ -30,8 +30,6 @@ log = logging.getLogger("distillkit")
 def _run_stages(ws: Workspace) -> list[dict]:
     """Every stage in order. A finished stage is marked done (its model's weights, its record) so a resumed run
     skips it; a stage that produces a model of the report is evaluated when it ends."""
-    from distillkit import evaluate
-
     records, stages = [], ws.plan.stages
     for i, stage in enumerate(stages):
         if stage.cached:
@@ -47,10 +45,10 @@ def _run_stages(ws: Workspace) -> list[dict]:
             record = run_stage(stage, ws)
             if stage.produces and _rank()[0] == 0:
                 model.to(ws.plan.device)
-                record["eval"] = evaluate.stage_scores(model, ws.source(stage), ws.eval_set, ws.collator,
-                                                       ws.plan.task.num_labels, ws.plan.device,
-                                                       ws.cfg.hardware.eval_batch_size)
-                log.info("[%s] %s", stage.name, evaluate.describe_scores(record["eval"]))
+                kind = ws.plan.kind
+                record["eval"] = kind.stage_scores(model, ws.source(stage), ws.eval_set, ws.collator, ws.tokenizer,
+                                                   ws.plan.device, ws.cfg)
+                log.info("[%s] %s", stage.name, kind.describe_scores(record["eval"]))
             if i < len(stages) - 1 and _rank()[0] == 0:
                 mark_done(stage, model, record, ws.run_dir)
             _barrier()
@@ -95,7 +93,7 @@ def _prepared_teacher(ws: Workspace, stage) -> dict:
                     cache.write_spec(tmp, spec)
             record["cache_dir"] = str(final)
             _barrier()
-    ws.models["teacher"] = models.load_pretrained("teacher", str(final), None)
+    ws.models["teacher"] = models.load_pretrained("teacher", str(final), None, causal=ws.plan.kind.causal)
     ws.plan.attention.switch(ws.models["teacher"])
     return record
 
@@ -121,17 +119,16 @@ def _log_plan(cfg: RunConfig, plan: Plan) -> None:
 
 def run(cfg: RunConfig, ctx: RunContext, plan: Plan | None = None) -> dict | None:
     """Run every stage; on rank 0 write and return the results. Raises ConfigError on bad input."""
-    from transformers import DataCollatorWithPadding, set_seed
+    from transformers import set_seed
 
-    from distillkit import evaluate, report, tracking
-    from distillkit.data import tokenize
+    from distillkit import report, tracking
 
     started = time.time()
     started_at = datetime.datetime.now().isoformat(timespec="seconds")
     out = Path(ctx.output_dir)
     plan = plan or make_plan(cfg)
     _log_plan(cfg, plan)
-    train_set, eval_set = tokenize(plan.task, plan.tokenizer, cfg.data.max_length)
+    train_set, eval_set = plan.kind.tokenize(plan.task, plan.tokenizer, cfg)
     wandb_run = None
     if _rank()[0] == 0:
         flat = {**tracking.flatten(cfg), "run.overrides": " ".join(ctx.overrides), "run.job": ctx.job_name}
@@ -139,8 +136,7 @@ def run(cfg: RunConfig, ctx: RunContext, plan: Plan | None = None) -> dict | Non
         if wandb_run is not None and ctx.wandb_id != wandb_run.id:
             ctx.wandb_id = wandb_run.id
             ctx.save()  # a resume continues this W&B run instead of starting a second one
-    ws = Workspace(cfg, plan, out, train_set, eval_set, DataCollatorWithPadding(plan.tokenizer), wandb_run,
-                   ctx.resume)
+    ws = Workspace(cfg, plan, out, train_set, eval_set, plan.kind.collator(plan.tokenizer), wandb_run, ctx.resume)
     try:
         ws.augmented = _augment(cfg, plan, wandb_run)
         set_seed(cfg.seed)
@@ -149,14 +145,17 @@ def run(cfg: RunConfig, ctx: RunContext, plan: Plan | None = None) -> dict | Non
         if _rank()[0] != 0:
             return None
         student = ws.models[plan.stages[-1].student.model]
-        numbers = evaluate.evaluate_run(ws.teacher(), student, eval_set, ws.collator, plan.task.num_labels,
-                                        plan.device, cfg.hardware.eval_batch_size, cfg.eval)
+        numbers = plan.kind.evaluate_run(ws.teacher(), student, eval_set, ws.collator, plan.tokenizer, plan.device,
+                                         cfg)
         models.save_model(student, plan.tokenizer, out / "student")
         results = report.results(cfg, ctx, plan, numbers, records, started, started_at, len(train_set),
                                  len(eval_set), ws.augmented)
         report.write_json_atomic(out / "results.json", results)
         clear_checkpoints(out)
         table = report.format_table(results) + f"\n\nresults: {out / 'results.json'}\nstudent: {out / 'student'}"
+        shown = report.show_generations(results, wandb_run)
+        if shown:
+            log.info("%s", shown)
         print("\n" + table, flush=True)
         _append_to_log_files(table)
         tracking.finish(wandb_run, report.summary_for_wandb(results))

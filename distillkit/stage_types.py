@@ -73,15 +73,17 @@ class StudentSpec:
 class DataView:
     """The examples a stage trains on: ``train`` (the training split), ``text_file`` (plain texts, no labels:
     TinyBERT's general distillation), ``train+unlabeled`` (the training split plus an unlabeled pool whose
-    labels are IGNORE_INDEX, for pseudo-labelling). ``train`` and ``train+unlabeled`` views also hold the run's
-    offline augmented examples unless ``augment`` is False (``teacher_prep``: the teacher learns the task's own
-    data)."""
+    labels are IGNORE_INDEX, for pseudo-labelling), ``teacher_responses`` (causal LM: the training prompts with the
+    teacher's own responses, generated once and cached; seq_kd). ``train`` and ``train+unlabeled`` views also hold
+    the run's offline augmented examples unless ``augment`` is False (``teacher_prep``: the teacher learns the
+    task's own data)."""
 
     kind: str = "train"
     text_file: str | None = None
     unlabeled: str | None = None  # train+unlabeled: a text file, "train" (the training texts), or "generated"
     unlabeled_size: int | None = None  # generated: how many texts
     augment: bool = True  # add the run's offline augmented examples (``augmentation=``) to train views
+    options: dict = field(default_factory=dict)  # teacher_responses: num_beams, max_new_tokens, keep_original
 
 
 @dataclass

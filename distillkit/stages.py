@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from distillkit.config import NoneMethodConfig, RunConfig
+from distillkit.llm_config import SFTMethodConfig
 from distillkit.errors import require
 from distillkit.methods import build_objective, build_stages
 from distillkit.models import LAYER_KEY
@@ -31,7 +32,8 @@ log = logging.getLogger(__name__)
 def teacher_prep_stage(cfg: RunConfig) -> Stage:
     """Fine-tune the teacher group's model on the labels; its result is cached content-addressed."""
     t = cfg.teacher
-    return Stage("teacher_prep", build_objective(NoneMethodConfig()), teacher=None,
+    labels_only = SFTMethodConfig() if cfg.task.name == "causal_lm" else NoneMethodConfig()  # the task's own targets
+    return Stage("teacher_prep", build_objective(labels_only), teacher=None,
                  student=StudentSpec("teacher", "teacher"), data=DataView(augment=False),
                  budget=Budget(t.prepare_epochs, t.prepare_learning_rate, t.prepare_layer_learning_rate,
                                "teacher.prepare_learning_rate", "teacher.prepare_layer_learning_rate",

@@ -62,6 +62,10 @@ class Decision:
 def why_not(stage, online_augmentation: list[str]) -> str | None:
     """Why caching the teacher of ``stage`` would be wrong, or None when it is right."""
     teacher = stage.teacher
+    if not stage.objective.needs_teacher:
+        return "its loss reads no teacher outputs"
+    if stage.objective.uncacheable:
+        return stage.objective.uncacheable
     if teacher.kind in ("ema", "snapshots"):
         return (f"its teacher ({teacher.describe()}) changes as the student trains, so yesterday's outputs are not "
                 "today's")
@@ -238,8 +242,12 @@ def prepare(stage, source, data, ws, device, batch_size: int):
     """The stage's source and data view with its teacher's outputs cached, when ``decide`` says so: (source,
     data, record); the data gains the ``teacher_row`` column. Otherwise the source and data unchanged, and the
     record says why (None for a stage without a teacher)."""
-    if source is None or stage.teacher is None:
+    if source is None or stage.teacher is None or not stage.objective.needs_teacher:  # seq_kd: the teacher wrote the data
         return source, data, None
+    if ws.plan.kind.causal:  # token-level outputs: the teacher's top-k log-probs (distillkit/topk_cache.py)
+        from distillkit import topk_cache
+
+        return topk_cache.prepare(stage, source, data, ws, device, batch_size)
     cfg, spec = ws.cfg, stage.objective.teacher_features
     precision, root = cfg.teacher.cache_precision, ws.plan.cache_root
     layout = Layout(row_lengths(data))

@@ -76,6 +76,8 @@ class DistillationTrainer(Trainer):
 
     # ------------------------------------------------------------------------------------ the loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        on_policy = self._rollout(model, inputs) if model.training and self.objective.rollout else None
+        inputs = on_policy if on_policy is not None else inputs
         augment = self.augment if model.training else None
         generator = augment.generator(self.state.global_step) if augment is not None else None
         mixed = augment.mix(inputs, generator) if augment is not None else None
@@ -89,11 +91,29 @@ class DistillationTrainer(Trainer):
             term = self._consistency(model, inputs, clean_logits, generator)
             loss = loss + augment.consistency.weight * term
             terms["consistency"] = term.detach()
+        if model.training and self.objective.rollout is not None:
+            terms["on_policy_batches"] = torch.tensor(float(on_policy is not None), device=loss.device)
         if model.training:
             for name, value in terms.items():
                 self._term_sums[name] += value.float()
             self._term_count += 1
         return (loss, student) if return_outputs else loss
+
+    def _rollout(self, model, inputs: dict) -> dict | None:
+        """On-policy objectives (GKD, reverse KL): with probability ``rollout.fraction`` the batch's responses become
+        the student's own samples (``lm_eval.rollout``), drawn inside the training step; None keeps the batch. The
+        coin and the samples are seeded by (stage seed, step, process), so a resumed stage draws the same ones."""
+        from distillkit.lm_eval import rollout
+        from distillkit.teachers import unwrap
+
+        plan = self.objective.rollout
+        seed = (self.args.seed * 1_000_003 + self.state.global_step) * 1009 + self.args.process_index
+        coin = torch.Generator().manual_seed(seed)
+        if plan.fraction < 1.0 and torch.rand((), generator=coin).item() >= plan.fraction:
+            return None
+        tok = self.processing_class
+        return rollout(unwrap(model), inputs, plan.max_new_tokens, tok.eos_token_id, tok.pad_token_id,
+                       temperature=plan.temperature, top_p=plan.top_p, seed=seed)
 
     def _teacher(self, inputs: dict, mixed, training: bool):
         """The teacher's features for the loss, and its logits on the clean batch when it ran on it (else None).

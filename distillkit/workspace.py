@@ -41,6 +41,10 @@ class Workspace:
         return self.plan.tokenizer
 
     @property
+    def causal(self) -> bool:
+        return self.plan.kind.causal
+
+    @property
     def use_cpu(self) -> bool:
         return self.plan.use_cpu
 
@@ -51,7 +55,7 @@ class Workspace:
         if "teacher" not in self.models and cfg.teacher.name != "none" and not self.plan.prepare_teacher:
             self.models["teacher"] = model_lib.load_pretrained("teacher.path", cfg.teacher.path,
                                                                self.plan.teacher_config, cfg.teacher.revision,
-                                                               cfg.teacher.trust_remote_code)
+                                                               cfg.teacher.trust_remote_code, self.causal)
             self.plan.attention.switch(self.models["teacher"])
         return self.models.get("teacher")
 
@@ -75,9 +79,9 @@ class Workspace:
         if spec.build == "teacher":
             torch.manual_seed(seed)
             if cfg.teacher.path is None:
-                return model_lib.build_from_config(config, seed, identity)
+                return model_lib.build_from_config(config, seed, identity, self.causal)
             return model_lib.load_pretrained("teacher.path", cfg.teacher.path, config, cfg.teacher.revision,
-                                             cfg.teacher.trust_remote_code)
+                                             cfg.teacher.trust_remote_code, self.causal)
         if spec.build == "copy":
             log.info("[%s] model %r starts as a copy of %r", stage.name, spec.model, spec.copy_of)
             import copy
@@ -85,8 +89,9 @@ class Workspace:
             return copy.deepcopy(self.models[spec.copy_of])
         if spec.build == "student" and cfg.student.path is not None:
             return model_lib.load_pretrained("student.path", cfg.student.path, config, cfg.student.revision,
-                                             cfg.student.trust_remote_code)
-        return model_lib.derive_student(self.teacher() if layers is not None else None, config, layers, seed, identity)
+                                             cfg.student.trust_remote_code, self.causal)
+        return model_lib.derive_student(self.teacher() if layers is not None else None, config, layers, seed, identity,
+                                        self.causal)
 
     # ----------------------------------------------------------------------------- sources, data
     def source(self, stage: Stage):
@@ -105,10 +110,15 @@ class Workspace:
 
         view = stage.data
         augmented = self.augmented is not None and view.augment and view.kind != "text_file"
-        key = (view.kind, view.text_file, view.unlabeled, view.unlabeled_size, augmented, stage.teacher is None)
+        key = (view.kind, view.text_file, view.unlabeled, view.unlabeled_size, augmented, stage.teacher is None,
+               tuple(sorted(view.options.items())))
         if key not in self._data:
             if view.kind == "train":
                 data = self.train_set
+            elif view.kind == "teacher_responses":
+                from distillkit.seq_kd import teacher_responses
+
+                data = teacher_responses(self, stage)
             elif view.kind == "text_file":
                 data = tokenize_text_file(view.text_file, self.tokenizer, self.cfg.data.max_length)
             else:

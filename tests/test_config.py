@@ -16,7 +16,13 @@ NEEDS = {
     ("teacher", "hub"): ["teacher.path=/models/teacher"],
     ("student", "hub"): ["student.path=/models/student"],
     ("data", "hub"): ["data.path=imdb"],
+    ("data", "lm_hub"): ["data.path=HuggingFaceH4/no_robots"],
 }
+# Options of the causal-LM task: composed with task=causal_lm (the default task is classification).
+CAUSAL = {("data", o) for o in ("lm_synthetic", "lm_local", "lm_hub", "alpaca", "dolly")} | \
+    {("method", o) for o in ("sft", "forward_kl", "reverse_kl", "gkd", "seq_kd")} | \
+    {("teacher", o) for o in ("embedded-llama", "gpt2-medium", "qwen2.5-1.5b")} | \
+    {("student", o) for o in ("llama-small", "gpt2", "qwen2.5-0.5b")} | {("task", "causal_lm")}
 
 
 def _options():
@@ -28,11 +34,13 @@ def _options():
 @pytest.mark.parametrize("group,option", list(_options()))
 def test_every_option_composes_and_validates(group, option, tmp_path):
     extra = list(NEEDS.get((group, option), []))
-    if (group, option) == ("data", "local"):
+    if (group, option) in (("data", "local"), ("data", "lm_local")):
         for split in ("train", "eval"):
             path = tmp_path / f"{split}.csv"
-            path.write_text("text,label\nhello,0\nbye,1\n")
+            path.write_text("text,label\nhello,0\nbye,1\n" if option == "local" else "prompt,response\nhi,yo\n")
             extra.append(f"data.{split}_file={path}")
+    if (group, option) in CAUSAL:
+        extra.append("task=causal_lm")
     if group == "pair":
         teacher, student = option.split("_", 1)
         overrides = [f"teacher={teacher}", f"student={student}"]
@@ -41,7 +49,7 @@ def test_every_option_composes_and_validates(group, option, tmp_path):
     cfg = validate(compose_config(overrides))
     if group == "method":
         assert isinstance(cfg.method, METHOD_SCHEMAS[option])
-    if group in ("data", "teacher", "student", "hardware", "logger", "augmentation"):
+    if group in ("data", "teacher", "student", "hardware", "logger", "augmentation", "task"):
         assert getattr(cfg, group).name == option
 
 

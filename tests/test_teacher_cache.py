@@ -179,7 +179,8 @@ def test_fp16_overflow_is_reported_not_stored(tmp_path):
 def stage_like(kind="prepared", models=(), online=(), epochs=3.0, model="student", reads_logits=True):
     from distillkit.stage_types import Budget, StudentSpec, TeacherSpec
 
-    objective = SimpleNamespace(reads_logits=reads_logits, teacher_features=FeatureSpec())
+    objective = SimpleNamespace(reads_logits=reads_logits, teacher_features=FeatureSpec(), needs_teacher=True,
+                                uncacheable=None, topk=None)
     return SimpleNamespace(name="distill", teacher=TeacherSpec(kind, tuple(models), {"momentum": 0.9}),
                            student=StudentSpec(model), objective=objective, budget=Budget(epochs=epochs),
                            trains_teacher=False)
@@ -243,7 +244,8 @@ def test_always_refuses_a_stage_it_cannot_cache_before_anything_runs():
 def workspace(tmp_path, mode="auto"):
     cfg = SimpleNamespace(teacher=SimpleNamespace(cache_outputs=mode, cache_budget_gb=8.0, cache_precision="fp32"),
                           augmentation=SimpleNamespace(online=[]), method=SimpleNamespace(name="kd"))
-    return SimpleNamespace(cfg=cfg, plan=SimpleNamespace(cache_root=tmp_path), collator=collate)
+    return SimpleNamespace(cfg=cfg, plan=SimpleNamespace(cache_root=tmp_path, kind=SimpleNamespace(causal=False)),
+                           collator=collate)
 
 
 def stage_with(spec):

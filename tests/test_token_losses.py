@@ -346,3 +346,36 @@ def test_bad_arguments_raise():
         forward_kl_topk(student, indices + 4, logprobs, tail, mask)
     with pytest.raises(ValueError, match="integer"):
         forward_kl_topk(student, indices.float(), logprobs, tail, mask)
+
+
+def test_next_token_loss_is_the_mean_nll_of_response_tokens_by_hand():
+    """NTP reads logits[t-1] for label t, only where the label is not -100: checked against a hand computation."""
+    from distillkit.losses.token import next_token_loss
+
+    logits = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 3.0], [9.0, 9.0, 9.0]]])  # (1, 4, 3)
+    labels = torch.tensor([[-100, -100, 1, 2]])  # prompt of 2 tokens, response (1, 2)
+    expected = -(math.log(math.exp(1.0) / (math.exp(1.0) + 2)) + math.log(math.exp(3.0) / (math.exp(3.0) + 2))) / 2
+    assert next_token_loss(logits, labels).item() == pytest.approx(expected, rel=1e-6)
+    garbage = logits.clone()
+    garbage[0, 0] = float("nan")  # the position before the first response token's predictor: never read
+    garbage[0, 3] = float("inf")  # the last position predicts nothing
+    assert next_token_loss(garbage, labels).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_next_token_loss_equals_cross_entropy_and_chunks_agree():
+    from distillkit.losses.token import next_token_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 7, 11, requires_grad=True)
+    labels = torch.randint(0, 11, (3, 7))
+    labels[:, :3] = -100
+    labels[1, 5:] = -100
+    reference = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1),
+                                                  ignore_index=-100)
+    value = next_token_loss(logits, labels)
+    assert value.item() == pytest.approx(reference.item(), rel=1e-6)
+    (grad,) = torch.autograd.grad(value, logits)
+    (chunked_grad,) = torch.autograd.grad(next_token_loss(logits, labels, chunk_size=2), logits)
+    assert torch.allclose(grad, chunked_grad, atol=1e-7)
+    none = next_token_loss(logits, torch.full((3, 7), -100))
+    assert none.item() == 0.0 and torch.autograd.grad(none, logits)[0].abs().sum() == 0

@@ -192,6 +192,25 @@ def _gjsd_rows(log_s: torch.Tensor, log_t: torch.Tensor, beta: float) -> torch.T
     return beta * _kl_rows(log_t, log_m) + (1.0 - beta) * _kl_rows(log_s, log_m)
 
 
+def next_token_loss(logits: torch.Tensor, labels: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+    """NTP (SFT's loss): the mean over response tokens of −log p_s(y_t | y_<t, x), in fp32.
+
+        NTP = −(1/N) · Σ_{t: y_t ≠ −100} log softmax(z_{t−1})[y_t]
+
+    ``logits`` (B, S, V) and ``labels`` (B, S) are aligned as a causal LM's forward and HF's labels are: the logits
+    at position t−1 predict the token at t, so the last position's logits and the first label are never read.
+    ``labels`` is −100 on prompt and padding. No response token: an exact 0 that keeps the graph."""
+    shifted, targets = logits[:, :-1], labels[:, 1:]
+    keep = targets != -100
+    vocab = shifted.shape[-1]
+    flat_targets = targets.clamp_min(0).reshape(-1, 1).to(shifted.device)
+
+    def rows(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return -F.log_softmax(z.float(), dim=-1).gather(-1, y).squeeze(-1)
+
+    return _masked_mean([shifted.reshape(-1, vocab), flat_targets], keep, 1.0, False, chunk_size, rows)
+
+
 def _tail_logprob(log_p: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
     """log of the probability mass outside ``kept``: logsumexp over the entries not kept (−inf when all are)."""
     return log_p.scatter(-1, kept, float("-inf")).logsumexp(dim=-1)

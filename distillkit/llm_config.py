@@ -1,0 +1,108 @@
+"""Schema dataclasses of the ``method`` group's causal-LM family (``task=causal_lm``): sft, forward_kl, reverse_kl,
+gkd, seq_kd. Their builders are in ``distillkit/methods/llm.py``; the table is ``distillkit/registry.py``.
+Every token-level term is a mean over response tokens (prompt and padding masked)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from distillkit.errors import positive, require, unit_interval
+
+
+def _chunk(value) -> None:
+    require(value is None or value >= 1, "method.chunk_size", value, "must be >= 1 or null.",
+            "use null (all tokens at once) or e.g. 1024 response tokens per chunk (large vocabularies).")
+
+
+def _temperature(value: float) -> None:
+    positive("method.temperature", value, "use a temperature > 0 (1 = the models' own distributions).")
+
+
+@dataclass
+class SamplingConfig:
+    """How the student samples its own responses inside the training step (on-policy batches)."""
+
+    max_new_tokens: int = 16
+    temperature: float = 1.0  # of the sampling (the loss has its own method.temperature)
+    top_p: float = 1.0
+
+    def __post_init__(self):
+        positive("method.sampling.max_new_tokens", self.max_new_tokens, "use a count >= 1, e.g. 16.")
+        positive("method.sampling.temperature", self.temperature, "use a temperature > 0, e.g. 1.0.")
+        require(0.0 < self.top_p <= 1.0, "method.sampling.top_p", self.top_p, "is outside (0, 1].",
+                "use 1.0 (no nucleus cut) or e.g. 0.95.")
+
+
+@dataclass
+class SFTMethodConfig:
+    """Next-token prediction on the dataset's responses: the baseline (no teacher read)."""
+
+    name: str = "sft"
+
+
+@dataclass
+class ForwardKLMethodConfig:
+    """L = kd_weight·T²·KL(p_t ‖ p_s) + (1 − kd_weight)·NTP(y, p_s), per response token."""
+
+    name: str = "forward_kl"
+    temperature: float = 1.0
+    kd_weight: float = 0.5  # λ: the weight of the KD (teacher) term; NTP on the dataset's responses gets 1 − λ
+    chunk_size: Optional[int] = None
+
+    def __post_init__(self):
+        _temperature(self.temperature)
+        unit_interval("method.kd_weight", self.kd_weight)
+        _chunk(self.chunk_size)
+
+
+@dataclass
+class ReverseKLMethodConfig:
+    """Per-token reverse KL(p_s ‖ p_t) on responses the student samples itself (fraction ``on_policy`` of the
+    batches; the others use the dataset's responses)."""
+
+    name: str = "reverse_kl"
+    temperature: float = 1.0
+    on_policy: float = 1.0
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    chunk_size: Optional[int] = None
+
+    def __post_init__(self):
+        _temperature(self.temperature)
+        unit_interval("method.on_policy", self.on_policy)
+        _chunk(self.chunk_size)
+
+
+@dataclass
+class GKDMethodConfig:
+    """Agarwal et al. 2024: generalized JSD(β) per token; with probability ``on_policy`` (the paper's λ) the batch
+    is the student's own samples, else the dataset's responses."""
+
+    name: str = "gkd"
+    beta: float = 0.5  # 0 = forward KL(p_t ‖ p_s), 1 = reverse KL(p_s ‖ p_t)
+    on_policy: float = 0.5  # λ
+    temperature: float = 1.0
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    chunk_size: Optional[int] = None
+
+    def __post_init__(self):
+        unit_interval("method.beta", self.beta)
+        unit_interval("method.on_policy", self.on_policy)
+        _temperature(self.temperature)
+        _chunk(self.chunk_size)
+
+
+@dataclass
+class SeqKDMethodConfig:
+    """Kim & Rush 2016: the teacher answers every training prompt once (greedy, or beam search with num_beams > 1;
+    cached), and the student learns those answers by next-token prediction."""
+
+    name: str = "seq_kd"
+    num_beams: int = 1
+    max_new_tokens: Optional[int] = None  # null = task.max_new_tokens
+    keep_original: bool = False  # true: train on the dataset's responses as well as the teacher's
+
+    def __post_init__(self):
+        positive("method.num_beams", self.num_beams, "use 1 (greedy) or a beam width such as 4.")
+        require(self.max_new_tokens is None or self.max_new_tokens >= 1, "method.max_new_tokens",
+                self.max_new_tokens, "must be >= 1 or null.", "use null (task.max_new_tokens) or e.g. 64.")

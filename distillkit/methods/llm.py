@@ -1,0 +1,98 @@
+"""Methods of the causal-LM task (``task=causal_lm``): ``sft``, ``forward_kl``, ``reverse_kl`` (MiniLLM's per-token
+form), ``gkd`` (Agarwal et al. 2024) and ``seq_kd`` (Kim & Rush 2016). Every term is a mean over response tokens
+(``losses/token.py``): the logits at position t−1 are compared at the tokens t whose label is not −100. Teacher and
+student output layers may have different padded sizes beyond the tokenizer's ids: the terms read the shared rows.
+
+On-policy methods carry a ``Rollout`` on their objective: the trainer lets the student sample the batch's responses
+inside the training step (``lm_eval.rollout``), and the teacher then scores those tokens: their teacher outputs are
+never cached (``Objective.uncacheable``). Off-policy forward KL declares a top-k form (``Objective.topk``): its
+teacher's top-k log-probs are stored once per view (``topk_cache``) and the term reads them instead of logits."""
+
+from __future__ import annotations
+
+from distillkit import llm_config as lc
+from distillkit.losses import token
+from distillkit.methods.common import stage
+from distillkit.objectives import Dims, LossInputs, LossTerm, Objective, Rollout
+from distillkit.stage_types import PREPARED, DataView, Stage
+
+NOT_CACHED = ("its loss reads the teacher's whole next-token distribution (only forward KL has a top-k form that "
+              "the teacher top-k cache can serve)")
+ON_POLICY = "on-policy: the student samples new responses at every step, so no teacher output is seen twice"
+
+
+def aligned(x: LossInputs):
+    """(student logits, teacher logits, response mask) at the positions that predict response tokens, over the
+    vocabulary rows both models have."""
+    z_s, z_t = x.student.logits[:, :-1], x.teacher.logits[:, :-1]
+    vocab = min(z_s.shape[-1], z_t.shape[-1])
+    return z_s[..., :vocab], z_t[..., :vocab], x.labels[:, 1:] != -100
+
+
+def ntp_term(weight: float) -> LossTerm:
+    return LossTerm("ntp", weight, lambda x: token.next_token_loss(x.student.logits, x.labels),
+                    "NTP(y, p_s)")
+
+
+def _kd(weight: float, kind: str, temperature: float, chunk: int | None, beta: float = 0.5) -> LossTerm:
+    def fn(x: LossInputs):
+        topk = x.teacher.captured.get("topk")
+        if topk is not None:  # served by topk_cache: KL over the teacher's k tokens + one tail bucket
+            return token.forward_kl_topk(x.student.logits[:, :-1], topk["indices"], topk["logprobs"], topk["tail"],
+                                         x.labels[:, 1:] != -100, temperature=temperature, chunk_size=chunk)
+        z_s, z_t, mask = aligned(x)
+        if kind == "jsd":
+            return token.generalized_jsd(z_s, z_t, mask, beta=beta, temperature=temperature, chunk_size=chunk)
+        loss = token.forward_kl if kind == "forward" else token.reverse_kl
+        return loss(z_s, z_t, mask, temperature=temperature, chunk_size=chunk)
+
+    formula = {"forward": "T²·KL(p_t ‖ p_s)", "reverse": "T²·KL(p_s ‖ p_t)",
+               "jsd": f"T²·JSD_β(p_t ‖ p_s) [β={beta:g}]"}[kind]
+    return LossTerm({"forward": "kd", "reverse": "reverse_kl", "jsd": "jsd"}[kind], weight, fn, formula)
+
+
+def _rollout(cfg) -> Rollout | None:
+    if cfg.on_policy == 0:
+        return None
+    s = cfg.sampling
+    return Rollout(cfg.on_policy, s.max_new_tokens, s.temperature, s.top_p)
+
+
+def build_sft(cfg: lc.SFTMethodConfig, dims: Dims | None = None) -> list[Stage]:
+    """L = NTP(y, p_s) on the dataset's responses."""
+    return [stage("distill", Objective(name=cfg.name, terms=[ntp_term(1.0)], needs_teacher=False))]
+
+
+def build_forward_kl(cfg: lc.ForwardKLMethodConfig, dims: Dims | None = None) -> list[Stage]:
+    """L = λ·T²·KL(p_t ‖ p_s) + (1 − λ)·NTP(y, p_s), λ = kd_weight."""
+    terms = [_kd(cfg.kd_weight, "forward", cfg.temperature, cfg.chunk_size), ntp_term(1.0 - cfg.kd_weight)]
+    return [stage("distill", Objective(name=cfg.name, terms=terms, needs_teacher=True, topk=cfg.temperature,
+                                       notes=f"λ=kd_weight={cfg.kd_weight:g}, T={cfg.temperature:g}"))]
+
+
+def build_reverse_kl(cfg: lc.ReverseKLMethodConfig, dims: Dims | None = None) -> list[Stage]:
+    """L = T²·KL(p_s ‖ p_t) per token, on the student's own samples (fraction on_policy of the batches)."""
+    objective = Objective(name=cfg.name, terms=[_kd(1.0, "reverse", cfg.temperature, cfg.chunk_size)],
+                          needs_teacher=True, rollout=_rollout(cfg),
+                          uncacheable=ON_POLICY if cfg.on_policy > 0 else NOT_CACHED,
+                          notes=f"on-policy fraction {cfg.on_policy:g}, T={cfg.temperature:g}")
+    return [stage("distill", objective)]
+
+
+def build_gkd(cfg: lc.GKDMethodConfig, dims: Dims | None = None) -> list[Stage]:
+    """L = T²·JSD_β(p_t ‖ p_s) per token; with probability λ = on_policy the responses are the student's samples."""
+    objective = Objective(name=cfg.name, terms=[_kd(1.0, "jsd", cfg.temperature, cfg.chunk_size, cfg.beta)],
+                          needs_teacher=True, rollout=_rollout(cfg),
+                          uncacheable=ON_POLICY if cfg.on_policy > 0 else NOT_CACHED,
+                          notes=f"β={cfg.beta:g}, λ=on_policy={cfg.on_policy:g}, T={cfg.temperature:g}")
+    return [stage("distill", objective)]
+
+
+def build_seq_kd(cfg: lc.SeqKDMethodConfig, dims: Dims | None = None) -> list[Stage]:
+    """L = NTP(ŷ, p_s) on the teacher's own responses ŷ (generated once before the stage trains; cached)."""
+    objective = Objective(name=cfg.name, terms=[ntp_term(1.0)], needs_teacher=False,
+                          notes=f"ŷ: teacher {'greedy' if cfg.num_beams == 1 else f'beam-{cfg.num_beams}'} responses"
+                                + (" + the dataset's" if cfg.keep_original else ""))
+    view = DataView("teacher_responses", options={"num_beams": cfg.num_beams, "max_new_tokens": cfg.max_new_tokens,
+                                                  "keep_original": cfg.keep_original})
+    return [stage("distill", objective, data=view, teacher=PREPARED)]
