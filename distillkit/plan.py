@@ -18,7 +18,7 @@ import torch
 
 from distillkit import cache, models, teacher_cache
 from distillkit.augment import checks as augment_checks
-from distillkit.config import RunConfig, StudentConfig
+from distillkit.config import ENCODER_TYPES, RunConfig, StudentConfig
 from distillkit.errors import require
 from distillkit.objectives import Dims
 from distillkit.stages import plan_stages
@@ -110,8 +110,7 @@ def _teacher_spec(cfg: RunConfig, plan: "Plan", stage) -> dict:
     args = training_arguments(cfg, stage, plan.cache_root / "unused", plan.use_cpu).to_dict()
     recipe = {k: v for k, v in args.items() if not k.startswith(_NOT_RECIPE)}
     return {
-        "teacher": {k: v for k, v in dataclasses.asdict(cfg.teacher).items()
-                    if k != "name" and not k.startswith("cache_")},  # how its outputs are cached is no part of it
+        "teacher": _teacher_settings(cfg),
         "data": _data_spec(cfg, plan.cache_root),
         "labels": plan.task.label_names,
         "tokenizer": cache.entry_key(plan.tokenizer.get_vocab()),
@@ -120,6 +119,16 @@ def _teacher_spec(cfg: RunConfig, plan: "Plan", stage) -> dict:
                   "warmup_ratio": cfg.train.warmup_ratio},  # the trainer turns it into steps itself
         "recipe": recipe,
     }
+
+
+def _teacher_settings(cfg: RunConfig) -> dict:
+    """The teacher group's settings in its key: how its outputs are cached is no part of it, nor, for an encoder,
+    the decoder-only arch settings (so every encoder teacher keeps the key it had before decoders existed)."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg.teacher).items() if k != "name" and not k.startswith("cache_")}
+    if settings["arch"] is not None and settings["arch"]["model_type"] in ENCODER_TYPES:
+        for key in ("num_key_value_heads", "tie_word_embeddings"):
+            del settings["arch"][key]
+    return settings
 
 
 def _prepare_batching(cfg: RunConfig) -> tuple[int, int]:
