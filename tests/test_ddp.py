@@ -131,3 +131,29 @@ def test_two_processes_build_the_teacher_cache_once_in_shards_and_read_it(tmp_pa
     assert logits.shape[0] == res["stages"][-1]["train_examples"] and (np.abs(logits).sum(1) > 0).all()
     assert not any(p.name.startswith(".building") for p in entry.parent.iterdir())
     assert res["stages"][-1]["train_loss"] == pytest.approx(ref["stages"][-1]["train_loss"], rel=0.1)
+
+
+@pytest.mark.parametrize("method", ["forward_kl", "gkd", "seq_kd"])
+def test_two_process_causal_lm_matches_single_process(tmp_path, cache_dir, method):
+    """task=causal_lm under DDP: the top-k teacher cache (forward_kl) and the teacher's responses (seq_kd) are built
+    by rank 0 and read by both; on-policy samples (gkd, every batch) are drawn per process inside the step."""
+    from .test_causal_lm import TINY_LM
+
+    base = [o for o in TINY_LM if not o.startswith(("train.max_steps", "hardware.per_device_batch_size"))] + [
+        "train.max_steps=8", f"method={method}", f"cache_dir={cache_dir}-lm-ddp"]
+    if method == "gkd":
+        base += ["method.on_policy=1.0", "method.sampling.max_new_tokens=4"]
+    proc = cli(["distillkit", *base, "hardware=ddp", "hardware.devices=2", "hardware.accelerator=cpu",
+                "hardware.per_device_batch_size=8", "hydra.run.dir=ddp"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = cli(["distillkit", *base, "hardware.per_device_batch_size=16", "hydra.run.dir=single"], tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    ref, res = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("single", "ddp"))
+    assert res["run"]["world_size"] == 2 and res["stages"][-1]["steps"] == ref["stages"][-1]["steps"] == 8
+    assert ref["stages"][0]["cached"] is True  # the teacher the 2-process run prepared, reused by one process
+    assert res["teacher"]["perplexity"] == pytest.approx(ref["teacher"]["perplexity"], rel=1e-5)
+    assert res["stages"][-1]["train_loss"] == pytest.approx(ref["stages"][-1]["train_loss"], rel=0.15)
+    if method == "forward_kl":  # built by the 2-process run (rank 0), complete: the single run only reads it
+        assert res["stages"][-1]["teacher_cache"]["built"] and not ref["stages"][-1]["teacher_cache"]["built"]
+        assert res["stages"][-1]["teacher_cache"]["entry"] == ref["stages"][-1]["teacher_cache"]["entry"]
+    assert not list(Path(f"{cache_dir}-lm-ddp").rglob(".tmp-*"))
