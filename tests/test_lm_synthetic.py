@@ -137,7 +137,10 @@ def test_corrupted_responses_fail(default):
 
 def test_kind_proportions(default):
     counts = collections.Counter(ex["kind"] for ex in default.train)
-    assert counts == {"add": 2000, "sort": 1600, "reverse": 1600, "lookup": 1600, "count": 1200}
+    assert counts == {"add": 800, "sort": 1600, "reverse": 1200, "lookup": 3200, "count": 1200}
+    assert lm_synthetic.KIND_WEIGHTS["lookup"] == max(lm_synthetic.KIND_WEIGHTS.values())  # memorisation weighs most
+    first = collections.Counter(ex["kind"] for ex in default.eval[:100])  # shuffled blocks of 20: prefixes balanced
+    assert first == {k: 5 * w for k, w in lm_synthetic.KIND_WEIGHTS.items()}
     assert set(ex["kind"] for ex in default.eval) == set(KINDS)
 
 
@@ -184,8 +187,10 @@ def test_difficulty_spread(default):
                 (sort_lens if xs[0].isdigit() else word_sort_lens).add(len(xs))
             elif ex["kind"] == "count":
                 count_vals.add(len(xs))
-    assert add_digits == {(1, 1), (1, 2), (2, 2)}
-    assert min(sums) < 10 and max(sums) >= 150
+    assert add_digits == {(1, 1)}  # single-digit operands only: 100 sums to memorise
+    assert set(sums) == set(range(19))
+    pairs = {tuple(map(int, re.findall(r"\d+", ex["prompt"]))) for ex in default.train if ex["kind"] == "add"}
+    assert pairs == {(a, b) for a in range(10) for b in range(10)}
     assert sort_lens == {3, 4, 5, 6} and word_sort_lens == {3, 4, 5}
     assert count_vals == set(range(2, 10))
     assert joiners == {True, False}
@@ -199,11 +204,11 @@ def test_lookup_facts_cover_all_groups_and_recur_in_train(default):
     train_facts = collections.Counter((parse(ex["prompt"])[1], quoted(ex["prompt"]))
                                       for ex in default.train if ex["kind"] == "lookup")
     assert len(train_facts) == len(TOPIC_OF) + len(POLARITY_OF) + len(DOMAIN_OF)
-    assert min(train_facts.values()) >= 3
+    assert min(train_facts.values()) >= 8  # 3200 look-ups dealt in rounds of 376 facts
     # Every eval look-up asks a fact that train teaches, under another phrasing.
     for ex in default.eval:
         if ex["kind"] == "lookup":
-            assert train_facts[(parse(ex["prompt"])[1], quoted(ex["prompt"]))] >= 3
+            assert train_facts[(parse(ex["prompt"])[1], quoted(ex["prompt"]))] >= 8
 
 
 def test_kinds_subset():
@@ -225,6 +230,14 @@ def test_bad_arguments(kwargs):
 def test_too_large_lookup_split_raises():
     with pytest.raises(ValueError, match="look-up"):
         generate(seed=0, n_train=10, n_eval=2000, kinds=["lookup"])
+
+
+def test_add_space_is_small_and_held_out():
+    # 100 operand pairs x 5 templates = 500 distinct add prompts: eval holds out some, train never sees them.
+    d = generate(seed=0, n_train=2000, n_eval=300, kinds=["add"])
+    assert not {ex["prompt"] for ex in d.eval} & {ex["prompt"] for ex in d.train}
+    with pytest.raises(ValueError, match="too large"):
+        generate(seed=0, n_train=10, n_eval=501, kinds=["add"])
 
 
 def test_texts_for_tokenizer(default):
