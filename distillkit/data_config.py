@@ -33,8 +33,8 @@ class SyntheticDataConfig:
 class LMSyntheticDataConfig:
     """The embedded instruction task of ``task=causal_lm`` (``distillkit/lm_synthetic.py``)."""
 
-    n_train: int = 4000
-    n_eval: int = 400
+    n_train: int = 16000
+    n_eval: int = 500
     seed: int = 0
     kinds: Optional[list[str]] = None  # null = the generator's default kinds
 

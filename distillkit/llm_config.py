@@ -23,7 +23,7 @@ def _temperature(value: float) -> None:
 class SamplingConfig:
     """How the student samples its own responses inside the training step (on-policy batches)."""
 
-    max_new_tokens: int = 16
+    max_new_tokens: int = 24
     temperature: float = 1.0  # of the sampling (the loss has its own method.temperature)
     top_p: float = 1.0
 
