@@ -194,6 +194,9 @@ class HardwareConfig:
     eval_batch_size: int = 128
     gradient_accumulation_steps: int = 1
     dataloader_workers: int = 0
+    # The frozen teacher sharded with FSDP over the processes (devices > 1): for a teacher that does not fit one
+    # device. Its outputs are then not cached, and evaluations run on every process (distillkit/sharding.py).
+    shard_teacher: bool = False
 
     def __post_init__(self):
         one_of("hardware.accelerator", self.accelerator, ["auto", "cpu", "gpu"])
@@ -202,6 +205,9 @@ class HardwareConfig:
             _positive(f"hardware.{key}", getattr(self, key), "use an integer >= 1.")
         require(self.dataloader_workers >= 0, "hardware.dataloader_workers", self.dataloader_workers,
                 "must not be negative.", "use 0 (load in the main process) or more.")
+        require(not self.shard_teacher or self.devices > 1, "hardware.shard_teacher", self.shard_teacher,
+                "shards the teacher over the processes, and this run has one (hardware.devices=1).",
+                "use hardware=ddp hardware.devices=N (N > 1), or drop hardware.shard_teacher.")
         if self.accelerator == "cpu":
             require(self.precision != "fp16", "hardware.precision", self.precision, "is not supported on the CPU.",
                     "use hardware.precision=bf16 or fp32 with a CPU, or hardware=gpu.")
@@ -412,6 +418,9 @@ def check_task(parts: dict) -> None:
             f"is {'an instruction (prompt → response)' if lm_source else 'a classification'} dataset, and this "
             f"run's task is {task}.", "use data=lm_synthetic / lm_local / lm_hub / alpaca / dolly with "
             "task=causal_lm, and data=synthetic / sst2 / local / hub with task=classification.")
+    require(not (parts["hardware"].shard_teacher and method == "seq_kd"), "hardware.shard_teacher", True,
+            "shards the teacher over the processes, and method=seq_kd decodes the training prompts with the teacher "
+            "on rank 0 alone.", "drop hardware.shard_teacher for seq_kd (or decode with a smaller teacher).")
     if task == "causal_lm":
         selected = parts["augmentation"].selected
         require(not selected, "augmentation", ",".join(selected), "applies to classification inputs, and this run's "

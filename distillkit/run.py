@@ -43,7 +43,7 @@ def _run_stages(ws: Workspace) -> list[dict]:
         record = load_done(stage, model, ws.run_dir) if ws.resume else None
         if record is None:
             record = run_stage(stage, ws)
-            if stage.produces and _rank()[0] == 0:
+            if stage.produces and (_rank()[0] == 0 or ws.everyone_evaluates):
                 model.to(ws.plan.device)
                 kind = ws.plan.kind
                 record["eval"] = kind.stage_scores(model, ws.source(stage), ws.eval_set, ws.collator, ws.tokenizer,
@@ -142,11 +142,13 @@ def run(cfg: RunConfig, ctx: RunContext, plan: Plan | None = None) -> dict | Non
         set_seed(cfg.seed)
         records = _run_stages(ws)
         plan.attention.restore()
-        if _rank()[0] != 0:
+        if _rank()[0] != 0 and not ws.everyone_evaluates:
             return None
         student = ws.models[plan.stages[-1].student.model]
         numbers = plan.kind.evaluate_run(ws.teacher(), student, eval_set, ws.collator, plan.tokenizer, plan.device,
                                          cfg)
+        if _rank()[0] != 0:
+            return None
         models.save_model(student, plan.tokenizer, out / "student")
         results = report.results(cfg, ctx, plan, numbers, records, started, started_at, len(train_set),
                                  len(eval_set), ws.augmented)

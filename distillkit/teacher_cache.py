@@ -59,6 +59,13 @@ class Decision:
     reason: str
 
 
+SHARDED = "the teacher is sharded over the processes (hardware.shard_teacher), and the cache is built per process"
+
+
+def _sharded(cfg) -> bool:
+    return bool(getattr(getattr(cfg, "hardware", None), "shard_teacher", False))
+
+
 def why_not(stage, online_augmentation: list[str]) -> str | None:
     """Why caching the teacher of ``stage`` would be wrong, or None when it is right."""
     teacher = stage.teacher
@@ -85,7 +92,7 @@ def check(cfg, stages) -> None:
         if stage.teacher is None or stage.trains_teacher:
             continue
         online = _online(cfg, stage)
-        reason = why_not(stage, online)
+        reason = SHARDED if _sharded(cfg) else why_not(stage, online)
         if reason is not None:
             fix = (f"drop augmentation={','.join(online)} for this run, or " if online else "")
             raise ConfigError("teacher.cache_outputs", "always", f"cannot cache the teacher of stage {stage.name!r} "
@@ -103,6 +110,8 @@ def _online(cfg, stage) -> list[str]:
 def decide(cfg, stage, rows: int, tokens: int, pairs: int, spec: FeatureSpec, dims: dict, root: Path) -> Decision:
     """Whether to cache ``stage``'s teacher, and why (logged, and kept in the stage's record)."""
     mode = cfg.teacher.cache_outputs
+    if _sharded(cfg):
+        return Decision(False, SHARDED)
     if mode == "never":
         return Decision(False, "teacher.cache_outputs=never")
     reason = why_not(stage, _online(cfg, stage))

@@ -79,10 +79,15 @@ class TeacherSource:
 class FrozenModel(TeacherSource):
     """A fixed model: the prepared teacher, or the model an earlier stage produced."""
 
-    def __init__(self, model: torch.nn.Module, kind: str = "prepared", name: str = "teacher"):
-        self.model, self.kind, self.name = model, kind, name
+    def __init__(self, model: torch.nn.Module, kind: str = "prepared", name: str = "teacher", shard: bool = False):
+        self.model, self.kind, self.name, self.shard = model, kind, name, shard
 
     def setup(self, student, device, world_size=1):
+        if self.shard and world_size > 1:  # hardware.shard_teacher: FSDP over the processes (distillkit/sharding.py)
+            from distillkit.sharding import shard_frozen
+
+            shard_frozen(self.model, device)
+            return
         self.model.to(device).eval()
         self.model.requires_grad_(False)
 
@@ -250,14 +255,14 @@ class Ensemble(TeacherSource):
         return f"ensemble of {', '.join(m.name for m in self.members)} (mean prediction)"
 
 
-def build_source(spec, models: dict[str, torch.nn.Module]) -> TeacherSource | None:
+def build_source(spec, models: dict[str, torch.nn.Module], shard: bool = False) -> TeacherSource | None:
     """The source a stage's ``TeacherSpec`` names; ``models`` holds the run's models by name (the prepared
-    teacher under "teacher"). None when the stage reads no teacher."""
+    teacher under "teacher"; sharded over the processes with ``shard``). None when the stage reads no teacher."""
     if spec is None:
         return None
     o = spec.options
     if spec.kind == "prepared":
-        return FrozenModel(models["teacher"])
+        return FrozenModel(models["teacher"], shard=shard)
     if spec.kind == "stage":
         return FrozenModel(models[spec.models[0]], "stage", spec.models[0])
     if spec.kind == "ensemble":

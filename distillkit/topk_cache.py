@@ -118,6 +118,10 @@ def why_not(cfg, stage) -> str | None:
     """Why ``stage``'s teacher outputs cannot be stored as top-k log-probs, or None when they can."""
     from distillkit.teacher_cache import why_not as common_reasons
 
+    if cfg.hardware.shard_teacher:
+        from distillkit.teacher_cache import SHARDED
+
+        return SHARDED
     if cfg.teacher.cache_outputs == "never":
         return "teacher.cache_outputs=never"
     if stage.objective.topk is None:

@@ -41,6 +41,14 @@ class Workspace:
         return self.plan.tokenizer
 
     @property
+    def everyone_evaluates(self) -> bool:
+        """A teacher sharded over the processes runs only when every process runs it: evaluations then run on
+        every process (rank 0 writes); otherwise on rank 0 alone."""
+        from distillkit.sharding import is_sharded
+
+        return is_sharded(self.models.get("teacher"))
+
+    @property
     def causal(self) -> bool:
         return self.plan.kind.causal
 
@@ -101,7 +109,7 @@ class Workspace:
         if stage.name not in self._sources:
             if stage.teacher is not None and stage.teacher.kind == "prepared":
                 self.teacher()
-            self._sources[stage.name] = build_source(stage.teacher, self.models)
+            self._sources[stage.name] = build_source(stage.teacher, self.models, self.cfg.hardware.shard_teacher)
         return self._sources[stage.name]
 
     def train_data(self, stage: Stage):

@@ -313,3 +313,12 @@ def test_benchmark_script_smoke(tmp_path):
     out = proc.stdout
     assert all(f"\n{m} " in out for m in ("sft", "forward_kl", "reverse_kl", "gkd", "seq_kd")), out
     assert "cached, second run (reads)" in out and "second run vs online:" in out
+
+
+@pytest.mark.parametrize("overrides,problem", [(["hardware.shard_teacher=true"], "this run has one"),
+                                               (["hardware=ddp", "hardware.devices=2", "hardware.shard_teacher=true",
+                                                 "method=seq_kd"], "rank 0 alone")])
+def test_a_sharded_teacher_needs_processes_and_no_rank0_decoding(overrides, problem):
+    with pytest.raises(ConfigError) as err:
+        validate(compose_config(TINY_LM + overrides))
+    assert err.value.key == "hardware.shard_teacher" and problem in str(err.value)

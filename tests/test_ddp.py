@@ -157,3 +157,29 @@ def test_two_process_causal_lm_matches_single_process(tmp_path, cache_dir, metho
         assert res["stages"][-1]["teacher_cache"]["built"] and not ref["stages"][-1]["teacher_cache"]["built"]
         assert res["stages"][-1]["teacher_cache"]["entry"] == ref["stages"][-1]["teacher_cache"]["entry"]
     assert not list(Path(f"{cache_dir}-lm-ddp").rglob(".tmp-*"))
+
+
+@pytest.mark.parametrize("task", ["causal_lm", "classification"])
+def test_teacher_sharded_with_fsdp_follows_the_replicated_teacher(tmp_path, cache_dir, task):
+    """hardware.shard_teacher: the frozen teacher split over 2 gloo processes with FSDP2 (half its weights on each),
+    its outputs not cached; the run, its evaluations on both processes included, gives the replicated run's
+    teacher scores and student trajectory."""
+    from .test_causal_lm import TINY_LM
+
+    tiny = TINY_LM if task == "causal_lm" else TINY
+    base = [o for o in tiny if not o.startswith(("train.max_steps", "hardware.per_device_batch_size"))] + [
+        "train.max_steps=6", f"cache_dir={cache_dir}-shard-{task}", "hardware=ddp", "hardware.devices=2",
+        "hardware.accelerator=cpu", "hardware.per_device_batch_size=8", "teacher.cache_outputs=never"]
+    runs = {}
+    for name, extra in (("replicated", []), ("sharded", ["hardware.shard_teacher=true"])):
+        proc = cli(["distillkit", *base, *extra, f"hydra.run.dir={name}"], tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[name] = json.loads((tmp_path / name / "results.json").read_text())
+        if extra:
+            assert "Teacher sharded with FSDP over 2 processes" in proc.stdout + proc.stderr
+    ref, res = runs["replicated"], runs["sharded"]
+    metric = "perplexity" if task == "causal_lm" else "accuracy"
+    assert res["teacher"][metric] == pytest.approx(ref["teacher"][metric], rel=1e-5)
+    assert res["teacher"]["params"] == ref["teacher"]["params"]  # counted whole, not the local shard
+    assert res["stages"][-1]["train_loss"] == pytest.approx(ref["stages"][-1]["train_loss"], rel=1e-4)
+    assert res["stages"][-1]["teacher_cache"]["reason"].startswith("the teacher is sharded")
