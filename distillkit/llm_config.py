@@ -15,6 +15,11 @@ def _chunk(value) -> None:
             "use null (all tokens at once) or e.g. 1024 response tokens per chunk (large vocabularies).")
 
 
+def _sft_share(value: float) -> None:
+    require(0.0 <= value < 1.0, "method.sft_share", value, "is outside [0, 1): the distillation stage needs a share "
+            "of the budget.", "use 0 (a student already fine-tuned on the task) up to e.g. 0.5.")
+
+
 def _temperature(value: float) -> None:
     positive("method.temperature", value, "use a temperature > 0 (1 = the models' own distributions).")
 
@@ -64,10 +69,12 @@ class ReverseKLMethodConfig:
     name: str = "reverse_kl"
     temperature: float = 1.0
     on_policy: float = 1.0
+    sft_share: float = 0.5  # a first stage `sft` takes this share of train.epochs (the papers start from SFT)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     chunk_size: Optional[int] = None
 
     def __post_init__(self):
+        _sft_share(self.sft_share)
         _temperature(self.temperature)
         unit_interval("method.on_policy", self.on_policy)
         _chunk(self.chunk_size)
@@ -82,10 +89,12 @@ class GKDMethodConfig:
     beta: float = 0.5  # 0 = forward KL(p_t ‖ p_s), 1 = reverse KL(p_s ‖ p_t)
     on_policy: float = 0.5  # λ
     temperature: float = 1.0
+    sft_share: float = 0.5  # a first stage `sft` takes this share of train.epochs (the papers start from SFT)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     chunk_size: Optional[int] = None
 
     def __post_init__(self):
+        _sft_share(self.sft_share)
         unit_interval("method.beta", self.beta)
         unit_interval("method.on_policy", self.on_policy)
         _temperature(self.temperature)

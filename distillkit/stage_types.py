@@ -99,6 +99,7 @@ class Budget:
     max_steps: int = -1
     batch_size: int | None = None  # per-device batch and accumulation steps; None = the hardware group's
     accumulation_steps: int | None = None
+    share: float | None = None  # epochs = this share of train.epochs (a method splitting the run's budget)
 
 
 @dataclass

@@ -48,7 +48,7 @@ def plan_stages(cfg: RunConfig, prepare_teacher: bool, dims: Dims) -> list[Stage
     stages = build_stages(cfg.method, dims)
     for stage in stages:
         b = stage.budget
-        b.epochs = tr.epochs if b.epochs is None else b.epochs
+        b.epochs = (tr.epochs if b.share is None else tr.epochs * b.share) if b.epochs is None else b.epochs
         b.learning_rate = tr.learning_rate if b.learning_rate is None else b.learning_rate
         b.layer_learning_rate = tr.layer_learning_rate if b.layer_learning_rate is None else b.layer_learning_rate
         b.seed = cfg.seed + stage.student.seed_offset if b.seed is None else b.seed

@@ -2,6 +2,7 @@
 
     python scripts/bench_llm.py quality [--seeds 1 2 3]   # sft, forward_kl, reverse_kl, gkd, seq_kd: one sweep
     python scripts/bench_llm.py topk                      # the teacher top-k cache: a second epoch, a second run
+    python scripts/bench_llm.py report                    # the quality table again, from every quality* sweep
     python scripts/bench_llm.py all
 
 ``quality`` runs ``python -m distillkit -m task=causal_lm method=<all five> seed=<seeds>`` (the teacher prepared
@@ -10,7 +11,8 @@ and perplexity, its retention of the teacher's exact match, the distill stage's 
 optimizer step (ms), each as the README reports them. ``topk`` runs forward_kl for two epochs with the teacher
 online (teacher.cache_outputs=never), then twice with the cache (the first run builds it, the second reads it), and
 prints the distill stage's time and ms/step of each. ``--override`` adds config overrides to every run (the smoke
-test uses tiny settings).
+test uses tiny settings); ``--methods`` and ``--name`` run part of the quality sweep into its own folder, and
+``report`` prints the table from them all.
 """
 
 from __future__ import annotations
@@ -38,12 +40,18 @@ def _mean(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
-def quality(work: Path, seeds: list[int], overrides: list[str]) -> None:
-    wall = run_sweep(work, "quality", ["task=causal_lm", f"method={','.join(METHODS)}", *overrides],
+def quality(work: Path, seeds: list[int], overrides: list[str], methods=METHODS, name: str = "quality") -> None:
+    wall = run_sweep(work, name, ["task=causal_lm", f"method={','.join(methods)}", *overrides],
                      ",".join(map(str, seeds)))
-    runs = _results(work / "quality")
+    print(f"\nquality sweep {name}: {wall:.0f} s")
+    report(work)
+
+
+def report(work: Path) -> None:
+    """The quality table from every quality sweep under ``work`` (quality, quality-*)."""
+    runs = [r for folder in sorted(work.glob("quality*")) for r in _results(folder)]
     teacher = runs[0]["teacher"]
-    print(f"\nquality: {len(runs)} runs in {wall:.0f} s; teacher exact match {teacher['exact_match']:.4f}, ROUGE-L "
+    print(f"\nquality: {len(runs)} runs; teacher exact match {teacher['exact_match']:.4f}, ROUGE-L "
           f"{teacher['rouge_l']:.4f}, perplexity {teacher['perplexity']:.3f}, {teacher['params']:,} parameters")
     print(f"{'method':<11} {'exact match':>17} {'ROUGE-L':>17} {'perplexity':>17} {'retention %':>12} "
           f"{'distill s':>10} {'ms/step':>8}  n")
@@ -83,14 +91,18 @@ def topk(work: Path, overrides: list[str]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("part", choices=["quality", "topk", "all"])
+    p.add_argument("part", choices=["quality", "topk", "report", "all"])
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--name", default="quality", help="the quality sweep's folder under --work (quality*)")
     p.add_argument("--work", type=Path, default=Path("outputs/bench_llm"))
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--override", nargs="*", default=[], help="config overrides for every run")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.part in ("quality", "all"):
-        quality(args.work.resolve(), args.seeds, args.override)
+        quality(args.work.resolve(), args.seeds, args.override, args.methods, args.name)
+    if args.part == "report":
+        report(args.work.resolve())
     if args.part in ("topk", "all"):
         topk(args.work.resolve(), args.override)
 

@@ -322,3 +322,16 @@ def test_a_sharded_teacher_needs_processes_and_no_rank0_decoding(overrides, prob
     with pytest.raises(ConfigError) as err:
         validate(compose_config(TINY_LM + overrides))
     assert err.value.key == "hardware.shard_teacher" and problem in str(err.value)
+
+
+def test_wandb_gets_the_generations_table_and_the_task_metrics(run_lm, tmp_path, monkeypatch):
+    from .wandb_records import read_run
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    results, out = run_lm(["logger=wandb", "method=forward_kl"])
+    (run_dir,) = (out / "wandb").glob("offline-run-*")
+    record = read_run(run_dir)
+    assert {"generations/_type", "generations/nrows", "distill/loss/kd"} <= record["history_keys"]  # a wandb.Table
+    assert json.loads(record["summary"]["generations/nrows"]) == 8 and json.loads(record["summary"]["generations/ncols"]) == 4
+    assert json.loads(record["summary"]["student/exact_match"]) == pytest.approx(results["student"]["exact_match"])
+    assert "comparison/gen_speedup" in record["summary"] and "comparison/agreement" in record["summary"]

@@ -70,22 +70,35 @@ def build_forward_kl(cfg: lc.ForwardKLMethodConfig, dims: Dims | None = None) ->
                                        notes=f"λ=kd_weight={cfg.kd_weight:g}, T={cfg.temperature:g}"))]
 
 
+def _after_sft(cfg, objective: Objective) -> list[Stage]:
+    """[sft →] distill: on-policy distillation starts from a student fine-tuned on the data (MiniLLM and GKD both
+    do), since an untrained student's samples are noise the teacher can only grade; ``sft_share`` of the run's
+    epochs go to a first NTP stage, the rest to distillation (the total budget stays ``train.epochs``)."""
+    if cfg.sft_share == 0:
+        return [stage("distill", objective)]
+    sft = stage("sft", Objective(name="sft", terms=[ntp_term(1.0)], needs_teacher=False))
+    distill = stage("distill", objective)
+    sft.budget.share, distill.budget.share = cfg.sft_share, 1.0 - cfg.sft_share
+    return [sft, distill]
+
+
 def build_reverse_kl(cfg: lc.ReverseKLMethodConfig, dims: Dims | None = None) -> list[Stage]:
-    """L = T²·KL(p_s ‖ p_t) per token, on the student's own samples (fraction on_policy of the batches)."""
+    """[sft →] L = T²·KL(p_s ‖ p_t) per token, on the student's own samples (fraction on_policy of the batches)."""
     objective = Objective(name=cfg.name, terms=[_kd(1.0, "reverse", cfg.temperature, cfg.chunk_size)],
                           needs_teacher=True, rollout=_rollout(cfg),
                           uncacheable=ON_POLICY if cfg.on_policy > 0 else NOT_CACHED,
                           notes=f"on-policy fraction {cfg.on_policy:g}, T={cfg.temperature:g}")
-    return [stage("distill", objective)]
+    return _after_sft(cfg, objective)
 
 
 def build_gkd(cfg: lc.GKDMethodConfig, dims: Dims | None = None) -> list[Stage]:
-    """L = T²·JSD_β(p_t ‖ p_s) per token; with probability λ = on_policy the responses are the student's samples."""
+    """[sft →] L = T²·JSD_β(p_t ‖ p_s) per token; with probability λ = on_policy the responses are the student's
+    samples."""
     objective = Objective(name=cfg.name, terms=[_kd(1.0, "jsd", cfg.temperature, cfg.chunk_size, cfg.beta)],
                           needs_teacher=True, rollout=_rollout(cfg),
                           uncacheable=ON_POLICY if cfg.on_policy > 0 else NOT_CACHED,
                           notes=f"β={cfg.beta:g}, λ=on_policy={cfg.on_policy:g}, T={cfg.temperature:g}")
-    return [stage("distill", objective)]
+    return _after_sft(cfg, objective)
 
 
 def build_seq_kd(cfg: lc.SeqKDMethodConfig, dims: Dims | None = None) -> list[Stage]:
