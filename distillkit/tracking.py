@@ -70,16 +70,36 @@ def start(cfg: LoggerConfig, output_dir: Path, name: str, group: str | None, con
     mode, reason = mode_and_reason(cfg)
     if mode == "online" and not _has_credentials():
         log.warning("logger.mode=online but no W&B credentials were found: wandb may ask to log in.")
-    run = wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group or group, name=name,
-                     tags=list(cfg.tags) or None, config=config, dir=str(output_dir), mode=mode,
-                     settings=wandb.Settings(console="off", quiet=True),
-                     **({"id": run_id, "resume": "allow"} if run_id else {}))
+    kwargs = dict(project=cfg.project, entity=cfg.entity, group=cfg.group or group, name=name,
+                  tags=list(cfg.tags) or None, config=config, dir=str(output_dir), mode=mode,
+                  settings=wandb.Settings(console="off", quiet=True),
+                  **({"id": run_id, "resume": "allow"} if run_id else {}))
+    run = _init(wandb, kwargs, run_id)
     if mode == "offline":
         log.info("W&B is offline (%s). Run files: %s. Upload later with: wandb sync %s",
                  reason, run.dir, Path(run.dir).parent)
     elif mode == "disabled":
         log.info("W&B is disabled (%s): nothing is logged to W&B.", reason)
     return run
+
+
+def _init(wandb, kwargs: dict, run_id: str | None, attempts: int = 12, wait_s: float = 5.0):
+    """``wandb.init``; when resuming right after the run was killed (kill -9, a lost node), W&B's background service
+    of the killed process may still hold the run's id for a few seconds ("run ID ... is in use"): wait for it to
+    let go instead of failing the resume."""
+    import time
+
+    for attempt in range(attempts):
+        try:
+            return wandb.init(**kwargs)
+        except Exception as err:  # wandb's ServerResponseError; its module path moves between versions
+            if not run_id or "in use" not in str(err) or attempt == attempts - 1:
+                raise
+            if attempt == 0:
+                log.info("W&B run %s is still held by the interrupted process's W&B service; waiting for it to "
+                         "let go (up to %.0f s).", run_id, attempts * wait_s)
+            time.sleep(wait_s)
+    raise AssertionError("unreachable")
 
 
 def finish(run, summary: dict | None = None, failed: bool = False) -> None:

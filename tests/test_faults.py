@@ -131,3 +131,30 @@ def test_kill_9_then_resume_reproduces_the_uninterrupted_run_and_no_secret_is_wr
         data = path.read_bytes()
         for name, secret in secrets.items():
             assert secret.encode() not in data, f"{name} leaked into {path}"
+
+
+def test_resume_waits_for_a_killed_runs_wandb_service_to_release_the_run_id():
+    """After kill -9 the killed process's W&B service may hold the run id for a moment ("run ID ... is in use"):
+    a resume retries instead of failing; a new run (no id) and other errors fail at once."""
+    from types import SimpleNamespace
+
+    from distillkit.tracking import _init
+
+    calls = []
+
+    def init(**kwargs):
+        calls.append(kwargs)
+        if len(calls) < 3:
+            raise RuntimeError("run ID ce3dektg is in use")
+        return "run"
+
+    fake = SimpleNamespace(init=init)
+    assert _init(fake, {"id": "ce3dektg"}, "ce3dektg", wait_s=0) == "run" and len(calls) == 3
+    calls.clear()
+    with pytest.raises(RuntimeError, match="in use"):
+        _init(fake, {}, None, wait_s=0)  # not a resume: the error is not ours to wait out
+    assert len(calls) == 1
+    calls.clear()
+    with pytest.raises(RuntimeError, match="in use"):
+        _init(fake, {"id": "x"}, "x", attempts=2, wait_s=0)  # gives up after its attempts
+    assert len(calls) == 2
