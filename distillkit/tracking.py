@@ -83,23 +83,29 @@ def start(cfg: LoggerConfig, output_dir: Path, name: str, group: str | None, con
     return run
 
 
-def _init(wandb, kwargs: dict, run_id: str | None, attempts: int = 12, wait_s: float = 5.0):
-    """``wandb.init``; when resuming right after the run was killed (kill -9, a lost node), W&B's background service
-    of the killed process may still hold the run's id for a few seconds ("run ID ... is in use"): wait for it to
-    let go instead of failing the resume."""
+def _init(wandb, kwargs: dict, run_id: str | None, attempts: int = 6, wait_s: float = 5.0):
+    """``wandb.init``; when resuming right after the run was killed (kill -9 of the main process), W&B's background
+    service of the killed process may still hold the run's id ("run ID ... is in use"): wait for it to let go, and
+    if it does not, continue in a new W&B run (said in the log) rather than fail the resume."""
     import time
 
     for attempt in range(attempts):
         try:
             return wandb.init(**kwargs)
         except Exception as err:  # wandb's ServerResponseError; its module path moves between versions
-            if not run_id or "in use" not in str(err) or attempt == attempts - 1:
+            if not run_id or "in use" not in str(err):
                 raise
             if attempt == 0:
                 log.info("W&B run %s is still held by the interrupted process's W&B service; waiting for it to "
                          "let go (up to %.0f s).", run_id, attempts * wait_s)
-            time.sleep(wait_s)
-    raise AssertionError("unreachable")
+            if attempt < attempts - 1:
+                time.sleep(wait_s)
+    fresh = {k: v for k, v in kwargs.items() if k not in ("id", "resume")}
+    run = wandb.init(**fresh)
+    log.warning("W&B run %s is still held by the interrupted process's W&B service (left running by a kill -9?): "
+                "this resume logs to a new W&B run, %s; the training itself resumes from its checkpoint as usual.",
+                run_id, getattr(run, "id", "?"))
+    return run
 
 
 def finish(run, summary: dict | None = None, failed: bool = False) -> None:
