@@ -107,12 +107,16 @@ def test_kill_9_then_resume_reproduces_the_uninterrupted_run_and_no_secret_is_wr
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     proc = subprocess.Popen([sys.executable, "-m", "distillkit", *args, "hydra.run.dir=run"], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
     checkpoints = tmp_path / "run" / "checkpoints" / "distill"
     deadline = time.time() + 300
     while not list(checkpoints.glob("checkpoint-6/trainer_state.json")) and time.time() < deadline:
         time.sleep(0.1)
-    proc.kill()  # SIGKILL: no handler runs, nothing is cleaned up
+    # SIGKILL to the job's whole process group, as a scheduler or a lost node kills a job: no handler runs, nothing
+    # is cleaned up, and W&B's service dies with it (killing the main process alone can leave that service holding
+    # the run id for minutes; tracking._init then resumes into a new W&B run).
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     assert not (tmp_path / "run" / "results.json").exists()
     resumed = subprocess.run([sys.executable, "-m", "distillkit", "resume=run"], cwd=tmp_path, env=env,
