@@ -72,9 +72,8 @@ def start(cfg: LoggerConfig, output_dir: Path, name: str, group: str | None, con
         log.warning("logger.mode=online but no W&B credentials were found: wandb may ask to log in.")
     kwargs = dict(project=cfg.project, entity=cfg.entity, group=cfg.group or group, name=name,
                   tags=list(cfg.tags) or None, config=config, dir=str(output_dir), mode=mode,
-                  settings=wandb.Settings(console="off", quiet=True),
                   **({"id": run_id, "resume": "allow"} if run_id else {}))
-    run = _init(wandb, kwargs, run_id)
+    run = _init(wandb, kwargs, run_id, settings=lambda: wandb.Settings(console="off", quiet=True))
     if mode == "offline":
         log.info("W&B is offline (%s). Run files: %s. Upload later with: wandb sync %s",
                  reason, run.dir, Path(run.dir).parent)
@@ -83,15 +82,22 @@ def start(cfg: LoggerConfig, output_dir: Path, name: str, group: str | None, con
     return run
 
 
-def _init(wandb, kwargs: dict, run_id: str | None, attempts: int = 6, wait_s: float = 5.0):
-    """``wandb.init``; when resuming right after the run was killed (kill -9 of the main process), W&B's background
-    service of the killed process may still hold the run's id ("run ID ... is in use"): wait for it to let go, and
-    if it does not, continue in a new W&B run (said in the log) rather than fail the resume."""
+def _init(wandb, kwargs: dict, run_id: str | None, attempts: int = 6, wait_s: float = 5.0, settings=None):
+    """``wandb.init``; when resuming right after the run was killed (kill -9), a W&B service may still hold the run's
+    id ("run ID ... is in use"): the killed process's own service until it notices, or for good a service the killed
+    run shared through an inherited ``WANDB_SERVICE`` (a notebook, a driver script, pytest). Wait for it to let go,
+    and if it does not, continue in a new W&B run (said in the log) rather than fail the resume.
+
+    ``settings`` makes a new ``wandb.Settings`` for each call: ``wandb.init`` writes the run id into the one it is
+    given, and a new run started with that object would ask for the held id again."""
     import time
+
+    def init(**kw):
+        return wandb.init(**kw, **({"settings": settings()} if settings else {}))
 
     for attempt in range(attempts):
         try:
-            return wandb.init(**kwargs)
+            return init(**kwargs)
         except Exception as err:  # wandb's ServerResponseError; its module path moves between versions
             if not run_id or "in use" not in str(err):
                 raise
@@ -101,7 +107,7 @@ def _init(wandb, kwargs: dict, run_id: str | None, attempts: int = 6, wait_s: fl
             if attempt < attempts - 1:
                 time.sleep(wait_s)
     fresh = {k: v for k, v in kwargs.items() if k not in ("id", "resume")}
-    run = wandb.init(**fresh)
+    run = init(**fresh)
     log.warning("W&B run %s is still held by the interrupted process's W&B service (left running by a kill -9?): "
                 "this resume logs to a new W&B run, %s; the training itself resumes from its checkpoint as usual.",
                 run_id, getattr(run, "id", "?"))

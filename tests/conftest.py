@@ -48,6 +48,14 @@ def compose_config(overrides=()):
         return compose("config", overrides=list(overrides))
 
 
+@pytest.fixture(autouse=True)
+def _no_shared_wandb_service():
+    """An in-process W&B run leaves its service's address in WANDB_SERVICE, and every distillkit subprocess started
+    later would inherit it and share that service (a run killed there would leave its id held for good)."""
+    yield
+    os.environ.pop("WANDB_SERVICE", None)
+
+
 @pytest.fixture
 def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.getbasetemp() / "distillkit-cache"

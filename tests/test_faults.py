@@ -19,6 +19,7 @@ def _env():
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "MPLBACKEND": "Agg"}
     env.pop("WANDB_API_KEY", None)
     env.pop("WANDB_MODE", None)
+    env.pop("WANDB_SERVICE", None)  # a W&B service of this pytest process: each run here starts its own
     return env
 
 
@@ -153,7 +154,9 @@ def test_resume_waits_for_a_killed_runs_wandb_service_to_release_the_run_id():
         return "run"
 
     fake = SimpleNamespace(init=init)
-    assert _init(fake, {"id": "ce3dektg"}, "ce3dektg", wait_s=0) == "run" and len(calls) == 3
+    assert _init(fake, {"id": "ce3dektg"}, "ce3dektg", wait_s=0, settings=object) == "run" and len(calls) == 3
+    # wandb.init writes the run id into the Settings it is given: every attempt gets a new one
+    assert len({id(c["settings"]) for c in calls}) == 3 and all(c["id"] == "ce3dektg" for c in calls)
     calls.clear()
     with pytest.raises(RuntimeError, match="in use"):
         _init(fake, {}, None, wait_s=0)  # not a resume: the error is not ours to wait out
@@ -163,3 +166,43 @@ def test_resume_waits_for_a_killed_runs_wandb_service_to_release_the_run_id():
         "new run" if "id" not in kwargs else (_ for _ in ()).throw(RuntimeError("run ID x is in use"))))
     assert _init(held, {"id": "x", "resume": "allow", "dir": "d"}, "x", attempts=2, wait_s=0) == "new run"
     assert calls == [{"id": "x", "resume": "allow", "dir": "d"}] * 2 + [{"dir": "d"}]  # then a new W&B run
+
+
+_HELD_BY_A_SHARED_SERVICE = r"""
+import os, signal, subprocess, sys
+from pathlib import Path
+import wandb
+from distillkit import tracking
+from distillkit.config import LoggerConfig
+
+out = sys.argv[1]
+wandb.init(project="p", mode="offline", dir=out).finish()  # this process's W&B service, now in WANDB_SERVICE
+assert os.environ.get("WANDB_SERVICE")
+holder = subprocess.Popen([sys.executable, "-c", (
+    "import sys, time, wandb; wandb.init(project='p', id='held0001', resume='allow', mode='offline', dir=sys.argv[1]);"
+    "print('up', flush=True); time.sleep(600)"), out], stdout=subprocess.PIPE, text=True, start_new_session=True)
+assert holder.stdout.readline().strip() == "up"
+os.killpg(holder.pid, signal.SIGKILL)  # the whole group: the shared service lives on, holding held0001
+holder.wait()
+init = tracking._init
+tracking._init = lambda *a, **k: init(*a, **{**k, "attempts": 2, "wait_s": 0.5})
+run = tracking.start(LoggerConfig(mode="offline"), Path(out), "job", None, {"a": 1}, run_id="held0001")
+print("resumed-into", run.id, flush=True)
+tracking.finish(run, {"done": 1})
+"""
+
+
+def test_a_resume_whose_wandb_run_id_a_shared_service_still_holds_continues_in_a_new_wandb_run(tmp_path):
+    """CI failure on a clean clone: the killed run had connected to a W&B service it inherited through WANDB_SERVICE
+    (pytest's own, from an in-process test), so killing its process group left that service holding the run id for
+    good; the fallback to a new W&B run then asked for the same id again (wandb.init had written it into the shared
+    Settings object) and the resume failed. Real wandb, offline."""
+    env = _env()
+    env["WANDB_MODE"] = "offline"
+    done = subprocess.run([sys.executable, "-c", _HELD_BY_A_SHARED_SERVICE, str(tmp_path)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-3000:]
+    new_id = done.stdout.split("resumed-into", 1)[1].split()[0]
+    assert new_id != "held0001"
+    assert "is still held by the interrupted process's W&B service" in done.stderr
+    assert list((tmp_path / "wandb").glob(f"offline-run-*-{new_id}/run-{new_id}.wandb"))
