@@ -20,6 +20,12 @@ def _sft_share(value: float) -> None:
             "of the budget.", "use 0 (a student already fine-tuned on the task) up to e.g. 0.5.")
 
 
+def _distill_rate(value) -> None:
+    require(value is None or value > 0, "method.distill_learning_rate", value, "must be > 0 or null.",
+            "use null (train.learning_rate) or a rate below it for a student the sft stage has already fitted, "
+            "e.g. a tenth of it.")
+
+
 def _temperature(value: float) -> None:
     positive("method.temperature", value, "use a temperature > 0 (1 = the models' own distributions).")
 
@@ -70,11 +76,13 @@ class ReverseKLMethodConfig:
     temperature: float = 1.0
     on_policy: float = 1.0
     sft_share: float = 0.5  # a first stage `sft` takes this share of train.epochs (the papers start from SFT)
+    distill_learning_rate: Optional[float] = None  # the distill stage's peak rate; null = train.learning_rate
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     chunk_size: Optional[int] = None
 
     def __post_init__(self):
         _sft_share(self.sft_share)
+        _distill_rate(self.distill_learning_rate)
         _temperature(self.temperature)
         unit_interval("method.on_policy", self.on_policy)
         _chunk(self.chunk_size)
@@ -90,11 +98,13 @@ class GKDMethodConfig:
     on_policy: float = 0.5  # λ
     temperature: float = 1.0
     sft_share: float = 0.5  # a first stage `sft` takes this share of train.epochs (the papers start from SFT)
+    distill_learning_rate: Optional[float] = None  # the distill stage's peak rate; null = train.learning_rate
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     chunk_size: Optional[int] = None
 
     def __post_init__(self):
         _sft_share(self.sft_share)
+        _distill_rate(self.distill_learning_rate)
         unit_interval("method.beta", self.beta)
         unit_interval("method.on_policy", self.on_policy)
         _temperature(self.temperature)

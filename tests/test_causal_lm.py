@@ -213,6 +213,29 @@ def test_plan_errors_name_the_key_value_and_fix(tmp_path, cache_dir):
     assert "chat template" in str(err.value)
 
 
+@pytest.mark.parametrize("method", ["reverse_kl", "gkd"])
+def test_on_policy_stages_split_the_budget_and_the_distill_stage_may_have_its_own_rate(method):
+    from distillkit.objectives import Dims
+    from distillkit.stages import plan_stages
+
+    base = TINY_LM + ["train.epochs=4", "train.learning_rate=3e-3", f"method={method}"]
+    dims = Dims(1, 2, 16, 32, 2, 2, 128)
+    sft, distill = plan_stages(validate(compose_config(base)), False, dims)
+    assert (sft.name, sft.budget.epochs, sft.budget.learning_rate) == ("sft", 2.0, 3e-3)
+    assert (distill.name, distill.budget.epochs, distill.budget.learning_rate) == ("distill", 2.0, 3e-3)
+    cfg = validate(compose_config(base + ["method.distill_learning_rate=3e-4", "method.sft_share=0.25"]))
+    sft, distill = plan_stages(cfg, False, dims)
+    assert (sft.budget.epochs, sft.budget.learning_rate) == (1.0, 3e-3)
+    assert (distill.budget.epochs, distill.budget.learning_rate) == (3.0, 3e-4)
+    assert distill.budget.learning_rate_key == "method.distill_learning_rate"  # what a non-finite loss names
+    only = plan_stages(validate(compose_config(base + ["method.sft_share=0", "method.distill_learning_rate=1e-4"])),
+                       False, dims)
+    assert [(s.name, s.budget.learning_rate) for s in only] == [("distill", 1e-4)]
+    with pytest.raises(ConfigError) as err:
+        validate(compose_config(base + ["method.distill_learning_rate=0"]))
+    assert err.value.key == "method.distill_learning_rate" and "train.learning_rate" in err.value.fix
+
+
 @pytest.mark.parametrize("override,key", [("method=kd", "method"), ("data=synthetic", "data"),
                                           ("augmentation=synonym", "augmentation"), ("eval.every=epoch", "eval.every"),
                                           ("teacher=embedded-bert-12l", "teacher.arch.model_type")])

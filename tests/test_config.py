@@ -22,7 +22,8 @@ NEEDS = {
 CAUSAL = {("data", o) for o in ("lm_synthetic", "lm_local", "lm_hub", "alpaca", "dolly")} | \
     {("method", o) for o in ("sft", "forward_kl", "reverse_kl", "gkd", "seq_kd")} | \
     {("teacher", o) for o in ("embedded-llama", "gpt2-medium", "qwen2.5-1.5b")} | \
-    {("student", o) for o in ("llama-small", "gpt2", "qwen2.5-0.5b")} | {("task", "causal_lm")}
+    {("student", o) for o in ("llama-small", "gpt2", "qwen2.5-0.5b")} | {("task", "causal_lm")} | \
+    {("pair", "embedded-llama_llama-small")}
 
 
 def _options():
@@ -43,7 +44,7 @@ def test_every_option_composes_and_validates(group, option, tmp_path):
         extra.append("task=causal_lm")
     if group == "pair":
         teacher, student = option.split("_", 1)
-        overrides = [f"teacher={teacher}", f"student={student}"]
+        overrides = [f"teacher={teacher}", f"student={student}"] + extra
     else:
         overrides = [f"{group}={option}"] + extra
     cfg = validate(compose_config(overrides))
@@ -135,3 +136,15 @@ def test_unknown_option_lists_the_available_ones():
 def test_packaged_config_dir_is_found():
     assert (conf_dir() / "config.yaml").is_file()
     assert Path(conf_dir(), "method", "kd.yaml").is_file()
+
+
+@pytest.mark.parametrize("overrides,rate,epochs", [
+    (["task=causal_lm"], 3e-3, 6.0),  # the embedded student from scratch: its pair file's recipe beats the task's
+    (["task=causal_lm", "teacher=gpt2-medium", "student=gpt2"], 2e-5, 3.0),  # pretrained: the fine-tuning rate
+    (["task=causal_lm", "teacher=qwen2.5-1.5b", "student=qwen2.5-0.5b"], 2e-5, 3.0),
+    (["task=causal_lm", "train.learning_rate=1e-3", "train.epochs=2"], 1e-3, 2.0),  # the command line beats both
+    ([], 3e-3, 3.0),  # classification: the embedded pair's rate, the global budget
+])
+def test_a_pair_recipe_wins_over_the_task_defaults_and_the_command_line_over_both(overrides, rate, epochs):
+    cfg = validate(compose_config(overrides))
+    assert (cfg.train.learning_rate, cfg.train.epochs) == (rate, epochs)

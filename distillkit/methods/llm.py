@@ -73,11 +73,14 @@ def build_forward_kl(cfg: lc.ForwardKLMethodConfig, dims: Dims | None = None) ->
 def _after_sft(cfg, objective: Objective) -> list[Stage]:
     """[sft →] distill: on-policy distillation starts from a student fine-tuned on the data (MiniLLM and GKD both
     do), since an untrained student's samples are noise the teacher can only grade; ``sft_share`` of the run's
-    epochs go to a first NTP stage, the rest to distillation (the total budget stays ``train.epochs``)."""
+    epochs go to a first NTP stage, the rest to distillation (the total budget stays ``train.epochs``), whose peak
+    learning rate is ``distill_learning_rate`` (null = ``train.learning_rate``)."""
+    distill = stage("distill", objective, learning_rate=cfg.distill_learning_rate)
+    if cfg.distill_learning_rate is not None:
+        distill.budget.learning_rate_key = "method.distill_learning_rate"
     if cfg.sft_share == 0:
-        return [stage("distill", objective)]
+        return [distill]
     sft = stage("sft", Objective(name="sft", terms=[ntp_term(1.0)], needs_teacher=False))
-    distill = stage("distill", objective)
     sft.budget.share, distill.budget.share = cfg.sft_share, 1.0 - cfg.sft_share
     return [sft, distill]
 
