@@ -77,12 +77,15 @@ class ReverseKLMethodConfig:
     on_policy: float = 1.0
     sft_share: float = 0.5  # a first stage `sft` takes this share of train.epochs (the papers start from SFT)
     distill_learning_rate: Optional[float] = None  # the distill stage's peak rate; null = train.learning_rate
+    ntp_weight: float = 0.0  # μ: L = (1 − μ)·KD + μ·NTP on the dataset's responses (read beside the samples)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     chunk_size: Optional[int] = None
 
     def __post_init__(self):
         _sft_share(self.sft_share)
         _distill_rate(self.distill_learning_rate)
+        require(0.0 <= self.ntp_weight < 1.0, "method.ntp_weight", self.ntp_weight, "is outside [0, 1): the "
+                "distillation term needs a share of the loss.", "use 0 (the paper's loss) up to e.g. 0.5.")
         _temperature(self.temperature)
         unit_interval("method.on_policy", self.on_policy)
         _chunk(self.chunk_size)
@@ -99,12 +102,15 @@ class GKDMethodConfig:
     temperature: float = 1.0
     sft_share: float = 0.5  # a first stage `sft` takes this share of train.epochs (the papers start from SFT)
     distill_learning_rate: Optional[float] = None  # the distill stage's peak rate; null = train.learning_rate
+    ntp_weight: float = 0.0  # μ: L = (1 − μ)·KD + μ·NTP on the dataset's responses (read beside the samples)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     chunk_size: Optional[int] = None
 
     def __post_init__(self):
         _sft_share(self.sft_share)
         _distill_rate(self.distill_learning_rate)
+        require(0.0 <= self.ntp_weight < 1.0, "method.ntp_weight", self.ntp_weight, "is outside [0, 1): the "
+                "distillation term needs a share of the loss.", "use 0 (the paper's loss) up to e.g. 0.5.")
         unit_interval("method.beta", self.beta)
         unit_interval("method.on_policy", self.on_policy)
         _temperature(self.temperature)

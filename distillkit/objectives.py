@@ -34,6 +34,7 @@ class LossTerm:
     weight: float
     fn: Callable[[LossInputs], torch.Tensor]
     formula: str  # how the term reads in the printed loss, e.g. "CE(y, softmax(z_s))"
+    on_data: bool = False  # on-policy objectives: read the dataset's batch even when the step samples its own
 
 
 @dataclass
@@ -62,13 +63,19 @@ class Objective:
     def needs_attentions(self) -> bool:
         return bool(self.student_features.attentions or self.teacher_features.attentions)
 
-    def __call__(self, inputs: LossInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The weighted total and each term's unweighted value (detached, for logging)."""
+    @property
+    def data_terms(self) -> bool:
+        """Whether a weighted term reads the dataset's batch on an on-policy step (``LossTerm.on_data``)."""
+        return any(term.on_data and term.weight != 0 for term in self.terms)
+
+    def __call__(self, inputs: LossInputs, data: LossInputs | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The weighted total and each term's unweighted value (detached, for logging). ``data``: on an on-policy
+        step, the student's outputs on the dataset's batch that the samples replaced; ``on_data`` terms read it."""
         total, values = None, {}
         for term in self.terms:
             if term.weight == 0:
                 continue
-            value = term.fn(inputs)
+            value = term.fn(data if term.on_data and data is not None else inputs)
             values[term.name] = value.detach()
             total = term.weight * value if total is None else total + term.weight * value
         return total, values

@@ -114,6 +114,25 @@ def test_gkd_samples_exactly_the_on_policy_share(run_lm, monkeypatch):
     assert calls == [] and "on_policy_batches" not in results["stages"][-1]["final_loss_terms"]
 
 
+def test_an_ntp_anchor_beside_on_policy_reverse_kl(run_lm, monkeypatch):
+    """method.ntp_weight=μ: every step samples (on_policy=1) and the loss adds μ·NTP on the dataset's responses,
+    from the same student forward (DistillationTrainer._student_on_both, checked in test_lm_eval.py)."""
+    from distillkit.trainer import DistillationTrainer
+
+    calls = []
+    real = DistillationTrainer._student_on_both
+    monkeypatch.setattr(DistillationTrainer, "_student_on_both", lambda *a: calls.append(1) or real(*a))
+    results, _ = run_lm(["method=reverse_kl", "method.ntp_weight=0.25", "method.sampling.max_new_tokens=4"])
+    distill = results["stages"][-1]
+    assert len(calls) == 4 and distill["final_loss_terms"]["on_policy_batches"] == 1.0
+    assert set(distill["final_loss_terms"]) == {"reverse_kl", "ntp", "on_policy_batches"}
+    assert distill["formula"].startswith("L = 0.75·T²·KL(p_s ‖ p_t) + 0.25·NTP(y, p_s)")
+    assert "μ=ntp_weight=0.25" in distill["formula"]
+    with pytest.raises(ConfigError) as err:
+        validate(compose_config(TINY_LM + ["method=gkd", "method.ntp_weight=1.0"]))
+    assert err.value.key == "method.ntp_weight"
+
+
 def test_seq_kd_trains_on_cached_teacher_responses(run_lm, tmp_path, monkeypatch):
     import distillkit.seq_kd as seq_kd
 

@@ -29,9 +29,18 @@ def aligned(x: LossInputs):
     return z_s[..., :vocab], z_t[..., :vocab], x.labels[:, 1:] != -100
 
 
-def ntp_term(weight: float) -> LossTerm:
+def ntp_term(weight: float, on_data: bool = False) -> LossTerm:
+    """NTP on the batch's responses; ``on_data``: on the dataset's responses even on a step that samples its own
+    (the trainer then runs the student on both)."""
     return LossTerm("ntp", weight, lambda x: token.next_token_loss(x.student.logits, x.labels),
-                    "NTP(y, p_s)")
+                    "NTP(y, p_s)", on_data=on_data)
+
+
+def _on_policy_terms(cfg, kd: LossTerm) -> list[LossTerm]:
+    """(1 − μ)·KD + μ·NTP(y, p_s), μ = ntp_weight, the NTP term on the dataset's responses (MiniLLM mixes in a
+    language-modelling loss beside its on-policy term; GKD has none, μ = 0)."""
+    kd.weight = 1.0 - cfg.ntp_weight
+    return [kd, ntp_term(cfg.ntp_weight, on_data=True)]
 
 
 def _kd(weight: float, kind: str, temperature: float, chunk: int | None, beta: float = 0.5) -> LossTerm:
@@ -86,21 +95,28 @@ def _after_sft(cfg, objective: Objective) -> list[Stage]:
 
 
 def build_reverse_kl(cfg: lc.ReverseKLMethodConfig, dims: Dims | None = None) -> list[Stage]:
-    """[sft →] L = T²·KL(p_s ‖ p_t) per token, on the student's own samples (fraction on_policy of the batches)."""
-    objective = Objective(name=cfg.name, terms=[_kd(1.0, "reverse", cfg.temperature, cfg.chunk_size)],
+    """[sft →] L = (1 − μ)·T²·KL(p_s ‖ p_t) per token on the student's own samples (fraction on_policy of the
+    batches) + μ·NTP on the dataset's responses."""
+    objective = Objective(name=cfg.name, terms=_on_policy_terms(cfg, _kd(1.0, "reverse", cfg.temperature,
+                                                                         cfg.chunk_size)),
                           needs_teacher=True, rollout=_rollout(cfg),
                           uncacheable=ON_POLICY if cfg.on_policy > 0 else NOT_CACHED,
-                          notes=f"on-policy fraction {cfg.on_policy:g}, T={cfg.temperature:g}")
+                          notes=f"on-policy fraction {cfg.on_policy:g}, T={cfg.temperature:g}"
+                                + (f", μ=ntp_weight={cfg.ntp_weight:g} (NTP on the dataset's responses)"
+                                   if cfg.ntp_weight else ""))
     return _after_sft(cfg, objective)
 
 
 def build_gkd(cfg: lc.GKDMethodConfig, dims: Dims | None = None) -> list[Stage]:
-    """[sft →] L = T²·JSD_β(p_t ‖ p_s) per token; with probability λ = on_policy the responses are the student's
-    samples."""
-    objective = Objective(name=cfg.name, terms=[_kd(1.0, "jsd", cfg.temperature, cfg.chunk_size, cfg.beta)],
+    """[sft →] L = (1 − μ)·T²·JSD_β(p_t ‖ p_s) per token + μ·NTP on the dataset's responses; with probability
+    λ = on_policy the JSD's responses are the student's samples."""
+    objective = Objective(name=cfg.name, terms=_on_policy_terms(cfg, _kd(1.0, "jsd", cfg.temperature,
+                                                                         cfg.chunk_size, cfg.beta)),
                           needs_teacher=True, rollout=_rollout(cfg),
                           uncacheable=ON_POLICY if cfg.on_policy > 0 else NOT_CACHED,
-                          notes=f"β={cfg.beta:g}, λ=on_policy={cfg.on_policy:g}, T={cfg.temperature:g}")
+                          notes=f"β={cfg.beta:g}, λ=on_policy={cfg.on_policy:g}, T={cfg.temperature:g}"
+                                + (f", μ=ntp_weight={cfg.ntp_weight:g} (NTP on the dataset's responses)"
+                                   if cfg.ntp_weight else ""))
     return _after_sft(cfg, objective)
 
 
