@@ -62,9 +62,7 @@ def check(argv: list[str]) -> Checked:
     resume = [o for o in overrides if _key_value(o)[0] == "resume" and _key_value(o)[1] not in ("", "null")]
     if resume:
         return Checked(_resume_argv(argv, overrides, resume[0]))
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="distillkit"):
+    with _hydra_context():
         jobs = _expand(overrides) if args.multirun else [overrides]
         failures = {}  # key → [(job, error)] for keys Hydra could not override in some jobs
         option_keys = _option_keys(overrides)
@@ -87,12 +85,15 @@ def check(argv: list[str]) -> Checked:
         if not args.multirun or len(failed) == len(jobs) or not key.startswith("method."):
             raise failed[0][1]
         skip_keys.append(key)
-    if not skip_keys:
+    forced = _primary_keys(overrides, skip_keys) if args.multirun and len(jobs) > 1 else []
+    if not skip_keys and not forced:
         return Checked(list(argv), jobs=len(jobs))
-    rewritten = [("++" + a) if not a.startswith(("+", "~", "-")) and _key_value(a)[0] in skip_keys else a
+    rewritten = [("++" + a) if not a.startswith(("+", "~", "-")) and _key_value(a)[0] in skip_keys + forced else a
                  for a in argv]
+    if not skip_keys:
+        return Checked(rewritten, jobs=len(jobs))
     skipped: dict[str, int] = {}
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="distillkit"):
+    with _hydra_context():
         for job in _expand([o for o in rewritten if not o.startswith("-")]):
             cfg = _compose(job)
             reason = skip_reason(cfg, skip_keys)
@@ -101,6 +102,35 @@ def check(argv: list[str]) -> Checked:
             else:
                 skipped[reason] = skipped.get(reason, 0) + 1
     return Checked(rewritten, skip_keys, len(jobs), skipped)
+
+
+def _primary_keys(overrides: list[str], skip_keys: list[str]) -> list[str]:
+    """Method keys every job has but Hydra's multirun cannot set: before its jobs it composes the defaults with the
+    sweep's unswept overrides only, so ``-m method=reverse_kl,gkd method.ntp_weight=0.5`` meets the default
+    method (which has no ntp_weight) and fails. These keys are rewritten to ``++key=value`` (set, or added)."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    forced: list[str] = []
+    with _hydra_context():
+        parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+        primary = [o.input_line for o in parser.parse_overrides(overrides) if not o.is_sweep_override()]
+        while True:
+            force = set(skip_keys + forced)
+            try:
+                _compose([("++" + o) if not o.startswith(("+", "~")) and _key_value(o)[0] in force else o
+                          for o in primary])
+                return forced
+            except _NotInSchema as err:
+                if not err.key.startswith("method.") or err.key in forced:
+                    raise err.error from None
+                forced.append(err.key)
+
+
+def _hydra_context():
+    from hydra import initialize_config_dir
+
+    return initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="distillkit")
 
 
 def _option_keys(overrides: list[str]) -> dict[str, str]:

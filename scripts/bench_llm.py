@@ -12,7 +12,9 @@ optimizer step (ms), each as the README reports them. ``topk`` runs forward_kl f
 online (teacher.cache_outputs=never), then twice with the cache (the first run builds it, the second reads it), and
 prints the distill stage's time and ms/step of each. ``--override`` adds config overrides to every run (the smoke
 test uses tiny settings); ``--methods`` and ``--name`` run part of the quality sweep into its own folder, and
-``report`` prints the table from them all.
+``report`` prints the table from them all, a row per method and the ``method.*`` settings its sweep overrode:
+
+    python scripts/bench_llm.py quality --methods reverse_kl gkd --name quality-ntp --override method.ntp_weight=0.5
 """
 
 from __future__ import annotations
@@ -47,22 +49,28 @@ def quality(work: Path, seeds: list[int], overrides: list[str], methods=METHODS,
     report(work)
 
 
+def _label(result: dict) -> str:
+    """The method and the method settings its sweep overrode (``--override method.ntp_weight=0.5``): a row each."""
+    extra = [o.split(".", 1)[1] for o in result["run"]["overrides"] if o.startswith("method.")]
+    return " ".join([result["run"]["method"], *extra])
+
+
 def report(work: Path) -> None:
     """The quality table from every quality sweep under ``work`` (quality, quality-*)."""
     runs = [r for folder in sorted(work.glob("quality*")) for r in _results(folder)]
     teacher = runs[0]["teacher"]
     print(f"\nquality: {len(runs)} runs; teacher exact match {teacher['exact_match']:.4f}, ROUGE-L "
           f"{teacher['rouge_l']:.4f}, perplexity {teacher['perplexity']:.3f}, {teacher['params']:,} parameters")
-    print(f"{'method':<11} {'exact match':>17} {'ROUGE-L':>17} {'perplexity':>17} {'retention %':>12} "
+    labels = sorted({_label(r) for r in runs}, key=lambda label: (METHODS.index(label.split()[0]), label))
+    w = max(11, *map(len, labels))
+    print(f"{'method':<{w}} {'exact match':>17} {'ROUGE-L':>17} {'perplexity':>17} {'retention %':>12} "
           f"{'distill s':>10} {'ms/step':>8}  n")
-    for method in METHODS:
-        rows = [r for r in runs if r["run"]["method"] == method]
-        if not rows:
-            continue
+    for label in labels:
+        rows = [r for r in runs if _label(r) == label]
         s = [r["student"] for r in rows]
         distill = [r["stages"][-1] for r in rows]
         ms = [1000 * d["wall_time_s"] / max(1, d["steps"]) for d in distill]
-        print(f"{method:<11} {_mean([x['exact_match'] for x in s]):>17} {_mean([x['rouge_l'] for x in s]):>17} "
+        print(f"{label:<{w}} {_mean([x['exact_match'] for x in s]):>17} {_mean([x['rouge_l'] for x in s]):>17} "
               f"{_mean([x['perplexity'] for x in s]):>17} "
               f"{statistics.mean(r['comparison']['retention'] for r in rows) * 100:>12.1f} "
               f"{statistics.mean(d['wall_time_s'] for d in distill):>10.1f} {statistics.mean(ms):>8.1f}  {len(rows)}")

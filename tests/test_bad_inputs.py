@@ -72,6 +72,20 @@ def test_sweeping_methods_with_a_method_specific_key_skips_the_jobs_it_does_not_
         next(iter(checked.skipped))
 
 
+def test_a_key_every_swept_method_has_but_the_default_lacks_is_set_with_plus_plus():
+    """Hydra's multirun composes the defaults with the unswept overrides before any job: with task=causal_lm the
+    default method is forward_kl, which has no ntp_weight, so the key is handed to Hydra as ++ (no job skips)."""
+    checked = preflight.check(["-m", "task=causal_lm", "method=reverse_kl,gkd", "method.ntp_weight=0.5",
+                               "method.sft_share=0", "seed=1"])
+    assert checked.argv == ["-m", "task=causal_lm", "method=reverse_kl,gkd", "++method.ntp_weight=0.5",
+                            "++method.sft_share=0", "seed=1"]
+    assert checked.skip_keys == [] and checked.jobs == 2 and checked.skipped == {}
+    mixed = preflight.check(["-m", "task=causal_lm", "method=sft,gkd", "method.ntp_weight=0.5"])
+    assert mixed.skip_keys == ["method.ntp_weight"] and "++method.ntp_weight=0.5" in mixed.argv  # sft skips
+    plain = ["-m", "method=kd,pkd", "method.temperature=2"]  # the default method (kd) has it: left alone
+    assert preflight.check(plain).argv == plain
+
+
 def test_a_misspelt_key_in_a_sweep_is_an_error_not_a_skip():
     with pytest.raises(ConfigError) as info:  # no method has it: a typo, not a method-specific key
         preflight.check(["-m", "method=none,kd", "method.temprature=2,4"])

@@ -133,6 +133,21 @@ def test_an_ntp_anchor_beside_on_policy_reverse_kl(run_lm, monkeypatch):
     assert err.value.key == "method.ntp_weight"
 
 
+@pytest.mark.slow
+def test_a_sweep_of_the_on_policy_methods_with_a_key_the_default_method_lacks(tmp_path, cache_dir):
+    """`-m task=causal_lm method=reverse_kl,gkd method.ntp_weight=0.25`: Hydra's multirun composes the default method
+    (forward_kl, no ntp_weight) first and refused the key before preflight handed it over as ++."""
+    from .test_cli import cli
+
+    proc = cli(["distillkit", "-m", *TINY_LM, f"cache_dir={cache_dir}", "method=reverse_kl,gkd",
+                "method.ntp_weight=0.25", "method.sampling.max_new_tokens=4", "hydra.sweep.dir=sweep"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/results.json"))]
+    assert [r["run"]["method"] for r in runs] == ["reverse_kl", "gkd"]
+    assert all("ntp" in r["stages"][-1]["final_loss_terms"] and "0.25·NTP" in r["stages"][-1]["formula"]
+               for r in runs)
+
+
 def test_seq_kd_trains_on_cached_teacher_responses(run_lm, tmp_path, monkeypatch):
     import distillkit.seq_kd as seq_kd
 
