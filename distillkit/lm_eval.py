@@ -315,6 +315,24 @@ def _rebuild(batch: dict, new: Tensor, lengths: Tensor, pad_token_id: int) -> di
     return out
 
 
+def forward_on_both(model, objective, sampled: dict, data: dict, pad_token_id: int):
+    """An on-policy step whose objective also reads the dataset's batch (an NTP anchor, ``LossTerm.on_data``): the
+    student runs once on the sampled rows and the dataset's rows stacked, right-padded to the wider of the two
+    (causal attention leaves each row's real positions as they were), so DDP sees one forward per step. Returns
+    the student's ``Features`` on the sampled rows and on the dataset's rows."""
+    from distillkit.features import Features, forward_features
+
+    spec = objective.student_features
+    if spec.hidden_states or spec.attentions or spec.hooks:
+        raise ValueError(f"objective {objective.name!r}: on_data terms read logits only")
+    rows, widths = sampled["input_ids"].shape[0], (sampled["input_ids"].shape[1], data["input_ids"].shape[1])
+    fill = {"input_ids": pad_token_id, "attention_mask": 0, "labels": IGNORE}
+    joint = {key: torch.cat([torch.nn.functional.pad(part[key], (0, max(widths) - part[key].shape[1]), value=value)
+                             for part in (sampled, data)]) for key, value in fill.items()}
+    logits = forward_features(model, joint, spec).logits
+    return Features(logits=logits[:rows, :widths[0]]), Features(logits=logits[rows:, :widths[1]])
+
+
 @torch.no_grad()
 def rollout(model, batch: dict, max_new_tokens: int, eos_token_id: int, pad_token_id: int, temperature=1.0,
             top_p=1.0, seed: int | None = None) -> dict:

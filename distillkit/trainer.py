@@ -30,7 +30,7 @@ from transformers import Trainer, TrainerCallback
 
 from distillkit.augment.mixing import mix_logits
 from distillkit.errors import TrainingDiverged
-from distillkit.features import Features, forward_features, model_inputs
+from distillkit.features import forward_features, model_inputs
 from distillkit.models import LAYER_KEY
 from distillkit.objectives import LossInputs, Objective
 
@@ -82,10 +82,16 @@ class DistillationTrainer(Trainer):
         generator = augment.generator(self.state.global_step) if augment is not None else None
         mixed = augment.mix(inputs, generator) if augment is not None else None
         batch = mixed.batch if mixed is not None else inputs
-        if data is not None and self.objective.data_terms:
-            student, data_inputs = self._student_on_both(model, batch, data)
-        else:
-            student, data_inputs = forward_features(model, batch, self.objective.student_features), None
+        student, data_inputs = None, None
+        if data is not None and self.objective.data_terms:  # an NTP anchor: the dataset's rows in the same forward
+            from distillkit import lm_eval
+
+            student, on_data = lm_eval.forward_on_both(model, self.objective, batch, data,
+                                                       self.processing_class.pad_token_id)
+            data_inputs = LossInputs(on_data, None, data["labels"], data["attention_mask"], self.objective.adapters,
+                                     data)
+        if student is None:
+            student = forward_features(model, batch, self.objective.student_features)
         teacher, clean_logits = self._teacher(inputs, mixed, model.training)
         label_mix = (mixed.weight_other, mixed.perm) if mixed is not None else None
         loss, terms = self.objective(LossInputs(student, teacher, inputs["labels"], batch["attention_mask"],
@@ -101,25 +107,6 @@ class DistillationTrainer(Trainer):
                 self._term_sums[name] += value.float()
             self._term_count += 1
         return (loss, student) if return_outputs else loss
-
-    def _student_on_both(self, model, sampled: dict, data: dict) -> tuple[Features, LossInputs]:
-        """An on-policy step whose objective also reads the dataset's batch (an NTP anchor): the student runs once
-        on the sampled rows and the dataset's rows stacked (right padding to the wider of the two; causal
-        attention leaves each row's real positions as they were), so DDP sees one forward per step; returns its
-        outputs on the sampled rows and the ``LossInputs`` of the dataset's rows."""
-        spec = self.objective.student_features
-        if spec.hidden_states or spec.attentions or spec.hooks:
-            raise ValueError(f"objective {self.objective.name!r}: on_data terms read logits only")
-        rows, widths = sampled["input_ids"].shape[0], (sampled["input_ids"].shape[1], data["input_ids"].shape[1])
-        width, pad = max(widths), self.processing_class.pad_token_id
-        fill = {"input_ids": pad, "attention_mask": 0, "labels": -100}
-        joint = {key: torch.cat([torch.nn.functional.pad(part[key], (0, width - part[key].shape[1]), value=value)
-                                 for part in (sampled, data)]) for key, value in fill.items()}
-        logits = forward_features(model, joint, spec).logits
-        student = Features(logits=logits[:rows, :widths[0]])
-        on_data = Features(logits=logits[rows:, :widths[1]])
-        return student, LossInputs(on_data, None, data["labels"], data["attention_mask"], self.objective.adapters,
-                                   data)
 
     def _rollout(self, model, inputs: dict) -> dict | None:
         """On-policy objectives (GKD, reverse KL): with probability ``rollout.fraction`` the batch's responses become

@@ -116,12 +116,12 @@ def test_gkd_samples_exactly_the_on_policy_share(run_lm, monkeypatch):
 
 def test_an_ntp_anchor_beside_on_policy_reverse_kl(run_lm, monkeypatch):
     """method.ntp_weight=μ: every step samples (on_policy=1) and the loss adds μ·NTP on the dataset's responses,
-    from the same student forward (DistillationTrainer._student_on_both, checked in test_lm_eval.py)."""
-    from distillkit.trainer import DistillationTrainer
+    from the same student forward (lm_eval.forward_on_both, checked in test_lm_eval.py)."""
+    import distillkit.lm_eval as lm_eval
 
     calls = []
-    real = DistillationTrainer._student_on_both
-    monkeypatch.setattr(DistillationTrainer, "_student_on_both", lambda *a: calls.append(1) or real(*a))
+    real = lm_eval.forward_on_both
+    monkeypatch.setattr(lm_eval, "forward_on_both", lambda *a: calls.append(1) or real(*a))
     results, _ = run_lm(["method=reverse_kl", "method.ntp_weight=0.25", "method.sampling.max_new_tokens=4"])
     distill = results["stages"][-1]
     assert len(calls) == 4 and distill["final_loss_terms"]["on_policy_batches"] == 1.0

@@ -331,12 +331,9 @@ def test_an_on_policy_step_reads_the_dataset_batch_from_one_stacked_forward():
     """An NTP anchor on an on-policy step (method.ntp_weight): the student runs once on the sampled rows and the
     dataset's rows stacked (right padding to the wider); its logits on each part equal a separate forward's at every
     real position, and the on_data term reads the dataset's labels while the KD term reads the samples'."""
-    from types import SimpleNamespace
-
     from distillkit.features import FeatureSpec
     from distillkit.methods.llm import ntp_term
     from distillkit.objectives import LossInputs, LossTerm, Objective
-    from distillkit.trainer import DistillationTrainer
 
     model = tiny_lm(0)
     data = collate(EXAMPLES)
@@ -347,14 +344,13 @@ def test_an_on_policy_step_reads_the_dataset_batch_from_one_stacked_forward():
     objective = Objective(name="t", terms=[kd, ntp_term(0.5, on_data=True)], needs_teacher=False)
     assert objective.data_terms and not Objective(name="u", terms=[kd, ntp_term(0.0, on_data=True)],
                                                   needs_teacher=False).data_terms
-    host = SimpleNamespace(objective=objective, processing_class=SimpleNamespace(pad_token_id=PAD))
     with torch.no_grad():
-        student, on_data = DistillationTrainer._student_on_both(host, model, sampled, data)
-        for part, logits in ((sampled, student.logits), (data, on_data.student.logits)):
+        student, on_data_features = lm_eval.forward_on_both(model, objective, sampled, data, PAD)
+        for part, logits in ((sampled, student.logits), (data, on_data_features.logits)):
             alone = model(input_ids=part["input_ids"], attention_mask=part["attention_mask"]).logits
             real = part["attention_mask"].bool()
             assert logits.shape == alone.shape and torch.allclose(logits[real], alone[real], atol=1e-5)
-    assert on_data.labels is data["labels"] and on_data.teacher is None
+    on_data = LossInputs(on_data_features, None, data["labels"], data["attention_mask"], objective.adapters, data)
     total, terms = objective(LossInputs(student, None, sampled["labels"], sampled["attention_mask"],
                                         objective.adapters, sampled), on_data)
     assert seen["kd"] is sampled["labels"]  # the KD term read the samples
@@ -367,7 +363,7 @@ def test_an_on_policy_step_reads_the_dataset_batch_from_one_stacked_forward():
                                     objective.adapters, data))
     assert seen["kd"] is data["labels"] and torch.allclose(terms["ntp"], next_token_loss(on_data.student.logits,
                                                                                          data["labels"]))
-    host.objective = Objective(name="f", terms=[ntp_term(0.5, on_data=True)], needs_teacher=False,
-                               student_features=FeatureSpec(hidden_states=(1,)))
+    hidden = Objective(name="f", terms=[ntp_term(0.5, on_data=True)], needs_teacher=False,
+                       student_features=FeatureSpec(hidden_states=(1,)))
     with pytest.raises(ValueError, match="logits only"):
-        DistillationTrainer._student_on_both(host, model, sampled, data)
+        lm_eval.forward_on_both(model, hidden, sampled, data, PAD)
