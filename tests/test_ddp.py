@@ -141,8 +141,8 @@ def test_two_process_causal_lm_matches_single_process(tmp_path, cache_dir, metho
 
     base = [o for o in TINY_LM if not o.startswith(("train.max_steps", "hardware.per_device_batch_size"))] + [
         "train.max_steps=8", f"method={method}", f"cache_dir={cache_dir}-lm-ddp"]
-    if method == "gkd":
-        base += ["method.on_policy=1.0", "method.sampling.max_new_tokens=4"]
+    if method == "gkd":  # with an NTP anchor: the samples and the dataset's rows in one DDP forward per step
+        base += ["method.on_policy=1.0", "method.sampling.max_new_tokens=4", "method.ntp_weight=0.25"]
     proc = cli(["distillkit", *base, "hardware=ddp", "hardware.devices=2", "hardware.accelerator=cpu",
                 "hardware.per_device_batch_size=8", "hydra.run.dir=ddp"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -156,6 +156,8 @@ def test_two_process_causal_lm_matches_single_process(tmp_path, cache_dir, metho
     if method == "forward_kl":  # built by the 2-process run (rank 0), complete: the single run only reads it
         assert res["stages"][-1]["teacher_cache"]["built"] and not ref["stages"][-1]["teacher_cache"]["built"]
         assert res["stages"][-1]["teacher_cache"]["entry"] == ref["stages"][-1]["teacher_cache"]["entry"]
+    if method == "gkd":
+        assert set(res["stages"][-1]["final_loss_terms"]) == {"jsd", "ntp", "on_policy_batches"}
     assert not list(Path(f"{cache_dir}-lm-ddp").rglob(".tmp-*"))
 
 
