@@ -26,6 +26,11 @@ def _distill_rate(value) -> None:
             "e.g. a tenth of it.")
 
 
+def _ntp_weight(value: float) -> None:
+    require(0.0 <= value < 1.0, "method.ntp_weight", value, "is outside [0, 1): the distillation term needs a "
+            "share of the loss.", "use 0 (the paper's loss) up to e.g. 0.5.")
+
+
 def _temperature(value: float) -> None:
     positive("method.temperature", value, "use a temperature > 0 (1 = the models' own distributions).")
 
@@ -84,8 +89,7 @@ class ReverseKLMethodConfig:
     def __post_init__(self):
         _sft_share(self.sft_share)
         _distill_rate(self.distill_learning_rate)
-        require(0.0 <= self.ntp_weight < 1.0, "method.ntp_weight", self.ntp_weight, "is outside [0, 1): the "
-                "distillation term needs a share of the loss.", "use 0 (the paper's loss) up to e.g. 0.5.")
+        _ntp_weight(self.ntp_weight)
         _temperature(self.temperature)
         unit_interval("method.on_policy", self.on_policy)
         _chunk(self.chunk_size)
@@ -109,8 +113,7 @@ class GKDMethodConfig:
     def __post_init__(self):
         _sft_share(self.sft_share)
         _distill_rate(self.distill_learning_rate)
-        require(0.0 <= self.ntp_weight < 1.0, "method.ntp_weight", self.ntp_weight, "is outside [0, 1): the "
-                "distillation term needs a share of the loss.", "use 0 (the paper's loss) up to e.g. 0.5.")
+        _ntp_weight(self.ntp_weight)
         unit_interval("method.beta", self.beta)
         unit_interval("method.on_policy", self.on_policy)
         _temperature(self.temperature)

@@ -68,7 +68,8 @@ class Objective:
         """Whether a weighted term reads the dataset's batch on an on-policy step (``LossTerm.on_data``)."""
         return any(term.on_data and term.weight != 0 for term in self.terms)
 
-    def __call__(self, inputs: LossInputs, data: LossInputs | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __call__(self, inputs: LossInputs,
+                 data: LossInputs | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The weighted total and each term's unweighted value (detached, for logging). ``data``: on an on-policy
         step, the student's outputs on the dataset's batch that the samples replaced; ``on_data`` terms read it."""
         total, values = None, {}

@@ -82,7 +82,6 @@ class DistillationTrainer(Trainer):
         generator = augment.generator(self.state.global_step) if augment is not None else None
         mixed = augment.mix(inputs, generator) if augment is not None else None
         batch = mixed.batch if mixed is not None else inputs
-        student, data_inputs = None, None
         if data is not None and self.objective.data_terms:  # an NTP anchor: the dataset's rows in the same forward
             from distillkit import lm_eval
 
@@ -90,8 +89,8 @@ class DistillationTrainer(Trainer):
                                                        self.processing_class.pad_token_id)
             data_inputs = LossInputs(on_data, None, data["labels"], data["attention_mask"], self.objective.adapters,
                                      data)
-        if student is None:
-            student = forward_features(model, batch, self.objective.student_features)
+        else:
+            student, data_inputs = forward_features(model, batch, self.objective.student_features), None
         teacher, clean_logits = self._teacher(inputs, mixed, model.training)
         label_mix = (mixed.weight_other, mixed.perm) if mixed is not None else None
         loss, terms = self.objective(LossInputs(student, teacher, inputs["labels"], batch["attention_mask"],

@@ -36,11 +36,16 @@ def ntp_term(weight: float, on_data: bool = False) -> LossTerm:
                     "NTP(y, p_s)", on_data=on_data)
 
 
-def _on_policy_terms(cfg, kd: LossTerm) -> list[LossTerm]:
+def _on_policy(cfg, kind: str, notes: str) -> Objective:
     """(1 − μ)·KD + μ·NTP(y, p_s), μ = ntp_weight, the NTP term on the dataset's responses (MiniLLM mixes in a
-    language-modelling loss beside its on-policy term; GKD has none, μ = 0)."""
-    kd.weight = 1.0 - cfg.ntp_weight
-    return [kd, ntp_term(cfg.ntp_weight, on_data=True)]
+    language-modelling loss beside its on-policy term; GKD has none, μ = 0); the KD term's responses are the
+    student's samples on a fraction on_policy of the batches."""
+    terms = [_kd(1.0 - cfg.ntp_weight, kind, cfg.temperature, cfg.chunk_size, getattr(cfg, "beta", 0.5)),
+             ntp_term(cfg.ntp_weight, on_data=True)]
+    if cfg.ntp_weight:
+        notes += f", μ=ntp_weight={cfg.ntp_weight:g} (NTP on the dataset's responses)"
+    return Objective(name=cfg.name, terms=terms, needs_teacher=True, rollout=_rollout(cfg),
+                     uncacheable=ON_POLICY if cfg.on_policy > 0 else NOT_CACHED, notes=notes)
 
 
 def _kd(weight: float, kind: str, temperature: float, chunk: int | None, beta: float = 0.5) -> LossTerm:
@@ -97,27 +102,14 @@ def _after_sft(cfg, objective: Objective) -> list[Stage]:
 def build_reverse_kl(cfg: lc.ReverseKLMethodConfig, dims: Dims | None = None) -> list[Stage]:
     """[sft →] L = (1 − μ)·T²·KL(p_s ‖ p_t) per token on the student's own samples (fraction on_policy of the
     batches) + μ·NTP on the dataset's responses."""
-    objective = Objective(name=cfg.name, terms=_on_policy_terms(cfg, _kd(1.0, "reverse", cfg.temperature,
-                                                                         cfg.chunk_size)),
-                          needs_teacher=True, rollout=_rollout(cfg),
-                          uncacheable=ON_POLICY if cfg.on_policy > 0 else NOT_CACHED,
-                          notes=f"on-policy fraction {cfg.on_policy:g}, T={cfg.temperature:g}"
-                                + (f", μ=ntp_weight={cfg.ntp_weight:g} (NTP on the dataset's responses)"
-                                   if cfg.ntp_weight else ""))
-    return _after_sft(cfg, objective)
+    return _after_sft(cfg, _on_policy(cfg, "reverse", f"on-policy fraction {cfg.on_policy:g}, T={cfg.temperature:g}"))
 
 
 def build_gkd(cfg: lc.GKDMethodConfig, dims: Dims | None = None) -> list[Stage]:
     """[sft →] L = (1 − μ)·T²·JSD_β(p_t ‖ p_s) per token + μ·NTP on the dataset's responses; with probability
     λ = on_policy the JSD's responses are the student's samples."""
-    objective = Objective(name=cfg.name, terms=_on_policy_terms(cfg, _kd(1.0, "jsd", cfg.temperature,
-                                                                         cfg.chunk_size, cfg.beta)),
-                          needs_teacher=True, rollout=_rollout(cfg),
-                          uncacheable=ON_POLICY if cfg.on_policy > 0 else NOT_CACHED,
-                          notes=f"β={cfg.beta:g}, λ=on_policy={cfg.on_policy:g}, T={cfg.temperature:g}"
-                                + (f", μ=ntp_weight={cfg.ntp_weight:g} (NTP on the dataset's responses)"
-                                   if cfg.ntp_weight else ""))
-    return _after_sft(cfg, objective)
+    return _after_sft(cfg, _on_policy(cfg, "jsd", f"β={cfg.beta:g}, λ=on_policy={cfg.on_policy:g}, "
+                                                   f"T={cfg.temperature:g}"))
 
 
 def build_seq_kd(cfg: lc.SeqKDMethodConfig, dims: Dims | None = None) -> list[Stage]:
