@@ -18,8 +18,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from distillkit import dist
 from distillkit import conf_dir, launch, preflight
-from distillkit.config import register_schemas, validate
+from distillkit.config.schema import register_schemas, validate
 from distillkit.errors import ConfigError, Interrupted, TrainingDiverged, require
 
 log = logging.getLogger("distillkit")
@@ -108,7 +109,7 @@ def entry(cfg: DictConfig) -> None:
             raw = _resume(raw, ctx)
             run_cfg = validate(raw)
         ctx.output_dir.mkdir(parents=True, exist_ok=True)
-        if os.environ.get("RANK", "0") == "0":  # the parent, a single process, or rank 0 under torchrun
+        if dist.is_main():  # the parent, a single process, or rank 0 under torchrun
             if not ctx.resume:
                 (ctx.output_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(raw)))
                 ctx.save()
@@ -156,7 +157,7 @@ def _on_sigterm(signum, frame):
 def _fail(ctx, message: str) -> None:
     """error.txt first (a closed stdout must not lose it), then stderr."""
     try:
-        if ctx is not None and ctx.output_dir.exists() and os.environ.get("RANK", "0") == "0":
+        if ctx is not None and ctx.output_dir.exists() and dist.is_main():
             (ctx.output_dir / "error.txt").write_text(message + "\n")
     finally:
         try:

@@ -17,6 +17,7 @@ import socket
 import uuid
 from pathlib import Path
 
+from distillkit import dist
 from distillkit.errors import ConfigError, TrainingDiverged
 
 WORKER_ERROR = ".worker-error.json"  # rank 0's ConfigError / TrainingDiverged, for the parent to report
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def inside_worker() -> bool:
-    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+    return dist.in_worker()
 
 
 def _free_port() -> int:
@@ -36,15 +37,15 @@ def _free_port() -> int:
 
 def worker(raw_cfg: dict, ctx_fields: dict) -> None:
     """One DDP worker: validate the resolved config again (cheap) and run it."""
-    from distillkit.config import validate
+    from distillkit.config.schema import validate
     from distillkit.run import RunContext, run
 
-    logging.basicConfig(level=logging.INFO if os.environ.get("RANK") == "0" else logging.WARNING,
-                        format="[rank %(process)d] %(message)s" if os.environ.get("RANK") != "0" else "%(message)s")
+    logging.basicConfig(level=logging.INFO if dist.is_main() else logging.WARNING,
+                        format="[rank %(process)d] %(message)s" if not dist.is_main() else "%(message)s")
     try:
         run(validate(raw_cfg), RunContext(**ctx_fields))
     except (ConfigError, TrainingDiverged) as err:  # handed to the parent, which reports it as in one process
-        if os.environ.get("RANK") == "0":
+        if dist.is_main():
             fields = vars(err) if isinstance(err, ConfigError) else {"message": str(err)}
             _error_file(ctx_fields).write_text(json.dumps({"type": type(err).__name__, **fields}, default=str))
         raise
@@ -70,13 +71,13 @@ def _reraise_worker_error(ctx_fields: dict) -> None:
 
 
 def shutdown_process_group() -> None:
-    import torch.distributed as dist
+    import torch.distributed
 
-    if dist.is_available() and dist.is_initialized():
+    if dist.initialized():
         try:
             dist.barrier()
         finally:
-            dist.destroy_process_group()
+            torch.distributed.destroy_process_group()
 
 
 def spawn(raw_cfg: dict, ctx_fields: dict, nproc: int) -> None:

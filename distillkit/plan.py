@@ -10,29 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from distillkit import cache, models, teacher_cache
+from distillkit import dist
+from distillkit import store as cache
+from distillkit.models import loading as models
+from distillkit.teachers import output_cache as teacher_cache
 from distillkit.augment import checks as augment_checks
-from distillkit.config import ENCODER_TYPES, RunConfig, StudentConfig
+from distillkit.config.schema import ENCODER_TYPES, RunConfig, StudentConfig
 from distillkit.errors import require
-from distillkit.objectives import Dims
-from distillkit.stages import plan_stages
+from distillkit.recipe.objective import Dims
+from distillkit.stages.planning import plan_stages
 
 log = logging.getLogger("distillkit")
-
-
-def _rank() -> tuple[int, int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def _barrier() -> None:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
 
 
 def resolve_device(cfg: RunConfig) -> tuple[bool, torch.device]:
@@ -48,8 +41,7 @@ def resolve_device(cfg: RunConfig) -> tuple[bool, torch.device]:
                 f"use hardware.devices={gpus} or fewer.")
     require(not (use_cpu and hw.precision == "fp16"), "hardware.precision", "fp16", "needs a GPU, and this run uses "
             "the CPU.", "use hardware.precision=bf16 or fp32 on the CPU.")
-    _, local_rank, _ = _rank()
-    return use_cpu, torch.device("cpu") if use_cpu else torch.device("cuda", local_rank)
+    return use_cpu, torch.device("cpu") if use_cpu else torch.device("cuda", dist.local_rank())
 
 
 def _tokenizer(cfg: RunConfig, task, root: Path, kind):
@@ -105,7 +97,7 @@ def _teacher_spec(cfg: RunConfig, plan: "Plan", stage) -> dict:
     labels and tokenizer, and every setting that reaches its training, derived from the stage's own
     TrainingArguments so a setting added later cannot be forgotten. Hardware-free: the global batch is
     ``teacher.prepare_batch_size`` whatever the process count, so every DDP size reuses one teacher."""
-    from distillkit.stages import training_arguments
+    from distillkit.stages.runner import training_arguments
 
     args = training_arguments(cfg, stage, plan.cache_root / "unused", plan.use_cpu).to_dict()
     recipe = {k: v for k, v in args.items() if not k.startswith(_NOT_RECIPE)}
@@ -134,7 +126,7 @@ def _teacher_settings(cfg: RunConfig) -> dict:
 def _prepare_batching(cfg: RunConfig) -> tuple[int, int]:
     """(per-device batch, accumulation steps) that make ``teacher.prepare_batch_size`` the global batch on this
     many processes, each step no larger than ``hardware.per_device_batch_size``."""
-    world = int(os.environ.get("WORLD_SIZE", cfg.hardware.devices))
+    world = dist.world_size(default=cfg.hardware.devices)
     batch = cfg.teacher.prepare_batch_size
     require(batch % world == 0, "teacher.prepare_batch_size", batch, f"does not divide over {world} processes.",
             f"use a multiple of {world}, e.g. teacher.prepare_batch_size={max(world, batch - batch % world)}.")

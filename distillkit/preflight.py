@@ -135,7 +135,7 @@ def _hydra_context():
 
 def _option_keys(overrides: list[str]) -> dict[str, str]:
     """``augmentation.<option>.<key>`` overrides (key → value): each must reach a job that selects the option."""
-    from distillkit.augment_config import OFFLINE, ONLINE
+    from distillkit.config.augment import OFFLINE, ONLINE
 
     found = {}
     for override in overrides:
@@ -214,7 +214,7 @@ def _compose(job: list[str]):
 
 def _validate_composed(cfg, job: list[str], in_sweep: bool) -> None:
     """distillkit's own schema checks; in a sweep the message says which job failed."""
-    from distillkit.config import validate
+    from distillkit.config.schema import validate
 
     try:
         validate(cfg)
@@ -232,7 +232,7 @@ def task_mismatch(cfg) -> str | None:
     """Why a composed job's method does not apply to its task (``task.name``), or None when it does."""
     from omegaconf import OmegaConf
 
-    from distillkit.registry import REGISTRY
+    from distillkit.config.registry import REGISTRY
 
     method, task = OmegaConf.select(cfg, "method.name"), OmegaConf.select(cfg, "task.name") or "classification"
     if method not in REGISTRY or task in REGISTRY[method].tasks:
@@ -245,7 +245,7 @@ def skip_reason(cfg, skip_keys: list[str]) -> str | None:
     """Why this sweep job is skipped (its method serves another task, or has no such key), or None to run it."""
     from omegaconf import OmegaConf
 
-    from distillkit.config import METHOD_SCHEMAS
+    from distillkit.config.schema import METHOD_SCHEMAS
 
     if TASK_KEY in skip_keys and task_mismatch(cfg):
         return task_mismatch(cfg)

@@ -15,6 +15,8 @@ import os
 import time
 from pathlib import Path
 
+from distillkit import dist
+
 SCHEMA_VERSION = 2
 
 
@@ -38,7 +40,7 @@ def results(cfg, ctx, plan, numbers: dict, records: list, started: float, starte
                 "method": cfg.method.name, "teacher": cfg.teacher.name, "student": cfg.student.name,
                 "data": cfg.data.name, "seed": cfg.seed, "started_at": started_at,
                 "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
-                "wall_time_s": round(time.time() - started, 2), "world_size": int(os.environ.get("WORLD_SIZE", 1)),
+                "wall_time_s": round(time.time() - started, 2), "world_size": dist.world_size(),
                 "device": str(plan.device), "versions": _versions()},
         "task": _task_section(cfg, plan, n_train, n_eval),
         "augmentation": {"options": aug.selected, "offline": aug.offline, "online": aug.online,
@@ -62,7 +64,7 @@ def show_generations(results: dict, wandb_run=None) -> str:
     """A causal-LM run's sample of generations, for the log (and W&B); "" for other tasks."""
     if not results.get("generations"):
         return ""
-    from distillkit.tasks.lm_report import show_generations as show
+    from distillkit.tasks.causal_lm.report import show_generations as show
 
     return show(results, wandb_run)
 
@@ -109,7 +111,7 @@ def speed_note(speed: dict | None) -> str:
 
 def _rows(results: dict) -> list[tuple[str, str, str, str]]:
     if results["task"].get("name") == "causal_lm":
-        from distillkit.tasks.lm_report import rows
+        from distillkit.tasks.causal_lm.report import rows
 
         return rows(results)
     t, s, c = results["teacher"], results["student"], results["comparison"]

@@ -16,13 +16,17 @@ import shutil
 import time
 from pathlib import Path
 
-from distillkit import cache, models
-from distillkit.config import RunConfig
+from distillkit import dist
+from distillkit import store as cache
+from distillkit.models import loading as models
+from distillkit.config.schema import RunConfig
 from distillkit.context import RunContext  # noqa: F401 (re-exported: tests and launch import it from here)
 from distillkit.errors import require
-from distillkit.plan import Plan, _barrier, _rank, _teacher_spec, make_plan  # noqa: F401 (make_plan re-exported)
-from distillkit.stages import checkpoint_mismatch, last_checkpoint, load_done, mark_done, run_stage
-from distillkit.workspace import Workspace
+from distillkit.plan import Plan, _teacher_spec, make_plan  # noqa: F401 (make_plan re-exported)
+from distillkit.training.checkpoints import checkpoint_mismatch, last_checkpoint
+from distillkit.stages.checkpoints import load_done, mark_done
+from distillkit.stages.runner import run_stage
+from distillkit.stages.workspace import Workspace
 
 log = logging.getLogger("distillkit")
 
@@ -43,15 +47,15 @@ def _run_stages(ws: Workspace) -> list[dict]:
         record = load_done(stage, model, ws.run_dir) if ws.resume else None
         if record is None:
             record = run_stage(stage, ws)
-            if stage.produces and (_rank()[0] == 0 or ws.everyone_evaluates):
+            if stage.produces and (dist.is_main() or ws.everyone_evaluates):
                 model.to(ws.plan.device)
                 kind = ws.plan.kind
                 record["eval"] = kind.stage_scores(model, ws.source(stage), ws.eval_set, ws.collator, ws.tokenizer,
                                                    ws.plan.device, ws.cfg)
                 log.info("[%s] %s", stage.name, kind.describe_scores(record["eval"]))
-            if i < len(stages) - 1 and _rank()[0] == 0:
+            if i < len(stages) - 1 and dist.is_main():
                 mark_done(stage, model, record, ws.run_dir)
-            _barrier()
+            dist.barrier()
         record["group"], record["produces"] = stage.group, stage.produces
         records.append(record)
     return records
@@ -78,8 +82,8 @@ def _prepared_teacher(ws: Workspace, stage) -> dict:
     entry's lock; under DDP the other processes wait for rank 0 at the barrier)."""
     spec = _teacher_spec(ws.cfg, ws.plan, stage)
     final = cache.entry_dir(ws.plan.cache_root, "teachers", spec)
-    with cache.locked(final) if _rank()[0] == 0 else contextlib.nullcontext():
-        _barrier()
+    with cache.locked(final) if dist.is_main() else contextlib.nullcontext():
+        dist.barrier()
         if final.exists():
             built = datetime.datetime.fromtimestamp((final / "spec.json").stat().st_mtime).isoformat(timespec="seconds")
             log.info("[teacher_prep] reusing the prepared teacher %s (prepared %s from the same teacher, data "
@@ -87,12 +91,12 @@ def _prepared_teacher(ws: Workspace, stage) -> dict:
             record = {"name": stage.name, "cached": True, "steps": 0, "wall_time_s": 0.0, "cache_dir": str(final)}
         else:
             record = run_stage(stage, ws)
-            if _rank()[0] == 0:
+            if dist.is_main():
                 with cache.building(final) as tmp:
                     models.save_model(ws.models["teacher"], ws.tokenizer, tmp)
                     cache.write_spec(tmp, spec)
             record["cache_dir"] = str(final)
-            _barrier()
+            dist.barrier()
     ws.models["teacher"] = models.load_pretrained("teacher", str(final), None, causal=ws.plan.kind.causal)
     ws.plan.attention.switch(ws.models["teacher"])
     return record
@@ -103,7 +107,7 @@ def _augment(cfg: RunConfig, plan: Plan, wandb_run):
     from distillkit.augment import offline
 
     augmented = offline.build(cfg, plan)
-    if augmented is not None and _rank()[0] == 0:
+    if augmented is not None and dist.is_main():
         offline.show(augmented, list(plan.task.train["text"]), cfg.augmentation.show, wandb_run)
     return augmented
 
@@ -130,7 +134,7 @@ def run(cfg: RunConfig, ctx: RunContext, plan: Plan | None = None) -> dict | Non
     _log_plan(cfg, plan)
     train_set, eval_set = plan.kind.tokenize(plan.task, plan.tokenizer, cfg)
     wandb_run = None
-    if _rank()[0] == 0:
+    if dist.is_main():
         flat = {**tracking.flatten(cfg), "run.overrides": " ".join(ctx.overrides), "run.job": ctx.job_name}
         wandb_run = tracking.start(cfg.logger, out, ctx.job_name, ctx.group, flat, run_id=ctx.wandb_id)
         if wandb_run is not None and ctx.wandb_id != wandb_run.id:
@@ -142,12 +146,12 @@ def run(cfg: RunConfig, ctx: RunContext, plan: Plan | None = None) -> dict | Non
         set_seed(cfg.seed)
         records = _run_stages(ws)
         plan.attention.restore()
-        if _rank()[0] != 0 and not ws.everyone_evaluates:
+        if not dist.is_main() and not ws.everyone_evaluates:
             return None
         student = ws.models[plan.stages[-1].student.model]
         numbers = plan.kind.evaluate_run(ws.teacher(), student, eval_set, ws.collator, plan.tokenizer, plan.device,
                                          cfg)
-        if _rank()[0] != 0:
+        if not dist.is_main():
             return None
         models.save_model(student, plan.tokenizer, out / "student")
         results = report.results(cfg, ctx, plan, numbers, records, started, started_at, len(train_set),

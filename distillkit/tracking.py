@@ -12,7 +12,7 @@ import logging
 import os
 from pathlib import Path
 
-from distillkit.config import LoggerConfig
+from distillkit.config.schema import LoggerConfig
 
 log = logging.getLogger(__name__)
 

@@ -34,12 +34,13 @@ def setup(work: Path, overrides: list[str]):
     from hydra import compose, initialize_config_dir
     from transformers import DataCollatorWithPadding
 
-    from distillkit import conf_dir, models
-    from distillkit.config import register_schemas, validate
-    from distillkit.data import tokenize
+    from distillkit import conf_dir
+    from distillkit.models import loading as models
+    from distillkit.config.schema import register_schemas, validate
+    from distillkit.tasks.classification.data import tokenize
     from distillkit.plan import make_plan
-    from distillkit.stages import run_stage
-    from distillkit.workspace import Workspace
+    from distillkit.stages.runner import run_stage
+    from distillkit.stages.workspace import Workspace
 
     cache = work / "cache"
     if not (cache / "teachers").exists():
@@ -126,10 +127,12 @@ def bench_size(work: Path, rows: int) -> None:
     import datasets
     import torch
 
-    from distillkit import models, output_store, teacher_cache
-    from distillkit.features import FeatureSpec
-    from distillkit.synthetic import generate
-    from distillkit.teachers import FrozenModel
+    from distillkit.models import loading as models
+    from distillkit.teachers import output_store
+    from distillkit.teachers import output_cache as teacher_cache
+    from distillkit.models.features import FeatureSpec
+    from distillkit.tasks.classification.synthetic import generate
+    from distillkit.teachers.sources import FrozenModel
 
     cfg, plan, teacher, train_set, collator, stage = setup(work, ["train.max_steps=1"])
     record = stage(["teacher.cache_outputs=always"], "size-default")["teacher_cache"]

@@ -56,9 +56,9 @@ def hand_kd_loop(teacher, s_config, layers, identity: int, cfg, train_set, colla
     from torch.utils.data import DataLoader
     from transformers import get_linear_schedule_with_warmup
 
-    from distillkit import models
+    from distillkit.models import loading as models
     from distillkit.losses.logits import cross_entropy, soft_target_kl
-    from distillkit.trainer import split_layer_groups
+    from distillkit.training.trainer import split_layer_groups
 
     batch, T, alpha = cfg.hardware.per_device_batch_size, cfg.method.temperature, cfg.method.ce_weight
     student = models.derive_student(teacher, s_config, layers, cfg.seed, identity).train()
@@ -91,12 +91,12 @@ def bench_throughput(work: Path, steps: int, repeats: int) -> None:
     import torch
     from transformers import DataCollatorWithPadding
 
-    from distillkit import models
-    from distillkit.config import register_schemas, validate
-    from distillkit.data import load_task, tokenize
+    from distillkit.models import loading as models
+    from distillkit.config.schema import register_schemas, validate
+    from distillkit.tasks.classification.data import load_task, tokenize
     from distillkit.plan import _tokenizer, make_plan
-    from distillkit.stages import run_stage
-    from distillkit.workspace import Workspace
+    from distillkit.stages.runner import run_stage
+    from distillkit.stages.workspace import Workspace
 
     cache = work / "wall-cache"  # the teacher prepared by `wall`, or prepared now
     if not (cache / "teachers").exists():
@@ -207,10 +207,11 @@ def bench_speed(work: Path, busy: int, overrides: list[str]) -> None:
     from hydra import compose, initialize_config_dir
     from transformers import DataCollatorWithPadding
 
-    from distillkit import conf_dir, models
-    from distillkit.config import register_schemas, validate
-    from distillkit.data import tokenize
-    from distillkit.evaluate import SPREAD, measure_speed
+    from distillkit import conf_dir
+    from distillkit.models import loading as models
+    from distillkit.config.schema import register_schemas, validate
+    from distillkit.tasks.classification.data import tokenize
+    from distillkit.tasks.classification.evaluate import SPREAD, measure_speed
     from distillkit.run import make_plan
 
     register_schemas()

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Sanity report for distillkit.synthetic: statistics, examples and how much word order matters.
+"""Sanity report for distillkit.tasks.classification.synthetic: statistics, examples and how much word order matters.
 
 Trains three small models with torch on the train split (CPU, well under a minute) and reports their
 accuracy on the clean eval split:
@@ -24,7 +24,7 @@ import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distillkit import synthetic  # noqa: E402
+from distillkit.tasks.classification import synthetic  # noqa: E402
 
 
 def build_vocab(texts, ngram: int, min_count: int = 1) -> dict[str, int]:
@@ -147,7 +147,7 @@ def main() -> None:
 
     s = synthetic.generate(seed=args.seed, n_train=args.n_train, n_eval=args.n_eval, label_noise=args.label_noise)
     names = s.label_names
-    print(f"== distillkit.synthetic  seed={args.seed} n_train={args.n_train} n_eval={args.n_eval} "
+    print(f"== distillkit.tasks.classification.synthetic  seed={args.seed} n_train={args.n_train} n_eval={args.n_eval} "
           f"label_noise={args.label_noise}")
     print(f"generation time for 20k train + 1k eval: {gen_time:.3f} s")
 

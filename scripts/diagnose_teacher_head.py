@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from distillkit.data import train_wordpiece
-from distillkit.models import identity_attention
-from distillkit.synthetic import generate
+from distillkit.tasks.classification.data import train_wordpiece
+from distillkit.models.loading import identity_attention
+from distillkit.tasks.classification.synthetic import generate
 
 
 def main() -> None:

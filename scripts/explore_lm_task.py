@@ -1,4 +1,4 @@
-"""Can a small decoder built from a config learn the embedded instruction task (distillkit.lm_synthetic) on a
+"""Can a small decoder built from a config learn the embedded instruction task (distillkit.tasks.causal_lm.synthetic) on a
 CPU in minutes, and is a larger one clearly better at equal training? Trains a byte-level BPE tokenizer on the
 train split, builds a Llama- or GPT-2-style causal LM from a config, then SFT in a bare PyTorch loop
 (next-token loss on the response + eos only, right-padded batches, AdamW, linear warm-up/decay, clipping 1.0,
@@ -84,8 +84,8 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, PreTrainedTokenizerFast
 
-from distillkit.lm_metrics import exact_match
-from distillkit.lm_synthetic import KINDS, SEP, generate, texts_for_tokenizer
+from distillkit.tasks.causal_lm.metrics import exact_match
+from distillkit.tasks.causal_lm.synthetic import KINDS, SEP, generate, texts_for_tokenizer
 
 PAD, EOS = "<pad>", "<eos>"
 

@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from distillkit import conf_dir  # noqa: E402
-from distillkit.config import register_schemas, validate  # noqa: E402
+from distillkit.config.schema import register_schemas, validate  # noqa: E402
 
 register_schemas()
 

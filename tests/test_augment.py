@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from distillkit.augment_config import OFFLINE, ONLINE
-from distillkit.config import validate
+from distillkit.config.augment import OFFLINE, ONLINE
+from distillkit.config.schema import validate
 from distillkit.errors import ConfigError
 
 from .conftest import TINY, compose_config
@@ -174,7 +174,7 @@ def test_mixup_refuses_a_model_without_reachable_input_embeddings(cache_dir, mon
 # ------------------------------------------------------------------------------------------ offline pool
 def test_the_cache_key_changes_with_every_setting(cache_dir):
     from distillkit.augment.offline import entry_spec
-    from distillkit.cache import entry_key
+    from distillkit.store import entry_key
 
     changes = {"synonym": {"p": 0.3}, "token_perturbation": {"insert": 0.2, "delete": 0.2,
                "swap": 0.2}, "sentence_shuffle": {"min_sentences": 3},
@@ -259,9 +259,9 @@ def test_sentence_shuffle_on_the_multi_sentence_mode(cache_dir):
 def test_teacher_sees_the_augmented_inputs_and_eval_is_untouched(run_tiny, monkeypatch, cache_dir):
     from transformers import AutoTokenizer
 
-    from distillkit import cache
+    from distillkit import store as cache
     from distillkit.augment import offline
-    from distillkit.teachers import FrozenModel
+    from distillkit.teachers.sources import FrozenModel
 
     seen = []
     real = FrozenModel.outputs
@@ -325,8 +325,8 @@ def _tiny_pair(tmp_path):
     """A teacher and a student (no dropout), a tokenizer and a collated batch of 8 texts."""
     from transformers import BertConfig, BertForSequenceClassification, DataCollatorWithPadding
 
-    from distillkit.data import train_wordpiece
-    from distillkit.synthetic import generate
+    from distillkit.tasks.classification.data import train_wordpiece
+    from distillkit.tasks.classification.synthetic import generate
 
     texts = [r["text"] for r in generate(seed=0, n_train=64, n_eval=1, label_noise=0.0).train]
     tokenizer = train_wordpiece(texts, 200, tmp_path / "tok")
@@ -345,10 +345,10 @@ def _trainer(student, teacher, tokenizer, tmp_path, overrides):
     from transformers import TrainingArguments
 
     from distillkit.augment.online import BatchAugmenter
-    from distillkit.config import KDMethodConfig
+    from distillkit.config.schema import KDMethodConfig
     from distillkit.methods import build_objective
-    from distillkit.teachers import FrozenModel
-    from distillkit.trainer import DistillationTrainer
+    from distillkit.teachers.sources import FrozenModel
+    from distillkit.training.trainer import DistillationTrainer
 
     aug = validate(compose_config(overrides)).augmentation
     args = TrainingArguments(output_dir=str(tmp_path / "t"), use_cpu=True, report_to="none")
@@ -358,7 +358,7 @@ def _trainer(student, teacher, tokenizer, tmp_path, overrides):
 
 def test_pseudo_data_keeps_the_inputs_the_teacher_is_confident_about(tmp_path):
     from distillkit.augment.offline import IGNORE_INDEX, AugmentedSet, filter_confident
-    from distillkit.synthetic import generate
+    from distillkit.tasks.classification.synthetic import generate
 
     teacher, _, tokenizer, _ = _tiny_pair(tmp_path)
     texts = [r["text"] for r in generate(seed=1, n_train=40, n_eval=1, label_noise=0.0).train]
@@ -438,8 +438,8 @@ def _tiny_translation_models(tmp_path) -> Path:
     """A tiny seq2seq model from a config with the embedded task's tokenizer (gibberish, but real generation)."""
     from transformers import BartConfig, BartForConditionalGeneration
 
-    from distillkit.data import train_wordpiece
-    from distillkit.synthetic import generate
+    from distillkit.tasks.classification.data import train_wordpiece
+    from distillkit.tasks.classification.synthetic import generate
 
     out = tmp_path / "tiny-mt"
     tokenizer = train_wordpiece([r["text"] for r in generate(0, 64, 1, 0.0).train], 120, out)

@@ -19,9 +19,9 @@ from distillkit.augment.generate import (
     mlm_replace,
     train_mlm,
 )
-from distillkit.data import train_wordpiece
+from distillkit.tasks.classification.data import train_wordpiece
 from distillkit.errors import ConfigError
-from distillkit.synthetic import generate
+from distillkit.tasks.classification.synthetic import generate
 
 PROTECTED = frozenset({"the", "a", "and", "not", "never", "was", "is", "i"})
 KEY = "augmentation.mlm_replace.model"

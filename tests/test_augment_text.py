@@ -21,8 +21,8 @@ from distillkit.augment.text import (
     synonym_replace,
 )
 from distillkit.errors import ConfigError
-from distillkit.synthetic import generate
-from distillkit.synthetic_lexicon import _GENERIC_ADJ, _GENERIC_NOUNS, _NEGATORS, _NOUNS, _TOPIC_ADJ
+from distillkit.tasks.classification.synthetic import generate
+from distillkit.tasks.lexicon import _GENERIC_ADJ, _GENERIC_NOUNS, _NEGATORS, _NOUNS, _TOPIC_ADJ
 
 TABLE = {"movie": ["film", "picture"], "good": ["fine", "nice"], "plot": ["story"], "the": ["this"],
          "dull": ["boring"], "not": ["indeed"], "but": ["and"]}

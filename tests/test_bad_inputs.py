@@ -48,7 +48,7 @@ def test_command_line_errors_are_one_paragraph_before_any_folder(tmp_path, args,
 
 
 def test_preflight_checks_without_importing_torch_or_transformers():
-    code = ("import sys; from distillkit.config import register_schemas; from distillkit import preflight; "
+    code = ("import sys; from distillkit.config.schema import register_schemas; from distillkit import preflight; "
             "register_schemas(); preflight.check(['method=kd', 'seed=3']);"
             "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -116,7 +116,7 @@ def test_resume_of_a_directory_that_is_no_run(tmp_path):
 
 # ------------------------------------------------------------------------------ checks at plan time
 def _plan(overrides, cache_dir):
-    from distillkit.config import validate
+    from distillkit.config.schema import validate
     from distillkit.run import make_plan
 
     from .conftest import compose_config
@@ -157,14 +157,14 @@ def test_teacher_preparation_batch_must_divide_over_the_processes(cache_dir):
 # --------------------------------------------------------------------- the prepared teacher's cache key
 def _key(overrides, cache_dir):
     from distillkit.plan import _teacher_spec
-    from distillkit.cache import entry_key
+    from distillkit.store import entry_key
 
     plan = _plan(overrides, cache_dir)
     return entry_key(_teacher_spec(_config(overrides, cache_dir), plan, plan.stages[0]))
 
 
 def _config(overrides, cache_dir):
-    from distillkit.config import validate
+    from distillkit.config.schema import validate
 
     from .conftest import compose_config
 
@@ -197,8 +197,8 @@ def test_teacher_batch_is_split_over_processes_and_accumulation(cache_dir, monke
 def test_local_data_is_keyed_by_content_not_path(tmp_path):
     import os
 
-    from distillkit import cache
-    from distillkit.config import DataConfig
+    from distillkit import store as cache
+    from distillkit.config.schema import DataConfig
     from distillkit.plan import _data_spec
 
     train, evals = tmp_path / "train.csv", tmp_path / "eval.csv"
@@ -223,10 +223,10 @@ def test_the_cache_lock_makes_a_second_builder_wait(tmp_path):
     """A second process asking for the same entry blocks until the first releases it."""
     import time
 
-    from distillkit import cache
+    from distillkit import store as cache
 
     final = tmp_path / "teachers" / "abc"
-    code = (f"import time; from pathlib import Path; from distillkit import cache\n"
+    code = (f"import time; from pathlib import Path; from distillkit import store as cache\n"
             f"with cache.locked(Path({str(final)!r})):\n    print('got', time.time(), flush=True)\n")
     with cache.locked(final):
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from distillkit.config import validate
+from distillkit.config.schema import validate
 from distillkit.errors import ConfigError
 
 from .conftest import compose_config
@@ -102,7 +102,7 @@ def test_on_policy_and_sequence_level_methods_end_to_end(run_lm, method):
 
 def test_gkd_samples_exactly_the_on_policy_share(run_lm, monkeypatch):
     """on_policy=1: every training batch is the student's own samples; on_policy=0: none is (no rollout at all)."""
-    import distillkit.lm_eval as lm_eval
+    import distillkit.tasks.causal_lm.evaluate as lm_eval
 
     calls = []
     real = lm_eval.rollout
@@ -117,7 +117,7 @@ def test_gkd_samples_exactly_the_on_policy_share(run_lm, monkeypatch):
 def test_an_ntp_anchor_beside_on_policy_reverse_kl(run_lm, monkeypatch):
     """method.ntp_weight=μ: every step samples (on_policy=1) and the loss adds μ·NTP on the dataset's responses,
     from the same student forward (lm_eval.forward_on_both, checked in test_lm_eval.py)."""
-    import distillkit.lm_eval as lm_eval
+    import distillkit.tasks.causal_lm.evaluate as lm_eval
 
     calls = []
     real = lm_eval.forward_on_both
@@ -149,7 +149,7 @@ def test_a_sweep_of_the_on_policy_methods_with_a_key_the_default_method_lacks(tm
 
 
 def test_seq_kd_trains_on_cached_teacher_responses(run_lm, tmp_path, monkeypatch):
-    import distillkit.seq_kd as seq_kd
+    import distillkit.tasks.causal_lm.seq_kd as seq_kd
 
     results, _ = run_lm(["method=seq_kd"], out=tmp_path / "first")
     assert "teacher_cache" not in results["stages"][-1]  # its loss reads no teacher: nothing to cache or say
@@ -161,7 +161,7 @@ def test_seq_kd_trains_on_cached_teacher_responses(run_lm, tmp_path, monkeypatch
 def test_seq_kd_view_is_prompt_plus_teacher_response():
     import datasets
 
-    from distillkit.seq_kd import _with_responses
+    from distillkit.tasks.causal_lm.seq_kd import _with_responses
 
     train = datasets.Dataset.from_dict({"input_ids": [[5, 6, 7, 8, 1]], "attention_mask": [[1] * 5],
                                         "labels": [[-100, -100, 7, 8, 1]], "prompt_length": [2], "idx": [0]})
@@ -176,7 +176,7 @@ def _jsonl(path: Path, rows: list[dict]) -> str:
 
 
 def test_local_files_train_with_the_loss_on_responses(run_lm, tmp_path):
-    from distillkit.lm_synthetic import generate
+    from distillkit.tasks.causal_lm.synthetic import generate
 
     made = generate(0, 64, 16)
     train = _jsonl(tmp_path / "train.jsonl", [{"q": r["prompt"], "a": r["response"]} for r in made.train])
@@ -204,8 +204,8 @@ def _saved_decoder(path: Path, vocab_rows: int | None = None, layers: int = 2):
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    from distillkit.lm_synthetic import generate, texts_for_tokenizer
-    from distillkit.tasks.causal_lm import train_byte_bpe
+    from distillkit.tasks.causal_lm.synthetic import generate, texts_for_tokenizer
+    from distillkit.tasks.causal_lm.task import train_byte_bpe
 
     tok = train_byte_bpe(texts_for_tokenizer(generate(0, 128, 8)), 300, path)
     config = LlamaConfig(vocab_size=vocab_rows or len(tok), hidden_size=32, intermediate_size=64,
@@ -249,8 +249,8 @@ def test_plan_errors_name_the_key_value_and_fix(tmp_path, cache_dir):
 
 @pytest.mark.parametrize("method", ["reverse_kl", "gkd"])
 def test_on_policy_stages_split_the_budget_and_the_distill_stage_may_have_its_own_rate(method):
-    from distillkit.objectives import Dims
-    from distillkit.stages import plan_stages
+    from distillkit.recipe.objective import Dims
+    from distillkit.stages.planning import plan_stages
 
     base = TINY_LM + ["train.epochs=4", "train.learning_rate=3e-3", f"method={method}"]
     dims = Dims(1, 2, 16, 32, 2, 2, 128)

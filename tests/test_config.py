@@ -6,7 +6,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 
 from distillkit import conf_dir
-from distillkit.config import METHOD_SCHEMAS, validate
+from distillkit.config.schema import METHOD_SCHEMAS, validate
 from distillkit.errors import ConfigError
 
 from .conftest import compose_config

@@ -5,8 +5,8 @@ import json
 import datasets
 import pytest
 
-from distillkit.config import ArchConfig, DataConfig, TeacherConfig
-from distillkit.data import load_task, stratified_sample, tokenize, train_wordpiece
+from distillkit.config.schema import ArchConfig, DataConfig, TeacherConfig
+from distillkit.tasks.classification.data import load_task, stratified_sample, tokenize, train_wordpiece
 from distillkit.errors import ConfigError
 
 
@@ -103,7 +103,7 @@ def test_each_split_has_its_own_column_names(tmp_path):
 
 
 def test_label_names_name_integer_labels_in_the_exported_config(tmp_path):
-    from distillkit.models import teacher_config
+    from distillkit.models.loading import teacher_config
 
     cfg = _local(tmp_path, "text,label\ngood,1\nbad,0\nfine,1\n", "text,label\nnice,1\nawful,0\n",
                  label_names=["negative", "positive"])
@@ -165,7 +165,7 @@ def test_max_samples_draw_a_seeded_stratified_sample(tmp_path):
 
 
 def test_new_data_keys_compose_from_the_command_line(tmp_path):
-    from distillkit.config import validate
+    from distillkit.config.schema import validate
 
     from .conftest import compose_config
 

@@ -6,8 +6,8 @@ import json
 import datasets
 import pytest
 
-from distillkit.config import DataConfig
-from distillkit.data import load_task
+from distillkit.config.schema import DataConfig
+from distillkit.tasks.classification.data import load_task
 from distillkit.errors import ConfigError
 
 from .test_cli import cli

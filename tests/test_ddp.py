@@ -47,7 +47,7 @@ def test_two_process_ddp_matches_single_process_and_exits_cleanly(tmp_path, cach
 def _average_in_worker(rank, port, out):
     import torch
 
-    from distillkit.trainer import average_gradients
+    from distillkit.training.trainer import average_gradients
 
     torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:

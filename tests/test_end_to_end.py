@@ -110,7 +110,7 @@ def _interrupt(run_tiny, monkeypatch, overrides, out, stage_name):
 
 def _crash_in(stage_name, steps):
     """A run_stage that trains ``stage_name`` for ``steps`` steps (checkpoint every 3) and then 'crashes'."""
-    from distillkit import stages
+    from distillkit.stages import runner as stages
 
     original = stages.run_stage
 
@@ -157,7 +157,7 @@ def test_crd_memory_bank_is_checkpointed_and_restored_on_resume(run_tiny, tmp_pa
     assert {"memory.student_bank", "memory.teacher_bank", "memory.z", "embed_student.linear.weight"} <= set(saved)
     assert (saved["memory.z"] > 0).all()  # the NCE constants were estimated before the checkpoint
 
-    from distillkit.trainer import DistillationTrainer
+    from distillkit.training.trainer import DistillationTrainer
 
     loaded = []
     real = DistillationTrainer._load_from_checkpoint
@@ -174,7 +174,7 @@ def test_crd_memory_bank_is_checkpointed_and_restored_on_resume(run_tiny, tmp_pa
 
 
 def test_adapters_train_with_the_student_but_stay_out_of_the_exported_model(run_tiny, monkeypatch):
-    from distillkit import stages
+    from distillkit.stages import runner as stages
 
     original, before, after = stages.run_stage, {}, {}
 
@@ -203,8 +203,8 @@ def test_attention_and_hook_methods_on_a_local_bert_checkpoint(run_tiny, tmp_pat
     directory as a hub checkpoint would be: eager attention is switched on, hooks find the projections."""
     from transformers import BertConfig, BertForSequenceClassification
 
-    from distillkit.data import train_wordpiece
-    from distillkit.synthetic import generate
+    from distillkit.tasks.classification.data import train_wordpiece
+    from distillkit.tasks.classification.synthetic import generate
 
     ckpt = tmp_path / "bert-checkpoint"
     tokenizer = train_wordpiece([r["text"] for r in generate(n_train=256, n_eval=8).train], 300, ckpt)

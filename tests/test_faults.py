@@ -173,7 +173,7 @@ import os, signal, subprocess, sys
 from pathlib import Path
 import wandb
 from distillkit import tracking
-from distillkit.config import LoggerConfig
+from distillkit.config.schema import LoggerConfig
 
 out = sys.argv[1]
 wandb.init(project="p", mode="offline", dir=out).finish()  # this process's W&B service, now in WANDB_SERVICE

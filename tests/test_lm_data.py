@@ -12,8 +12,9 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
-from distillkit import lm_data, lm_synthetic
-from distillkit.data_files import read_local
+from distillkit.tasks.causal_lm import data as lm_data
+from distillkit.tasks.causal_lm import synthetic as lm_synthetic
+from distillkit.tasks.files import read_local
 from distillkit.errors import ConfigError
 
 CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"

@@ -1,4 +1,4 @@
-"""Tests for distillkit.lm_eval: token metrics against hand computations, greedy generation against a manual
+"""Tests for distillkit.tasks.causal_lm.evaluate: token metrics against hand computations, greedy generation against a manual
 argmax loop, generations / scores, generation speed and on-policy rollouts, on tiny Llama models built from a
 config (no network)."""
 
@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
 
-from distillkit import lm_eval
-from distillkit.lm_eval import (generate, generation_scores, generation_speed, generations, rollout, shift,
+from distillkit.tasks.causal_lm import evaluate as lm_eval
+from distillkit.tasks.causal_lm.evaluate import (generate, generation_scores, generation_speed, generations, rollout, shift,
                                 token_pass)
 
 PAD, EOS, V = 0, 1, 40
@@ -331,9 +331,9 @@ def test_an_on_policy_step_reads_the_dataset_batch_from_one_stacked_forward():
     """An NTP anchor on an on-policy step (method.ntp_weight): the student runs once on the sampled rows and the
     dataset's rows stacked (right padding to the wider); its logits on each part equal a separate forward's at every
     real position, and the on_data term reads the dataset's labels while the KD term reads the samples'."""
-    from distillkit.features import FeatureSpec
+    from distillkit.models.features import FeatureSpec
     from distillkit.methods.llm import ntp_term
-    from distillkit.objectives import LossInputs, LossTerm, Objective
+    from distillkit.recipe.objective import LossInputs, LossTerm, Objective
 
     model = tiny_lm(0)
     data = collate(EXAMPLES)

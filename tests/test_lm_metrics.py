@@ -1,4 +1,4 @@
-"""Tests for distillkit.lm_metrics: hand-computed values and properties of the generated-text metrics."""
+"""Tests for distillkit.tasks.causal_lm.metrics: hand-computed values and properties of the generated-text metrics."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from distillkit.lm_metrics import (
+from distillkit.tasks.causal_lm.metrics import (
     MAX_NLL,
     exact_match,
     lcs_length,

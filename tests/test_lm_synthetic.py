@@ -1,4 +1,4 @@
-"""Tests for distillkit.lm_synthetic, the embedded instruction-following task for causal LMs (fast: ~1 s)."""
+"""Tests for distillkit.tasks.causal_lm.synthetic, the embedded instruction-following task for causal LMs (fast: ~1 s)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from distillkit import lm_synthetic
-from distillkit.lm_synthetic import KINDS, SEP, LMTaskData, check, generate, parse, texts_for_tokenizer, to_text
-from distillkit.synthetic_lexicon import _GENERIC_ADJ, _GENERIC_NOUNS, _NOUNS, _TOPIC_ADJ
+from distillkit.tasks.causal_lm import synthetic as lm_synthetic
+from distillkit.tasks.causal_lm.synthetic import KINDS, SEP, LMTaskData, check, generate, parse, texts_for_tokenizer, to_text
+from distillkit.tasks.lexicon import _GENERIC_ADJ, _GENERIC_NOUNS, _NOUNS, _TOPIC_ADJ
 
 # Independent answer keys, read straight from the lexicon.
 TOPIC_OF = {w: t for t, ws in _NOUNS.items() for w in ws}

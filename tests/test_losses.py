@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from distillkit.config import KDMethodConfig, NoneMethodConfig
-from distillkit.features import Features
+from distillkit.config.schema import KDMethodConfig, NoneMethodConfig
+from distillkit.models.features import Features
 from distillkit.losses.logits import cross_entropy, kl_per_example, soft_target_kl
-from distillkit.objectives import LossInputs
+from distillkit.recipe.objective import LossInputs
 from distillkit.methods import build_objective
 
 

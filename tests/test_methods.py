@@ -4,11 +4,12 @@ import pytest
 import torch
 from transformers import BertConfig
 
-from distillkit import features, models
-from distillkit.config import validate
+from distillkit.models import features
+from distillkit.models import loading as models
+from distillkit.config.schema import validate
 from distillkit.errors import ConfigError
-from distillkit.features import FeatureSpec, HookSpec, layer_pairs
-from distillkit.objectives import Dims
+from distillkit.models.features import FeatureSpec, HookSpec, layer_pairs
+from distillkit.recipe.objective import Dims
 from distillkit.methods import build_stages
 from distillkit.run import make_plan
 
@@ -288,7 +289,7 @@ def test_multi_stage_formulas_name_each_stage_loss():
 
 
 def test_layer_learning_rate_splits_the_encoder_layers_into_their_own_groups():
-    from distillkit.trainer import split_layer_groups
+    from distillkit.training.trainer import split_layer_groups
 
     model = _bert()
     decay = [p for n, p in model.named_parameters() if "bias" not in n and "LayerNorm" not in n]
@@ -306,7 +307,7 @@ def test_layer_learning_rate_splits_the_encoder_layers_into_their_own_groups():
 
 
 def test_stage_plan_gives_every_student_stage_the_layer_learning_rate():
-    from distillkit.stages import plan_stages
+    from distillkit.stages.planning import plan_stages
 
     cfg = validate(compose_config(["method=fitnets", "method.hints.learning_rate=1e-3",
                                    "train.layer_learning_rate=5e-5"]))

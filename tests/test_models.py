@@ -4,9 +4,9 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, BertConfig
 
-from distillkit import models
-from distillkit.config import StudentConfig, TeacherConfig
-from distillkit.data import train_wordpiece
+from distillkit.models import loading as models
+from distillkit.config.schema import StudentConfig, TeacherConfig
+from distillkit.tasks.classification.data import train_wordpiece
 from distillkit.errors import ConfigError
 
 LABELS = ["a", "b", "c"]

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from distillkit import tracking
-from distillkit.config import LoggerConfig
+from distillkit.config.schema import LoggerConfig
 from distillkit.report import format_table, stage_line, summary_for_wandb
 
 

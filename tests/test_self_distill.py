@@ -8,13 +8,13 @@ import math
 import pytest
 import torch
 
-from distillkit.config import validate
+from distillkit.config.schema import validate
 from distillkit.errors import ConfigError
-from distillkit.features import FeatureSpec
+from distillkit.models.features import FeatureSpec
 from distillkit.methods import build_stages
-from distillkit.objectives import LossInputs
-from distillkit.self_config import SelfKDMethodConfig
-from distillkit.teachers import EMATeacher, Ensemble, Snapshots
+from distillkit.recipe.objective import LossInputs
+from distillkit.config.self_distill import SelfKDMethodConfig
+from distillkit.teachers.sources import EMATeacher, Ensemble, Snapshots
 
 from .conftest import TINY, compose_config
 
@@ -67,7 +67,7 @@ def test_ema_update_follows_the_hand_computation_with_the_cosine_schedule():
 def test_the_trainer_hands_the_source_its_step_count_and_step_hooks():
     from types import SimpleNamespace
 
-    from distillkit.trainer import SourceCallback
+    from distillkit.training.trainer import SourceCallback
 
     student, ema = Tiny(torch.zeros(3, 2)), EMATeacher(0.5, schedule="cosine")
     ema.setup(student, "cpu")
@@ -245,7 +245,7 @@ def _digest(model) -> str:
 
 @pytest.mark.slow
 def test_each_generation_learns_from_exactly_the_previous_generation(run_tiny, monkeypatch):
-    from distillkit import stages as stage_lib
+    from distillkit.stages import runner as stage_lib
 
     original, seen = stage_lib.run_stage, {}
 
@@ -288,7 +288,7 @@ def test_born_again_interrupted_inside_generation_2_resumes_there(run_tiny, tmp_
 
 @pytest.mark.slow
 def test_ema_teacher_state_is_checkpointed_and_restored_on_resume(run_tiny, tmp_path, monkeypatch):
-    from distillkit.teachers import EMATeacher
+    from distillkit.teachers.sources import EMATeacher
 
     from .test_end_to_end import _interrupt
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from distillkit import evaluate
+from distillkit.tasks.classification import evaluate
 from distillkit.errors import ConfigError
 from .conftest import TINY, compose_config
 
@@ -103,7 +103,7 @@ def test_measure_speed_reports_medians_spreads_and_how():
 @pytest.mark.parametrize("override, key", [("eval.threads=0", "eval.threads"), ("eval.repeats=0", "eval.repeats"),
                                            ("eval.warmup=-1", "eval.warmup")])
 def test_bad_speed_settings_name_the_key(override, key):
-    from distillkit.config import validate
+    from distillkit.config.schema import validate
 
     with pytest.raises(ConfigError) as err:
         validate(compose_config([override]))

@@ -1,4 +1,4 @@
-"""Tests for distillkit.synthetic, the deterministic offline dataset (fast: a few seconds)."""
+"""Tests for distillkit.tasks.classification.synthetic, the deterministic offline dataset (fast: a few seconds)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from distillkit import synthetic
-from distillkit.synthetic import SyntheticSplits, generate, label_distance
+from distillkit.tasks.classification import synthetic
+from distillkit.tasks.classification.synthetic import SyntheticSplits, generate, label_distance
 
 # --- lexicon lookups used to check the compositional rules on generated text -------------------
 ADJ_POLARITY: dict[str, int] = {}

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from distillkit import output_store as store
-from distillkit import teacher_cache as tc
+from distillkit.teachers import output_store as store
+from distillkit.teachers import output_cache as tc
 from distillkit.errors import ConfigError
-from distillkit.features import FeatureSpec, HookSpec, forward_features
-from distillkit.teachers import EMATeacher, FrozenModel
+from distillkit.models.features import FeatureSpec, HookSpec, forward_features
+from distillkit.teachers.sources import EMATeacher, FrozenModel
 
 QUERY = HookSpec("query", "bert.encoder.layer.{layer}.attention.self.query", (1, 2), "test")
 FULL = FeatureSpec(hidden_states=(0, 2), attentions=(1, 2), hooks=(QUERY,))
@@ -177,7 +177,7 @@ def test_fp16_overflow_is_reported_not_stored(tmp_path):
 
 # ----------------------------------------------------------------------------------------- decisions
 def stage_like(kind="prepared", models=(), online=(), epochs=3.0, model="student", reads_logits=True):
-    from distillkit.stage_types import Budget, StudentSpec, TeacherSpec
+    from distillkit.recipe.stage import Budget, StudentSpec, TeacherSpec
 
     objective = SimpleNamespace(reads_logits=reads_logits, teacher_features=FeatureSpec(), needs_teacher=True,
                                 uncacheable=None, topk=None)
@@ -410,7 +410,7 @@ def test_offline_augmented_copies_are_part_of_the_key(run_tiny, tmp_path):
 @pytest.mark.parametrize("overrides", [["teacher.cache_outputs=sometimes"], ["teacher.cache_precision=int8"],
                                        ["teacher.cache_budget_gb=0"]])
 def test_bad_cache_settings_are_refused(overrides):
-    from distillkit.config import validate
+    from distillkit.config.schema import validate
 
     from .conftest import TINY, compose_config
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from distillkit.config import NoneMethodConfig, validate
+from distillkit.config.schema import NoneMethodConfig, validate
 from distillkit.errors import ConfigError, TrainingDiverged
 
 from .conftest import TINY, compose_config
@@ -59,7 +59,7 @@ def test_eval_every_epoch_and_feature_only_stages(run_tiny):
 def test_eval_metrics_go_to_wandb_under_the_stage(tmp_path):
     from transformers import TrainerControl, TrainerState
 
-    from distillkit.trainer import MetricsCallback
+    from distillkit.training.trainer import MetricsCallback
 
     class Run:
         def __init__(self):
@@ -157,7 +157,7 @@ def test_diverging_run_stops_and_is_never_marked_complete(run_tiny, tmp_path):
 
 def _nan_at(monkeypatch, steps):
     """Make the distill stage's loss NaN at the given (1-based) optimizer steps."""
-    from distillkit.trainer import DistillationTrainer
+    from distillkit.training.trainer import DistillationTrainer
 
     real = DistillationTrainer.compute_loss
 
@@ -199,9 +199,9 @@ def test_warmup_ratio_is_a_ratio_of_the_stage_steps(tmp_path, ratio, warmup):
     from transformers import BertConfig, BertForSequenceClassification
 
     from distillkit.methods import build_objective
-    from distillkit.stage_types import Budget, Stage
-    from distillkit.stages import training_arguments
-    from distillkit.trainer import DistillationTrainer
+    from distillkit.recipe.stage import Budget, Stage
+    from distillkit.stages.runner import training_arguments
+    from distillkit.training.trainer import DistillationTrainer
 
     cfg = validate(compose_config(TINY + [f"train.warmup_ratio={ratio}"]))
     stage = Stage("distill", build_objective(NoneMethodConfig()), teacher=None, budget=Budget(1.0, 1e-3, seed=0, max_steps=10))
@@ -219,8 +219,8 @@ def test_warmup_ratio_is_a_ratio_of_the_stage_steps(tmp_path, ratio, warmup):
 def test_finished_stage_weights_load_as_weights_only(tmp_path):
     """A done/ directory whose student.pt holds more than tensors is refused, not executed."""
     from distillkit.methods import build_objective
-    from distillkit.stage_types import Budget, Stage
-    from distillkit.stages import load_done
+    from distillkit.recipe.stage import Budget, Stage
+    from distillkit.stages.checkpoints import load_done
 
     stage = Stage("hints", build_objective(NoneMethodConfig()), teacher=None, budget=Budget(1.0, 1e-3, seed=0))
     done = tmp_path / "checkpoints" / "hints" / "done"

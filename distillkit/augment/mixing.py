@@ -46,6 +46,10 @@ class MixPlan:
     lam: torch.Tensor  # (B,) float32 in [0.5, 1]
     perm: torch.Tensor  # (B,) long, a permutation of range(B)
 
+    def mix(self, embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``embeds`` (B, L, H) mixed by this plan (the models' forward calls this: it needs no augment import)."""
+        return mix_embeddings(embeds, attention_mask, self)[0]
+
 
 def _log_gamma(n: int, alpha: float, generator: torch.Generator) -> torch.Tensor:
     """log of n Gamma(α, 1) samples (float64), by Marsaglia & Tsang (2000); α < 1 via G(α+1)·U^(1/α).

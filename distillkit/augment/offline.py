@@ -22,8 +22,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from distillkit import cache
-from distillkit.augment_config import AugmentationConfig
+from distillkit import store as cache
+from distillkit.config.augment import AugmentationConfig
 
 log = logging.getLogger("distillkit")
 IGNORE_INDEX = -100

@@ -90,3 +90,12 @@ class BatchAugmenter:
                                  self.special_ids.to(batch["input_ids"].device), mask_id=self.mask_id,
                                  vocab_size=self.vocab_size)
         return {**batch, "input_ids": ids}
+
+
+def online_options(online: list[str], stage) -> list[str]:
+    """The online augmentation options (of ``augmentation.online``) that reach ``stage``: none for a stage that trains
+    the teacher; consistency (a term on the logits) only where the stage has a teacher and its loss reads the logits."""
+    if stage.trains_teacher:
+        return []
+    consistency = stage.teacher is not None and stage.objective.reads_logits
+    return [name for name in online if name != "consistency" or consistency]

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from distillkit import cache
+from distillkit import store as cache
 from distillkit.errors import ConfigError
 
 log = logging.getLogger("distillkit")

@@ -26,8 +26,8 @@ import re
 import string
 from typing import Callable
 
-from distillkit.synthetic import DOMAINS
-from distillkit.synthetic_lexicon import (
+from distillkit.tasks.classification.synthetic import DOMAINS
+from distillkit.tasks.lexicon import (
     _CONTEXTS,
     _EXTREME_ADJ,
     _EXTREME_INTENSIFIERS,

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from distillkit.objectives import Dims, Objective
-from distillkit.registry import REGISTRY
-from distillkit.stage_types import Stage
+from distillkit.recipe.objective import Dims, Objective
+from distillkit.config.registry import REGISTRY
+from distillkit.recipe.stage import Stage
 
 
 def build_stages(cfg, dims: Dims | None = None) -> list[Stage]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import copy
 
-from distillkit import self_config as sc
+from distillkit.config import self_distill as sc
 from distillkit.errors import require
 from distillkit.methods.common import link_stages
-from distillkit.objectives import Dims
-from distillkit.stage_types import PREPARED, Stage, StudentSpec, TeacherSpec
+from distillkit.recipe.objective import Dims
+from distillkit.recipe.stage import PREPARED, Stage, StudentSpec, TeacherSpec
 
 
 def assistant_depths(cfg: sc.TAKDMethodConfig, dims: Dims) -> list[int]:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import torch
 
-from distillkit import method_config as mc
+from distillkit.config import method as mc
 from distillkit.errors import require
-from distillkit.features import Features, layer_pairs
+from distillkit.models.features import Features, layer_pairs
 from distillkit.losses import logits as logit_losses
-from distillkit.objectives import Dims, LossInputs, LossTerm, Objective
-from distillkit.stage_types import PREPARED, Budget, DataView, Stage
+from distillkit.recipe.objective import Dims, LossInputs, LossTerm, Objective
+from distillkit.recipe.stage import PREPARED, Budget, DataView, Stage
 
 
 def stage(name: str, objective: Objective, epochs: float | None = None, learning_rate: float | None = None,

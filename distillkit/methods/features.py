@@ -6,12 +6,12 @@ from typing import Callable
 
 import torch
 
-from distillkit import method_config as mc
+from distillkit.config import method as mc
 from distillkit.errors import require
-from distillkit.features import FeatureSpec, HookSpec, meta_model, projection_template
+from distillkit.models.features import FeatureSpec, HookSpec, meta_model, projection_template
 from distillkit.losses import features as feature_losses
-from distillkit.objectives import Dims, LossInputs, LossTerm, Objective
-from distillkit.stage_types import Stage
+from distillkit.recipe.objective import Dims, LossInputs, LossTerm, Objective
+from distillkit.recipe.stage import Stage
 from distillkit.methods.common import (ce_term, kd_objective, kd_term, layer_map_pairs, logit_terms, projection,
                                        same_width, stage, token_mask)
 

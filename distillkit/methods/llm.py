@@ -10,11 +10,11 @@ teacher's top-k log-probs are stored once per view (``topk_cache``) and the term
 
 from __future__ import annotations
 
-from distillkit import llm_config as lc
+from distillkit.config import llm as lc
 from distillkit.losses import token
 from distillkit.methods.common import stage
-from distillkit.objectives import Dims, LossInputs, LossTerm, Objective, Rollout
-from distillkit.stage_types import PREPARED, DataView, Stage
+from distillkit.recipe.objective import Dims, LossInputs, LossTerm, Objective, Rollout
+from distillkit.recipe.stage import PREPARED, DataView, Stage
 
 NOT_CACHED = ("its loss reads the teacher's whole next-token distribution (only forward KL has a top-k form that "
               "the teacher top-k cache can serve)")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from distillkit import method_config as mc
-from distillkit.objectives import Dims, Objective
-from distillkit.stage_types import Stage
+from distillkit.config import method as mc
+from distillkit.recipe.objective import Dims, Objective
+from distillkit.recipe.stage import Stage
 from distillkit.methods.common import ce_term, kd_objective, stage
 
 def build_none(cfg: mc.NoneMethodConfig, dims: Dims | None = None) -> list[Stage]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from distillkit import method_config as mc
+from distillkit.config import method as mc
 from distillkit.errors import require
-from distillkit.features import FeatureSpec, HookSpec, meta_model, projection_template
+from distillkit.models.features import FeatureSpec, HookSpec, meta_model, projection_template
 from distillkit.losses import contrastive, relations
-from distillkit.objectives import Dims, LossInputs, LossTerm, Objective
-from distillkit.stage_types import Stage
+from distillkit.recipe.objective import Dims, LossInputs, LossTerm, Objective
+from distillkit.recipe.stage import Stage
 from distillkit.methods.common import ce_term, logit_terms, sentence_vector, stage, token_mask
 
 def build_rkd(cfg: mc.RKDMethodConfig, dims: Dims) -> list[Stage]:

@@ -6,12 +6,12 @@ own snapshots) or from a teacher's pseudo-labels on unlabeled text. ``born_again
 
 from __future__ import annotations
 
-from distillkit import self_config as sc
+from distillkit.config import self_distill as sc
 from distillkit.losses import logits as logit_losses
 from distillkit.losses import self_distill as self_losses
 from distillkit.methods.common import ce_term, link_stages, stage, without_teacher_yet
-from distillkit.objectives import Dims, LossInputs, LossTerm, Objective
-from distillkit.stage_types import PREPARED, DataView, Stage, StudentSpec, TeacherSpec
+from distillkit.recipe.objective import Dims, LossInputs, LossTerm, Objective
+from distillkit.recipe.stage import PREPARED, DataView, Stage, StudentSpec, TeacherSpec
 
 
 def _same_architecture(dims: Dims) -> Dims:

@@ -52,9 +52,9 @@ class Task:
 
 def get(name: str) -> Task:
     if name == "causal_lm":
-        from distillkit.tasks.causal_lm import CausalLM
+        from distillkit.tasks.causal_lm.task import CausalLM
 
         return CausalLM()
-    from distillkit.tasks.classification import Classification
+    from distillkit.tasks.classification.task import Classification
 
     return Classification()

@@ -1,0 +1,121 @@
+"""What a stage is made of (DESIGN.md, "Stages and teacher sources"): its teacher source, its student, its
+objective, its data view and its budget. Method builders (``distillkit/methods/``) return lists of
+``Stage``; ``stages.plan_stages`` fills in the budget the method leaves to the run; ``stages.run_stage``
+trains one. Plain data: nothing here loads or trains anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from distillkit.recipe.objective import Objective
+
+TEACHER_KINDS = ("prepared", "stage", "ema", "snapshots", "ensemble")
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """Where a stage's targets come from (``distillkit/teachers.py`` builds the source):
+
+    - ``prepared``: the run's teacher (fine-tuned on the task when needed, cached);
+    - ``stage``: the model named ``models[0]`` that an earlier stage produced, frozen;
+    - ``ema``: an exponential moving average of the student being trained;
+    - ``snapshots``: the mean prediction of the student's last ``k`` snapshots;
+    - ``ensemble``: the mean prediction of the frozen models named in ``models``."""
+
+    kind: str
+    models: tuple[str, ...] = ()
+    options: dict = field(default_factory=dict)  # ema: momentum, final_momentum, schedule, center_momentum;
+    #                                              snapshots: k, every (steps, or "epoch")
+
+    def __post_init__(self):
+        if self.kind not in TEACHER_KINDS:
+            raise ValueError(f"unknown teacher source {self.kind!r}; known: {', '.join(TEACHER_KINDS)}")
+
+    def describe(self) -> str:
+        if self.kind == "stage":
+            return f"stage:{self.models[0]}"
+        if self.kind == "ensemble":
+            return f"ensemble({', '.join(self.models)})"
+        if self.kind == "snapshots":
+            return f"snapshots(k={self.options.get('k', 1)}, every {self.options.get('every', 'epoch')})"
+        if self.kind == "ema":
+            return f"ema(τ={self.options.get('momentum')})"
+        return self.kind
+
+
+PREPARED = TeacherSpec("prepared")
+
+
+@dataclass
+class StudentSpec:
+    """The model a stage trains, by name. Stages that name the same model continue training it (FitNets'
+    hints → distill); the first stage to name a model creates it:
+
+    - ``build="student"``: as the student group says (derived from the teacher, or its checkpoint), with the
+      run's seed + ``seed_offset``;
+    - ``build="teacher"``: the teacher group's model (``teacher_prep`` fine-tunes it);
+    - ``build="depth"``: derived from the teacher like the student, but ``num_layers`` deep (an assistant);
+    - ``build="copy"``: a copy of the model named ``copy_of`` (a later generation starting from an earlier one).
+
+    ``dropout`` switches the model's hidden and attention dropout to this probability for the stage (the
+    noise of noisy student and mean teacher); None leaves the model's own."""
+
+    model: str = "student"
+    build: str = "student"
+    num_layers: int | None = None
+    seed_offset: int = 0
+    copy_of: str | None = None
+    dropout: float | None = None
+
+
+@dataclass
+class DataView:
+    """The examples a stage trains on: ``train`` (the training split), ``text_file`` (plain texts, no labels:
+    TinyBERT's general distillation), ``train+unlabeled`` (the training split plus an unlabeled pool whose
+    labels are IGNORE_INDEX, for pseudo-labelling), ``teacher_responses`` (causal LM: the training prompts with the
+    teacher's own responses, generated once and cached; seq_kd). ``train`` and ``train+unlabeled`` views also hold
+    the run's offline augmented examples unless ``augment`` is False (``teacher_prep``: the teacher learns the
+    task's own data)."""
+
+    kind: str = "train"
+    text_file: str | None = None
+    unlabeled: str | None = None  # train+unlabeled: a text file, "train" (the training texts), or "generated"
+    unlabeled_size: int | None = None  # generated: how many texts
+    augment: bool = True  # add the run's offline augmented examples (``augmentation=``) to train views
+    options: dict = field(default_factory=dict)  # teacher_responses: num_beams, max_new_tokens, keep_original
+
+
+@dataclass
+class Budget:
+    """How long and how fast a stage trains; None = the run's (``train.*``), filled in by ``plan_stages``."""
+
+    epochs: float | None = None
+    learning_rate: float | None = None
+    layer_learning_rate: float | None = None  # the encoder layers' rate, when it differs from learning_rate
+    learning_rate_key: str = "train.learning_rate"  # the settings the rates came from (for messages)
+    layer_learning_rate_key: str = "train.layer_learning_rate"
+    seed: int | None = None
+    max_steps: int = -1
+    batch_size: int | None = None  # per-device batch and accumulation steps; None = the hardware group's
+    accumulation_steps: int | None = None
+    share: float | None = None  # epochs = this share of train.epochs (a method splitting the run's budget)
+
+
+@dataclass
+class Stage:
+    """One training stage of a run."""
+
+    name: str
+    objective: Objective
+    teacher: TeacherSpec | None = PREPARED  # None: the objective reads no teacher
+    student: StudentSpec = field(default_factory=StudentSpec)
+    data: DataView = field(default_factory=DataView)
+    budget: Budget = field(default_factory=Budget)
+    produces: bool = False  # the stage's model is one the report evaluates (a generation, round, assistant, the student)
+    cached: bool = False  # the stage's model is stored content-addressed and reused by later runs (teacher_prep)
+    group: str | None = None  # the series this model belongs to in the report, e.g. "generation", "assistant"
+
+    @property
+    def trains_teacher(self) -> bool:
+        return self.student.build == "teacher"

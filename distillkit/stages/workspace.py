@@ -1,0 +1,180 @@
+"""The run context every stage runs in: configuration, run directory, device, W&B run, resume, and the run's
+models, teacher sources and data views, each made when a stage first asks for it.
+
+Models are kept by name (``StudentSpec.model``): ``teacher`` (the prepared or loaded teacher), ``student``,
+and whatever a method's stages name (``gen0``, ``assistant6``, ``round1`` ...). A later stage's teacher
+source can name an earlier stage's model (``stage:<name>``, ``ensemble``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from distillkit.models import loading as model_lib
+from distillkit.recipe.stage import Stage
+
+log = logging.getLogger("distillkit")
+
+
+@dataclass
+class Workspace:
+    cfg: object  # RunConfig
+    plan: object  # run.Plan
+    run_dir: Path
+    train_set: object
+    eval_set: object
+    collator: object
+    wandb_run: object = None
+    resume: bool = False
+    augmented: object = None  # augment.offline.AugmentedSet: the run's offline augmented examples, or None
+    models: dict[str, torch.nn.Module] = field(default_factory=dict)
+    _pseudo_filtered: bool = False
+    _sources: dict = field(default_factory=dict)
+    _data: dict = field(default_factory=dict)
+
+    @property
+    def tokenizer(self):
+        return self.plan.tokenizer
+
+    @property
+    def everyone_evaluates(self) -> bool:
+        """A teacher sharded over the processes runs only when every process runs it: evaluations then run on
+        every process (rank 0 writes); otherwise on rank 0 alone."""
+        from distillkit.teachers.sharding import is_sharded
+
+        return is_sharded(self.models.get("teacher"))
+
+    @property
+    def causal(self) -> bool:
+        return self.plan.kind.causal
+
+    @property
+    def use_cpu(self) -> bool:
+        return self.plan.use_cpu
+
+    # ------------------------------------------------------------------------------------ models
+    def teacher(self) -> torch.nn.Module | None:
+        """The run's teacher: prepared by ``teacher_prep`` (set there), or loaded as the teacher group says."""
+        cfg = self.cfg
+        if "teacher" not in self.models and cfg.teacher.name != "none" and not self.plan.prepare_teacher:
+            self.models["teacher"] = model_lib.load_pretrained("teacher.path", cfg.teacher.path,
+                                                               self.plan.teacher_config, cfg.teacher.revision,
+                                                               cfg.teacher.trust_remote_code, self.causal)
+            self.plan.attention.switch(self.models["teacher"])
+        return self.models.get("teacher")
+
+    def model(self, stage: Stage) -> torch.nn.Module:
+        """The model ``stage`` trains, made the first time a stage names it; the stage's dropout applied."""
+        spec = stage.student
+        if spec.model not in self.models:
+            self.models[spec.model] = self._create(stage)
+            if not stage.trains_teacher:  # the teacher is prepared as it is cached: with its own attention
+                self.plan.attention.switch(self.models[spec.model])
+        model = self.models[spec.model]
+        if spec.dropout is not None:
+            set_dropout(model, spec.dropout)
+        return model
+
+    def _create(self, stage: Stage) -> torch.nn.Module:
+        cfg, spec = self.cfg, stage.student
+        config, layers = self.plan.model_configs[spec.model]
+        seed = stage.budget.seed
+        identity = cfg.teacher.arch.identity_attention_layers if cfg.teacher.arch is not None else 0
+        if spec.build == "teacher":
+            torch.manual_seed(seed)
+            if cfg.teacher.path is None:
+                return model_lib.build_from_config(config, seed, identity, self.causal)
+            return model_lib.load_pretrained("teacher.path", cfg.teacher.path, config, cfg.teacher.revision,
+                                             cfg.teacher.trust_remote_code, self.causal)
+        if spec.build == "copy":
+            log.info("[%s] model %r starts as a copy of %r", stage.name, spec.model, spec.copy_of)
+            import copy
+
+            return copy.deepcopy(self.models[spec.copy_of])
+        if spec.build == "student" and cfg.student.path is not None:
+            return model_lib.load_pretrained("student.path", cfg.student.path, config, cfg.student.revision,
+                                             cfg.student.trust_remote_code, self.causal)
+        return model_lib.derive_student(self.teacher() if layers is not None else None, config, layers, seed, identity,
+                                        self.causal)
+
+    # ----------------------------------------------------------------------------- sources, data
+    def source(self, stage: Stage):
+        """The stage's teacher source (one per stage, so its state lives as long as the stage)."""
+        from distillkit.teachers.sources import build_source
+
+        if stage.name not in self._sources:
+            if stage.teacher is not None and stage.teacher.kind == "prepared":
+                self.teacher()
+            self._sources[stage.name] = build_source(stage.teacher, self.models, self.cfg.hardware.shard_teacher)
+        return self._sources[stage.name]
+
+    def train_data(self, stage: Stage):
+        """The examples of the stage's data view (tokenised once per view)."""
+        from distillkit.tasks.classification.data import tokenize_text_file
+
+        view = stage.data
+        augmented = self.augmented is not None and view.augment and view.kind != "text_file"
+        key = (view.kind, view.text_file, view.unlabeled, view.unlabeled_size, augmented, stage.teacher is None,
+               tuple(sorted(view.options.items())))
+        if key not in self._data:
+            if view.kind == "train":
+                data = self.train_set
+            elif view.kind == "teacher_responses":
+                from distillkit.tasks.causal_lm.seq_kd import teacher_responses
+
+                data = teacher_responses(self, stage)
+            elif view.kind == "text_file":
+                data = tokenize_text_file(view.text_file, self.tokenizer, self.cfg.data.max_length)
+            else:
+                data = self._with_unlabeled(view)
+            self._data[key] = self._with_augmented(data, stage) if augmented else data
+        return self._data[key]
+
+    def _with_augmented(self, data, stage: Stage):
+        """``data`` plus the run's offline augmented examples: all of them for a stage with a teacher, those that
+        keep a gold label for a stage without one. teacher_pseudo_data inputs are first filtered by the
+        teacher's confidence (once, with the run's teacher)."""
+        import datasets
+
+        from distillkit.augment import offline
+
+        pseudo = self.cfg.augmentation.get("teacher_pseudo_data")
+        if pseudo is not None and not self._pseudo_filtered and stage.teacher is not None:
+            offline.filter_confident(self.augmented, pseudo.min_confidence, self.teacher(), self.tokenizer,
+                                     self.cfg.data.max_length, self.plan.device, self.cfg.hardware.eval_batch_size)
+            self._pseudo_filtered = True
+        extra = offline.as_dataset(self.augmented, self.tokenizer, self.cfg.data.max_length, stage.teacher is None,
+                                   data.features)
+        if extra is None:
+            return data
+        log.info("[%s] data view: %d examples + %d augmented%s", stage.name, len(data), len(extra),
+                 " (those with a gold label: the stage has no teacher)" if stage.teacher is None else "")
+        return datasets.concatenate_datasets([data, extra])
+
+    def _with_unlabeled(self, view):
+        """The training split plus an unlabeled pool (labels IGNORE_INDEX), for pseudo-labelling."""
+        import datasets
+
+        from distillkit.tasks.classification.data import tokenize_texts, unlabeled_texts
+
+        texts = unlabeled_texts(self.cfg.data, self.plan.task, view.unlabeled, view.unlabeled_size)
+        n = len(self.train_set)
+        pool = tokenize_texts(texts, self.tokenizer, self.cfg.data.max_length, first_idx=n)
+        pool = pool.select_columns(self.train_set.column_names).cast(self.train_set.features)
+        log.info("data view: %d labeled + %d unlabeled examples (%s)", n, len(texts), view.unlabeled)
+        return datasets.concatenate_datasets([self.train_set, pool])
+
+
+def set_dropout(model: torch.nn.Module, p: float) -> None:
+    """Hidden and attention dropout of ``model`` set to ``p`` (the modules and the saved config)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = p
+    for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"):
+        if hasattr(model.config, key):
+            setattr(model.config, key, p)
+

@@ -1,0 +1,1 @@
+"""Causal language models: prompt → response pairs, the loss on response tokens."""

@@ -1,0 +1,156 @@
+"""Causal language models: prompt → response pairs, the loss on response tokens (prompt and padding masked).
+
+Data: the embedded instruction task (``lm_synthetic``), local files or hub datasets (``lm_data``: prompt/response
+fields, chat messages rendered with the tokenizer's chat template, alpaca/dolly presets). The embedded tokenizer is
+a byte-level BPE trained on the training texts (deterministic). Evaluation (``lm_eval``): held-out perplexity of
+teacher and student, greedy generations scored by exact match and ROUGE-L against the references, top-1 token
+agreement with the teacher, generation tokens/s of each and the speed-up, parameters and compression.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from distillkit.errors import require
+from distillkit.tasks import Task
+
+log = logging.getLogger("distillkit")
+
+PAD, EOS = "<pad>", "<eos>"
+
+
+class CausalLM(Task):
+    name = "causal_lm"
+    causal = True
+    metric = "exact_match"
+
+    # ------------------------------------------------------------------------------------------- data
+    def load(self, cfg):
+        import datasets
+
+        from distillkit.tasks.classification.data import TaskData
+
+        if cfg.source == "lm_synthetic":
+            from distillkit.tasks.causal_lm.synthetic import generate
+
+            s = cfg.lm_synthetic
+            made = generate(seed=s.seed, n_train=s.n_train, n_eval=s.n_eval, kinds=s.kinds)
+            keep = lambda rows: datasets.Dataset.from_list(  # noqa: E731
+                [{"prompt": r["prompt"], "response": r["response"]} for r in rows])
+            train, evals = keep(made.train), keep(made.eval)
+        else:
+            train, evals = (self._split(cfg, which) for which in ("train", "eval"))
+        train = _sample(train, cfg.max_train_samples, cfg.sample_seed, "train")
+        evals = _sample(evals, cfg.max_eval_samples, cfg.sample_seed, "eval")
+        require(len(train) > 0 and len(evals) > 0, "data", cfg.name, "has an empty train or eval split.",
+                "check the split names and files.")
+        return TaskData(train, evals, [], has_pair=False)
+
+    def _split(self, cfg, which: str):
+        from distillkit.tasks.causal_lm import data as lm_data
+
+        if cfg.source == "local":
+            from distillkit.tasks.files import read_local
+
+            key, path = f"data.{which}_file", getattr(cfg, f"{which}_file")
+            raw, source = read_local(key, path), path
+        else:
+            key, spec = f"data.{which}_split", getattr(cfg, f"{which}_split")
+            raw, source = lm_data.load_hub_split(cfg.path, cfg.config_name, spec, key), f"{cfg.path} {spec}"
+        return lm_data.to_pairs(raw, "data", source, cfg.prompt_field, cfg.response_field, cfg.messages_field,
+                                cfg.preset, drop_missing=cfg.drop_missing)
+
+    def tokenizer_texts(self, task_data) -> list[str]:
+        from distillkit.errors import ConfigError
+
+        if "messages" in task_data.train.column_names:
+            raise ConfigError("data.messages_field", "messages", "holds chat turns, which are rendered with the "
+                              "tokenizer's chat template, and the embedded teacher's tokenizer (a byte-level BPE "
+                              "trained here) has no chat template.", "use a chat model's checkpoint as the teacher "
+                              "(teacher=hub teacher.path=<id or dir>, e.g. teacher=qwen2.5-1.5b), or give prompt and "
+                              "response fields (data.prompt_field / data.response_field) instead of messages.")
+        return [p + "\n" + r for p, r in zip(task_data.train["prompt"], task_data.train["response"])]
+
+    def train_tokenizer(self, texts, vocab_size, out_dir):
+        return train_byte_bpe(texts, vocab_size, out_dir)
+
+    def check(self, cfg, task_data, tokenizer) -> None:
+        """The tokenizer needs an end-of-sequence token (the response's last label) and a padding id; a chat
+        dataset needs a chat template (rendering the first example raises the ConfigError)."""
+        from distillkit.tasks.causal_lm import data as lm_data
+
+        require(tokenizer.eos_token_id is not None, "teacher.path", cfg.teacher.path, "has a tokenizer without an "
+                "end-of-sequence token, so a response could never end.", "use a causal LM's own tokenizer.")
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token  # GPT-2 and Llama ship none; padding is masked anyway
+            log.info("The tokenizer has no padding token: padding with its end-of-sequence token %r (masked).",
+                     tokenizer.eos_token)
+        lm_data.render(task_data.train.select(range(1)), tokenizer, cfg.data.prompt_template)
+
+    def tokenize(self, task_data, tokenizer, cfg):
+        from distillkit.tasks.causal_lm import data as lm_data
+
+        out = []
+        for name, split in (("train", task_data.train), ("eval", task_data.eval)):
+            rendered = lm_data.render(split, tokenizer, cfg.data.prompt_template)
+            encoded, truncated = lm_data.encode(rendered, tokenizer, cfg.data.max_length)
+            if truncated:
+                log.warning("data.max_length=%d: %d of the %s split's %d examples were truncated (the prompt cut "
+                            "from the left, long responses shortened).", cfg.data.max_length, truncated, name,
+                            len(split))
+            out.append(encoded)
+        return out[0], out[1]
+
+    def collator(self, tokenizer):
+        from distillkit.tasks.causal_lm.data import LMCollator
+
+        return LMCollator(tokenizer.pad_token_id)
+
+    # ------------------------------------------------------------------------------------- evaluation
+    def evaluate_run(self, teacher, student, eval_set, collator, tokenizer, device, cfg) -> dict:
+        from distillkit.tasks.causal_lm.report import evaluate_run
+
+        return evaluate_run(teacher, student, eval_set, collator, tokenizer, device, cfg)
+
+    def stage_scores(self, model, source, eval_set, collator, tokenizer, device, cfg) -> dict:
+        from distillkit.tasks.causal_lm.report import stage_scores
+
+        return stage_scores(model, source, eval_set, collator, tokenizer, device, cfg)
+
+    def describe_scores(self, scores: dict) -> str:
+        text = (f"eval perplexity {scores['perplexity']:.3f}, exact match {scores['exact_match']:.4f}, "
+                f"ROUGE-L {scores['rouge_l']:.4f} ({scores['generated']} generated)")
+        if "agreement_with_teacher" in scores:
+            text += f"; token agreement with its teacher {scores['agreement_with_teacher'] * 100:.1f}%"
+        return text
+
+
+def _sample(split, n, seed: int, name: str):
+    """``split``, or ``n`` of its rows drawn at random with ``data.sample_seed`` (file order kept)."""
+    if not n or n >= len(split):
+        return split
+    import numpy as np
+
+    picked = sorted(np.random.default_rng([seed, 0 if name == "train" else 1]).permutation(len(split))[:n].tolist())
+    log.info("data.max_%s_samples=%d: a random sample of the %s split's %d rows (data.sample_seed=%d).", name, n, name,
+             len(split), seed)
+    return split.select(picked)
+
+
+def train_byte_bpe(texts: list[str], vocab_size: int, out_dir):
+    """A byte-level BPE (GPT-2's pre-tokenizer, no prefix space; every byte in the alphabet, so no text is ever
+    unknown) with ``<pad>`` = 0 and ``<eos>`` = 1, trained on ``texts`` and saved loadable by AutoTokenizer. The
+    same texts give the same vocabulary on every machine and in every process (the teacher cache key relies on it)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=[PAD, EOS],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS,
+                                   model_input_names=["input_ids", "attention_mask"])
+    fast.save_pretrained(out_dir)
+    return fast

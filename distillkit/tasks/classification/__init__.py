@@ -1,0 +1,1 @@
+"""Sequence classification (single texts or text pairs → class ids)."""

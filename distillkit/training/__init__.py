@@ -1,0 +1,1 @@
+"""The one ``transformers.Trainer`` subclass every stage trains with."""
