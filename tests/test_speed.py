@@ -128,7 +128,7 @@ def test_benchmark_speed_part_measures_one_pair_three_times(tmp_path):
 
 @pytest.mark.slow
 def test_run_reports_speed_with_spreads_in_results_wandb_and_readme(run_tiny, monkeypatch):
-    """The keys the measurement adds reach results.json, the W&B summary and the README's schema."""
+    """The keys the measurement adds reach results.json, the W&B summary and the schema in docs/."""
     import json
     import re
     import time
@@ -152,7 +152,8 @@ def test_run_reports_speed_with_spreads_in_results_wandb_and_readme(run_tiny, mo
         time.sleep(0.1)
     assert set(summary_for_wandb(on_disk)) <= set(summary)
     assert json.loads(summary["speed/threads"]) == 1
-    schema = (REPO / "README.md").read_text().split("`results.json`, schema version 2:")[1].split("```")[1]
+    documented_in = (REPO / "docs" / "resume-and-outputs.md").read_text()
+    schema = documented_in.split("`results.json`, schema version 2:")[1].split("```")[1]
     documented = set(re.findall(r'"(\w+)":', schema))
     for section in ("teacher", "comparison", "speed"):
         assert set(on_disk[section]) <= documented, (section, set(on_disk[section]) - documented)
