@@ -8,7 +8,7 @@
 ``quality`` runs ``python -m distillkit -m task=causal_lm method=<all five> seed=<seeds>`` (the teacher prepared
 once, under --work/cache) and prints per method the mean ± std over seeds of the student's exact match, ROUGE-L
 and perplexity, its retention of the teacher's exact match, the distill stage's wall time and its cost per
-optimizer step (ms), each as the README reports them. ``topk`` runs forward_kl for two epochs with the teacher
+optimizer step (ms), each as docs/benchmarks.md reports them. ``topk`` runs forward_kl for two epochs with the teacher
 online (teacher.cache_outputs=never), then twice with the cache (the first run builds it, the second reads it), and
 prints the distill stage's time and ms/step of each. ``--override`` adds config overrides to every run (the smoke
 test uses tiny settings); ``--methods`` and ``--name`` run part of the quality sweep into its own folder, and
