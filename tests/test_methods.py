@@ -10,6 +10,7 @@ from distillkit.config.schema import validate
 from distillkit.errors import ConfigError
 from distillkit.models.features import FeatureSpec, HookSpec, layer_pairs
 from distillkit.recipe.objective import Dims
+from distillkit.recipe.stage import EMAOptions, ResponsesOptions, SnapshotOptions
 from distillkit.methods import build_stages
 from distillkit.run import make_plan
 
@@ -348,3 +349,37 @@ def test_hooked_scores_are_the_models_pre_softmax_attention():
     keys = BATCH["attention_mask"].bool()[:, None, None, :]
     probs = torch.softmax(scores.masked_fill(~keys, float("-inf")), dim=-1)
     assert torch.allclose(probs, f.attentions[2], atol=1e-5)
+
+
+def test_stage_options_are_typed_per_teacher_source_and_view():
+    """A teacher source or data view gets the options dataclass of its kind, and nothing else: a dict (the old
+    contract) or the wrong kind's options is refused when the stage is built, not when the source is."""
+    from distillkit.recipe.stage import DataView, TeacherSpec
+
+    assert TeacherSpec("ema", options=EMAOptions(0.99)).describe() == "ema(τ=0.99)"
+    assert TeacherSpec("snapshots", options=SnapshotOptions(3, 50)).describe() == "snapshots(k=3, every 50)"
+    for kind, options in [("ema", {"momentum": 0.9}), ("ema", SnapshotOptions()), ("snapshots", None),
+                          ("prepared", EMAOptions(0.9))]:
+        with pytest.raises(TypeError, match=kind):
+            TeacherSpec(kind, options=options)
+    assert DataView("teacher_responses", options=ResponsesOptions(2, 16, True)).options.num_beams == 2
+    with pytest.raises(TypeError):
+        DataView("teacher_responses")
+    with pytest.raises(TypeError):
+        DataView("train", options=ResponsesOptions())
+
+
+def test_method_builders_give_their_sources_typed_options():
+    """ema_teacher, self_kd/snapshot_ensemble and seq_kd carry their settings into the typed options."""
+    from distillkit.config import llm as lc
+    from distillkit.config import self_distill as sc
+    from distillkit.methods.llm import build_seq_kd
+    from distillkit.methods.self_distill import build_ema_teacher, build_snapshot_ensemble
+
+    ema = build_ema_teacher(sc.EMATeacherMethodConfig(momentum=0.9, schedule="cosine", final_momentum=0.999,
+                                                      center_momentum=0.8), None)[0]
+    assert ema.teacher.options == EMAOptions(0.9, "cosine", 0.999, 0.8)
+    snap = build_snapshot_ensemble(sc.SnapshotEnsembleMethodConfig(k=4, every=25), None)[0]
+    assert snap.teacher.options == SnapshotOptions(4, 25)
+    seq = build_seq_kd(lc.SeqKDMethodConfig(num_beams=3, max_new_tokens=12, keep_original=True))[0]
+    assert seq.data.options == ResponsesOptions(3, 12, True)

@@ -177,11 +177,12 @@ def test_fp16_overflow_is_reported_not_stored(tmp_path):
 
 # ----------------------------------------------------------------------------------------- decisions
 def stage_like(kind="prepared", models=(), online=(), epochs=3.0, model="student", reads_logits=True):
-    from distillkit.recipe.stage import Budget, StudentSpec, TeacherSpec
+    from distillkit.recipe.stage import Budget, EMAOptions, SnapshotOptions, StudentSpec, TeacherSpec
 
     objective = SimpleNamespace(reads_logits=reads_logits, teacher_features=FeatureSpec(), needs_teacher=True,
                                 uncacheable=None, topk=None)
-    return SimpleNamespace(name="distill", teacher=TeacherSpec(kind, tuple(models), {"momentum": 0.9}),
+    options = {"ema": EMAOptions(0.9), "snapshots": SnapshotOptions()}.get(kind)
+    return SimpleNamespace(name="distill", teacher=TeacherSpec(kind, tuple(models), options),
                            student=StudentSpec(model), objective=objective, budget=Budget(epochs=epochs),
                            trains_teacher=False)
 

@@ -14,7 +14,7 @@ from distillkit.config import llm as lc
 from distillkit.losses import token
 from distillkit.methods.common import stage
 from distillkit.recipe.objective import Dims, LossInputs, LossTerm, Objective, Rollout
-from distillkit.recipe.stage import PREPARED, DataView, Stage
+from distillkit.recipe.stage import PREPARED, DataView, ResponsesOptions, Stage
 
 NOT_CACHED = ("its loss reads the teacher's whole next-token distribution (only forward KL has a top-k form that "
               "the teacher top-k cache can serve)")
@@ -117,6 +117,5 @@ def build_seq_kd(cfg: lc.SeqKDMethodConfig, dims: Dims | None = None) -> list[St
     objective = Objective(name=cfg.name, terms=[ntp_term(1.0)], needs_teacher=False,
                           notes=f"ŷ: teacher {'greedy' if cfg.num_beams == 1 else f'beam-{cfg.num_beams}'} responses"
                                 + (" + the dataset's" if cfg.keep_original else ""))
-    view = DataView("teacher_responses", options={"num_beams": cfg.num_beams, "max_new_tokens": cfg.max_new_tokens,
-                                                  "keep_original": cfg.keep_original})
+    view = DataView("teacher_responses", options=ResponsesOptions(cfg.num_beams, cfg.max_new_tokens, cfg.keep_original))
     return [stage("distill", objective, data=view, teacher=PREPARED)]

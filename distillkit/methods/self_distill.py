@@ -11,7 +11,7 @@ from distillkit.losses import logits as logit_losses
 from distillkit.losses import self_distill as self_losses
 from distillkit.methods.common import ce_term, link_stages, stage, without_teacher_yet
 from distillkit.recipe.objective import Dims, LossInputs, LossTerm, Objective
-from distillkit.recipe.stage import PREPARED, DataView, Stage, StudentSpec, TeacherSpec
+from distillkit.recipe.stage import PREPARED, DataView, EMAOptions, SnapshotOptions, Stage, StudentSpec, TeacherSpec
 
 
 def _same_architecture(dims: Dims) -> Dims:
@@ -59,7 +59,7 @@ def _self_stage(cfg, k: int, target: str, what: str) -> Stage:
                           needs_teacher=True,
                           notes=f"T={cfg.temperature:g}, λ=kd_weight={cfg.kd_weight:g}; {target} = {what}; direction "
                                 f"{direction}; the KL term is 0 until the first snapshot")
-    return stage("distill", objective, teacher=TeacherSpec("snapshots", options={"k": k, "every": cfg.every}))
+    return stage("distill", objective, teacher=TeacherSpec("snapshots", options=SnapshotOptions(k, cfg.every)))
 
 
 def build_self_kd(cfg: sc.SelfKDMethodConfig, dims: Dims) -> list[Stage]:
@@ -90,8 +90,7 @@ def build_ema_teacher(cfg: sc.EMATeacherMethodConfig, dims: Dims) -> list[Stage]
               + (f"→{cfg.final_momentum:g} (cosine)" if cfg.schedule == "cosine" else "")
               + (f", centering m={cfg.center_momentum:g}" if cfg.center_momentum is not None else "")
               + f"; student dropout {cfg.student_dropout:g}, the EMA teacher none")
-    options = {"momentum": cfg.momentum, "schedule": cfg.schedule, "final_momentum": cfg.final_momentum,
-               "center_momentum": cfg.center_momentum}
+    options = EMAOptions(cfg.momentum, cfg.schedule, cfg.final_momentum, cfg.center_momentum)
     return [stage("distill", objective, teacher=TeacherSpec("ema", options=options),
                   student=StudentSpec(dropout=cfg.student_dropout))]
 

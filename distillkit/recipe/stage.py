@@ -14,6 +14,39 @@ TEACHER_KINDS = ("prepared", "stage", "ema", "snapshots", "ensemble")
 
 
 @dataclass(frozen=True)
+class EMAOptions:
+    """An ``ema`` teacher: momentum τ (cosine-scheduled to ``final_momentum`` when ``schedule="cosine"``) and DINO's
+    centering momentum (None: no centering)."""
+
+    momentum: float
+    schedule: str = "constant"
+    final_momentum: float = 1.0
+    center_momentum: float | None = None
+
+
+@dataclass(frozen=True)
+class SnapshotOptions:
+    """A ``snapshots`` teacher: the mean prediction of the last ``k`` snapshots, one taken ``every`` N optimizer steps
+    or each ``"epoch"``."""
+
+    k: int = 1
+    every: int | str = "epoch"
+
+
+@dataclass(frozen=True)
+class ResponsesOptions:
+    """A ``teacher_responses`` view: how the teacher decodes (beams, new tokens; None = ``task.max_new_tokens``)
+    and whether the dataset's own responses are kept beside the teacher's."""
+
+    num_beams: int = 1
+    max_new_tokens: int | None = None
+    keep_original: bool = False
+
+
+_OPTIONS = {"ema": EMAOptions, "snapshots": SnapshotOptions}
+
+
+@dataclass(frozen=True)
 class TeacherSpec:
     """Where a stage's targets come from (``distillkit/teachers.py`` builds the source):
 
@@ -25,12 +58,15 @@ class TeacherSpec:
 
     kind: str
     models: tuple[str, ...] = ()
-    options: dict = field(default_factory=dict)  # ema: momentum, final_momentum, schedule, center_momentum;
-    #                                              snapshots: k, every (steps, or "epoch")
+    options: EMAOptions | SnapshotOptions | None = None  # the ema and snapshots sources' settings
 
     def __post_init__(self):
         if self.kind not in TEACHER_KINDS:
             raise ValueError(f"unknown teacher source {self.kind!r}; known: {', '.join(TEACHER_KINDS)}")
+        wanted = _OPTIONS.get(self.kind)
+        if not (isinstance(self.options, wanted) if wanted else self.options is None):
+            raise TypeError(f"a {self.kind!r} teacher takes {wanted.__name__ if wanted else 'no'} options, "
+                            f"got {self.options!r}")
 
     def describe(self) -> str:
         if self.kind == "stage":
@@ -38,9 +74,9 @@ class TeacherSpec:
         if self.kind == "ensemble":
             return f"ensemble({', '.join(self.models)})"
         if self.kind == "snapshots":
-            return f"snapshots(k={self.options.get('k', 1)}, every {self.options.get('every', 'epoch')})"
+            return f"snapshots(k={self.options.k}, every {self.options.every})"
         if self.kind == "ema":
-            return f"ema(τ={self.options.get('momentum')})"
+            return f"ema(τ={self.options.momentum})"
         return self.kind
 
 
@@ -83,7 +119,12 @@ class DataView:
     unlabeled: str | None = None  # train+unlabeled: a text file, "train" (the training texts), or "generated"
     unlabeled_size: int | None = None  # generated: how many texts
     augment: bool = True  # add the run's offline augmented examples (``augmentation=``) to train views
-    options: dict = field(default_factory=dict)  # teacher_responses: num_beams, max_new_tokens, keep_original
+    options: ResponsesOptions | None = None  # teacher_responses: how the teacher decodes
+
+    def __post_init__(self):
+        if (self.kind == "teacher_responses") != isinstance(self.options, ResponsesOptions):
+            raise TypeError(f"a {self.kind!r} view takes {'ResponsesOptions' if self.kind == 'teacher_responses' else 'no'}"
+                            f" options, got {self.options!r}")
 
 
 @dataclass

@@ -83,7 +83,7 @@ def optimizer_steps(cfg: RunConfig, stage: Stage, examples: int) -> tuple[int, i
 
 def _check_snapshots(cfg: RunConfig, stage: Stage, dims: Dims) -> None:
     """K snapshots must fit the budget: K ≤ the snapshots the stage takes before its last step."""
-    k, every = stage.teacher.options["k"], stage.teacher.options["every"]
+    k, every = stage.teacher.options.k, stage.teacher.options.every
     per_epoch, total = optimizer_steps(cfg, stage, dims.train_examples)
     possible = (math.ceil(total / per_epoch) - 1) if every == "epoch" else (total - 1) // every
     require(k <= possible, "method.k" if k > 1 else "method.every", k if k > 1 else every,

@@ -119,7 +119,7 @@ class Workspace:
         view = stage.data
         augmented = self.augmented is not None and view.augment and view.kind != "text_file"
         key = (view.kind, view.text_file, view.unlabeled, view.unlabeled_size, augmented, stage.teacher is None,
-               tuple(sorted(view.options.items())))
+               view.options)
         if key not in self._data:
             if view.kind == "train":
                 data = self.train_set

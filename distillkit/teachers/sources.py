@@ -258,7 +258,6 @@ def build_source(spec, models: dict[str, torch.nn.Module], shard: bool = False) 
     teacher under "teacher"; sharded over the processes with ``shard``). None when the stage reads no teacher."""
     if spec is None:
         return None
-    o = spec.options
     if spec.kind == "prepared":
         return FrozenModel(models["teacher"], shard=shard)
     if spec.kind == "stage":
@@ -266,8 +265,8 @@ def build_source(spec, models: dict[str, torch.nn.Module], shard: bool = False) 
     if spec.kind == "ensemble":
         return Ensemble({name: models[name] for name in spec.models})
     if spec.kind == "ema":
-        return EMATeacher(o["momentum"], o.get("schedule", "constant"), o.get("final_momentum", 1.0),
-                          o.get("center_momentum"))
+        o = spec.options
+        return EMATeacher(o.momentum, o.schedule, o.final_momentum, o.center_momentum)
     if spec.kind == "snapshots":
-        return Snapshots(o.get("k", 1), o.get("every", "epoch"))
+        return Snapshots(spec.options.k, spec.options.every)
     raise ValueError(f"unknown teacher source {spec.kind!r}")

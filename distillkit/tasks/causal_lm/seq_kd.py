@@ -23,7 +23,7 @@ log = logging.getLogger("distillkit")
 
 def _settings(ws, stage) -> dict:
     o = stage.data.options
-    return {"num_beams": o["num_beams"], "max_new_tokens": o["max_new_tokens"] or ws.cfg.task.max_new_tokens}
+    return {"num_beams": o.num_beams, "max_new_tokens": o.max_new_tokens or ws.cfg.task.max_new_tokens}
 
 
 @torch.no_grad()
@@ -76,7 +76,7 @@ def teacher_responses(ws, stage):
         dist.barrier()
     responses = json.loads((final / "responses.json").read_text())
     view = _with_responses(ws.train_set, responses)
-    if stage.data.options.get("keep_original"):
+    if stage.data.options.keep_original:
         view = datasets.concatenate_datasets([view, ws.train_set.cast(view.features)])
     return view
 
