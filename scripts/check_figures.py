@@ -59,15 +59,16 @@ def flatten(value, prefix: str = "") -> dict:
     return {prefix: value}
 
 
+def _kept(flat: dict) -> dict:
+    """The entries of a flattened results.json that are quality figures (applied again when comparing, so a record
+    made before a key joined VOLATILE compares alike)."""
+    return {key: value for key, value in flat.items()
+            if not VOLATILE.search(key.rsplit(".", 1)[-1]) and not key.startswith(("run.", "artifacts", "speed."))}
+
+
 def figures(results: dict) -> dict:
     """The quality figures of one results.json: every scalar that is not a timing, a path or a date."""
-    kept = {}
-    for key, value in flatten(results).items():
-        last = key.rsplit(".", 1)[-1]
-        if VOLATILE.search(last) or key.startswith(("run.", "artifacts", "speed.")):
-            continue
-        kept[key] = value
-    return kept
+    return _kept(flatten(results))
 
 
 def cache_keys(cache: Path) -> list[str]:
@@ -110,7 +111,7 @@ def compare(before: Path, after: Path) -> int:
         if name not in a or name not in b:
             differences.append(f"{name}: only in {'after' if name not in a else 'before'}")
             continue
-        fa, fb = a[name]["figures"], b[name]["figures"]
+        fa, fb = (_kept(a[name]["figures"]), _kept(b[name]["figures"]))
         for key in sorted(set(fa) | set(fb)):
             checked += 1
             if fa.get(key, "<absent>") != fb.get(key, "<absent>"):
