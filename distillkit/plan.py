@@ -58,14 +58,11 @@ def _tokenizer(cfg: RunConfig, task, root: Path, kind):
     spec = {"data": _data_spec(cfg, root), "vocab_size": cfg.teacher.arch.vocab_size}
     if kind.causal:
         spec["kind"] = "byte-level-bpe"
-    final = cache.entry_dir(root, "tokenizers", spec)
-    with cache.locked(final):
-        if not final.exists():
-            texts = kind.tokenizer_texts(task)
-            with cache.building(final) as tmp:
-                kind.train_tokenizer(texts, cfg.teacher.arch.vocab_size, tmp)
-                cache.write_spec(tmp, spec)
-    return AutoTokenizer.from_pretrained(final)
+
+    def train(tmp):
+        kind.train_tokenizer(kind.tokenizer_texts(task), cfg.teacher.arch.vocab_size, tmp)
+
+    return AutoTokenizer.from_pretrained(cache.find_or_build(root, "tokenizers", spec, train).path)
 
 
 def _data_spec(cfg: RunConfig, root: Path) -> dict:

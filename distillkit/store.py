@@ -115,7 +115,7 @@ def find_or_build(root: Path, kind: str, spec: dict, build: Callable[[Path], Any
 def _build_alone(final: Path, spec: dict, build) -> Entry:
     started = time.perf_counter()
     try:
-        with _progress(final), building(final) as tmp:
+        with _progress(final), _building(final) as tmp:
             value = build(tmp)
             write_spec(tmp, spec)
     except Declined as why:
@@ -179,7 +179,7 @@ def _progress(final: Path):
 
 
 @contextlib.contextmanager
-def building(final: Path):
+def _building(final: Path):
     """Yield a temporary directory to fill; on success it becomes ``final``, on failure it is removed. If another
     process finished ``final`` first, its copy wins."""
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,6 @@ offsets[r]:offsets[r+1], in position order. Under DDP rank 0 builds while the ot
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -25,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distillkit import dist
 from distillkit import store as cache
 from distillkit.models.features import Features
 from distillkit.teachers import cache_rules
@@ -156,16 +154,14 @@ def prepare(stage, source, data, ws, device, batch_size: int):
     k, temperature, precision = cfg.teacher.cache_topk, stage.objective.topk, cfg.teacher.cache_precision
     key = {"kind": KIND, "format": FORMAT, "weights": store.weights_digest(model), "data": store.data_digest(data),
            "labels": _labels_digest(data), "k": k, "temperature": temperature, "precision": precision}
-    final = cache.entry_dir(ws.plan.cache_root, KIND, key)
-    built_s = 0.0
-    with cache.locked(final) if dist.is_main() else contextlib.nullcontext():
-        if dist.is_main() and not final.exists():
-            with cache.building(final) as tmp:
-                meta = build(tmp, model, data, ws.collator, device, batch_size, k, temperature, precision)
-                (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-                cache.write_spec(tmp, key)
-            built_s = meta["build_s"]
-        dist.barrier()
+
+    def fill(tmp: Path) -> dict:
+        meta = build(tmp, model, data, ws.collator, device, batch_size, k, temperature, precision)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        return meta
+
+    entry = cache.find_or_build(ws.plan.cache_root, KIND, key, fill)  # rank 0 builds, the others wait, all read
+    final, built_s = entry.path, entry.value["build_s"] if entry.built else 0.0
     cached = TopKSource(source, final)
     size = sum(f.stat().st_size for f in final.iterdir() if f.is_file())
     why = (f"frozen teacher, the same responses every epoch: top-{cached.meta['k']} log-probs + tail at "
