@@ -89,7 +89,7 @@ _NOT_RECIPE = ("output_dir", "logging", "log_", "save_", "report_to", "disable_t
                "resume_from_checkpoint", "local_rank", "eval_", "per_gpu", "overwrite_output_dir", "print_")
 
 
-def _teacher_spec(cfg: RunConfig, plan: "Plan", stage) -> dict:
+def teacher_spec(cfg: RunConfig, plan: "Plan", stage) -> dict:
     """Everything that determines a prepared teacher, its cache key: the teacher, the data (by content), the
     labels and tokenizer, and every setting that reaches its training, derived from the stage's own
     TrainingArguments so a setting added later cannot be forgotten. Hardware-free: the global batch is

@@ -21,7 +21,7 @@ from distillkit.models import loading as models
 from distillkit.config.schema import RunConfig
 from distillkit.context import RunContext  # noqa: F401 (re-exported: tests and launch import it from here)
 from distillkit.errors import require
-from distillkit.plan import Plan, _teacher_spec, make_plan  # noqa: F401 (make_plan re-exported)
+from distillkit.plan import Plan, make_plan, teacher_spec  # noqa: F401 (make_plan re-exported)
 from distillkit.training.checkpoints import checkpoint_mismatch, last_checkpoint
 from distillkit.stages.checkpoints import load_done, mark_done
 from distillkit.stages.runner import run_stage
@@ -79,7 +79,7 @@ def _prepared_teacher(ws: Workspace, stage) -> dict:
     """Stage teacher_prep: the teacher fitted to the task, from the cache, or trained now and cached. Of several
     runs that need the same missing teacher, one prepares it and the others wait and reuse it; under DDP every
     process trains it (rank 0 holds the entry's lock and saves it)."""
-    spec = _teacher_spec(ws.cfg, ws.plan, stage)  # its TrainingArguments join the process group the build needs
+    spec = teacher_spec(ws.cfg, ws.plan, stage)  # its TrainingArguments join the process group the build needs
 
     def prepare(tmp) -> dict:
         record = run_stage(stage, ws)
