@@ -30,7 +30,8 @@ from pathlib import Path
 
 import torch
 
-from distillkit.errors import ConfigError
+from distillkit.errors import ConfigError, first_line
+from distillkit.models.loading import looks_local
 
 log = logging.getLogger("distillkit")
 
@@ -294,7 +295,7 @@ def _load(auto_class, path_or_id: str, key: str, revision: str | None) -> tuple:
         tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
         model = auto_class.from_pretrained(path, revision=revision)
     except (OSError, ValueError) as err:
-        raise _unavailable(key, path_or_id, f"could not be loaded as {auto_class.__name__} ({_first_line(err)}).")
+        raise _unavailable(key, path_or_id, f"could not be loaded as {auto_class.__name__} ({first_line(err)}).")
     return model.eval(), tokenizer
 
 
@@ -303,7 +304,7 @@ def check_model_available(path_or_id: str, key: str, revision: str | None = None
     the hub switched off (HF_HUB_OFFLINE=1) a hub id's config.json must be in the local cache."""
     from huggingface_hub import try_to_load_from_cache
 
-    if _looks_local(path_or_id):
+    if looks_local(path_or_id):
         local = os.path.expanduser(path_or_id)
         if not os.path.isdir(local):
             raise _unavailable(key, path_or_id, "is a file, not a directory." if os.path.exists(local)
@@ -316,13 +317,9 @@ def check_model_available(path_or_id: str, key: str, revision: str | None = None
     try:
         cached = try_to_load_from_cache(path_or_id, "config.json", revision=revision)
     except ValueError as err:  # HFValidationError: not a valid repo id
-        raise _unavailable(key, path_or_id, f"is neither a local directory nor a valid hub id ({_first_line(err)}).")
+        raise _unavailable(key, path_or_id, f"is neither a local directory nor a valid hub id ({first_line(err)}).")
     if not isinstance(cached, str):
         raise _unavailable(key, path_or_id, "is not a local directory, and the local hub cache has no copy of it.")
-
-
-def _looks_local(path: str) -> bool:
-    return os.path.exists(path) or path.startswith(("/", "./", "../", "~")) or os.path.isabs(path)
 
 
 def _hub_offline() -> bool:
@@ -336,11 +333,6 @@ def _unavailable(key: str, path_or_id: str, problem: str) -> ConfigError:
                        f"set {key} to a local directory saved with save_pretrained (config.json, weights and "
                        "tokenizer), or download the model once with network, e.g. "
                        "`huggingface-cli download Helsinki-NLP/opus-mt-en-de`, and run again.")
-
-
-def _first_line(err: Exception) -> str:
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0][:160] if lines else ''}"
 
 
 # ------------------------------------------------------------------------------------------ back-translation
