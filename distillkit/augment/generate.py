@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from distillkit.errors import ConfigError, first_line
+from distillkit.losses import IGNORE_INDEX
 from distillkit.models.loading import looks_local
 
 log = logging.getLogger("distillkit")
@@ -188,7 +189,7 @@ def _train(model, ids: list[list[int]], tokenizer, steps: int, batch_size: int, 
         input_ids, attention = _pad([ids[i] for i in batch], tokenizer.pad_token_id)
         input_ids, labels = _mask_tokens(input_ids, special, tokenizer.mask_token_id, len(tokenizer), gen)
         hidden_states = model.bert(input_ids=input_ids, attention_mask=attention).last_hidden_state
-        predicted = labels != -100  # the vocabulary projection runs on the predicted positions only
+        predicted = labels != IGNORE_INDEX  # the vocabulary projection runs on the predicted positions only
         loss = torch.nn.functional.cross_entropy(model.cls(hidden_states[predicted]), labels[predicted])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -223,7 +224,7 @@ def _mask_tokens(input_ids: torch.Tensor, special: torch.Tensor, mask_id: int, v
     picked = (torch.rand(input_ids.shape, generator=gen) < 0.15) & can
     if not picked.any():  # a batch of very short texts: predict its first token rather than nothing
         picked = can & (can.flatten().cumsum(0).view_as(can) == 1)
-    labels = input_ids.masked_fill(~picked, -100)
+    labels = input_ids.masked_fill(~picked, IGNORE_INDEX)
     draw = torch.rand(input_ids.shape, generator=gen)
     input_ids = input_ids.masked_fill(picked & (draw < 0.8), mask_id)
     randomised = picked & (draw >= 0.8) & (draw < 0.9)

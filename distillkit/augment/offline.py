@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 from distillkit import store as cache
 from distillkit.config.augment import AugmentationConfig
+from distillkit.losses import IGNORE_INDEX
 
 log = logging.getLogger("distillkit")
-IGNORE_INDEX = -100
 FORMAT = 2  # bump when an op's output for the same settings changes (2: synonym replaces at least one word)
 
 

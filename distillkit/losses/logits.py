@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from distillkit.losses import IGNORE_INDEX
 
 
 def cross_entropy(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

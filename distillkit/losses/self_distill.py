@@ -14,7 +14,8 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 
-from distillkit.losses.logits import IGNORE_INDEX, kl_per_example, soft_target_kl
+from distillkit.losses import IGNORE_INDEX
+from distillkit.losses.logits import kl_per_example, soft_target_kl
 
 
 def _check_same_shape(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> None:

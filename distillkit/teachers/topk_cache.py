@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from distillkit import store as cache
+from distillkit.losses import IGNORE_INDEX
 from distillkit.models.features import Features
 from distillkit.teachers import cache_rules
 from distillkit.teachers.sources import TeacherSource
@@ -64,7 +65,7 @@ class TopKSource(TeacherSource):
         if rows is None:
             return self.inner.outputs(batch, spec, training)
         started = time.perf_counter()
-        mask = batch["labels"][:, 1:] != -100
+        mask = batch["labels"][:, 1:] != IGNORE_INDEX
         k, device = self.meta["k"], batch["labels"].device
         indices = torch.zeros((*mask.shape, k), dtype=torch.long)
         logprobs = torch.zeros((*mask.shape, k), dtype=torch.float32)
@@ -101,7 +102,7 @@ def build(tmp: Path, model, data, collator, device, batch_size: int, k: int, tem
     counts = []
     for batch in DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collator):
         logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
-        mask = (batch["labels"][:, 1:] != -100).to(device)
+        mask = (batch["labels"][:, 1:] != IGNORE_INDEX).to(device)
         idx, lp, tail = topk_targets(logits[:, :-1][mask], min(k, logits.shape[-1]), temperature)
         parts["indices"].append(idx.int().cpu().numpy())
         parts["logprobs"].append(lp.cpu().numpy().astype(DTYPES[precision]))
