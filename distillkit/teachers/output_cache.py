@@ -44,12 +44,11 @@ from distillkit.teachers import output_store as store
 from distillkit.errors import ConfigError
 from distillkit.models.features import Features, FeatureSpec
 from distillkit.teachers.output_store import KIND, PRECISIONS, Layout, row_lengths
-from distillkit.teachers.cache_rules import SHARDED, sharded, why_not
+from distillkit.teachers.cache_rules import ROW, SHARDED, sharded, why_not
 from distillkit.teachers.sources import TeacherSource
 
 log = logging.getLogger("distillkit")
 
-ROW = "teacher_row"  # the column (and batch key) that addresses an example of the cached view
 MODES = ("auto", "always", "never")
 
 

@@ -31,7 +31,6 @@ from distillkit.teachers import cache_rules
 from distillkit.teachers.sources import TeacherSource
 
 log = logging.getLogger("distillkit")
-ROW = "teacher_row"
 KIND = "teacher_topk"
 FORMAT = 1
 DTYPES = {"fp16": np.float16, "bf16": np.float32, "fp32": np.float32}  # bf16: kept as fp32 (numpy has no bf16)
@@ -61,7 +60,7 @@ class TopKSource(TeacherSource):
         return f"{self.inner.describe()}, top-{self.meta['k']} log-probs read from its cache"
 
     def outputs(self, batch, spec, training=True):
-        rows = batch.get(ROW)
+        rows = batch.get(cache_rules.ROW)
         if rows is None:
             return self.inner.outputs(batch, spec, training)
         started = time.perf_counter()
@@ -171,7 +170,7 @@ def prepare(stage, source, data, ws, device, batch_size: int):
              size / 1e6, why)
     record = {"used": True, "reason": why, "entry": str(final), "size_bytes": size, "built": bool(built_s),
               "build_s": built_s, "precision": {"logprobs": precision, "tail": "fp32"}, "topk": cached.meta["k"]}
-    return cached, data.add_column(ROW, np.arange(len(data))), record
+    return cached, data.add_column(cache_rules.ROW, np.arange(len(data))), record
 
 
 def _labels_digest(data) -> str:
