@@ -49,13 +49,17 @@ def barrier() -> None:
         torch.distributed.barrier()
 
 
-def agree(flag: bool, device) -> bool:
-    """True when ``flag`` is True on every process (the tensor on the process's device: NCCL wants GPUs)."""
+def agree(flag: bool, device=None) -> bool:
+    """True when ``flag`` is True on every process. The tensor goes on ``device``, by default the one the group's
+    backend wants: this process's GPU under NCCL, else the CPU."""
     if not initialized():
         return flag
     import torch
     import torch.distributed
 
+    if device is None:
+        nccl = torch.distributed.get_backend() == "nccl"
+        device = torch.device("cuda", local_rank()) if nccl else torch.device("cpu")
     t = torch.tensor([0.0 if flag else 1.0], device=device)
     torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
     return t.item() == 0.0

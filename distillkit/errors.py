@@ -40,6 +40,12 @@ def non_negative(key: str, value) -> None:
     require(value is not None and value >= 0, key, value, "must not be negative.", "use 0 (off) or a positive value.")
 
 
+def first_line(err: BaseException) -> str:
+    """How a ConfigError quotes a library's exception: its type and the first line of its message (160 characters)."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0][:160] if lines else ''}"
+
+
 class TrainingDiverged(Exception):
     """Training produced a non-finite loss or gradient norm. ``str(err)`` is the whole one-paragraph message
     (stage, step, what was non-finite, the fix); the CLI writes it to error.txt and exits with status 3."""

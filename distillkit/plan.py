@@ -58,14 +58,11 @@ def _tokenizer(cfg: RunConfig, task, root: Path, kind):
     spec = {"data": _data_spec(cfg, root), "vocab_size": cfg.teacher.arch.vocab_size}
     if kind.causal:
         spec["kind"] = "byte-level-bpe"
-    final = cache.entry_dir(root, "tokenizers", spec)
-    with cache.locked(final):
-        if not final.exists():
-            texts = kind.tokenizer_texts(task)
-            with cache.building(final) as tmp:
-                kind.train_tokenizer(texts, cfg.teacher.arch.vocab_size, tmp)
-                cache.write_spec(tmp, spec)
-    return AutoTokenizer.from_pretrained(final)
+
+    def train(tmp):
+        kind.train_tokenizer(kind.tokenizer_texts(task), cfg.teacher.arch.vocab_size, tmp)
+
+    return AutoTokenizer.from_pretrained(cache.find_or_build(root, "tokenizers", spec, train).path)
 
 
 def _data_spec(cfg: RunConfig, root: Path) -> dict:
@@ -92,7 +89,7 @@ _NOT_RECIPE = ("output_dir", "logging", "log_", "save_", "report_to", "disable_t
                "resume_from_checkpoint", "local_rank", "eval_", "per_gpu", "overwrite_output_dir", "print_")
 
 
-def _teacher_spec(cfg: RunConfig, plan: "Plan", stage) -> dict:
+def teacher_spec(cfg: RunConfig, plan: "Plan", stage) -> dict:
     """Everything that determines a prepared teacher, its cache key: the teacher, the data (by content), the
     labels and tokenizer, and every setting that reaches its training, derived from the stage's own
     TrainingArguments so a setting added later cannot be forgotten. Hardware-free: the global batch is

@@ -9,7 +9,6 @@ generation, an assistant, the student) is evaluated when it ends.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import logging
 import shutil
@@ -22,7 +21,7 @@ from distillkit.models import loading as models
 from distillkit.config.schema import RunConfig
 from distillkit.context import RunContext  # noqa: F401 (re-exported: tests and launch import it from here)
 from distillkit.errors import require
-from distillkit.plan import Plan, _teacher_spec, make_plan  # noqa: F401 (make_plan re-exported)
+from distillkit.plan import Plan, make_plan, teacher_spec  # noqa: F401 (make_plan re-exported)
 from distillkit.training.checkpoints import checkpoint_mismatch, last_checkpoint
 from distillkit.stages.checkpoints import load_done, mark_done
 from distillkit.stages.runner import run_stage
@@ -78,25 +77,26 @@ def _check_resumable(stage, model, out: Path) -> None:
 
 def _prepared_teacher(ws: Workspace, stage) -> dict:
     """Stage teacher_prep: the teacher fitted to the task, from the cache, or trained now and cached. Of several
-    runs that need the same missing teacher, one prepares it and the others wait and reuse it (rank 0 holds the
-    entry's lock; under DDP the other processes wait for rank 0 at the barrier)."""
-    spec = _teacher_spec(ws.cfg, ws.plan, stage)
-    final = cache.entry_dir(ws.plan.cache_root, "teachers", spec)
-    with cache.locked(final) if dist.is_main() else contextlib.nullcontext():
-        dist.barrier()
-        if final.exists():
-            built = datetime.datetime.fromtimestamp((final / "spec.json").stat().st_mtime).isoformat(timespec="seconds")
-            log.info("[teacher_prep] reusing the prepared teacher %s (prepared %s from the same teacher, data "
-                     "content, labels, tokenizer and recipe; its key: %s/spec.json)", final, built, final)
-            record = {"name": stage.name, "cached": True, "steps": 0, "wall_time_s": 0.0, "cache_dir": str(final)}
-        else:
-            record = run_stage(stage, ws)
-            if dist.is_main():
-                with cache.building(final) as tmp:
-                    models.save_model(ws.models["teacher"], ws.tokenizer, tmp)
-                    cache.write_spec(tmp, spec)
-            record["cache_dir"] = str(final)
-            dist.barrier()
+    runs that need the same missing teacher, one prepares it and the others wait and reuse it; under DDP every
+    process trains it (rank 0 holds the entry's lock and saves it)."""
+    spec = teacher_spec(ws.cfg, ws.plan, stage)  # its TrainingArguments join the process group the build needs
+
+    def prepare(tmp) -> dict:
+        record = run_stage(stage, ws)
+        if dist.is_main():
+            models.save_model(ws.models["teacher"], ws.tokenizer, tmp)
+        return record
+
+    entry = cache.find_or_build(ws.plan.cache_root, "teachers", spec, prepare, every_rank=True)
+    final = entry.path
+    if entry.built:
+        record = entry.value
+    else:
+        built = datetime.datetime.fromtimestamp((final / "spec.json").stat().st_mtime).isoformat(timespec="seconds")
+        log.info("[teacher_prep] reusing the prepared teacher %s (prepared %s from the same teacher, data "
+                 "content, labels, tokenizer and recipe; its key: %s/spec.json)", final, built, final)
+        record = {"name": stage.name, "cached": True, "steps": 0, "wall_time_s": 0.0}
+    record["cache_dir"] = str(final)
     ws.models["teacher"] = models.load_pretrained("teacher", str(final), None, causal=ws.plan.kind.causal)
     ws.plan.attention.switch(ws.models["teacher"])
     return record

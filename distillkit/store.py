@@ -1,12 +1,13 @@
-"""A content-addressed cache for prepared teachers and trained tokenizers.
+"""The content-addressed cache: prepared teachers, trained tokenizers, teacher outputs, teacher responses,
+augmented examples, and the one way each of them is found or built (``find_or_build``).
 
 An entry's key is a hash of everything that determines it (a JSON-able dict), so a change to any of
 those settings makes a new entry instead of silently reusing a stale one. Local files that determine an
 entry (data files, local dataset directories) enter the key by content (``file_digest``), not by path, so
 editing a file in place never reuses what was built from its old text. Entries are built in a temporary
 sibling directory and renamed into place when complete: a crash mid-build never leaves an entry that
-looks finished; and ``locked`` lets one of several concurrent runs build an entry while the others wait
-for it and reuse it.
+looks finished; and the entry's file lock lets one of several concurrent runs build an entry while the others
+wait for it and reuse it.
 """
 
 from __future__ import annotations
@@ -18,14 +19,20 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from distillkit import dist
 from distillkit.errors import ConfigError
 
 FORMAT_VERSION = 2  # bump when what is stored, or how, changes (2: content-keyed files, hardware-free recipe)
 DIGESTS_FILE = "file-digests.json"  # path → (size, mtime, sha256): a file is hashed once until it changes
+PROGRESS_AFTER_S = 5.0  # a build still running after this long says so in the log, and then how long it took
 
 log = logging.getLogger("distillkit")
 
@@ -62,10 +69,119 @@ def entry_dir(root: Path, kind: str, spec: dict) -> Path:
     return root / kind / entry_key(spec)
 
 
+class Declined(Exception):
+    """Raised by a build that decides not to make its entry (what it computed does not fit the entry's format):
+    nothing is stored, and ``find_or_build`` returns the reason (``Entry.problem``) instead of raising."""
+
+
+@dataclass
+class Entry:
+    """What ``find_or_build`` found or made: the entry's directory; whether this process built it, in how many
+    seconds, and what its build returned; or, when a build declined, why there is no entry."""
+
+    path: Path
+    built: bool = False
+    seconds: float = 0.0
+    value: Any = None
+    problem: str | None = None  # set when the build declined: ``path`` does not exist
+
+
+def find_or_build(root: Path, kind: str, spec: dict, build: Callable[[Path], Any], *,
+                  every_rank: bool = False) -> Entry:
+    """The entry for ``spec`` under ``root/kind/<entry_key(spec)>``: found, or made now by ``build(tmp)``, which
+    fills the temporary directory ``tmp`` (``spec.json`` is added beside its files) that is then renamed into
+    place. A build that raises leaves no entry and no temporary directory; one that raises ``Declined`` neither,
+    and its reason comes back in ``Entry.problem``.
+
+    Of several runs that need the same missing entry (the jobs of a sweep; the processes of a data-parallel run
+    before they form a process group), the first to take the entry's lock builds it and the others wait, then
+    reuse it. In a process group, rank 0 holds the lock: by default it builds alone while the other ranks wait
+    at a barrier, then every rank reads the entry. With ``every_rank`` the build is collective: every rank
+    calls ``build`` on the same temporary directory ``<kind>/.building-<key>`` (each writing its share, or
+    rank 0 alone saving what all of them trained), the ranks agree whether every share succeeded, and rank 0
+    renames it. A build still running after ``PROGRESS_AFTER_S`` says so in the log, and how long it took."""
+    final = entry_dir(root, kind, spec)
+    if every_rank:
+        return _build_together(final, spec, build)
+    builder = dist.is_main() or not dist.initialized()  # outside a process group every process is its own run
+    entry = Entry(final)
+    with locked(final) if builder else contextlib.nullcontext():
+        if builder and not final.exists():
+            entry = _build_alone(final, spec, build)
+        dist.barrier()
+    return entry
+
+
+def _build_alone(final: Path, spec: dict, build) -> Entry:
+    started = time.perf_counter()
+    try:
+        with _progress(final), _building(final) as tmp:
+            value = build(tmp)
+            write_spec(tmp, spec)
+    except Declined as why:
+        return Entry(final, problem=str(why))
+    return Entry(final, built=True, seconds=time.perf_counter() - started, value=value)
+
+
+def _build_together(final: Path, spec: dict, build) -> Entry:
+    """``find_or_build`` with ``every_rank``; the process group (if any) exists already, so rank 0 alone locks."""
+    main = dist.is_main()
+    with locked(final) if main else contextlib.nullcontext():
+        dist.barrier()
+        if final.exists():
+            return Entry(final)
+        tmp = final.parent / f".building-{final.name}"
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)  # left by a run that died mid-build (we hold the lock)
+            tmp.mkdir(parents=True)
+        dist.barrier()
+        value, problem, started = None, None, time.perf_counter()
+        try:
+            try:
+                with _progress(final):
+                    value = build(tmp)
+            except Declined as why:
+                problem = str(why)
+            if not dist.agree(problem is None):
+                problem = problem or "another process could not store its share"
+            if main and problem is None:
+                write_spec(tmp, spec)
+                os.replace(tmp, final)
+            dist.barrier()
+        finally:
+            if main:
+                shutil.rmtree(tmp, ignore_errors=True)
+    if problem is not None:
+        return Entry(final, problem=problem)
+    return Entry(final, built=True, seconds=time.perf_counter() - started, value=value)
+
+
 @contextlib.contextmanager
-def building(final: Path):
-    """Yield a temporary directory to fill; on success it becomes ``final`` (with a spec.json beside the
-    contents), on failure it is removed. If another process finished ``final`` first, its copy wins."""
+def _progress(final: Path):
+    """Log "building <kind> <key> ..." once the block has run ``PROGRESS_AFTER_S``, and then how long it took."""
+    said = threading.Event()
+
+    def say():
+        said.set()
+        log.info("building %s %s ...", final.parent.name, final.name)
+
+    started = time.perf_counter()
+    timer = threading.Timer(PROGRESS_AFTER_S, say)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        timer.join()
+    if said.is_set():
+        log.info("... built %s %s in %.0f s", final.parent.name, final.name, time.perf_counter() - started)
+
+
+@contextlib.contextmanager
+def _building(final: Path):
+    """Yield a temporary directory to fill; on success it becomes ``final``, on failure it is removed. If another
+    process finished ``final`` first, its copy wins."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()

@@ -223,7 +223,8 @@ def test_offline_pool_provenance_labels_duplicates_and_cache(cache_dir, tmp_path
 def test_new_examples_are_logged_beside_their_sources_and_sent_to_wandb_as_a_table(caplog):
     import logging
 
-    from distillkit.augment.offline import IGNORE_INDEX, AugmentedSet, show
+    from distillkit.augment.offline import AugmentedSet, show
+    from distillkit.losses import IGNORE_INDEX
 
     texts = ["the soup was bland .", "the film was gripping .", "the hotel was noisy ."]
     rows = [{"text": "the soup was stale .", "label": 1, "source": 0, "how": "synonym"},
@@ -357,7 +358,8 @@ def _trainer(student, teacher, tokenizer, tmp_path, overrides):
 
 
 def test_pseudo_data_keeps_the_inputs_the_teacher_is_confident_about(tmp_path):
-    from distillkit.augment.offline import IGNORE_INDEX, AugmentedSet, filter_confident
+    from distillkit.augment.offline import AugmentedSet, filter_confident
+    from distillkit.losses import IGNORE_INDEX
     from distillkit.tasks.classification.synthetic import generate
 
     teacher, _, tokenizer, _ = _tiny_pair(tmp_path)

@@ -204,6 +204,14 @@ def test_missing_or_unusable_models_name_the_key(mlm, tokenizer, tmp_path):
         load_seq2seq(classifier, "augmentation.back_translation.forward")
 
 
+def test_a_path_no_hub_id_can_be_is_looked_for_on_disk(monkeypatch):
+    """The augmentation models and the teacher/student tell a path from a hub id alike (``models.looks_local``):
+    a backslash path is a missing directory, not an invalid hub id."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match="does not exist"):
+        check_model_available("\\no\\such\\model", KEY)
+
+
 def test_unknown_hub_id_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     for call in (check_model_available, load_seq2seq):

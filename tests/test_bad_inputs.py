@@ -156,11 +156,11 @@ def test_teacher_preparation_batch_must_divide_over_the_processes(cache_dir):
 
 # --------------------------------------------------------------------- the prepared teacher's cache key
 def _key(overrides, cache_dir):
-    from distillkit.plan import _teacher_spec
+    from distillkit.plan import teacher_spec
     from distillkit.store import entry_key
 
     plan = _plan(overrides, cache_dir)
-    return entry_key(_teacher_spec(_config(overrides, cache_dir), plan, plan.stages[0]))
+    return entry_key(teacher_spec(_config(overrides, cache_dir), plan, plan.stages[0]))
 
 
 def _config(overrides, cache_dir):

@@ -30,7 +30,9 @@ from pathlib import Path
 
 import torch
 
-from distillkit.errors import ConfigError
+from distillkit.errors import ConfigError, first_line
+from distillkit.losses import IGNORE_INDEX
+from distillkit.models.loading import looks_local
 
 log = logging.getLogger("distillkit")
 
@@ -187,7 +189,7 @@ def _train(model, ids: list[list[int]], tokenizer, steps: int, batch_size: int, 
         input_ids, attention = _pad([ids[i] for i in batch], tokenizer.pad_token_id)
         input_ids, labels = _mask_tokens(input_ids, special, tokenizer.mask_token_id, len(tokenizer), gen)
         hidden_states = model.bert(input_ids=input_ids, attention_mask=attention).last_hidden_state
-        predicted = labels != -100  # the vocabulary projection runs on the predicted positions only
+        predicted = labels != IGNORE_INDEX  # the vocabulary projection runs on the predicted positions only
         loss = torch.nn.functional.cross_entropy(model.cls(hidden_states[predicted]), labels[predicted])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -222,7 +224,7 @@ def _mask_tokens(input_ids: torch.Tensor, special: torch.Tensor, mask_id: int, v
     picked = (torch.rand(input_ids.shape, generator=gen) < 0.15) & can
     if not picked.any():  # a batch of very short texts: predict its first token rather than nothing
         picked = can & (can.flatten().cumsum(0).view_as(can) == 1)
-    labels = input_ids.masked_fill(~picked, -100)
+    labels = input_ids.masked_fill(~picked, IGNORE_INDEX)
     draw = torch.rand(input_ids.shape, generator=gen)
     input_ids = input_ids.masked_fill(picked & (draw < 0.8), mask_id)
     randomised = picked & (draw >= 0.8) & (draw < 0.9)
@@ -294,7 +296,7 @@ def _load(auto_class, path_or_id: str, key: str, revision: str | None) -> tuple:
         tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
         model = auto_class.from_pretrained(path, revision=revision)
     except (OSError, ValueError) as err:
-        raise _unavailable(key, path_or_id, f"could not be loaded as {auto_class.__name__} ({_first_line(err)}).")
+        raise _unavailable(key, path_or_id, f"could not be loaded as {auto_class.__name__} ({first_line(err)}).")
     return model.eval(), tokenizer
 
 
@@ -303,7 +305,7 @@ def check_model_available(path_or_id: str, key: str, revision: str | None = None
     the hub switched off (HF_HUB_OFFLINE=1) a hub id's config.json must be in the local cache."""
     from huggingface_hub import try_to_load_from_cache
 
-    if _looks_local(path_or_id):
+    if looks_local(path_or_id):
         local = os.path.expanduser(path_or_id)
         if not os.path.isdir(local):
             raise _unavailable(key, path_or_id, "is a file, not a directory." if os.path.exists(local)
@@ -316,13 +318,9 @@ def check_model_available(path_or_id: str, key: str, revision: str | None = None
     try:
         cached = try_to_load_from_cache(path_or_id, "config.json", revision=revision)
     except ValueError as err:  # HFValidationError: not a valid repo id
-        raise _unavailable(key, path_or_id, f"is neither a local directory nor a valid hub id ({_first_line(err)}).")
+        raise _unavailable(key, path_or_id, f"is neither a local directory nor a valid hub id ({first_line(err)}).")
     if not isinstance(cached, str):
         raise _unavailable(key, path_or_id, "is not a local directory, and the local hub cache has no copy of it.")
-
-
-def _looks_local(path: str) -> bool:
-    return os.path.exists(path) or path.startswith(("/", "./", "../", "~")) or os.path.isabs(path)
 
 
 def _hub_offline() -> bool:
@@ -336,11 +334,6 @@ def _unavailable(key: str, path_or_id: str, problem: str) -> ConfigError:
                        f"set {key} to a local directory saved with save_pretrained (config.json, weights and "
                        "tokenizer), or download the model once with network, e.g. "
                        "`huggingface-cli download Helsinki-NLP/opus-mt-en-de`, and run again.")
-
-
-def _first_line(err: Exception) -> str:
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0][:160] if lines else ''}"
 
 
 # ------------------------------------------------------------------------------------------ back-translation

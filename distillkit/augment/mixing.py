@@ -34,7 +34,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from distillkit.losses.logits import IGNORE_INDEX, soft_target_kl
+from distillkit.losses import IGNORE_INDEX
+from distillkit.losses.logits import soft_target_kl
 
 NOISE_MODES = ("mask", "replace")
 

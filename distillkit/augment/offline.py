@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 from distillkit import store as cache
 from distillkit.config.augment import AugmentationConfig
+from distillkit.losses import IGNORE_INDEX
 
 log = logging.getLogger("distillkit")
-IGNORE_INDEX = -100
 FORMAT = 2  # bump when an op's output for the same settings changes (2: synonym replaces at least one word)
 
 
@@ -110,11 +110,8 @@ def _made(cfg, plan, name: str, texts: list[str]) -> tuple[list[dict], bool]:
     aug = cfg.augmentation
     spec = entry_spec(cfg, plan, name, texts)
     sources = _sources(aug, name, len(texts), spec["seed"])
-    final = cache.entry_dir(plan.cache_root, "augmented", spec)
-    with cache.locked(final):
-        if final.exists():
-            log.info("augmentation: %s read from the cache (%s)", name, final)
-            return _read(final), True
+
+    def make(tmp) -> list[dict]:
         op = make_op(cfg, plan, name, texts)
         started = time.time()
         made = []
@@ -123,10 +120,14 @@ def _made(cfg, plan, name: str, texts: list[str]) -> tuple[list[dict], bool]:
             outputs = _progress(op, inputs, f"{spec['seed']}/{name}/{copy}", name, copy, aug.copies)
             made += [{"source": i, "copy": copy, "text": t} for i, t in zip(picked, outputs) if t]
         log.info("augmentation: %s made %d new texts in %.1f s", name, len(made), time.time() - started)
-        with cache.building(final) as tmp:
-            (tmp / "rows.jsonl").write_text("".join(json.dumps(m) + "\n" for m in made))
-            cache.write_spec(tmp, spec)
-    return made, False
+        (tmp / "rows.jsonl").write_text("".join(json.dumps(m) + "\n" for m in made))
+        return made
+
+    entry = cache.find_or_build(plan.cache_root, "augmented", spec, make)
+    if entry.built:
+        return entry.value, False
+    log.info("augmentation: %s read from the cache (%s)", name, entry.path)
+    return _read(entry.path), True
 
 
 def entry_spec(cfg, plan, name: str, texts: list[str]) -> dict:

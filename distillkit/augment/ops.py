@@ -164,14 +164,14 @@ def load_mlm(choice: str, opts_revision, cfg, plan, texts: list, steps: int, dev
     elif choice == "embedded":
         spec = {"texts": cache.entry_key({"texts": texts}), "steps": steps,
                 "tokenizer": cache.entry_key(plan.tokenizer.get_vocab())}
-        final = cache.entry_dir(plan.cache_root, "mlm", spec)
-        with cache.locked(final):
-            if not final.exists():
-                log.info("augmentation: training a small MLM on the task's %d texts (%d steps), cached at %s",
-                         len(texts), steps, final)
-                with cache.building(final) as tmp:
-                    train_mlm(texts, plan.tokenizer, Path(tmp), seed=0, steps=steps)
-                    cache.write_spec(tmp, spec)
+        final = cache.entry_dir(plan.cache_root, "mlm", spec)  # the log line names it while it is built
+
+        def train(tmp):
+            log.info("augmentation: training a small MLM on the task's %d texts (%d steps), cached at %s",
+                     len(texts), steps, final)
+            train_mlm(texts, plan.tokenizer, Path(tmp), seed=0, steps=steps)
+
+        cache.find_or_build(plan.cache_root, "mlm", spec, train)
         model, tokenizer = load(str(final), "augmentation.mlm_replace.model")
         identity = {"embedded": final.name}
     else:

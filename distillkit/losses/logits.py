@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from distillkit.losses import IGNORE_INDEX
 
 
 def cross_entropy(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -18,6 +18,15 @@ def cross_entropy(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.T
     student_logits: (N, C) · labels: (N,) integer class ids.
     """
     return F.cross_entropy(student_logits.float(), labels, ignore_index=IGNORE_INDEX)
+
+
+def check_same_shape(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> None:
+    """Distillation on logits compares one label space: a ValueError naming both shapes when they differ."""
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
+            f"{tuple(teacher_logits.shape)}; distillation on logits needs the same label space."
+        )
 
 
 def soft_target_kl(
@@ -37,11 +46,7 @@ def soft_target_kl(
 
     student_logits, teacher_logits: (N, C), or (..., C) with ``mask`` of shape (...).
     """
-    if student_logits.shape != teacher_logits.shape:
-        raise ValueError(
-            f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
-            f"{tuple(teacher_logits.shape)}; distillation on logits needs the same label space."
-        )
+    check_same_shape(student_logits, teacher_logits)
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     per_example = kl_per_example(student_logits.float() / temperature, teacher_logits.float() / temperature)

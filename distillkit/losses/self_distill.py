@@ -14,15 +14,8 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 
-from distillkit.losses.logits import IGNORE_INDEX, kl_per_example, soft_target_kl
-
-
-def _check_same_shape(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> None:
-    if student_logits.shape != teacher_logits.shape:
-        raise ValueError(
-            f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
-            f"{tuple(teacher_logits.shape)}; distillation on logits needs the same label space."
-        )
+from distillkit.losses import IGNORE_INDEX
+from distillkit.losses.logits import check_same_shape, kl_per_example, soft_target_kl
 
 
 def _check_temperature(name: str, value: float) -> None:
@@ -41,7 +34,7 @@ def reverse_soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
     the student's logits get a gradient both through q (the weights) and log q. Same T² scaling, shape and
     temperature checks as ``soft_target_kl``. student_logits, teacher_logits: (N, C).
     """
-    _check_same_shape(student_logits, teacher_logits)
+    check_same_shape(student_logits, teacher_logits)
     return soft_target_kl(teacher_logits, student_logits, temperature)
 
 
@@ -63,7 +56,7 @@ def centered_kl(
     constant for the student's gradient, and is 0 when the two distributions agree.
     student_logits, teacher_logits: (N, C).
     """
-    _check_same_shape(student_logits, teacher_logits)
+    check_same_shape(student_logits, teacher_logits)
     _check_temperature("teacher_temperature", teacher_temperature)
     _check_temperature("student_temperature", student_temperature)
     teacher = teacher_logits.detach().float()
@@ -128,7 +121,7 @@ def pseudo_label_loss(
     do not count. With no row kept the result is 0 with the student's graph attached.
     student_logits, teacher_logits: (N, C) · labels: (N,).
     """
-    _check_same_shape(student_logits, teacher_logits)
+    check_same_shape(student_logits, teacher_logits)
     _check_temperature("temperature", temperature)
     if labels.shape != student_logits.shape[:-1]:
         raise ValueError(f"labels have shape {tuple(labels.shape)}, logits {tuple(student_logits.shape)}")
@@ -154,7 +147,7 @@ def mean_probability_logits(logits_list: list[torch.Tensor]) -> torch.Tensor:
     if not logits_list:
         raise ValueError("mean_probability_logits needs at least one member")
     for z in logits_list[1:]:
-        _check_same_shape(logits_list[0], z)
+        check_same_shape(logits_list[0], z)
     log_probs = [F.log_softmax(z.float(), dim=-1) for z in logits_list]
     if len(log_probs) == 1:
         return log_probs[0]

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from distillkit.losses import IGNORE_INDEX
+
 
 def forward_kl(
     student_logits: torch.Tensor,
@@ -201,7 +203,7 @@ def next_token_loss(logits: torch.Tensor, labels: torch.Tensor, chunk_size: int 
     at position t−1 predict the token at t, so the last position's logits and the first label are never read.
     ``labels`` is −100 on prompt and padding. No response token: an exact 0 that keeps the graph."""
     shifted, targets = logits[:, :-1], labels[:, 1:]
-    keep = targets != -100
+    keep = targets != IGNORE_INDEX
     vocab = shifted.shape[-1]
     flat_targets = targets.clamp_min(0).reshape(-1, 1).to(shifted.device)
 

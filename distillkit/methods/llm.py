@@ -11,7 +11,7 @@ teacher's top-k log-probs are stored once per view (``topk_cache``) and the term
 from __future__ import annotations
 
 from distillkit.config import llm as lc
-from distillkit.losses import token
+from distillkit.losses import IGNORE_INDEX, token
 from distillkit.methods.common import stage
 from distillkit.recipe.objective import Dims, LossInputs, LossTerm, Objective, Rollout
 from distillkit.recipe.stage import PREPARED, DataView, ResponsesOptions, Stage
@@ -26,7 +26,7 @@ def aligned(x: LossInputs):
     vocabulary rows both models have."""
     z_s, z_t = x.student.logits[:, :-1], x.teacher.logits[:, :-1]
     vocab = min(z_s.shape[-1], z_t.shape[-1])
-    return z_s[..., :vocab], z_t[..., :vocab], x.labels[:, 1:] != -100
+    return z_s[..., :vocab], z_t[..., :vocab], x.labels[:, 1:] != IGNORE_INDEX
 
 
 def ntp_term(weight: float, on_data: bool = False) -> LossTerm:
@@ -53,7 +53,7 @@ def _kd(weight: float, kind: str, temperature: float, chunk: int | None, beta: f
         topk = x.teacher.captured.get("topk")
         if topk is not None:  # served by topk_cache: KL over the teacher's k tokens + one tail bucket
             return token.forward_kl_topk(x.student.logits[:, :-1], topk["indices"], topk["logprobs"], topk["tail"],
-                                         x.labels[:, 1:] != -100, temperature=temperature, chunk_size=chunk)
+                                         x.labels[:, 1:] != IGNORE_INDEX, temperature=temperature, chunk_size=chunk)
         z_s, z_t, mask = aligned(x)
         if kind == "jsd":
             return token.generalized_jsd(z_s, z_t, mask, beta=beta, temperature=temperature, chunk_size=chunk)

@@ -7,6 +7,7 @@ own snapshots) or from a teacher's pseudo-labels on unlabeled text. ``born_again
 from __future__ import annotations
 
 from distillkit.config import self_distill as sc
+from distillkit.losses import IGNORE_INDEX
 from distillkit.losses import logits as logit_losses
 from distillkit.losses import self_distill as self_losses
 from distillkit.methods.common import ce_term, link_stages, stage, without_teacher_yet
@@ -96,7 +97,7 @@ def build_ema_teacher(cfg: sc.EMATeacherMethodConfig, dims: Dims) -> list[Stage]
 
 
 def _labeled_ce(x: LossInputs):
-    labeled = x.labels != logit_losses.IGNORE_INDEX
+    labeled = x.labels != IGNORE_INDEX
     if not bool(labeled.any()):
         return x.student.logits.float().sum() * 0.0
     return logit_losses.cross_entropy(x.student.logits[labeled], x.labels[labeled])

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from distillkit.config.schema import StudentConfig, TeacherConfig
-from distillkit.errors import ConfigError, require
+from distillkit.errors import ConfigError, first_line, require
 
 
 # Matches the layer index in parameter names of the common encoder/decoder stacks:
@@ -28,17 +28,12 @@ def _hub_error(key: str, path: str, err: Exception) -> ConfigError:
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     why = ("it is not a local directory and the hub is switched off (HF_HUB_OFFLINE=1)" if offline
            else "it is not a local directory with a config.json, and it could not be fetched from the hub")
-    return ConfigError(key, path, f"could not be loaded: {why} ({_first_line(err)}).",
+    return ConfigError(key, path, f"could not be loaded: {why} ({first_line(err)}).",
                        f"check the id, run once with network to fill the cache, or set {key} to a local directory "
                        "saved with save_pretrained.")
 
 
-def _first_line(err: Exception) -> str:
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0][:160] if lines else ''}"
-
-
-def _looks_local(path: str) -> bool:
+def looks_local(path: str) -> bool:
     """A path no hub id can be: absolute, ./ or ../ relative, ~, or an existing file system entry."""
     return os.path.exists(path) or path.startswith(("/", "./", "../", "~", "\\")) or os.path.isabs(path)
 
@@ -96,16 +91,16 @@ def _local_problem(key: str, path: str, trust_remote_code: bool, weights: bool =
 
 def _load_error(key: str, path: str, err: Exception, trust_remote_code: bool, weights: bool = False) -> ConfigError:
     """A failed load as a ConfigError: what is wrong with a local directory, else the hub wording."""
-    if not _looks_local(path):
+    if not looks_local(path):
         return _hub_error(key, path, err)
     return _local_problem(key, path, trust_remote_code, weights, failed=True) or ConfigError(
-        key, path, f"is a local directory that transformers could not load ({_first_line(err)}).",
+        key, path, f"is a local directory that transformers could not load ({first_line(err)}).",
         "check that the directory was written by save_pretrained with a compatible transformers version.")
 
 
 def check_local_checkpoint(key: str, path: str | None, trust_remote_code: bool) -> None:
     """At plan time: a local model directory must hold a readable config and weights (hub ids pass)."""
-    if path is not None and _looks_local(path):
+    if path is not None and looks_local(path):
         problem = _local_problem(key, path, trust_remote_code, weights=True)
         if problem is not None:
             raise problem
@@ -126,14 +121,14 @@ def load_tokenizer(key: str, path: str, revision=None, trust_remote_code: bool =
 
     if key == "teacher.path":  # read before the teacher's config: say first what is wrong with the model
         check_local_checkpoint(key, path, trust_remote_code)
-    if _looks_local(path) and os.path.isdir(path) and not any((Path(path) / f).is_file() for f in _TOKENIZER_FILES):
+    if looks_local(path) and os.path.isdir(path) and not any((Path(path) / f).is_file() for f in _TOKENIZER_FILES):
         raise ConfigError(key, path, f"has no tokenizer files (none of {', '.join(_TOKENIZER_FILES)}).",
                           "save the tokenizer next to the model with tokenizer.save_pretrained(directory).")
     try:
         return AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
     except Exception as err:
-        if _looks_local(path) and os.path.isdir(path):
-            raise ConfigError(key, path, f"has tokenizer files that could not be loaded ({_first_line(err)}).",
+        if looks_local(path) and os.path.isdir(path):
+            raise ConfigError(key, path, f"has tokenizer files that could not be loaded ({first_line(err)}).",
                               "re-save the tokenizer with tokenizer.save_pretrained(directory).") from None
         raise _load_error(key, path, err, trust_remote_code) from None
 

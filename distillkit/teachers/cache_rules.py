@@ -1,9 +1,11 @@
 """Which stages' teacher outputs may be stored and read back instead of recomputed, and why not: the rules both
-teacher-output caches (``output_cache``: whole outputs; ``topk_cache``: top-k next-token log-probs) share."""
+teacher-output caches (``output_cache``: whole outputs; ``topk_cache``: top-k next-token log-probs) share, and
+the column both add to a cached view."""
 
 from __future__ import annotations
 
 
+ROW = "teacher_row"  # the column (and batch key) that addresses an example of a cached view, in both caches
 SHARDED = "the teacher is sharded over the processes (hardware.shard_teacher), and the cache is built per process"
 
 

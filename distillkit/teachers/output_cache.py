@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -45,12 +44,11 @@ from distillkit.teachers import output_store as store
 from distillkit.errors import ConfigError
 from distillkit.models.features import Features, FeatureSpec
 from distillkit.teachers.output_store import KIND, PRECISIONS, Layout, row_lengths
-from distillkit.teachers.cache_rules import SHARDED, sharded, why_not
+from distillkit.teachers.cache_rules import ROW, SHARDED, sharded, why_not
 from distillkit.teachers.sources import TeacherSource
 
 log = logging.getLogger("distillkit")
 
-ROW = "teacher_row"  # the column (and batch key) that addresses an example of the cached view
 MODES = ("auto", "always", "never")
 
 
@@ -248,11 +246,21 @@ def prepare(stage, source, data, ws, device, batch_size: int):
         return source, data, {"used": False, "reason": decision.reason}
     source.setup(None, device)  # the teacher on the device, in eval mode, before the key hashes its weights
     key = store.entry_spec(source, data, spec, precision)
-    final = cache.entry_dir(root, KIND, key)
-    meta, problem, built_s = _find_or_build(final, key, source, data, spec, ws, device, batch_size, precision)
-    if problem is not None:
-        log.warning("[%s] teacher outputs not cached: %s. The stage runs with the teacher online.", stage.name, problem)
-        return source, data, {"used": False, "reason": problem}
+
+    def fill(tmp: Path) -> None:  # on every process, its share of the batches (under DDP)
+        meta, problem = store.build(tmp, source, data, spec, ws.collator, batch_size, device, precision, dist.rank(),
+                                    dist.world_size())
+        if problem is not None:
+            raise cache.Declined(problem)
+        if dist.is_main():
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+
+    entry = cache.find_or_build(root, KIND, key, fill, every_rank=True)
+    if entry.problem is not None:
+        log.warning("[%s] teacher outputs not cached: %s. The stage runs with the teacher online.", stage.name,
+                    entry.problem)
+        return source, data, {"used": False, "reason": entry.problem}
+    final, built_s = entry.path, entry.seconds
     size = sum(f.stat().st_size for f in final.iterdir() if f.is_file())
     log.info("[%s] teacher outputs %s %s (%s, %s; %s)", stage.name, "cached in" if built_s else "read from",
              final, _gb(size), describe_spec(spec), decision.reason)
@@ -262,32 +270,3 @@ def prepare(stage, source, data, ws, device, batch_size: int):
     return CachedSource(source, final, spec), data.add_column(ROW, np.arange(len(data))), record
 
 
-def _find_or_build(final: Path, key: dict, source, data, spec, ws, device, batch_size: int, precision: str):
-    """(meta, problem, seconds spent building: 0 when found). One job builds an entry, the others wait for its
-    lock; under DDP rank 0 holds the lock and every process builds its share into ``.building-<key>``."""
-    import contextlib
-
-    rank, world = dist.rank(), dist.world_size()
-    with cache.locked(final) if rank == 0 else contextlib.nullcontext():
-        dist.barrier()
-        if final.exists():
-            return json.loads((final / "meta.json").read_text()), None, 0.0
-        tmp = final.parent / f".building-{final.name}"
-        if rank == 0:
-            shutil.rmtree(tmp, ignore_errors=True)  # left by a run that died mid-build (we hold the lock)
-            tmp.mkdir(parents=True)
-        dist.barrier()
-        try:
-            started = time.perf_counter()
-            meta, problem = store.build(tmp, source, data, spec, ws.collator, batch_size, device, precision, rank, world)
-            ok = dist.agree(problem is None, device)
-            problem = problem or (None if ok else "another process could not store its share")
-            if rank == 0 and problem is None:
-                (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-                cache.write_spec(tmp, key)
-                os.replace(tmp, final)
-            dist.barrier()
-            return meta, problem, time.perf_counter() - started
-        finally:
-            if rank == 0:
-                shutil.rmtree(tmp, ignore_errors=True)

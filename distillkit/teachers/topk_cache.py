@@ -16,7 +16,6 @@ offsets[r]:offsets[r+1], in position order. Under DDP rank 0 builds while the ot
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -25,14 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from distillkit import dist
 from distillkit import store as cache
+from distillkit.losses import IGNORE_INDEX
 from distillkit.models.features import Features
 from distillkit.teachers import cache_rules
 from distillkit.teachers.sources import TeacherSource
 
 log = logging.getLogger("distillkit")
-ROW = "teacher_row"
 KIND = "teacher_topk"
 FORMAT = 1
 DTYPES = {"fp16": np.float16, "bf16": np.float32, "fp32": np.float32}  # bf16: kept as fp32 (numpy has no bf16)
@@ -62,11 +60,11 @@ class TopKSource(TeacherSource):
         return f"{self.inner.describe()}, top-{self.meta['k']} log-probs read from its cache"
 
     def outputs(self, batch, spec, training=True):
-        rows = batch.get(ROW)
+        rows = batch.get(cache_rules.ROW)
         if rows is None:
             return self.inner.outputs(batch, spec, training)
         started = time.perf_counter()
-        mask = batch["labels"][:, 1:] != -100
+        mask = batch["labels"][:, 1:] != IGNORE_INDEX
         k, device = self.meta["k"], batch["labels"].device
         indices = torch.zeros((*mask.shape, k), dtype=torch.long)
         logprobs = torch.zeros((*mask.shape, k), dtype=torch.float32)
@@ -103,7 +101,7 @@ def build(tmp: Path, model, data, collator, device, batch_size: int, k: int, tem
     counts = []
     for batch in DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collator):
         logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
-        mask = (batch["labels"][:, 1:] != -100).to(device)
+        mask = (batch["labels"][:, 1:] != IGNORE_INDEX).to(device)
         idx, lp, tail = topk_targets(logits[:, :-1][mask], min(k, logits.shape[-1]), temperature)
         parts["indices"].append(idx.int().cpu().numpy())
         parts["logprobs"].append(lp.cpu().numpy().astype(DTYPES[precision]))
@@ -156,16 +154,14 @@ def prepare(stage, source, data, ws, device, batch_size: int):
     k, temperature, precision = cfg.teacher.cache_topk, stage.objective.topk, cfg.teacher.cache_precision
     key = {"kind": KIND, "format": FORMAT, "weights": store.weights_digest(model), "data": store.data_digest(data),
            "labels": _labels_digest(data), "k": k, "temperature": temperature, "precision": precision}
-    final = cache.entry_dir(ws.plan.cache_root, KIND, key)
-    built_s = 0.0
-    with cache.locked(final) if dist.is_main() else contextlib.nullcontext():
-        if dist.is_main() and not final.exists():
-            with cache.building(final) as tmp:
-                meta = build(tmp, model, data, ws.collator, device, batch_size, k, temperature, precision)
-                (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-                cache.write_spec(tmp, key)
-            built_s = meta["build_s"]
-        dist.barrier()
+
+    def fill(tmp: Path) -> dict:
+        meta = build(tmp, model, data, ws.collator, device, batch_size, k, temperature, precision)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        return meta
+
+    entry = cache.find_or_build(ws.plan.cache_root, KIND, key, fill)  # rank 0 builds, the others wait, all read
+    final, built_s = entry.path, entry.value["build_s"] if entry.built else 0.0
     cached = TopKSource(source, final)
     size = sum(f.stat().st_size for f in final.iterdir() if f.is_file())
     why = (f"frozen teacher, the same responses every epoch: top-{cached.meta['k']} log-probs + tail at "
@@ -174,7 +170,7 @@ def prepare(stage, source, data, ws, device, batch_size: int):
              size / 1e6, why)
     record = {"used": True, "reason": why, "entry": str(final), "size_bytes": size, "built": bool(built_s),
               "build_s": built_s, "precision": {"logprobs": precision, "tail": "fp32"}, "topk": cached.meta["k"]}
-    return cached, data.add_column(ROW, np.arange(len(data))), record
+    return cached, data.add_column(cache_rules.ROW, np.arange(len(data))), record
 
 
 def _labels_digest(data) -> str:

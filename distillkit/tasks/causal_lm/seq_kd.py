@@ -8,10 +8,8 @@ settings), so later runs of a sweep reuse them. Under DDP rank 0 decodes while t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import time
 
 import torch
 
@@ -57,24 +55,22 @@ def teacher_responses(ws, stage):
     settings, teacher = _settings(ws, stage), ws.teacher()
     spec = {"kind": "teacher_responses", "teacher": weights_digest(teacher), "data": data_digest(ws.train_set),
             **settings}
-    final = cache.entry_dir(ws.plan.cache_root, "teacher_responses", spec)
-    rank = dist.rank()
-    with cache.locked(final) if rank == 0 else contextlib.nullcontext():
-        if rank == 0 and not final.exists():
-            started = time.time()
-            teacher.to(ws.plan.device)
-            tok = ws.tokenizer
-            responses = decode_all(teacher, ws.train_set, ws.collator, ws.plan.device, ws.cfg.hardware.eval_batch_size,
-                                   settings["num_beams"], settings["max_new_tokens"], tok.eos_token_id, tok.pad_token_id)
-            with cache.building(final) as tmp:
-                (tmp / "responses.json").write_text(json.dumps(responses))
-                cache.write_spec(tmp, spec)
-            log.info("[%s] the teacher answered %d training prompts in %.1f s (%s); cached in %s", stage.name,
-                     len(responses), time.time() - started, _how(settings), final)
-        elif rank == 0:
-            log.info("[%s] reusing the teacher's responses (%s) from %s", stage.name, _how(settings), final)
-        dist.barrier()
-    responses = json.loads((final / "responses.json").read_text())
+
+    def decode(tmp) -> int:
+        teacher.to(ws.plan.device)
+        tok = ws.tokenizer
+        responses = decode_all(teacher, ws.train_set, ws.collator, ws.plan.device, ws.cfg.hardware.eval_batch_size,
+                               settings["num_beams"], settings["max_new_tokens"], tok.eos_token_id, tok.pad_token_id)
+        (tmp / "responses.json").write_text(json.dumps(responses))
+        return len(responses)
+
+    entry = cache.find_or_build(ws.plan.cache_root, "teacher_responses", spec, decode)  # rank 0 decodes
+    if entry.built:
+        log.info("[%s] the teacher answered %d training prompts in %.1f s (%s); cached in %s", stage.name,
+                 entry.value, entry.seconds, _how(settings), entry.path)
+    elif dist.is_main():
+        log.info("[%s] reusing the teacher's responses (%s) from %s", stage.name, _how(settings), entry.path)
+    responses = json.loads((entry.path / "responses.json").read_text())
     view = _with_responses(ws.train_set, responses)
     if stage.data.options.keep_original:
         view = datasets.concatenate_datasets([view, ws.train_set.cast(view.features)])
