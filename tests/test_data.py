@@ -6,7 +6,8 @@ import datasets
 import pytest
 
 from distillkit.config.schema import ArchConfig, DataConfig, TeacherConfig
-from distillkit.tasks.classification.data import load_task, stratified_sample, tokenize, train_wordpiece
+from distillkit.tasks.classification.data import load_task, tokenize, train_wordpiece
+from distillkit.tasks.splits import stratified_sample
 from distillkit.errors import ConfigError
 
 

@@ -28,7 +28,7 @@ class CausalLM(Task):
     def load(self, cfg):
         import datasets
 
-        from distillkit.tasks.classification.data import TaskData
+        from distillkit.tasks.splits import TaskData, sample
 
         if cfg.source == "lm_synthetic":
             from distillkit.tasks.causal_lm.synthetic import generate
@@ -40,8 +40,8 @@ class CausalLM(Task):
             train, evals = keep(made.train), keep(made.eval)
         else:
             train, evals = (self._split(cfg, which) for which in ("train", "eval"))
-        train = _sample(train, cfg.max_train_samples, cfg.sample_seed, "train")
-        evals = _sample(evals, cfg.max_eval_samples, cfg.sample_seed, "eval")
+        train = sample(train, cfg.max_train_samples, cfg.sample_seed, "train")
+        evals = sample(evals, cfg.max_eval_samples, cfg.sample_seed, "eval")
         require(len(train) > 0 and len(evals) > 0, "data", cfg.name, "has an empty train or eval split.",
                 "check the split names and files.")
         return TaskData(train, evals, [], has_pair=False)
@@ -123,18 +123,6 @@ class CausalLM(Task):
         if "agreement_with_teacher" in scores:
             text += f"; token agreement with its teacher {scores['agreement_with_teacher'] * 100:.1f}%"
         return text
-
-
-def _sample(split, n, seed: int, name: str):
-    """``split``, or ``n`` of its rows drawn at random with ``data.sample_seed`` (file order kept)."""
-    if not n or n >= len(split):
-        return split
-    import numpy as np
-
-    picked = sorted(np.random.default_rng([seed, 0 if name == "train" else 1]).permutation(len(split))[:n].tolist())
-    log.info("data.max_%s_samples=%d: a random sample of the %s split's %d rows (data.sample_seed=%d).", name, n, name,
-             len(split), seed)
-    return split.select(picked)
 
 
 def train_byte_bpe(texts: list[str], vocab_size: int, out_dir):
