@@ -97,7 +97,9 @@ def _prepared_teacher(ws: Workspace, stage) -> dict:
                     cache.write_spec(tmp, spec)
             record["cache_dir"] = str(final)
             dist.barrier()
-    ws.models["teacher"] = models.load_pretrained("teacher", str(final), None, causal=ws.plan.kind.causal)
+    kind = ws.plan.kind
+    ws.models["teacher"] = models.load_pretrained("teacher", str(final), None, model_class=kind.model_class(),
+                                                  **kind.load_kwargs)
     ws.plan.attention.switch(ws.models["teacher"])
     return record
 

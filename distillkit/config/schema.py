@@ -27,7 +27,7 @@ from distillkit.config.task import DEFAULT_TASK, TASKS, TaskConfig, check_task
 
 
 # ------------------------------------------------------------------------------------------- models
-ENCODER_TYPES = ["megatron-bert", "bert"]  # BERT-style encoders: identity attention applies, no decoder-only settings
+ENCODER_TYPES = ["megatron-bert", "bert"]  # BERT-style encoders: identity attention applies to them
 ARCH_TYPES = [t for row in TASKS.values() for t in row.arch_types]  # every model type some task builds from a config
 
 

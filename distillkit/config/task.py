@@ -30,7 +30,10 @@ class TaskRow:
     data_options: str  # the data= options of the task, for messages
     data_keys: tuple[str, ...]  # the data group's settings only this task reads: kept out of every other task's
     #                             cache keys (prepared teacher, tokenizer), so a new task never changes theirs
+    input_keys: tuple[str, ...]  # the batch entries its models' forward takes (models.features.model_inputs)
     arch_types: tuple[str, ...]  # teacher.arch.model_type values it builds models of from a config
+    arch_keys: tuple[str, ...]  # the teacher.arch settings only its models read: kept out of every other task's
+    #                             prepared-teacher key (as data_keys are out of their data keys)
     models: str  # what those models are, for messages
     default_teacher: str  # the teacher= option built from a config, for messages
     no_augmentation: str | None = None  # why augmentation= does not apply to the task (None: it does)
@@ -43,7 +46,8 @@ TASKS: dict[str, TaskRow] = {
         "distillkit.tasks.classification.task:Classification",
         method_families=("logits", "features", "relations", "self-distillation", "chains"),
         data_sources=("synthetic",), dataset="a classification", data_options="synthetic / sst2 / local / hub",
-        data_keys=("synthetic",), arch_types=("megatron-bert", "bert"), models="an encoder classifier",
+        data_keys=("synthetic",), input_keys=("input_ids", "attention_mask", "token_type_ids", "position_ids"),
+        arch_types=("megatron-bert", "bert"), arch_keys=(), models="an encoder classifier",
         default_teacher="embedded-bert-12l"),
     "causal_lm": TaskRow(
         "distillkit.tasks.causal_lm.task:CausalLM",
@@ -51,12 +55,14 @@ TASKS: dict[str, TaskRow] = {
         data_sources=("lm_synthetic",), dataset="an instruction (prompt → response)",
         data_options="lm_synthetic / lm_local / lm_hub / alpaca / dolly",
         data_keys=("prompt_field", "response_field", "messages_field", "preset", "prompt_template", "lm_synthetic"),
-        arch_types=("llama", "gpt2"), models="a causal LM", default_teacher="embedded-llama",
+        input_keys=("input_ids", "attention_mask", "position_ids"), arch_types=("llama", "gpt2"),
+        arch_keys=("num_key_value_heads", "tie_word_embeddings"), models="a causal LM", default_teacher="embedded-llama",
         no_augmentation="text augmentation of instructions would change their answers",
         no_eval_every="its stages are evaluated when they end"),
 }
 DEFAULT_TASK = next(iter(TASKS))
 SHARED_DATA_SOURCES = ("local", "hub")  # files and hub datasets: each task reads them with its own fields
+DATA_SOURCES = [source for r in TASKS.values() for source in r.data_sources] + list(SHARED_DATA_SOURCES)
 
 
 def row(name: str) -> TaskRow:

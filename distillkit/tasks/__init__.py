@@ -39,7 +39,7 @@ class Task:
     checkpoint_metric = "accuracy"  # evaluation during training (eval.every): the metric that picks the best checkpoint
     teacher_outputs = "outputs"  # the teacher-output cache its outputs use: "outputs" (teachers/output_cache.py:
     #                              whole outputs per example) or "topk" (teachers/topk_cache.py: top-k per token)
-    tokenizer_spec: ClassVar[dict] = {}  # extra keys of the embedded tokenizer's cache key (unchanged keys: no new entries)
+    tokenizer_spec: ClassVar[dict] = {}  # extra keys of the embedded tokenizer's cache key (the key of its entries)
     load_kwargs: ClassVar[dict] = {}  # extra arguments of the model class's from_pretrained
 
     @property

@@ -211,3 +211,14 @@ def describe_scores(scores: dict) -> str:
         text += (f"; its teacher {scores['teacher_accuracy']:.4f}, agreement "
                  f"{scores['agreement_with_teacher'] * 100:.1f}%")
     return text
+
+
+def trainer_metrics(num_labels: int):
+    """The Trainer's ``compute_metrics`` for evaluation during training (``eval.every``): accuracy and macro-F1,
+    computed exactly as the final report computes them (``classification_metrics``)."""
+
+    def compute(prediction) -> dict[str, float]:
+        logits = torch.as_tensor(prediction.predictions).float()
+        return classification_metrics(logits, torch.as_tensor(prediction.label_ids), num_labels)
+
+    return compute
