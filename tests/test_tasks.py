@@ -28,7 +28,8 @@ def test_the_table_resolves_each_task(name):
     assert type(task).__module__ == module and type(task).__name__ == cls
     assert module.startswith(f"distillkit.tasks.{name}.")  # a task's implementation lives in its own package
     assert task.model_class().__name__.startswith("AutoModelFor")
-    assert task.teacher_outputs in ("outputs", "topk") and task.metric and task.checkpoint_metric
+    assert task.teacher_outputs in ("outputs", "topk") and task.metric
+    assert bool(task.checkpoint_metric) == (task.row.no_eval_every is None)  # eval.every needs one
 
 
 def test_the_default_task_is_the_first_row():

@@ -36,7 +36,8 @@ class Task:
 
     name = ""
     metric = ""  # the headline metric of results.json's task section
-    checkpoint_metric = "accuracy"  # evaluation during training (eval.every): the metric that picks the best checkpoint
+    checkpoint_metric = ""  # eval.every (where its row allows it): the metric (greater is better) that picks the best
+    #                         checkpoint and stops early, a key of compute_metrics' result
     teacher_outputs = "outputs"  # the teacher-output cache its outputs use: "outputs" (teachers/output_cache.py:
     #                              whole outputs per example) or "topk" (teachers/topk_cache.py: top-k per token)
     tokenizer_spec: ClassVar[dict] = {}  # extra keys of the embedded tokenizer's cache key (the key of its entries)
