@@ -20,7 +20,7 @@ from distillkit import store as cache
 from distillkit.models import loading as models
 from distillkit.teachers import output_cache as teacher_cache
 from distillkit.augment import checks as augment_checks
-from distillkit.config.schema import ENCODER_TYPES, RunConfig, StudentConfig
+from distillkit.config.schema import TASKS, RunConfig, StudentConfig
 from distillkit.errors import require
 from distillkit.recipe.objective import Dims
 from distillkit.stages.planning import plan_stages
@@ -45,8 +45,7 @@ def resolve_device(cfg: RunConfig) -> tuple[bool, torch.device]:
 
 
 def _tokenizer(cfg: RunConfig, task, root: Path, kind):
-    """The teacher's tokenizer; for a teacher built from a config, one trained on the task's training texts (a
-    WordPiece for classification, a byte-level BPE for causal LMs)."""
+    """The teacher's tokenizer; for a teacher built from a config, one the task trains on its training texts."""
     from transformers import AutoTokenizer
 
     if cfg.teacher.path is not None:
@@ -55,9 +54,7 @@ def _tokenizer(cfg: RunConfig, task, root: Path, kind):
     if cfg.teacher.name == "none" and cfg.student.path is not None:  # no teacher: the student's own tokenizer
         return models.load_tokenizer("student.path", cfg.student.path, cfg.student.revision,
                                      cfg.student.trust_remote_code)
-    spec = {"data": _data_spec(cfg, root), "vocab_size": cfg.teacher.arch.vocab_size}
-    if kind.causal:
-        spec["kind"] = "byte-level-bpe"
+    spec = {"data": _data_spec(cfg, root, kind), "vocab_size": cfg.teacher.arch.vocab_size, **kind.tokenizer_spec}
 
     def train(tmp):
         kind.train_tokenizer(kind.tokenizer_texts(task), cfg.teacher.arch.vocab_size, tmp)
@@ -65,22 +62,24 @@ def _tokenizer(cfg: RunConfig, task, root: Path, kind):
     return AutoTokenizer.from_pretrained(cache.find_or_build(root, "tokenizers", spec, train).path)
 
 
-def _data_spec(cfg: RunConfig, root: Path) -> dict:
-    """The data settings and, for local files and dataset directories, their content digests: an entry built
-    from a file is never reused after the file's text changes (the path alone would say nothing)."""
+def _data_spec(cfg: RunConfig, root: Path, kind=None) -> dict:
+    """The data settings of the run's task (``kind``; None: ``cfg.task``'s) and, for local files and dataset
+    directories, their content digests: an entry built from a file is never reused after the file's text changes
+    (the path alone would say nothing). Each task's key holds the shared settings and its own (its row's
+    ``data_keys``), never another task's, so adding a task's settings changes no other task's keys."""
+    from distillkit import tasks
+
+    kind = kind or tasks.get(getattr(getattr(cfg, "task", None), "name", None))
     spec = {k: v for k, v in dataclasses.asdict(cfg.data).items() if k != "name"}
-    if spec["synthetic"]["sentences"] == 1:  # the key of every one-sentence entry made before the setting existed
-        del spec["synthetic"]["sentences"]
-    causal = [k for k in spec if k in _CAUSAL_DATA_KEYS]
-    lm = getattr(getattr(cfg, "task", None), "name", "classification") == "causal_lm"
-    for k in (["synthetic"] if lm else causal):  # each task's key holds only its own data settings
-        del spec[k]
+    for name, row in TASKS.items():
+        if name != kind.name:
+            for k in row.data_keys:
+                spec.pop(k, None)
+    spec = kind.data_spec(spec)
     local = [cfg.data.train_file, cfg.data.eval_file] if cfg.data.source == "local" else [cfg.data.path]
     spec["content"] = {str(p): cache.file_digest(root, p) for p in local if p and Path(p).exists()}
     return spec
 
-
-_CAUSAL_DATA_KEYS = ("prompt_field", "response_field", "messages_field", "preset", "prompt_template", "lm_synthetic")
 
 # TrainingArguments that do not change the prepared weights: where and how often the run writes and logs,
 # and how the work is spread over processes (the recipe's global batch stands in for the batch fields).
@@ -99,8 +98,8 @@ def teacher_spec(cfg: RunConfig, plan: "Plan", stage) -> dict:
     args = training_arguments(cfg, stage, plan.cache_root / "unused", plan.use_cpu).to_dict()
     recipe = {k: v for k, v in args.items() if not k.startswith(_NOT_RECIPE)}
     return {
-        "teacher": _teacher_settings(cfg),
-        "data": _data_spec(cfg, plan.cache_root),
+        "teacher": _teacher_settings(cfg, plan.kind),
+        "data": _data_spec(cfg, plan.cache_root, plan.kind),
         "labels": plan.task.label_names,
         "tokenizer": cache.entry_key(plan.tokenizer.get_vocab()),
         "stage": {"epochs": stage.budget.epochs, "learning_rate": stage.budget.learning_rate, "seed": stage.budget.seed,
@@ -110,13 +109,16 @@ def teacher_spec(cfg: RunConfig, plan: "Plan", stage) -> dict:
     }
 
 
-def _teacher_settings(cfg: RunConfig) -> dict:
-    """The teacher group's settings in its key: how its outputs are cached is no part of it, nor, for an encoder,
-    the decoder-only arch settings (so every encoder teacher keeps the key it had before decoders existed)."""
+def _teacher_settings(cfg: RunConfig, kind) -> dict:
+    """The teacher group's settings in its key: how its outputs are cached is no part of it, nor the arch settings
+    only another task's models read (its row's ``arch_keys``: so every encoder teacher keeps the key it had before
+    decoders existed, and a new task's settings change no other task's keys)."""
     settings = {k: v for k, v in dataclasses.asdict(cfg.teacher).items() if k != "name" and not k.startswith("cache_")}
-    if settings["arch"] is not None and settings["arch"]["model_type"] in ENCODER_TYPES:
-        for key in ("num_key_value_heads", "tie_word_embeddings"):
-            del settings["arch"][key]
+    if settings["arch"] is not None:
+        for name, row in TASKS.items():
+            if name != kind.name:
+                for key in row.arch_keys:
+                    settings["arch"].pop(key, None)
     return settings
 
 
@@ -171,7 +173,7 @@ class Plan:
     cache_root: Path
     model_configs: dict = field(default_factory=dict)  # model name → (config, teacher layers it copies or None)
     attention: Attention = field(default_factory=Attention)
-    kind: object = None  # the task's interface (distillkit/tasks): classification | causal_lm
+    kind: object = None  # the run's Task (distillkit/tasks): everything task-specific is asked of it
 
     @property
     def method_stages(self) -> list:
@@ -191,8 +193,8 @@ def make_plan(cfg: RunConfig) -> Plan:
     task = kind.load(cfg.data)
     tokenizer = _tokenizer(cfg, task, root, kind)
     kind.check(cfg, task, tokenizer)
-    t_config, head_fitted = models.teacher_config(cfg.teacher, tokenizer, task.label_names, kind.causal)
-    s_config, layers = models.student_config(cfg.student, t_config, tokenizer, task.label_names, kind.causal)
+    t_config, head_fitted = kind.teacher_config(cfg.teacher, tokenizer, task.label_names)
+    s_config, layers = kind.student_config(cfg.student, t_config, tokenizer, task.label_names)
     if cfg.student.path is not None:
         models.check_tokenizers(tokenizer, models.load_tokenizer("student.path", cfg.student.path), cfg.student.path)
     no_teacher = cfg.teacher.name == "none"
@@ -227,8 +229,7 @@ def _model_configs(cfg: RunConfig, plan: Plan, t_config, label_names) -> dict:
             derived = StudentConfig(num_layers=spec.num_layers, init="random" if init == "list" else init,
                                     **({} if cfg.student.path else {k: getattr(cfg.student, k) for k in
                                                                     ("hidden_size", "num_heads", "intermediate_size")}))
-            configs[spec.model] = models.student_config(derived, t_config, plan.tokenizer, label_names,
-                                                        plan.kind.causal)
+            configs[spec.model] = plan.kind.student_config(derived, t_config, plan.tokenizer, label_names)
         else:
             configs[spec.model] = configs["student"]
     return configs

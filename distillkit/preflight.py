@@ -233,11 +233,12 @@ def task_mismatch(cfg) -> str | None:
     from omegaconf import OmegaConf
 
     from distillkit.config.registry import REGISTRY
+    from distillkit.config.task import DEFAULT_TASK, tasks_of_method
 
-    method, task = OmegaConf.select(cfg, "method.name"), OmegaConf.select(cfg, "task.name") or "classification"
-    if method not in REGISTRY or task in REGISTRY[method].tasks:
+    method, task = OmegaConf.select(cfg, "method.name"), OmegaConf.select(cfg, "task.name") or DEFAULT_TASK
+    if method not in REGISTRY or task in tasks_of_method(method):
         return None
-    return (f"its method distils {' and '.join(REGISTRY[method].tasks)} models and its task is {task} (the method "
+    return (f"its method distils {' and '.join(tasks_of_method(method))} models and its task is {task} (the method "
             "does not apply)")
 
 

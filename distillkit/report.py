@@ -42,7 +42,7 @@ def results(cfg, ctx, plan, numbers: dict, records: list, started: float, starte
                 "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
                 "wall_time_s": round(time.time() - started, 2), "world_size": dist.world_size(),
                 "device": str(plan.device), "versions": _versions()},
-        "task": _task_section(cfg, plan, n_train, n_eval),
+        "task": plan.kind.task_section(cfg, plan.task, n_train, n_eval),
         "augmentation": {"options": aug.selected, "offline": aug.offline, "online": aug.online,
                          "train_examples": n_train + (len(augmented.rows) if augmented else 0),
                          **(augmented.summary() if augmented else {})},
@@ -52,21 +52,18 @@ def results(cfg, ctx, plan, numbers: dict, records: list, started: float, starte
     }
 
 
-def _task_section(cfg, plan, n_train: int, n_eval: int) -> dict:
-    if plan.kind.causal:
-        return {"name": "causal_lm", "metric": "exact_match", "train_examples": n_train, "eval_examples": n_eval,
-                "max_new_tokens": cfg.task.max_new_tokens, "eval_generations": cfg.task.eval_generations}
-    return {"name": "classification", "metric": "accuracy", "num_labels": plan.task.num_labels,
-            "label_names": plan.task.label_names, "train_examples": n_train, "eval_examples": n_eval}
+def _task(results: dict):
+    """The Task whose run wrote ``results`` (its ``task`` section's name; without one, the default task)."""
+    from distillkit import tasks
+
+    return tasks.get(results["task"].get("name"))
 
 
 def show_generations(results: dict, wandb_run=None) -> str:
-    """A causal-LM run's sample of generations, for the log (and W&B); "" for other tasks."""
+    """A sample of the student's outputs, for the log (and W&B), where the task shows one; else ""."""
     if not results.get("generations"):
         return ""
-    from distillkit.tasks.causal_lm.report import show_generations as show
-
-    return show(results, wandb_run)
+    return _task(results).show_generations(results, wandb_run)
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -90,12 +87,6 @@ def summary_for_wandb(results: dict) -> dict:
     return flat
 
 
-def _spread(section: dict, key: str) -> str:
-    """`` (±4%)`` from ``<key>_spread`` (a fraction of the median), or nothing when there is none."""
-    spread = section.get(f"{key}_spread")
-    return "" if spread is None else f" (±{spread * 100:.0f}%)"
-
-
 def speed_note(speed: dict | None) -> str:
     """How the speed rows were measured, so a reader knows what the figures and their ± mean."""
     if not speed:
@@ -109,36 +100,9 @@ def speed_note(speed: dict | None) -> str:
             f"± half their range, relative to the median")
 
 
-def _rows(results: dict) -> list[tuple[str, str, str, str]]:
-    if results["task"].get("name") == "causal_lm":
-        from distillkit.tasks.causal_lm.report import rows
-
-        return rows(results)
-    t, s, c = results["teacher"], results["student"], results["comparison"]
-    if t is None:  # no teacher (teacher=none): the student alone
-        return [("accuracy", "", f"{s['accuracy']:.4f}", ""), ("F1 (macro)", "", f"{s['f1_macro']:.4f}", ""),
-                ("parameters", "", f"{s['params']:,}", ""),
-                ("latency (ms, batch 1)", "", f"{s['latency_ms']:.2f}{_spread(s, 'latency_ms')}", ""),
-                ("throughput (samples/s)", "", f"{s['throughput_samples_s']:.0f}{_spread(s, 'throughput_samples_s')}",
-                 "")]
-    return [
-        ("accuracy", f"{t['accuracy']:.4f}", f"{s['accuracy']:.4f}", f"retention {c['retention'] * 100:.1f}%"),
-        ("F1 (macro)", f"{t['f1_macro']:.4f}", f"{s['f1_macro']:.4f}", ""),
-        ("parameters", f"{t['params']:,}", f"{s['params']:,}", f"compression {c['compression']:.2f}×"),
-        ("latency (ms, batch 1)", f"{t['latency_ms']:.2f}{_spread(t, 'latency_ms')}",
-         f"{s['latency_ms']:.2f}{_spread(s, 'latency_ms')}",
-         f"speed-up {c['latency_speedup']:.2f}×{_spread(c, 'latency_speedup')}"),
-        ("throughput (samples/s)", f"{t['throughput_samples_s']:.0f}{_spread(t, 'throughput_samples_s')}",
-         f"{s['throughput_samples_s']:.0f}{_spread(s, 'throughput_samples_s')}",
-         f"speed-up {c['speedup']:.2f}×{_spread(c, 'speedup')}"),
-        ("agreement with teacher", "", f"{c['agreement'] * 100:.1f}%", ""),
-        ("KL(teacher ‖ student)", "", f"{c['kl_to_teacher']:.4f}", ""),
-    ]
-
-
 def format_table(results: dict) -> str:
-    run = results["run"]
-    rows = _rows(results)
+    run, task = results["run"], _task(results)
+    rows = task.report_rows(results)
     head = ("", f"teacher ({run['teacher']})", f"student ({run['student']})", "")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
     fmt = lambda r: "  ".join(v.ljust(w) if i in (0, 3) else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))  # noqa: E731
@@ -151,20 +115,8 @@ def format_table(results: dict) -> str:
     evaluated = [stage for stage in results["stages"] if stage.get("eval")]
     if len(evaluated) > 1:
         lines += ["", "models the stages produced (eval split):"]
-        lines += [f"  {stage['name']:<14} {_eval_text(stage['eval'])}" for stage in evaluated]
+        lines += [f"  {stage['name']:<14} {task.eval_text(stage['eval'])}" for stage in evaluated]
     return "\n".join(line.rstrip() for line in lines)
-
-
-def _eval_text(scores: dict) -> str:
-    if "exact_match" in scores:  # a causal LM's stage
-        text = f"exact match {scores['exact_match']:.4f} · ROUGE-L {scores['rouge_l']:.4f} · ppl {scores['perplexity']:.3f}"
-        return text + (f" · agreement {scores['agreement_with_teacher'] * 100:.1f}%"
-                       if "agreement_with_teacher" in scores else "")
-    text = f"accuracy {scores['accuracy']:.4f} · F1 {scores['f1_macro']:.4f}"
-    if scores.get("teacher_accuracy") is not None:
-        text += (f" · its teacher {scores['teacher_accuracy']:.4f} · agreement "
-                 f"{scores['agreement_with_teacher'] * 100:.1f}%")
-    return text
 
 
 def stage_line(stage: dict) -> str:

@@ -97,7 +97,9 @@ def _prepared_teacher(ws: Workspace, stage) -> dict:
                  "content, labels, tokenizer and recipe; its key: %s/spec.json)", final, built, final)
         record = {"name": stage.name, "cached": True, "steps": 0, "wall_time_s": 0.0}
     record["cache_dir"] = str(final)
-    ws.models["teacher"] = models.load_pretrained("teacher", str(final), None, causal=ws.plan.kind.causal)
+    kind = ws.plan.kind
+    ws.models["teacher"] = models.load_pretrained("teacher", str(final), None, model_class=kind.model_class(),
+                                                  **kind.load_kwargs)
     ws.plan.attention.switch(ws.models["teacher"])
     return record
 

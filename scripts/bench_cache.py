@@ -56,7 +56,7 @@ def setup(work: Path, overrides: list[str]):
     cfg = config([])
     plan = make_plan(cfg)
     teacher = models.load_pretrained("teacher", str(next(p for p in (cache / "teachers").iterdir() if p.is_dir())),
-                                     None).eval()
+                                     None, model_class=plan.kind.model_class(), **plan.kind.load_kwargs).eval()
     train_set, _ = tokenize(plan.task, plan.tokenizer, cfg.data.max_length)
     collator = DataCollatorWithPadding(plan.tokenizer)
     identity = cfg.teacher.arch.identity_attention_layers
@@ -68,7 +68,8 @@ def setup(work: Path, overrides: list[str]):
         ws = Workspace(run_cfg, run_plan, work / name, train_set, None, collator)
         ws.models["teacher"] = teacher
         ws.models[s.student.model] = models.derive_student(teacher, run_plan.student_config, run_plan.student_layers,
-                                                           run_cfg.seed, identity)
+                                                           run_cfg.seed, identity,
+                                                           model_class=run_plan.kind.model_class())
         return run_stage(s, ws)
 
     return cfg, plan, teacher, train_set, collator, stage
@@ -145,7 +146,7 @@ def bench_size(work: Path, rows: int) -> None:
     config = plan.teacher_config.__class__.from_dict({**plan.teacher_config.to_dict(), "num_labels": 2,
                                                       "id2label": {0: "negative", 1: "positive"},
                                                       "label2id": {"negative": 0, "positive": 1}})
-    model = models.build_from_config(config, 0, 0).eval()  # its weights do not change the size
+    model = models.build_from_config(config, 0, 0, model_class=plan.kind.model_class()).eval()  # any weights do
     out = work / "size-67k"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)

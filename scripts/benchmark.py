@@ -49,7 +49,8 @@ def bench_wall(work: Path) -> None:
           f"retention {res['comparison']['retention'] * 100:.1f}%")
 
 
-def hand_kd_loop(teacher, s_config, layers, identity: int, cfg, train_set, collator, steps: int) -> float:
+def hand_kd_loop(teacher, s_config, layers, identity: int, cfg, train_set, collator, steps: int,
+                 model_class) -> float:
     """A minimal PyTorch loop doing kd's computation for ``steps`` steps (random batches, padded to the longest
     example, the teacher online); returns training samples/s. The yardstick for the trainer's overhead."""
     import torch
@@ -61,7 +62,7 @@ def hand_kd_loop(teacher, s_config, layers, identity: int, cfg, train_set, colla
     from distillkit.training.trainer import split_layer_groups
 
     batch, T, alpha = cfg.hardware.per_device_batch_size, cfg.method.temperature, cfg.method.ce_weight
-    student = models.derive_student(teacher, s_config, layers, cfg.seed, identity).train()
+    student = models.derive_student(teacher, s_config, layers, cfg.seed, identity, model_class=model_class).train()
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.train.learning_rate, weight_decay=cfg.train.weight_decay)
     if cfg.train.layer_learning_rate is not None:  # the trainer's optimizer groups: layers at their own rate
         split_layer_groups(opt, student, cfg.train.layer_learning_rate)
@@ -91,6 +92,7 @@ def bench_throughput(work: Path, steps: int, repeats: int) -> None:
     import torch
     from transformers import DataCollatorWithPadding
 
+    from distillkit import tasks
     from distillkit.models import loading as models
     from distillkit.config.schema import register_schemas, validate
     from distillkit.tasks.classification.data import load_task, tokenize
@@ -116,25 +118,29 @@ def bench_throughput(work: Path, steps: int, repeats: int) -> None:
         grouped_cfg = validate(compose("config", base + ["train.group_by_length=true"]))
     torch.set_num_threads(os.cpu_count() or 1)
     task = load_task(cfg.data)
-    tokenizer = _tokenizer(cfg, task, cache)
-    t_config, _ = models.teacher_config(cfg.teacher, tokenizer, task.label_names)
-    s_config, layers = models.student_config(cfg.student, t_config, tokenizer, task.label_names)
+    kind = tasks.get(cfg.task.name)
+    model_class = kind.model_class()
+    tokenizer = _tokenizer(cfg, task, cache, kind)
+    t_config, _ = kind.teacher_config(cfg.teacher, tokenizer, task.label_names)
+    s_config, layers = kind.student_config(cfg.student, t_config, tokenizer, task.label_names)
     teacher_dir = next((cache / "teachers").iterdir())
-    teacher = models.load_pretrained("teacher", str(teacher_dir), None).eval()
+    teacher = models.load_pretrained("teacher", str(teacher_dir), None, model_class=model_class,
+                                     **kind.load_kwargs).eval()
     train_set, _ = tokenize(task, tokenizer, cfg.data.max_length)
     collator = DataCollatorWithPadding(tokenizer)
     batch = cfg.hardware.per_device_batch_size
     identity = cfg.teacher.arch.identity_attention_layers
 
     def hand_loop() -> float:
-        return hand_kd_loop(teacher, s_config, layers, identity, cfg, train_set, collator, steps)
+        return hand_kd_loop(teacher, s_config, layers, identity, cfg, train_set, collator, steps, model_class)
 
     def distillkit_trainer(i: int, run_cfg) -> float:
         plan = make_plan(run_cfg)
         stage = plan.method_stages[-1]
         ws = Workspace(run_cfg, plan, work / f"tp-run{i}", train_set, None, collator)
         ws.models["teacher"] = teacher
-        ws.models[stage.student.model] = models.derive_student(teacher, s_config, layers, run_cfg.seed, identity)
+        ws.models[stage.student.model] = models.derive_student(teacher, s_config, layers, run_cfg.seed, identity,
+                                                               model_class=model_class)
         started = time.perf_counter()
         run_stage(stage, ws)
         return steps * batch / (time.perf_counter() - started)
@@ -211,7 +217,8 @@ def bench_speed(work: Path, busy: int, overrides: list[str]) -> None:
     from distillkit.models import loading as models
     from distillkit.config.schema import register_schemas, validate
     from distillkit.tasks.classification.data import tokenize
-    from distillkit.tasks.classification.evaluate import SPREAD, measure_speed
+    from distillkit.speed import SPREAD
+    from distillkit.tasks.classification.evaluate import measure_speed
     from distillkit.run import make_plan
 
     register_schemas()
@@ -220,8 +227,8 @@ def bench_speed(work: Path, busy: int, overrides: list[str]) -> None:
                                           *overrides]))
     plan = make_plan(cfg)
     identity = cfg.teacher.arch.identity_attention_layers if cfg.teacher.arch is not None else 0
-    teacher = models.build_from_config(plan.teacher_config, cfg.seed, identity)
-    student = models.build_from_config(plan.student_config, cfg.seed, identity)
+    teacher = models.build_from_config(plan.teacher_config, cfg.seed, identity, model_class=plan.kind.model_class())
+    student = models.build_from_config(plan.student_config, cfg.seed, identity, model_class=plan.kind.model_class())
     _, eval_set = tokenize(plan.task, plan.tokenizer, cfg.data.max_length)
     collator = DataCollatorWithPadding(plan.tokenizer)
     e = cfg.eval

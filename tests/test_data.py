@@ -6,7 +6,8 @@ import datasets
 import pytest
 
 from distillkit.config.schema import ArchConfig, DataConfig, TeacherConfig
-from distillkit.tasks.classification.data import load_task, stratified_sample, tokenize, train_wordpiece
+from distillkit.tasks.classification.data import load_task, tokenize, train_wordpiece
+from distillkit.tasks.splits import stratified_sample
 from distillkit.errors import ConfigError
 
 
@@ -103,7 +104,7 @@ def test_each_split_has_its_own_column_names(tmp_path):
 
 
 def test_label_names_name_integer_labels_in_the_exported_config(tmp_path):
-    from distillkit.models.loading import teacher_config
+    from distillkit.tasks.classification.models import teacher_config
 
     cfg = _local(tmp_path, "text,label\ngood,1\nbad,0\nfine,1\n", "text,label\nnice,1\nawful,0\n",
                  label_names=["negative", "positive"])

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from transformers import BertConfig
+from transformers import AutoModelForSequenceClassification, BertConfig
 
 from distillkit.models import features
 from distillkit.models import loading as models
@@ -93,7 +93,7 @@ def test_layer_map_errors_name_key_and_range(kwargs, key, text):
 def _bert(layers=3, hidden=16, heads=2, attn="eager"):
     config = BertConfig(vocab_size=50, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                         intermediate_size=32, num_labels=3, attn_implementation=attn)
-    return models.build_from_config(config, seed=0).eval()
+    return models.build_from_config(config, seed=0, model_class=AutoModelForSequenceClassification).eval()
 
 
 BATCH = {"input_ids": torch.tensor([[2, 5, 7, 9, 3], [2, 6, 3, 0, 0]]),

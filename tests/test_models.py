@@ -7,9 +7,11 @@ from transformers import AutoModelForSequenceClassification, BertConfig
 from distillkit.models import loading as models
 from distillkit.config.schema import StudentConfig, TeacherConfig
 from distillkit.tasks.classification.data import train_wordpiece
+from distillkit.tasks.classification.models import student_config, teacher_config
 from distillkit.errors import ConfigError
 
 LABELS = ["a", "b", "c"]
+CLASSIFIER = AutoModelForSequenceClassification  # the classification task's models (Task.model_class)
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +23,7 @@ def tokenizer(tmp_path_factory):
 def _teacher(tokenizer, layers=6):
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
                         intermediate_size=32, num_labels=3)
-    return models.build_from_config(config, seed=0)
+    return models.build_from_config(config, seed=0, model_class=CLASSIFIER)
 
 
 @pytest.mark.parametrize("init,k,n,expected", [
@@ -47,8 +49,8 @@ def test_select_layers_errors_name_the_range():
 def test_derived_student_copies_the_chosen_teacher_layers(tokenizer):
     teacher = _teacher(tokenizer)
     t_cfg = teacher.config
-    s_cfg, layers = models.student_config(StudentConfig(num_layers=2, init="list", layers=[1, 4]), t_cfg, tokenizer, LABELS)
-    student = models.derive_student(teacher, s_cfg, layers, seed=0)
+    s_cfg, layers = student_config(StudentConfig(num_layers=2, init="list", layers=[1, 4]), t_cfg, tokenizer, LABELS)
+    student = models.derive_student(teacher, s_cfg, layers, seed=0, model_class=CLASSIFIER)
     assert student.config.num_hidden_layers == 2
     for i, src in enumerate(layers):
         s_w = student.bert.encoder.layer[i].attention.self.query.weight
@@ -59,8 +61,8 @@ def test_derived_student_copies_the_chosen_teacher_layers(tokenizer):
 
 def test_random_init_does_not_copy(tokenizer):
     teacher = _teacher(tokenizer)
-    s_cfg, layers = models.student_config(StudentConfig(num_layers=2, init="random"), teacher.config, tokenizer, LABELS)
-    student = models.derive_student(teacher, s_cfg, layers, seed=0)
+    s_cfg, layers = student_config(StudentConfig(num_layers=2, init="random"), teacher.config, tokenizer, LABELS)
+    student = models.derive_student(teacher, s_cfg, layers, seed=0, model_class=CLASSIFIER)
     assert not torch.equal(student.bert.encoder.layer[0].attention.self.query.weight,
                            teacher.bert.encoder.layer[0].attention.self.query.weight)
     assert not torch.equal(student.bert.encoder.layer[0].attention.self.value.weight, torch.eye(16))
@@ -68,19 +70,19 @@ def test_random_init_does_not_copy(tokenizer):
 
 def test_student_from_scratch_starts_with_the_teachers_identity_attention(tokenizer):
     teacher = _teacher(tokenizer)
-    s_cfg, layers = models.student_config(StudentConfig(num_layers=2, init="random"), teacher.config, tokenizer, LABELS)
-    student = models.derive_student(teacher, s_cfg, layers, seed=0, identity_layers=1)
+    s_cfg, layers = student_config(StudentConfig(num_layers=2, init="random"), teacher.config, tokenizer, LABELS)
+    student = models.derive_student(teacher, s_cfg, layers, seed=0, identity_layers=1, model_class=CLASSIFIER)
     first, second = student.bert.encoder.layer[0].attention, student.bert.encoder.layer[1].attention
     width = s_cfg.hidden_size
     assert torch.equal(first.self.value.weight, torch.eye(width))
     assert torch.equal(first.output.dense.weight, torch.eye(width))
     assert not torch.equal(second.self.value.weight, torch.eye(width))
     # more identity layers than the student has: all of them, no error
-    deep = models.derive_student(teacher, s_cfg, layers, seed=0, identity_layers=12)
+    deep = models.derive_student(teacher, s_cfg, layers, seed=0, identity_layers=12, model_class=CLASSIFIER)
     assert torch.equal(deep.bert.encoder.layer[1].attention.self.value.weight, torch.eye(width))
     # a student copied from the teacher keeps the teacher's weights
-    s_cfg, layers = models.student_config(StudentConfig(num_layers=2, init="first"), teacher.config, tokenizer, LABELS)
-    copied = models.derive_student(teacher, s_cfg, layers, seed=0, identity_layers=1)
+    s_cfg, layers = student_config(StudentConfig(num_layers=2, init="first"), teacher.config, tokenizer, LABELS)
+    copied = models.derive_student(teacher, s_cfg, layers, seed=0, identity_layers=1, model_class=CLASSIFIER)
     assert torch.equal(copied.bert.encoder.layer[0].attention.self.value.weight,
                        teacher.bert.encoder.layer[0].attention.self.value.weight)
 
@@ -88,13 +90,13 @@ def test_student_from_scratch_starts_with_the_teachers_identity_attention(tokeni
 def test_narrower_student_needs_random_init(tokenizer):
     teacher = _teacher(tokenizer)
     with pytest.raises(ConfigError, match="width differs") as info:
-        models.student_config(StudentConfig(num_layers=2, hidden_size=8), teacher.config, tokenizer, LABELS)
+        student_config(StudentConfig(num_layers=2, hidden_size=8), teacher.config, tokenizer, LABELS)
     assert info.value.key == "student.init"
-    s_cfg, layers = models.student_config(StudentConfig(num_layers=2, hidden_size=8, init="random"), teacher.config,
+    s_cfg, layers = student_config(StudentConfig(num_layers=2, hidden_size=8, init="random"), teacher.config,
                                           tokenizer, LABELS)
     assert s_cfg.hidden_size == 8 and layers is None
     with pytest.raises(ConfigError, match="does not divide"):
-        models.student_config(StudentConfig(num_layers=2, hidden_size=9, init="random"), teacher.config, tokenizer,
+        student_config(StudentConfig(num_layers=2, hidden_size=9, init="random"), teacher.config, tokenizer,
                               LABELS)
 
 
@@ -102,15 +104,15 @@ def test_local_checkpoint_teacher_and_head_detection(tokenizer, tmp_path):
     teacher = _teacher(tokenizer)
     teacher.config.architectures = ["BertForSequenceClassification"]
     models.save_model(teacher, tokenizer, tmp_path / "t")
-    config, fitted = models.teacher_config(TeacherConfig(path=str(tmp_path / "t")), tokenizer, LABELS)
+    config, fitted = teacher_config(TeacherConfig(path=str(tmp_path / "t")), tokenizer, LABELS)
     assert fitted and config.num_labels == 3
-    _, fitted = models.teacher_config(TeacherConfig(path=str(tmp_path / "t")), tokenizer, LABELS + ["d"])
+    _, fitted = teacher_config(TeacherConfig(path=str(tmp_path / "t")), tokenizer, LABELS + ["d"])
     assert not fitted  # 3-way head, 4 labels: it must be prepared
 
 
 def test_missing_hub_model_offline_says_so_and_how_to_fix():
     with pytest.raises(ConfigError) as info:
-        models.teacher_config(TeacherConfig(path="no-such-org/no-such-model"), None, LABELS)
+        teacher_config(TeacherConfig(path="no-such-org/no-such-model"), None, LABELS)
     message = str(info.value)
     assert info.value.key == "teacher.path" and "HF_HUB_OFFLINE=1" in message and "local directory" in message
 
@@ -128,7 +130,7 @@ def test_hub_student_vocabulary_must_match(tokenizer, tmp_path):
     small = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
     AutoModelForSequenceClassification.from_config(small).save_pretrained(tmp_path / "s")
     with pytest.raises(ConfigError, match="vocabulary of 50 tokens"):
-        models.student_config(StudentConfig(path=str(tmp_path / "s")), teacher.config, tokenizer, LABELS)
+        student_config(StudentConfig(path=str(tmp_path / "s")), teacher.config, tokenizer, LABELS)
 
 
 def test_identity_attention_makes_cls_start_as_the_mean_of_the_layer_inputs(tokenizer):
@@ -137,7 +139,7 @@ def test_identity_attention_makes_cls_start_as_the_mean_of_the_layer_inputs(toke
     config = AutoConfig.for_model("megatron-bert", vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=3,
                                   num_attention_heads=2, intermediate_size=32, num_labels=3,
                                   attention_probs_dropout_prob=0.0, hidden_dropout_prob=0.0)
-    model = models.build_from_config(config, seed=0).eval()
+    model = models.build_from_config(config, seed=0, model_class=CLASSIFIER).eval()
     models.identity_attention(model, 1)
     first, second = model.bert.encoder.layer[0].attention, model.bert.encoder.layer[1].attention
     assert torch.equal(first.self.value.weight, torch.eye(16)) and torch.equal(first.output.dense.weight, torch.eye(16))
@@ -197,7 +199,7 @@ def test_a_local_directory_that_cannot_be_loaded_says_what_is_wrong(saved_teache
     with pytest.raises(ConfigError) as info:  # the plan reads the tokenizer first, then the config
         cfg = TeacherConfig(path=str(path))
         models.load_tokenizer("teacher.path", cfg.path)
-        models.teacher_config(cfg, tokenizer, LABELS)
+        teacher_config(cfg, tokenizer, LABELS)
     message = str(info.value)
     assert info.value.key == "teacher.path" and text in message and "Fix:" in message
     assert "hub" not in message.split("Fix:")[0]  # a local directory is never reported as a hub problem
@@ -209,17 +211,17 @@ def test_local_directory_problems_are_found_for_the_student_and_at_load_time(sav
     path = tmp_path / "student"
     shutil.copytree(saved_teacher, path)
     (path / "model.safetensors").unlink()
-    teacher_cfg, _ = models.teacher_config(TeacherConfig(path=str(saved_teacher)), tokenizer, LABELS)
+    teacher_cfg, _ = teacher_config(TeacherConfig(path=str(saved_teacher)), tokenizer, LABELS)
     with pytest.raises(ConfigError, match="no weights file") as info:  # at plan time, before any training
-        models.student_config(StudentConfig(path=str(path)), teacher_cfg, tokenizer, LABELS)
+        student_config(StudentConfig(path=str(path)), teacher_cfg, tokenizer, LABELS)
     assert info.value.key == "student.path"
     with pytest.raises(ConfigError, match="no weights file"):
-        models.load_pretrained("student.path", str(path), None)
+        models.load_pretrained("student.path", str(path), None, model_class=CLASSIFIER)
     with pytest.raises(ConfigError, match="looks like a local path but does not exist"):
-        models.teacher_config(TeacherConfig(path=str(tmp_path / "nowhere")), tokenizer, LABELS)
+        teacher_config(TeacherConfig(path=str(tmp_path / "nowhere")), tokenizer, LABELS)
     # custom code is accepted once trusted; then transformers' own failure (no code file here) is reported
     custom = tmp_path / "custom"
     shutil.copytree(saved_teacher, custom)
     _break_config(model_type="my-bert", auto_map={"AutoConfig": "code.MyConfig"})(custom)
     with pytest.raises(ConfigError, match="is a local directory that transformers could not load"):
-        models.teacher_config(TeacherConfig(path=str(custom), trust_remote_code=True), tokenizer, LABELS)
+        teacher_config(TeacherConfig(path=str(custom), trust_remote_code=True), tokenizer, LABELS)

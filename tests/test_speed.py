@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from distillkit import speed
 from distillkit.tasks.classification import evaluate
 from distillkit.errors import ConfigError
 from .conftest import TINY, compose_config
@@ -17,26 +18,26 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_median_spread_is_half_the_range_relative_to_the_median():
-    assert evaluate.median_spread([1.0, 2.0, 3.0, 4.0, 10.0]) == (3.0, pytest.approx((10 - 1) / 2 / 3))
-    assert evaluate.median_spread([2.0]) == (2.0, 0.0)
+    assert speed.median_spread([1.0, 2.0, 3.0, 4.0, 10.0]) == (3.0, pytest.approx((10 - 1) / 2 / 3))
+    assert speed.median_spread([2.0]) == (2.0, 0.0)
 
 
 def test_threads_are_set_while_timing_and_restored_after():
     before = torch.get_num_threads()
     target = 2 if before == 1 else 1
-    with evaluate.cpu_threads(target, "cpu") as used:
+    with speed.cpu_threads(target, "cpu") as used:
         assert used == target == torch.get_num_threads()
     assert torch.get_num_threads() == before
-    with evaluate.cpu_threads(None, "cpu") as used:  # null: torch's own setting, reported as is
+    with speed.cpu_threads(None, "cpu") as used:  # null: torch's own setting, reported as is
         assert used == before
-    with evaluate.cpu_threads(target, torch.device("cuda")) as used:  # a GPU does the work: threads left alone
+    with speed.cpu_threads(target, torch.device("cuda")) as used:  # a GPU does the work: threads left alone
         assert used is None and torch.get_num_threads() == before
 
 
 def test_models_take_turns_batch_by_batch_the_first_alternating():
     calls = []
     timers = {name: (lambda batch, name=name: calls.append((name, batch)) or 0.0) for name in ("teacher", "student")}
-    evaluate._in_turn(timers, ["a", "b", "c"], start=1)
+    speed.in_turn(timers, ["a", "b", "c"], start=1)
     assert calls == [("student", "a"), ("teacher", "a"), ("teacher", "b"), ("student", "b"),
                      ("student", "c"), ("teacher", "c")]
 
@@ -87,7 +88,7 @@ def test_measure_speed_reports_medians_spreads_and_how():
     assert torch.get_num_threads() == before
     assert out["speed"] == {"device": "cpu", "threads": 1, "clock": "thread_cpu", "repeats": 3, "warmup": 1,
                             "latency_examples": 8, "throughput_batches": 2, "batch_size": 16,
-                            "spread": evaluate.SPREAD}
+                            "spread": speed.SPREAD}
     for name in ("teacher", "student"):
         assert set(out[name]) == {"latency_ms", "latency_ms_spread", "throughput_samples_s",
                                   "throughput_samples_s_spread"}

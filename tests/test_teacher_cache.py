@@ -245,7 +245,7 @@ def test_always_refuses_a_stage_it_cannot_cache_before_anything_runs():
 def workspace(tmp_path, mode="auto"):
     cfg = SimpleNamespace(teacher=SimpleNamespace(cache_outputs=mode, cache_budget_gb=8.0, cache_precision="fp32"),
                           augmentation=SimpleNamespace(online=[]), method=SimpleNamespace(name="kd"))
-    return SimpleNamespace(cfg=cfg, plan=SimpleNamespace(cache_root=tmp_path, kind=SimpleNamespace(causal=False)),
+    return SimpleNamespace(cfg=cfg, plan=SimpleNamespace(cache_root=tmp_path, kind=SimpleNamespace(teacher_outputs="outputs")),
                            collator=collate)
 
 

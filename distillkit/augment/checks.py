@@ -37,7 +37,7 @@ def check(cfg, plan) -> None:
     if aug.get("mixup"):
         for name, (config, _) in plan.model_configs.items():
             if config is not None and (name != "teacher" or any(_uses_teacher(s) for s in plan.method_stages)):
-                _check_embeddings(config, name)
+                _check_embeddings(config, name, plan.kind.model_class())
 
 
 def _uses_teacher(stage) -> bool:
@@ -88,14 +88,14 @@ def _check_mixed_targets(plan, mix: str) -> None:
                               "runs on the mixed input itself), or a logit method such as method=kd.")
 
 
-def _check_embeddings(config, name: str) -> None:
-    """mixup feeds each model its own mixed input embeddings: the model must expose them and take them."""
+def _check_embeddings(config, name: str, model_class) -> None:
+    """mixup feeds each model its own mixed input embeddings: the model (the task's ``model_class``) must expose
+    them and take them."""
     import torch
-    from transformers import AutoModelForSequenceClassification
 
     try:
         with torch.device("meta"):
-            model = AutoModelForSequenceClassification.from_config(config)
+            model = model_class.from_config(config)
         embeddings = model.get_input_embeddings()
         takes = "inputs_embeds" in inspect.signature(model.forward).parameters
     except (NotImplementedError, AttributeError, ValueError) as err:

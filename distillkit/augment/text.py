@@ -26,7 +26,6 @@ import re
 import string
 from typing import Callable
 
-from distillkit.tasks.classification.synthetic import DOMAINS
 from distillkit.tasks.lexicon import (
     _CONTEXTS,
     _EXTREME_ADJ,
@@ -40,6 +39,7 @@ from distillkit.tasks.lexicon import (
     _NOUNS,
     _PREFIXES,
     _TOPIC_ADJ,
+    DOMAINS,
 )
 
 Synonyms = Callable[[str], list[str]]

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
+from distillkit.config.task import DATA_SOURCES
 from distillkit.errors import one_of, require
 from distillkit.errors import positive as _positive
 
@@ -55,7 +56,7 @@ class LMSyntheticDataConfig:
 @dataclass
 class DataConfig:
     name: str = "synthetic"
-    source: str = "synthetic"  # synthetic | hub | local | lm_synthetic (task=causal_lm's embedded task)
+    source: str = "synthetic"  # synthetic | hub | local | lm_synthetic (task=causal_lm's embedded task): DATA_SOURCES
     path: Optional[str] = None  # hub dataset name or local dataset directory (source=hub)
     config_name: Optional[str] = None
     train_file: Optional[str] = None  # source=local
@@ -86,7 +87,7 @@ class DataConfig:
     lm_synthetic: LMSyntheticDataConfig = field(default_factory=LMSyntheticDataConfig)
 
     def __post_init__(self):
-        one_of("data.source", self.source, ["synthetic", "hub", "local", "lm_synthetic"])
+        one_of("data.source", self.source, DATA_SOURCES)
         one_of("data.preset", self.preset, [None, "alpaca", "dolly"])
         require("{prompt}" in self.prompt_template, "data.prompt_template", self.prompt_template,
                 "has no {prompt} placeholder, so the instruction would never reach the model.",

@@ -25,15 +25,14 @@ from distillkit.errors import ConfigError, one_of, require
 class MethodEntry:
     schema: type
     builder: str  # "family_module:function" under distillkit.methods
-    family: str  # the README's grouping: logits, features, relations, self-distillation, chains, llm
-    tasks: tuple[str, ...] = ("classification",)  # the tasks (task.name) whose models it distils
+    family: str  # the README's grouping: logits, features, relations, self-distillation, chains, llm; a task's
+    #              row (config/task.py TASKS) names the families whose methods apply to it
 
     def build(self, cfg, dims):
         module, function = self.builder.split(":")
         return getattr(importlib.import_module(f"distillkit.methods.{module}"), function)(cfg, dims)
 
 
-LM = ("causal_lm",)
 REGISTRY: dict[str, MethodEntry] = {
     "none": MethodEntry(mc.NoneMethodConfig, "logits:build_none", "logits"),
     "kd": MethodEntry(mc.KDMethodConfig, "logits:build_kd", "logits"),
@@ -54,11 +53,11 @@ REGISTRY: dict[str, MethodEntry] = {
     "noisy_student": MethodEntry(sc.NoisyStudentMethodConfig, "self_distill:build_noisy_student",
                                  "self-distillation"),
     "takd": MethodEntry(sc.TAKDMethodConfig, "chains:build_takd", "chains"),
-    "sft": MethodEntry(lc.SFTMethodConfig, "llm:build_sft", "llm", LM),
-    "forward_kl": MethodEntry(lc.ForwardKLMethodConfig, "llm:build_forward_kl", "llm", LM),
-    "reverse_kl": MethodEntry(lc.ReverseKLMethodConfig, "llm:build_reverse_kl", "llm", LM),
-    "gkd": MethodEntry(lc.GKDMethodConfig, "llm:build_gkd", "llm", LM),
-    "seq_kd": MethodEntry(lc.SeqKDMethodConfig, "llm:build_seq_kd", "llm", LM),
+    "sft": MethodEntry(lc.SFTMethodConfig, "llm:build_sft", "llm"),
+    "forward_kl": MethodEntry(lc.ForwardKLMethodConfig, "llm:build_forward_kl", "llm"),
+    "reverse_kl": MethodEntry(lc.ReverseKLMethodConfig, "llm:build_reverse_kl", "llm"),
+    "gkd": MethodEntry(lc.GKDMethodConfig, "llm:build_gkd", "llm"),
+    "seq_kd": MethodEntry(lc.SeqKDMethodConfig, "llm:build_seq_kd", "llm"),
 }
 
 METHOD_SCHEMAS: dict[str, type] = {name: entry.schema for name, entry in REGISTRY.items()}

@@ -23,11 +23,12 @@ from distillkit.config.data import LOCAL_FORMATS, DataConfig, SyntheticDataConfi
 from distillkit.config.method import KDMethodConfig, NoneMethodConfig  # noqa: F401 (re-exported)
 from distillkit.config.build import build_section
 from distillkit.config.registry import METHOD_SCHEMAS, build_method
-from distillkit.config.task import DECODER_TYPES, TASKS, TaskConfig, check_task  # noqa: F401 (re-exported)
+from distillkit.config.task import DEFAULT_TASK, TASKS, TaskConfig, check_task
 
 
 # ------------------------------------------------------------------------------------------- models
-ENCODER_TYPES = ["megatron-bert", "bert"]  # sequence classifiers built from a config (task=classification)
+ENCODER_TYPES = ["megatron-bert", "bert"]  # BERT-style encoders: identity attention applies to them
+ARCH_TYPES = [t for row in TASKS.values() for t in row.arch_types]  # every model type some task builds from a config
 
 
 
@@ -53,7 +54,7 @@ class ArchConfig:
     tie_word_embeddings: bool = True  # decoders: the output layer shares the input embeddings
 
     def __post_init__(self):
-        one_of("teacher.arch.model_type", self.model_type, ENCODER_TYPES + DECODER_TYPES)
+        one_of("teacher.arch.model_type", self.model_type, ARCH_TYPES)
         for f in fields(self):
             if f.name not in ("dropout", "model_type", "identity_attention_layers", "num_key_value_heads",
                               "tie_word_embeddings"):
@@ -329,7 +330,7 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
         raw = dict(cfg)
     raw.pop("hydra", None)
     parts = {}
-    raw.setdefault("task", {"name": "classification"})  # a config.yaml written before tasks existed
+    raw.setdefault("task", {"name": DEFAULT_TASK})  # a config.yaml written before tasks existed
     for group, schema in GROUP_SCHEMAS.items():
         require(isinstance(raw.get(group), dict), group, raw.get(group), "is missing from the config.",
                 f"select an option, e.g. {group}=<option>, or restore conf/config.yaml's defaults.")

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from distillkit.config.task import TASKS
 from distillkit.errors import ConfigError, require
 
 log = logging.getLogger("distillkit")
 
-MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
+# every task's input keys (its row in config/task.py TASKS), in table order: a batch holds its own task's only
+MODEL_INPUT_KEYS = tuple(dict.fromkeys(k for row in TASKS.values() for k in row.input_keys))
 
 
 @dataclass(frozen=True)

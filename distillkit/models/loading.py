@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from distillkit.config.schema import StudentConfig, TeacherConfig
+from distillkit.config.schema import StudentConfig
 from distillkit.errors import ConfigError, first_line, require
 
 
@@ -106,7 +106,8 @@ def check_local_checkpoint(key: str, path: str | None, trust_remote_code: bool) 
             raise problem
 
 
-def _auto_config(key: str, path: str, revision, trust_remote_code: bool):
+def auto_config(key: str, path: str, revision, trust_remote_code: bool):
+    """The config of checkpoint ``path`` (a hub id or a local directory); a failure is a ConfigError naming ``key``."""
     from transformers import AutoConfig
 
     check_local_checkpoint(key, path, trust_remote_code)
@@ -133,65 +134,6 @@ def load_tokenizer(key: str, path: str, revision=None, trust_remote_code: bool =
         raise _load_error(key, path, err, trust_remote_code) from None
 
 
-def _labels(config, label_names: list[str]):
-    config.num_labels = len(label_names)
-    config.id2label = dict(enumerate(label_names))
-    config.label2id = {name: i for i, name in enumerate(label_names)}
-    config.problem_type = "single_label_classification"
-
-
-def auto_class(causal: bool):
-    """The transformers Auto class of the task's models: causal LMs or sequence classifiers."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    return AutoModelForCausalLM if causal else AutoModelForSequenceClassification
-
-
-def decoder_config(arch, tokenizer):
-    """A causal LM's config from ``teacher.arch`` (llama | gpt2) and the tokenizer's special tokens."""
-    from transformers import AutoConfig
-
-    common = dict(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                  bos_token_id=tokenizer.eos_token_id, tie_word_embeddings=arch.tie_word_embeddings)
-    if arch.model_type == "gpt2":
-        return AutoConfig.for_model("gpt2", n_embd=arch.hidden_size, n_layer=arch.num_layers, n_head=arch.num_heads,
-                                    n_inner=arch.intermediate_size, n_positions=arch.max_position_embeddings,
-                                    resid_pdrop=arch.dropout, embd_pdrop=arch.dropout, attn_pdrop=arch.dropout, **common)
-    return AutoConfig.for_model("llama", hidden_size=arch.hidden_size, num_hidden_layers=arch.num_layers,
-                                num_attention_heads=arch.num_heads,
-                                num_key_value_heads=arch.num_key_value_heads or arch.num_heads,
-                                intermediate_size=arch.intermediate_size,
-                                max_position_embeddings=arch.max_position_embeddings, attention_dropout=arch.dropout,
-                                **common)
-
-
-def teacher_config(cfg: TeacherConfig, tokenizer, label_names: list[str], causal: bool = False):
-    """The teacher's model config, and whether its checkpoint already has a head for these labels (a causal LM
-    checkpoint always has its output layer: it counts as fitted)."""
-    from transformers import AutoConfig
-
-    if causal:
-        if cfg.arch is not None:
-            return decoder_config(cfg.arch, tokenizer), False
-        config = _auto_config("teacher.path", cfg.path, cfg.revision, cfg.trust_remote_code)
-        return config, True
-    if cfg.arch is not None:
-        a = cfg.arch
-        config = AutoConfig.for_model(
-            a.model_type, vocab_size=len(tokenizer), hidden_size=a.hidden_size, num_hidden_layers=a.num_layers,
-            num_attention_heads=a.num_heads, intermediate_size=a.intermediate_size,
-            max_position_embeddings=a.max_position_embeddings, pad_token_id=tokenizer.pad_token_id,
-            hidden_dropout_prob=a.dropout, attention_probs_dropout_prob=a.dropout)
-        _labels(config, label_names)
-        return config, False
-    config = _auto_config("teacher.path", cfg.path, cfg.revision, cfg.trust_remote_code)
-    fitted = bool(getattr(config, "architectures", None)) and any(
-        a.endswith("ForSequenceClassification") for a in config.architectures) and config.num_labels == len(label_names)
-    if not fitted:
-        _labels(config, label_names)
-    return config, fitted
-
-
 def select_layers(cfg: StudentConfig, teacher_layers: int) -> list[int] | None:
     """Which teacher layer initialises each student layer (None for init=random)."""
     k, n = cfg.num_layers, teacher_layers
@@ -214,18 +156,10 @@ def select_layers(cfg: StudentConfig, teacher_layers: int) -> list[int] | None:
     return [round(i * (n - 1) / (k - 1)) for i in range(k)]
 
 
-def student_config(cfg: StudentConfig, teacher_cfg, tokenizer, label_names: list[str], causal: bool = False):
-    """The student's config (derived or loaded) and its layer map, checked against the teacher."""
-    if cfg.path is not None:
-        config = _auto_config("student.path", cfg.path, cfg.revision, cfg.trust_remote_code)
-        if causal:
-            check_vocab_rows(config.vocab_size, teacher_cfg.vocab_size, len(tokenizer), cfg.path)
-            return config, None
-        _labels(config, label_names)
-        require(config.vocab_size == teacher_cfg.vocab_size, "student.path", cfg.path,
-                f"has a vocabulary of {config.vocab_size} tokens, the teacher {teacher_cfg.vocab_size}: logits and "
-                "inputs would not line up.", "pick a student trained with the teacher's tokenizer.")
-        return config, None
+def derive_config(cfg: StudentConfig, teacher_cfg):
+    """A student's config derived from the teacher's: ``student.num_layers`` layers, narrowed where the student
+    group sets a width (then its layers cannot be copied from the teacher's), checked. The task fits its head and
+    picks the teacher layers it copies (``select_layers``)."""
     config = copy.deepcopy(teacher_cfg)
     config.num_hidden_layers = cfg.num_layers
     narrowed = False
@@ -245,26 +179,7 @@ def student_config(cfg: StudentConfig, teacher_cfg, tokenizer, label_names: list
                 f"copies teacher layers, but the student's width differs from the teacher's "
                 f"(hidden {config.hidden_size} vs {teacher_cfg.hidden_size}), so the weights do not fit.",
                 "use student.init=random for a narrower student, or drop the width overrides.")
-    if not causal:
-        _labels(config, label_names)
-    return config, select_layers(cfg, teacher_cfg.num_hidden_layers)
-
-
-def check_vocab_rows(student_rows: int, teacher_rows: int, tokens: int, student_path: str) -> None:
-    """Causal LMs: both output layers must cover the tokenizer's ``tokens`` ids; rows beyond them (checkpoints pad
-    their embedding matrices to a multiple of 64 or 128) may differ: the losses read the shared rows only."""
-    require(min(student_rows, teacher_rows) >= tokens, "student.path", student_path,
-            f"has an output layer of {student_rows} rows and the teacher {teacher_rows}, and the tokenizer has "
-            f"{tokens} tokens: {'the student' if student_rows < tokens else 'the teacher'} cannot score every token, "
-            "so the two are not from one tokenizer family.", "pick a student and teacher that share the tokenizer "
-            "(e.g. teacher=qwen2.5-1.5b student=qwen2.5-0.5b, or teacher=gpt2-medium student=gpt2).")
-    if student_rows != teacher_rows:
-        import logging
-
-        logging.getLogger("distillkit").info(
-            "Vocabulary: the teacher's output layer has %d rows, the student's %d, the tokenizer %d tokens; the "
-            "rows beyond %d are padding and the token losses read the first %d only.", teacher_rows, student_rows,
-            tokens, min(student_rows, teacher_rows), min(student_rows, teacher_rows))
+    return config
 
 
 def check_tokenizers(teacher_tok, student_tok, student_path: str) -> None:
@@ -276,11 +191,12 @@ def check_tokenizers(teacher_tok, student_tok, student_path: str) -> None:
             "one from the teacher (student=bert-6l etc.).")
 
 
-def build_from_config(config, seed: int, identity_layers: int = 0, causal: bool = False):
-    """A model from scratch; the attention value/output of its first ``identity_layers`` layers start as
-    the identity (``identity_attention``; capped at the model's depth), as the embedded teacher does."""
+def build_from_config(config, seed: int, identity_layers: int = 0, *, model_class):
+    """A ``model_class`` model (the task's Auto class) from scratch; the attention value/output of its first
+    ``identity_layers`` layers start as the identity (``identity_attention``; capped at the model's depth), as the
+    embedded teacher does."""
     torch.manual_seed(seed)
-    model = auto_class(causal).from_config(config)
+    model = model_class.from_config(config)
     if identity_layers > 0:
         identity_attention(model, min(identity_layers, config.num_hidden_layers))
     return model
@@ -299,13 +215,13 @@ def identity_attention(model: torch.nn.Module, layers: int) -> None:
                 linear.bias.zero_()
 
 
-def load_pretrained(key: str, path: str, config, revision=None, trust_remote_code=False, causal: bool = False):
+def load_pretrained(key: str, path: str, config, revision=None, trust_remote_code=False, *, model_class,
+                    **load_kwargs):
+    """The checkpoint at ``path`` as a ``model_class`` model (the task's Auto class, with its ``load_kwargs``); a
+    failure is a ConfigError naming ``key``."""
     try:
-        if causal:
-            return auto_class(True).from_pretrained(path, config=config, revision=revision,
-                                                    trust_remote_code=trust_remote_code)
-        return auto_class(False).from_pretrained(
-            path, config=config, revision=revision, trust_remote_code=trust_remote_code, ignore_mismatched_sizes=True)
+        return model_class.from_pretrained(path, config=config, revision=revision,
+                                           trust_remote_code=trust_remote_code, **load_kwargs)
     except ConfigError:
         raise
     except Exception as err:
@@ -313,12 +229,12 @@ def load_pretrained(key: str, path: str, config, revision=None, trust_remote_cod
 
 
 def derive_student(teacher: torch.nn.Module, config, layers: list[int] | None, seed: int, identity_layers: int = 0,
-                   causal: bool = False):
-    """A fresh student from ``config``; unless ``layers`` is None, every parameter is copied from the
+                   *, model_class):
+    """A fresh ``model_class`` student from ``config``; unless ``layers`` is None, every parameter is copied from the
     teacher, layer i of the student from teacher layer ``layers[i]`` (embeddings, pooler and head as is).
     A student from scratch (``layers`` None) starts as the embedded teacher did: the attention value/output
     of its first ``identity_layers`` layers as the identity (see ``identity_attention``)."""
-    student = build_from_config(config, seed, identity_layers if layers is None else 0, causal)
+    student = build_from_config(config, seed, identity_layers if layers is None else 0, model_class=model_class)
     if layers is None:
         return student
     source = teacher.state_dict()
@@ -343,7 +259,7 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 def save_model(model, tokenizer, directory: Path) -> None:
-    """``save_pretrained`` of the model and its tokenizer: loadable by AutoModelForSequenceClassification."""
+    """``save_pretrained`` of the model and its tokenizer: loadable by the task's Auto class."""
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
 

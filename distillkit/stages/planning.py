@@ -6,8 +6,7 @@ from __future__ import annotations
 import logging
 import math
 
-from distillkit.config.schema import NoneMethodConfig, RunConfig
-from distillkit.config.llm import SFTMethodConfig
+from distillkit.config.schema import RunConfig
 from distillkit.errors import require
 from distillkit.methods import build_objective, build_stages
 from distillkit.recipe.objective import Dims
@@ -16,9 +15,12 @@ from distillkit.recipe.stage import Budget, DataView, Stage, StudentSpec
 log = logging.getLogger(__name__)
 
 def teacher_prep_stage(cfg: RunConfig) -> Stage:
-    """Fine-tune the teacher group's model on the labels; its result is cached content-addressed."""
+    """Fine-tune the teacher group's model on the task's own targets (its labels-only method); its result is
+    cached content-addressed."""
+    from distillkit import tasks
+
     t = cfg.teacher
-    labels_only = SFTMethodConfig() if cfg.task.name == "causal_lm" else NoneMethodConfig()  # the task's own targets
+    labels_only = tasks.get(cfg.task.name).labels_only_method()
     return Stage("teacher_prep", build_objective(labels_only), teacher=None,
                  student=StudentSpec("teacher", "teacher"), data=DataView(augment=False),
                  budget=Budget(t.prepare_epochs, t.prepare_learning_rate, t.prepare_layer_learning_rate,

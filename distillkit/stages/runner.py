@@ -35,14 +35,15 @@ def evaluates(cfg: RunConfig, stage: Stage) -> bool:
     return cfg.eval.every is not None and not stage.trains_teacher and stage.objective.reads_logits
 
 
-def _eval_arguments(cfg: RunConfig, evaluated: bool) -> dict:
-    """TrainingArguments for evaluation during training (none when the stage is not evaluated)."""
+def _eval_arguments(cfg: RunConfig, evaluated: bool, metric: str | None) -> dict:
+    """TrainingArguments for evaluation during training (none when the stage is not evaluated); ``metric`` (the
+    task's checkpoint metric, greater is better) picks the best checkpoint and stops early."""
     ev = cfg.eval
     if not evaluated:
         return {"eval_strategy": "no"}
     args = {"eval_strategy": "epoch"} if ev.every == "epoch" else {"eval_strategy": "steps", "eval_steps": ev.every}
     if ev.keep == "best" or ev.early_stopping_patience is not None:
-        args.update(metric_for_best_model="accuracy", greater_is_better=True)
+        args.update(metric_for_best_model=metric, greater_is_better=True)
     return args
 
 
@@ -60,7 +61,9 @@ def divergence_fix(cfg: RunConfig, stage: Stage) -> str:
     return "; ".join(fixes) + "; then start the run again."
 
 
-def training_arguments(cfg: RunConfig, stage: Stage, output_dir: Path, use_cpu: bool, evaluated: bool = False):
+def training_arguments(cfg: RunConfig, stage: Stage, output_dir: Path, use_cpu: bool, evaluated: bool = False,
+                       metric: str | None = None):
+    """The stage's TrainingArguments; ``evaluated``: with evaluation during training by the task's ``metric``."""
     from transformers import TrainingArguments
 
     hw, tr, b = cfg.hardware, cfg.train, stage.budget
@@ -87,7 +90,7 @@ def training_arguments(cfg: RunConfig, stage: Stage, output_dir: Path, use_cpu: 
         save_strategy="steps",
         save_steps=tr.save_steps,
         save_total_limit=tr.save_total_limit,
-        **_eval_arguments(cfg, evaluated),
+        **_eval_arguments(cfg, evaluated, metric),
         train_sampling_strategy="group_by_length" if tr.group_by_length else "random",
         report_to="none",
         disable_tqdm=False,
@@ -104,13 +107,13 @@ def run_stage(stage: Stage, ws) -> dict:
     trains; with ``eval.keep=best`` it ends on its best checkpoint. Raises ``TrainingDiverged`` on a
     non-finite loss or gradient norm (see ``train.nonfinite_patience``)."""
     from distillkit.teachers import output_cache as teacher_cache
-    from distillkit.training.trainer import DistillationTrainer, NonFiniteGuard, classification_metrics_fn
+    from distillkit.training.trainer import DistillationTrainer, NonFiniteGuard
 
-    cfg = ws.cfg
+    cfg, task = ws.cfg, ws.plan.kind
     model, source, train_set = ws.model(stage), ws.source(stage), ws.train_data(stage)
     ckpt_dir = ws.run_dir / "checkpoints" / stage.name
     evaluated = evaluates(cfg, stage) and ws.eval_set is not None
-    args = training_arguments(cfg, stage, ckpt_dir, ws.use_cpu, evaluated)
+    args = training_arguments(cfg, stage, ckpt_dir, ws.use_cpu, evaluated, task.checkpoint_metric)
     augment = batch_augmenter(cfg, stage, ws)
     # args.device first: it joins the process group, which a sharded cache build needs
     source, train_set, cached = teacher_cache.prepare(stage, source, train_set, ws, args.device,
@@ -120,9 +123,10 @@ def run_stage(stage: Stage, ws) -> dict:
     trainer = DistillationTrainer(
         model=model, args=args, train_dataset=train_set, data_collator=ws.collator, processing_class=ws.tokenizer,
         eval_dataset=ws.eval_set if evaluated else None,
-        compute_metrics=classification_metrics_fn(model.config.num_labels) if evaluated else None,
+        compute_metrics=task.compute_metrics(model.config) if evaluated else None,
         objective=stage.objective, source=source, layer_learning_rate=stage.budget.layer_learning_rate,
         warmup_ratio=cfg.train.warmup_ratio, guard=guard, augment=augment,
+        on_policy=task.on_policy() if stage.objective.rollout is not None else None,
         callbacks=_callbacks(cfg, stage, ws.run_dir, ws.wandb_run if args.should_save else None, evaluated),
     )
     checkpoint = last_checkpoint(ckpt_dir) if ws.resume else None
@@ -141,9 +145,10 @@ def run_stage(stage: Stage, ws) -> dict:
     trainer.check_weights()
     best = trainer.load_best() if evaluated and cfg.eval.keep == "best" else None
     if best:
-        log.info("[%s] ends on its best checkpoint: step %d, eval accuracy %.4f", stage.name, best["step"],
-                 best["accuracy"])
-    record = _record(stage, trainer, output, train_set, time.time() - started, checkpoint, best, evaluated, source)
+        log.info("[%s] ends on its best checkpoint: step %d, eval %s %.4f", stage.name, best["step"],
+                 task.checkpoint_metric, best["value"])
+    record = _record(stage, trainer, output, train_set, time.time() - started, checkpoint, best, evaluated, source,
+                     task.checkpoint_metric)
     if cached is not None:
         if cached["used"]:
             cached["saved_s"] = source.saved_s(cached["build_s"])
@@ -181,8 +186,12 @@ def _callbacks(cfg: RunConfig, stage: Stage, run_dir: Path, wandb_run, evaluated
     return callbacks
 
 
-def _record(stage: Stage, trainer, output, train_set, wall: float, resumed_from, best, evaluated, source) -> dict:
-    terms, evals = {}, [r for r in trainer.state.log_history if "eval_accuracy" in r]
+def _record(stage: Stage, trainer, output, train_set, wall: float, resumed_from, best, evaluated, source,
+            metric: str) -> dict:
+    """The stage's record in results.json; ``eval_accuracy`` holds the task's checkpoint ``metric`` (the
+    schema's name, from when accuracy was the only one)."""
+    key = f"eval_{metric}"
+    terms, evals = {}, [r for r in trainer.state.log_history if key in r]
     for record in reversed(trainer.state.log_history):
         terms = {k.split("/", 1)[1]: v for k, v in record.items() if k.startswith("loss/")}
         if terms:
@@ -203,9 +212,9 @@ def _record(stage: Stage, trainer, output, train_set, wall: float, resumed_from,
         "train_loss": output.metrics.get("train_loss"),
         "final_loss_terms": terms,
         "resumed_from": resumed_from,
-        "checkpoint": f"best (step {best['step']}, accuracy {best['accuracy']:.4f})" if best else "last",
+        "checkpoint": f"best (step {best['step']}, {metric} {best['value']:.4f})" if best else "last",
         "best_step": best["step"] if best else None,
-        "eval_accuracy": best["accuracy"] if best else (evals[-1]["eval_accuracy"] if evals else None),
+        "eval_accuracy": best["value"] if best else (evals[-1][key] if evals else None),
         "evaluations": len(evals),
         "stopped_early": bool(evaluated and trainer.state.global_step < max_steps),
     }

@@ -49,10 +49,6 @@ class Workspace:
         return is_sharded(self.models.get("teacher"))
 
     @property
-    def causal(self) -> bool:
-        return self.plan.kind.causal
-
-    @property
     def use_cpu(self) -> bool:
         return self.plan.use_cpu
 
@@ -63,7 +59,7 @@ class Workspace:
         if "teacher" not in self.models and cfg.teacher.name != "none" and not self.plan.prepare_teacher:
             self.models["teacher"] = model_lib.load_pretrained("teacher.path", cfg.teacher.path,
                                                                self.plan.teacher_config, cfg.teacher.revision,
-                                                               cfg.teacher.trust_remote_code, self.causal)
+                                                               cfg.teacher.trust_remote_code, **self._load_args())
             self.plan.attention.switch(self.models["teacher"])
         return self.models.get("teacher")
 
@@ -87,9 +83,9 @@ class Workspace:
         if spec.build == "teacher":
             torch.manual_seed(seed)
             if cfg.teacher.path is None:
-                return model_lib.build_from_config(config, seed, identity, self.causal)
+                return model_lib.build_from_config(config, seed, identity, model_class=self.plan.kind.model_class())
             return model_lib.load_pretrained("teacher.path", cfg.teacher.path, config, cfg.teacher.revision,
-                                             cfg.teacher.trust_remote_code, self.causal)
+                                             cfg.teacher.trust_remote_code, **self._load_args())
         if spec.build == "copy":
             log.info("[%s] model %r starts as a copy of %r", stage.name, spec.model, spec.copy_of)
             import copy
@@ -97,9 +93,13 @@ class Workspace:
             return copy.deepcopy(self.models[spec.copy_of])
         if spec.build == "student" and cfg.student.path is not None:
             return model_lib.load_pretrained("student.path", cfg.student.path, config, cfg.student.revision,
-                                             cfg.student.trust_remote_code, self.causal)
+                                             cfg.student.trust_remote_code, **self._load_args())
         return model_lib.derive_student(self.teacher() if layers is not None else None, config, layers, seed, identity,
-                                        self.causal)
+                                        model_class=self.plan.kind.model_class())
+
+    def _load_args(self) -> dict:
+        """How ``load_pretrained`` loads a checkpoint for the run's task: its Auto class and its arguments."""
+        return {"model_class": self.plan.kind.model_class(), **self.plan.kind.load_kwargs}
 
     # ----------------------------------------------------------------------------- sources, data
     def source(self, stage: Stage):
@@ -113,24 +113,14 @@ class Workspace:
         return self._sources[stage.name]
 
     def train_data(self, stage: Stage):
-        """The examples of the stage's data view (tokenised once per view)."""
-        from distillkit.tasks.classification.data import tokenize_text_file
-
+        """The examples of the stage's data view (tokenised once per view): the training split, or the view the
+        task makes (``Task.data_view``: a text file, an unlabeled pool, the teacher's responses)."""
         view = stage.data
         augmented = self.augmented is not None and view.augment and view.kind != "text_file"
         key = (view.kind, view.text_file, view.unlabeled, view.unlabeled_size, augmented, stage.teacher is None,
                view.options)
         if key not in self._data:
-            if view.kind == "train":
-                data = self.train_set
-            elif view.kind == "teacher_responses":
-                from distillkit.tasks.causal_lm.seq_kd import teacher_responses
-
-                data = teacher_responses(self, stage)
-            elif view.kind == "text_file":
-                data = tokenize_text_file(view.text_file, self.tokenizer, self.cfg.data.max_length)
-            else:
-                data = self._with_unlabeled(view)
+            data = self.train_set if view.kind == "train" else self.plan.kind.data_view(self, stage)
             self._data[key] = self._with_augmented(data, stage) if augmented else data
         return self._data[key]
 
@@ -154,19 +144,6 @@ class Workspace:
         log.info("[%s] data view: %d examples + %d augmented%s", stage.name, len(data), len(extra),
                  " (those with a gold label: the stage has no teacher)" if stage.teacher is None else "")
         return datasets.concatenate_datasets([data, extra])
-
-    def _with_unlabeled(self, view):
-        """The training split plus an unlabeled pool (labels IGNORE_INDEX), for pseudo-labelling."""
-        import datasets
-
-        from distillkit.tasks.classification.data import tokenize_texts, unlabeled_texts
-
-        texts = unlabeled_texts(self.cfg.data, self.plan.task, view.unlabeled, view.unlabeled_size)
-        n = len(self.train_set)
-        pool = tokenize_texts(texts, self.tokenizer, self.cfg.data.max_length, first_idx=n)
-        pool = pool.select_columns(self.train_set.column_names).cast(self.train_set.features)
-        log.info("data view: %d labeled + %d unlabeled examples (%s)", n, len(texts), view.unlabeled)
-        return datasets.concatenate_datasets([self.train_set, pool])
 
 
 def set_dropout(model: torch.nn.Module, p: float) -> None:

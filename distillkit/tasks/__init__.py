@@ -1,25 +1,62 @@
 """Tasks (DESIGN.md "Tasks"): what the data looks like and what "good" means, behind one interface.
 
-A task loads and checks its data (``load``), trains the embedded tokenizer, tokenises and collates examples, says
-which Auto class its models are (``causal``), and evaluates a run (``evaluate_run``) and a stage
-(``stage_scores``) with its own metrics. Two members: ``classification`` (class ids; accuracy, macro-F1) and
-``causal_lm`` (prompt → response, the loss on response tokens; perplexity, exact match, ROUGE-L). The rest of the
-run (plan, stages, trainer, teacher sources, report) asks the task instead of assuming class logits.
+A task is a package under ``tasks/`` (``classification/``, ``causal_lm/``) whose ``task.py`` implements ``Task``:
+its data and tokenizer, its models (Auto class, configs built from ``teacher.arch`` or a checkpoint), its training
+targets and the methods' view of them, its metrics (the one that picks the best checkpoint included), its
+evaluation, its report rows and results.json section. Tasks are found through one table, ``TASKS`` in
+``distillkit/config/task.py`` (plain rows the config check reads; each names its ``Task`` subclass as a
+``"module:Class"`` string): ``get(name)`` imports the member the row names. The rest of the run (plan, stages,
+trainer, teacher sources, report) asks the ``Task`` object, never the task's name. Shared pieces of several tasks
+live beside this file (``splits.py``, ``files.py``, ``lexicon.py``); tasks never import each other.
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from distillkit.config.task import DEFAULT_TASK, TASKS, TaskRow, row
+
+
+@dataclass(frozen=True)
+class OnPolicy:
+    """What the trainer needs from a task for on-policy objectives (GKD, reverse KL): ``rollout(model, inputs,
+    max_new_tokens, eos_token_id, pad_token_id, temperature=, top_p=, seed=)`` (the batch with the student's own
+    responses) and ``forward_on_both(model, objective, sampled, data, pad_token_id)`` (one forward over the sampled
+    and the dataset's rows, for a loss that reads both)."""
+
+    rollout: Callable
+    forward_on_both: Callable
+
 
 class Task:
-    """The interface; ``get(name)`` gives the member."""
+    """The interface. ``get(name)`` gives the member; its row in ``TASKS`` holds the facts the config check reads."""
 
     name = ""
-    causal = False  # the models are causal LMs (AutoModelForCausalLM) rather than sequence classifiers
     metric = ""  # the headline metric of results.json's task section
+    checkpoint_metric = ""  # eval.every (where its row allows it): the metric (greater is better) that picks the best
+    #                         checkpoint and stops early, a key of compute_metrics' result
+    teacher_outputs = "outputs"  # the teacher-output cache its outputs use: "outputs" (teachers/output_cache.py:
+    #                              whole outputs per example) or "topk" (teachers/topk_cache.py: top-k per token)
+    tokenizer_spec: ClassVar[dict] = {}  # extra keys of the embedded tokenizer's cache key (the key of its entries)
+    load_kwargs: ClassVar[dict] = {}  # extra arguments of the model class's from_pretrained
 
+    @property
+    def row(self) -> TaskRow:
+        return TASKS[self.name]
+
+    # ------------------------------------------------------------------------------------------ data
     def load(self, data_cfg):
-        """The train/eval splits (``data.TaskData``), checked, not tokenised."""
+        """The train/eval splits (``splits.TaskData``), checked, not tokenised."""
         raise NotImplementedError
+
+    def data_spec(self, spec: dict) -> dict:
+        """The data settings in cache keys (prepared teacher, tokenizer): ``spec`` holds the shared settings and
+        this task's own (its row's ``data_keys``); a task may drop a setting at its old default, so entries made
+        before the setting existed keep their keys."""
+        return spec
 
     def tokenizer_texts(self, task_data) -> list[str]:
         """The texts the embedded tokenizer is trained on (the training split only)."""
@@ -38,6 +75,37 @@ class Task:
     def collator(self, tokenizer):
         raise NotImplementedError
 
+    def data_view(self, ws, stage):
+        """The examples of a stage's data view other than ``train`` (``DataView.kind``: ``text_file``,
+        ``train+unlabeled``, ``teacher_responses``), tokenised; a view the task has none of raises."""
+        raise ValueError(f"task {self.name} has no {stage.data.kind!r} data view (stage {stage.name!r})")
+
+    # ---------------------------------------------------------------------------------------- models
+    def model_class(self):
+        """The transformers Auto class of the task's models (``from_config`` / ``from_pretrained``)."""
+        raise NotImplementedError
+
+    def teacher_config(self, teacher_cfg, tokenizer, label_names: list[str]):
+        """(the teacher's model config, whether its checkpoint already fits the task: no ``teacher_prep``)."""
+        raise NotImplementedError
+
+    def student_config(self, student_cfg, teacher_config, tokenizer, label_names: list[str]):
+        """(the student's model config, the teacher layers it copies or None), checked against the teacher."""
+        raise NotImplementedError
+
+    # -------------------------------------------------------------------------------------- training
+    def labels_only_method(self):
+        """The method config of ``teacher_prep``: the teacher fitted to the task's own targets, nothing else."""
+        raise NotImplementedError
+
+    def compute_metrics(self, model_config):
+        """The Trainer's ``compute_metrics`` for evaluation during training (``eval.every``), reporting
+        ``checkpoint_metric``; None where the task's row says eval.every does not apply."""
+
+    def on_policy(self) -> OnPolicy | None:
+        """The rollout pieces on-policy objectives need (``OnPolicy``), or None where the task has none."""
+
+    # ------------------------------------------------------------------------------------ evaluation
     def evaluate_run(self, teacher, student, eval_set, collator, tokenizer, device, cfg) -> dict:
         """results.json's teacher / student / comparison / speed sections."""
         raise NotImplementedError
@@ -47,14 +115,29 @@ class Task:
         raise NotImplementedError
 
     def describe_scores(self, scores: dict) -> str:
+        """A stage's ``stage_scores`` as the log line written when the stage ends."""
         raise NotImplementedError
 
+    # ---------------------------------------------------------------------------------------- report
+    def task_section(self, cfg, task_data, train_examples: int, eval_examples: int) -> dict:
+        """results.json's ``task`` section."""
+        raise NotImplementedError
 
-def get(name: str) -> Task:
-    if name == "causal_lm":
-        from distillkit.tasks.causal_lm.task import CausalLM
+    def report_rows(self, results: dict) -> list[tuple[str, str, str, str]]:
+        """The printed table's rows (``report.format_table``): (figure, teacher, student, comparison)."""
+        raise NotImplementedError
 
-        return CausalLM()
-    from distillkit.tasks.classification.task import Classification
+    def eval_text(self, scores: dict) -> str:
+        """A stage's ``eval`` in the printed table's list of the models the stages produced."""
+        raise NotImplementedError
 
-    return Classification()
+    def show_generations(self, results: dict, wandb_run=None) -> str:
+        """A sample of the student's outputs for the log (and W&B), or "" where the task shows none."""
+        return ""
+
+
+def get(name: str | None) -> Task:
+    """The task ``name`` (``task.name``; None: the default task), from the one table; an unknown name is a
+    ConfigError naming ``task.name``. Its package is imported here, not before."""
+    module, cls = row(name or DEFAULT_TASK).implementation.split(":")
+    return getattr(importlib.import_module(module), cls)()

@@ -5,6 +5,10 @@ every cache key built from the embedded data)."""
 
 from __future__ import annotations
 
+# Each topic's domain: topics of one domain share generic nouns (and are the nearer confusions of the embedded
+# classification task); text augmentation keeps a noun within its domain.
+DOMAINS: dict[str, str] = {"food": "hospitality", "travel": "hospitality", "movies": "media", "music": "media"}
+
 _NOUNS = {
     "food": [
         "pasta", "soup", "steak", "curry", "dessert", "salad", "pizza", "burger", "noodle soup",

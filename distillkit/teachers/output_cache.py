@@ -228,7 +228,7 @@ def prepare(stage, source, data, ws, device, batch_size: int):
     record says why (None for a stage without a teacher)."""
     if source is None or stage.teacher is None or not stage.objective.needs_teacher:  # seq_kd: the teacher wrote the data
         return source, data, None
-    if ws.plan.kind.causal:  # token-level outputs: the teacher's top-k log-probs (distillkit/topk_cache.py)
+    if ws.plan.kind.teacher_outputs == "topk":  # the task's format: top-k next-token log-probs (topk_cache.py)
         from distillkit.teachers import topk_cache
 
         return topk_cache.prepare(stage, source, data, ws, device, batch_size)

@@ -53,9 +53,11 @@ class NonFiniteGuard:
 
 class DistillationTrainer(Trainer):
     def __init__(self, *args, objective: Objective, source=None, layer_learning_rate: float | None = None,
-                 warmup_ratio: float = 0.0, guard: NonFiniteGuard | None = None, augment=None, **kwargs):
+                 warmup_ratio: float = 0.0, guard: NonFiniteGuard | None = None, augment=None, on_policy=None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.objective = objective
+        self.on_policy = on_policy  # the task's rollout pieces (tasks.OnPolicy), for an objective with a rollout
         self.augment = augment  # augment.online.BatchAugmenter: mixup / cutmix / consistency on training batches
         self.layer_learning_rate = layer_learning_rate
         self.warmup_ratio = warmup_ratio
@@ -64,6 +66,9 @@ class DistillationTrainer(Trainer):
         self.source = source if objective.needs_teacher else None
         if objective.needs_teacher and source is None:
             raise ValueError(f"objective {objective.name!r} reads a teacher and the stage names no teacher source")
+        if objective.rollout is not None and on_policy is None:
+            raise ValueError(f"objective {objective.name!r} samples the student's own responses and the task has no "
+                             "rollout (Task.on_policy)")
         if self.source is not None:
             self.source.setup(self.model, self.args.device, self.args.world_size)
             self.add_callback(SourceCallback(self.source))
@@ -83,10 +88,8 @@ class DistillationTrainer(Trainer):
         mixed = augment.mix(inputs, generator) if augment is not None else None
         batch = mixed.batch if mixed is not None else inputs
         if data is not None and self.objective.data_terms:  # an NTP anchor: the dataset's rows in the same forward
-            from distillkit.tasks.causal_lm import evaluate as lm_eval
-
-            student, on_data = lm_eval.forward_on_both(model, self.objective, batch, data,
-                                                       self.processing_class.pad_token_id)
+            student, on_data = self.on_policy.forward_on_both(model, self.objective, batch, data,
+                                                              self.processing_class.pad_token_id)
             data_inputs = LossInputs(on_data, None, data["labels"], data["attention_mask"], self.objective.adapters,
                                      data)
         else:
@@ -109,9 +112,9 @@ class DistillationTrainer(Trainer):
 
     def _rollout(self, model, inputs: dict) -> dict | None:
         """On-policy objectives (GKD, reverse KL): with probability ``rollout.fraction`` the batch's responses become
-        the student's own samples (``lm_eval.rollout``), drawn inside the training step; None keeps the batch. The
-        coin and the samples are seeded by (stage seed, step, process), so a resumed stage draws the same ones."""
-        from distillkit.tasks.causal_lm.evaluate import rollout
+        the student's own samples (the task's ``OnPolicy.rollout``), drawn inside the training step; None keeps the
+        batch. The coin and the samples are seeded by (stage seed, step, process), so a resumed stage draws the same
+        ones."""
         from distillkit.models.loading import unwrap
 
         plan = self.objective.rollout
@@ -120,8 +123,8 @@ class DistillationTrainer(Trainer):
         if plan.fraction < 1.0 and torch.rand((), generator=coin).item() >= plan.fraction:
             return None
         tok = self.processing_class
-        return rollout(unwrap(model), inputs, plan.max_new_tokens, tok.eos_token_id, tok.pad_token_id,
-                       temperature=plan.temperature, top_p=plan.top_p, seed=seed)
+        return self.on_policy.rollout(unwrap(model), inputs, plan.max_new_tokens, tok.eos_token_id, tok.pad_token_id,
+                                      temperature=plan.temperature, top_p=plan.top_p, seed=seed)
 
     def _teacher(self, inputs: dict, mixed, training: bool):
         """The teacher's features for the loss, and its logits on the clean batch when it ran on it (else None).
@@ -169,7 +172,7 @@ class DistillationTrainer(Trainer):
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Evaluation during training: the student's logits and the labels, nothing else. The metric is the
-        task's (accuracy), so the teacher's forward and the loss terms would be wasted work."""
+        task's (``Task.compute_metrics``), so the teacher's forward and the loss terms would be wasted work."""
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
             logits = model(**model_inputs(inputs)).logits
@@ -284,7 +287,8 @@ class DistillationTrainer(Trainer):
 
     def load_best(self) -> dict | None:
         """``eval.keep=best``: load the best checkpoint's student (the Trainer's ``_load_best_model``) and its
-        adapters; return ``{"step", "accuracy"}`` of that checkpoint, or None if no evaluation found one."""
+        adapters; return ``{"step", "value"}`` of that checkpoint (``value``: its ``metric_for_best_model``, the
+        task's checkpoint metric), or None if no evaluation found one."""
         best = self.state.best_model_checkpoint
         if best is None:
             return None
@@ -293,26 +297,15 @@ class DistillationTrainer(Trainer):
         if len(self.objective.adapters) and path.exists():
             self.objective.adapters.load_state_dict(torch.load(path, map_location=self.args.device, weights_only=True))
         step = int(Path(best).name.split("-")[-1])
-        accuracy = next((r["eval_accuracy"] for r in self.state.log_history
-                         if r.get("step") == step and "eval_accuracy" in r), self.state.best_metric)
-        return {"step": step, "accuracy": accuracy}
+        key = f"eval_{self.args.metric_for_best_model}"
+        value = next((r[key] for r in self.state.log_history if r.get("step") == step and key in r),
+                     self.state.best_metric)
+        return {"step": step, "value": value}
 
 
 def warmup_steps(ratio: float, total_steps: int) -> int:
     """Warm-up steps for ``ratio`` of ``total_steps`` optimizer steps (ratio 1.0: all of them)."""
     return math.ceil(ratio * total_steps)
-
-
-def classification_metrics_fn(num_labels: int):
-    """The Trainer's ``compute_metrics`` for classification: accuracy and macro-F1, computed exactly as the
-    final report computes them (``evaluate.classification_metrics``)."""
-    from distillkit.tasks.classification.evaluate import classification_metrics
-
-    def compute(prediction) -> dict[str, float]:
-        logits = torch.as_tensor(prediction.predictions).float()
-        return classification_metrics(logits, torch.as_tensor(prediction.label_ids), num_labels)
-
-    return compute
 
 
 class SourceCallback(TrainerCallback):

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import GenerationConfig
 
-from distillkit.tasks.classification.evaluate import SPREAD, _in_turn, _sync, cpu_threads, median_spread
 from distillkit.models.loading import unwrap
+from distillkit.speed import SPREAD, cpu_threads, in_turn, median_spread, sync
 from distillkit.tasks.causal_lm.metrics import exact_match, perplexity, rouge_l, token_agreement_counts
 
 __all__ = ["generate", "generation_scores", "generation_speed", "generations", "rollout", "shift", "token_pass"]
@@ -186,10 +186,10 @@ def generations(model, tokenizer, loader, device, max_new_tokens: int, limit: in
             if left is not None and left <= 0:
                 break
             batch = _to(batch if left is None else _take(batch, left), device)
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             new, lengths = generate(model, batch, max_new_tokens, eos, pad)
-            _sync(device)
+            sync(device)
             out["seconds"] += time.perf_counter() - t0
             out["new_tokens"] += int(lengths.sum())
             for i in range(len(new)):
@@ -220,10 +220,10 @@ def _gen_timer(model, device, clock, config: GenerationConfig):
 
     def timed(batch) -> float:
         ids, mask = batch["prompt_ids"].to(device), batch["prompt_mask"].to(device)
-        _sync(device)
+        sync(device)
         t0 = clock()
         out = m.generate(input_ids=ids, attention_mask=mask, generation_config=config)
-        _sync(device)
+        sync(device)
         seconds = clock() - t0
         if out.shape[1] - ids.shape[1] != config.max_new_tokens:
             raise RuntimeError(f"generated {out.shape[1] - ids.shape[1]} tokens, not {config.max_new_tokens}")
@@ -233,15 +233,15 @@ def _gen_timer(model, device, clock, config: GenerationConfig):
 
 def _gen_repetitions(timers: dict, batches: list, tokens: int, repeats: int, warmup: int) -> dict[str, list]:
     """Per model, per repetition: tokens / Σ seconds over the batches, the models taking turns batch by batch
-    (evaluate._in_turn, the first model alternating), with the garbage collector off while timing."""
+    (speed.in_turn, the first model alternating), with the garbage collector off while timing."""
     for _ in range(warmup):
-        _in_turn(timers, batches[:1], 0)
+        in_turn(timers, batches[:1], 0)
     reps = {name: [] for name in timers}
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collection inside one model's call would count against that model alone
     try:
         for r in range(repeats):
-            for name, times in _in_turn(timers, batches, r).items():
+            for name, times in in_turn(timers, batches, r).items():
                 reps[name].append(tokens / sum(times))
     finally:
         if gc_was_enabled:
@@ -254,11 +254,11 @@ def generation_speed(models: dict[str, nn.Module], batches: list[dict], device, 
                      eos_token_id, pad_token_id, threads=1, repeats=3, warmup=1) -> dict:
     """Greedy generation throughput on the same prompt batches, every model generating exactly max_new_tokens
     per row (min_new_tokens = max_new_tokens: eos is suppressed, so equal work whatever they predict), in eval
-    mode (restored after), with ``threads`` CPU threads (evaluate.cpu_threads; the thread's CPU time as the
+    mode (restored after), with ``threads`` CPU threads (speed.cpu_threads; the thread's CPU time as the
     clock when that is 1, wall time otherwise), after ``warmup`` untimed turns on the first batch.
 
     Per model: gen_tokens_per_s = B_total · max_new_tokens / Σ_batches seconds, median over ``repeats``
-    repetitions, and gen_tokens_per_s_spread (evaluate.median_spread). With "teacher" and "student":
+    repetitions, and gen_tokens_per_s_spread (speed.median_spread). With "teacher" and "student":
     comparison = {gen_speedup: median over repetitions of student tok/s / teacher tok/s, gen_speedup_spread}.
     Also "speed": how it was measured (device, threads, clock, repeats, warmup, batches, max_new_tokens)."""
     if not batches:

@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from distillkit.models.loading import count_parameters
+from distillkit.speed import spread_text
 
 
 def _loader(dataset, collator, batch_size: int, limit: int | None = None):
@@ -97,24 +98,37 @@ def stage_scores(model, source, eval_set, collator, tokenizer, device, cfg) -> d
     return scores
 
 
+def task_section(cfg, train_examples: int, eval_examples: int) -> dict:
+    """results.json's ``task`` section."""
+    return {"name": "causal_lm", "metric": "exact_match", "train_examples": train_examples,
+            "eval_examples": eval_examples, "max_new_tokens": cfg.task.max_new_tokens,
+            "eval_generations": cfg.task.eval_generations}
+
+
 def rows(results: dict) -> list[tuple[str, str, str, str]]:
     """The printed table's rows (``report.format_table``)."""
     t, s, c = results["teacher"], results["student"], results["comparison"]
-    spread = lambda sec, key: "" if sec.get(f"{key}_spread") is None else f" (±{sec[f'{key}_spread'] * 100:.0f}%)"  # noqa: E731
     if t is None:
         return [("exact match", "", f"{s['exact_match']:.4f}", ""), ("ROUGE-L", "", f"{s['rouge_l']:.4f}", ""),
                 ("perplexity", "", f"{s['perplexity']:.3f}", ""), ("parameters", "", f"{s['params']:,}", ""),
-                ("generation (tokens/s)", "", f"{s['gen_tokens_per_s']:.0f}{spread(s, 'gen_tokens_per_s')}", "")]
+                ("generation (tokens/s)", "", f"{s['gen_tokens_per_s']:.0f}{spread_text(s, 'gen_tokens_per_s')}", "")]
     return [
         ("exact match", f"{t['exact_match']:.4f}", f"{s['exact_match']:.4f}", f"retention {c['retention'] * 100:.1f}%"),
         ("ROUGE-L", f"{t['rouge_l']:.4f}", f"{s['rouge_l']:.4f}", ""),
         ("perplexity", f"{t['perplexity']:.3f}", f"{s['perplexity']:.3f}", ""),
         ("parameters", f"{t['params']:,}", f"{s['params']:,}", f"compression {c['compression']:.2f}×"),
-        ("generation (tokens/s)", f"{t['gen_tokens_per_s']:.0f}{spread(t, 'gen_tokens_per_s')}",
-         f"{s['gen_tokens_per_s']:.0f}{spread(s, 'gen_tokens_per_s')}",
-         f"speed-up {c['gen_speedup']:.2f}×{spread(c, 'gen_speedup')}"),
+        ("generation (tokens/s)", f"{t['gen_tokens_per_s']:.0f}{spread_text(t, 'gen_tokens_per_s')}",
+         f"{s['gen_tokens_per_s']:.0f}{spread_text(s, 'gen_tokens_per_s')}",
+         f"speed-up {c['gen_speedup']:.2f}×{spread_text(c, 'gen_speedup')}"),
         ("token agreement with teacher", "", f"{c['agreement'] * 100:.1f}%", ""),
     ]
+
+
+def eval_text(scores: dict) -> str:
+    """A stage's ``eval`` in the printed table's list of the models the stages produced."""
+    text = f"exact match {scores['exact_match']:.4f} · ROUGE-L {scores['rouge_l']:.4f} · ppl {scores['perplexity']:.3f}"
+    return text + (f" · agreement {scores['agreement_with_teacher'] * 100:.1f}%"
+                   if "agreement_with_teacher" in scores else "")
 
 
 def show_generations(results: dict, wandb_run=None) -> str:

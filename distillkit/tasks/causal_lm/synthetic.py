@@ -38,7 +38,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from distillkit.config.data import LM_SYNTHETIC_KINDS
-from distillkit.tasks.lexicon import _GENERIC_ADJ, _GENERIC_NOUNS, _NOUNS, _TOPIC_ADJ
+from distillkit.tasks.lexicon import (
+    _GENERIC_ADJ,
+    _GENERIC_NOUNS,
+    _NOUNS,
+    _TOPIC_ADJ,
+    DOMAINS,
+)
 
 __all__ = ["KINDS", "KIND_WEIGHTS", "SEP", "TEMPLATES", "LMTaskData", "check", "generate", "parse",
            "texts_for_tokenizer", "to_text"]
@@ -78,7 +84,6 @@ TEMPLATES: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 
-_DOMAIN_OF_TOPIC = {"food": "hospitality", "travel": "hospitality", "movies": "media", "music": "media"}
 _SENTIMENT = {+1: "positive", -1: "negative"}
 
 
@@ -88,7 +93,7 @@ def _facts() -> dict[str, dict[str, str]]:
     topic.update({w: t for t, by_pol in _TOPIC_ADJ.items() for ws in by_pol.values() for w in ws})
     sentiment = {w: _SENTIMENT[p] for p, ws in _GENERIC_ADJ.items() for w in ws}
     sentiment.update({w: _SENTIMENT[p] for by_pol in _TOPIC_ADJ.values() for p, ws in by_pol.items() for w in ws})
-    domain = {w: _DOMAIN_OF_TOPIC[t] for t, ws in _NOUNS.items() for w in ws}
+    domain = {w: DOMAINS[t] for t, ws in _NOUNS.items() for w in ws}
     domain.update({w: d for d, ws in _GENERIC_NOUNS.items() for w in ws})
     return {"topic": topic, "sentiment": sentiment, "domain": domain}
 

@@ -10,9 +10,10 @@ agreement with the teacher, generation tokens/s of each and the speed-up, parame
 from __future__ import annotations
 
 import logging
+from typing import ClassVar
 
 from distillkit.errors import require
-from distillkit.tasks import Task
+from distillkit.tasks import OnPolicy, Task
 
 log = logging.getLogger("distillkit")
 
@@ -21,14 +22,15 @@ PAD, EOS = "<pad>", "<eos>"
 
 class CausalLM(Task):
     name = "causal_lm"
-    causal = True
     metric = "exact_match"
+    teacher_outputs = "topk"  # token-level outputs: the teacher's top-k next-token log-probs
+    tokenizer_spec: ClassVar[dict] = {"kind": "byte-level-bpe"}
 
     # ------------------------------------------------------------------------------------------- data
     def load(self, cfg):
         import datasets
 
-        from distillkit.tasks.classification.data import TaskData
+        from distillkit.tasks.splits import TaskData, sample
 
         if cfg.source == "lm_synthetic":
             from distillkit.tasks.causal_lm.synthetic import generate
@@ -40,8 +42,8 @@ class CausalLM(Task):
             train, evals = keep(made.train), keep(made.eval)
         else:
             train, evals = (self._split(cfg, which) for which in ("train", "eval"))
-        train = _sample(train, cfg.max_train_samples, cfg.sample_seed, "train")
-        evals = _sample(evals, cfg.max_eval_samples, cfg.sample_seed, "eval")
+        train = sample(train, cfg.max_train_samples, cfg.sample_seed, "train")
+        evals = sample(evals, cfg.max_eval_samples, cfg.sample_seed, "eval")
         require(len(train) > 0 and len(evals) > 0, "data", cfg.name, "has an empty train or eval split.",
                 "check the split names and files.")
         return TaskData(train, evals, [], has_pair=False)
@@ -106,6 +108,41 @@ class CausalLM(Task):
 
         return LMCollator(tokenizer.pad_token_id)
 
+    def data_view(self, ws, stage):
+        """``teacher_responses``: the training prompts with the teacher's own responses (seq_kd), decoded once."""
+        if stage.data.kind == "teacher_responses":
+            from distillkit.tasks.causal_lm.seq_kd import teacher_responses
+
+            return teacher_responses(ws, stage)
+        return super().data_view(ws, stage)
+
+    # ----------------------------------------------------------------------------------------- models
+    def model_class(self):
+        from distillkit.tasks.causal_lm.models import model_class
+
+        return model_class()
+
+    def teacher_config(self, teacher_cfg, tokenizer, label_names):
+        from distillkit.tasks.causal_lm.models import teacher_config
+
+        return teacher_config(teacher_cfg, tokenizer)
+
+    def student_config(self, student_cfg, teacher_config, tokenizer, label_names):
+        from distillkit.tasks.causal_lm.models import student_config
+
+        return student_config(student_cfg, teacher_config, tokenizer)
+
+    # --------------------------------------------------------------------------------------- training
+    def labels_only_method(self):
+        from distillkit.config.llm import SFTMethodConfig
+
+        return SFTMethodConfig()
+
+    def on_policy(self) -> OnPolicy:
+        from distillkit.tasks.causal_lm import evaluate
+
+        return OnPolicy(rollout=evaluate.rollout, forward_on_both=evaluate.forward_on_both)
+
     # ------------------------------------------------------------------------------------- evaluation
     def evaluate_run(self, teacher, student, eval_set, collator, tokenizer, device, cfg) -> dict:
         from distillkit.tasks.causal_lm.report import evaluate_run
@@ -124,17 +161,26 @@ class CausalLM(Task):
             text += f"; token agreement with its teacher {scores['agreement_with_teacher'] * 100:.1f}%"
         return text
 
+    # ----------------------------------------------------------------------------------------- report
+    def task_section(self, cfg, task_data, train_examples: int, eval_examples: int) -> dict:
+        from distillkit.tasks.causal_lm.report import task_section
 
-def _sample(split, n, seed: int, name: str):
-    """``split``, or ``n`` of its rows drawn at random with ``data.sample_seed`` (file order kept)."""
-    if not n or n >= len(split):
-        return split
-    import numpy as np
+        return task_section(cfg, train_examples, eval_examples)
 
-    picked = sorted(np.random.default_rng([seed, 0 if name == "train" else 1]).permutation(len(split))[:n].tolist())
-    log.info("data.max_%s_samples=%d: a random sample of the %s split's %d rows (data.sample_seed=%d).", name, n, name,
-             len(split), seed)
-    return split.select(picked)
+    def report_rows(self, results: dict):
+        from distillkit.tasks.causal_lm.report import rows
+
+        return rows(results)
+
+    def eval_text(self, scores: dict) -> str:
+        from distillkit.tasks.causal_lm.report import eval_text
+
+        return eval_text(scores)
+
+    def show_generations(self, results: dict, wandb_run=None) -> str:
+        from distillkit.tasks.causal_lm.report import show_generations
+
+        return show_generations(results, wandb_run)
 
 
 def train_byte_bpe(texts: list[str], vocab_size: int, out_dir):

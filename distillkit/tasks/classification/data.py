@@ -11,26 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from distillkit.config.schema import DataConfig
 from distillkit.errors import ConfigError, require
+from distillkit.tasks.splits import TaskData, sample
 
 log = logging.getLogger("distillkit")
-
-
-@dataclass
-class TaskData:
-    train: "datasets.Dataset"  # columns: text, [text_pair], label (int)  # noqa: F821
-    eval: "datasets.Dataset"  # noqa: F821
-    label_names: list[str]
-    has_pair: bool
-    dropped: dict = field(default_factory=dict)  # split → rows dropped by data.drop_missing=true
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.label_names)
 
 
 def load_task(cfg: DataConfig) -> TaskData:
@@ -47,8 +34,8 @@ def load_task(cfg: DataConfig) -> TaskData:
 
         train, evals, names, dropped = map_splits(cfg, *_splits(cfg))
         task = TaskData(train, evals, names, has_pair=bool(cfg.text_pair_field), dropped=dropped)
-    task.train = _sample(task.train, cfg.max_train_samples, cfg.sample_seed, "train")
-    task.eval = _sample(task.eval, cfg.max_eval_samples, cfg.sample_seed, "eval")
+    task.train = sample(task.train, cfg.max_train_samples, cfg.sample_seed, "train", stratify_by="label")
+    task.eval = sample(task.eval, cfg.max_eval_samples, cfg.sample_seed, "eval", stratify_by="label")
     require(len(task.train) > 0 and len(task.eval) > 0, "data", cfg.name, "has an empty train or eval split.",
             "check the split names and files.")
     return task
@@ -115,40 +102,6 @@ def _load_hub(cfg: DataConfig):
 def _split(raw, name: str, key: str):
     require(name in raw, key, name, "is not a split of this dataset.", f"use one of {', '.join(raw.keys())}.")
     return raw[name]
-
-
-def stratified_sample(labels: list[int], n: int, seed) -> list[int]:
-    """Indices of ``n`` of the rows, drawn at random (numpy's PCG64 from ``seed``) within each label so every
-    label keeps its share (largest remainder), returned in file order. Real files are often sorted by
-    label or source, where the first ``n`` rows would be one class."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    by_label: dict = {}
-    for i, label in enumerate(labels):
-        by_label.setdefault(label, []).append(i)
-    total = len(labels)
-    quota = {y: n * len(rows) // total for y, rows in by_label.items()}
-    by_remainder = sorted(by_label, key=lambda y: (-(n * len(by_label[y]) % total), y))
-    for y in by_remainder[: n - sum(quota.values())]:
-        quota[y] += 1
-    picked = []
-    for y in sorted(by_label):
-        rows = by_label[y]
-        picked += [rows[j] for j in rng.permutation(len(rows))[: quota[y]]]
-    return sorted(picked)
-
-
-def _sample(split, n: int | None, seed: int, name: str):
-    """``split`` itself, or a stratified random sample of ``n`` rows (the seed is ``data.sample_seed``, not
-    the run's, so a seed sweep trains and evaluates on the same rows)."""
-    if not n or n >= len(split):
-        return split
-    labels = split.with_format("arrow")["label"].to_pylist()
-    picked = stratified_sample(labels, n, [seed, 0 if name == "train" else 1])
-    log.info("data.max_%s_samples=%d: a random sample of the %s split's %d rows, stratified by label "
-             "(data.sample_seed=%d).", name, n, name, len(split), seed)
-    return split.select(picked)
 
 
 def train_wordpiece(texts, vocab_size: int, out_dir: Path):

@@ -1,13 +1,11 @@
 """Teacher and student on the same eval split: task metrics, agreement, KL, size and speed.
 
-Speed is timed so that two measurements of one pair agree on a shared, loaded machine: a fixed number of
-CPU threads (``eval.threads``), warm-up passes, the two models taking turns batch by batch, ``eval.repeats``
-repetitions summarised by their median and spread, and speed-ups taken per repetition. With one CPU
-thread the clock is the thread's CPU time, which other processes' load does not inflate."""
+Speed is timed with the shared pieces of ``distillkit/speed.py``: ``eval.threads`` CPU threads, warm-up passes,
+the two models taking turns batch by batch, ``eval.repeats`` repetitions summarised by their median and spread,
+and speed-ups taken per repetition; here the timed pass is one forward pass of a batch."""
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import statistics
 import time
@@ -15,9 +13,10 @@ import time
 import torch
 from torch.utils.data import DataLoader
 
-from distillkit.models.features import model_inputs
 from distillkit.losses.logits import kl_per_example
+from distillkit.models.features import model_inputs
 from distillkit.models.loading import count_parameters
+from distillkit.speed import SPREAD, cpu_threads, in_turn, median_spread, sync
 
 
 @torch.no_grad()
@@ -54,76 +53,33 @@ def agreement_metrics(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return {"agreement": agree, "kl_to_teacher": kl_per_example(student_logits, teacher_logits).mean().item()}
 
 
-SPREAD = "half the min-max range of the repetitions, relative to their median"
-
-
-def _sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
-@contextlib.contextmanager
-def cpu_threads(threads: int | None, device):
-    """Run the block with ``threads`` torch CPU threads and restore the count after, so the figures say
-    how many threads produced them and a loaded machine's cores are not oversubscribed. ``None``, or a
-    GPU (which does the work whatever the CPU threads), leaves torch's setting alone. Yields the count
-    in force (None on GPU)."""
-    if torch.device(device).type != "cpu":
-        yield None
-        return
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
-
-
-def median_spread(values: list[float]) -> tuple[float, float]:
-    """(median, spread): the spread is half the min-max range relative to the median (``SPREAD``), so
-    ``2.9 (±4%)`` means every repetition fell within about 4 % of 2.9."""
-    mid = statistics.median(values)
-    return mid, ((max(values) - min(values)) / 2 / mid if mid else 0.0)
-
-
 def _timer(model, device, clock):
     """A function that runs ``model`` on one batch and returns the forward pass's time (s) on ``clock``."""
     def timed(batch) -> float:
         batch = {k: v.to(device) for k, v in model_inputs(batch).items()}
-        _sync(device)
+        sync(device)
         t0 = clock()
         model(**batch)
-        _sync(device)
+        sync(device)
         return clock() - t0
     return timed
 
 
-def _in_turn(timers: dict, batches: list, start: int) -> dict[str, list[float]]:
-    """Each batch through every model back to back, the first model alternating from batch to batch:
-    a change in machine load lands on both models of a pair alike."""
-    names, times = list(timers), {name: [] for name in timers}
-    for i, batch in enumerate(batches):
-        for name in (names if (start + i) % 2 == 0 else names[::-1]):
-            times[name].append(timers[name](batch))
-    return times
-
-
 def _repetitions(timers: dict, singles: list, fulls: list, repeats: int, warmup: int) -> dict:
     """Per model, per repetition: median single-example latency (ms) and samples/s over the full batches,
-    the models taking turns batch by batch (``_in_turn``), so a repetition's speed-up compares passes
+    the models taking turns batch by batch (``speed.in_turn``), so a repetition's speed-up compares passes
     taken moments apart."""
     samples = sum(len(b["input_ids"]) for b in fulls)
     for _ in range(warmup):
-        _in_turn(timers, singles[:1] + fulls[:1], 0)
+        in_turn(timers, singles[:1] + fulls[:1], 0)
     reps = {name: {"latency_ms": [], "throughput_samples_s": []} for name in timers}
     gc_was_enabled = gc.isenabled()
     gc.disable()  # a collection inside one model's pass would count against that model alone
     try:
         for r in range(repeats):
-            for name, times in _in_turn(timers, singles, r).items():
+            for name, times in in_turn(timers, singles, r).items():
                 reps[name]["latency_ms"].append(statistics.median(times) * 1000)
-            for name, times in _in_turn(timers, fulls, r).items():
+            for name, times in in_turn(timers, fulls, r).items():
                 reps[name]["throughput_samples_s"].append(samples / sum(times))
     finally:
         if gc_was_enabled:
@@ -255,3 +211,14 @@ def describe_scores(scores: dict) -> str:
         text += (f"; its teacher {scores['teacher_accuracy']:.4f}, agreement "
                  f"{scores['agreement_with_teacher'] * 100:.1f}%")
     return text
+
+
+def trainer_metrics(num_labels: int):
+    """The Trainer's ``compute_metrics`` for evaluation during training (``eval.every``): accuracy and macro-F1,
+    computed exactly as the final report computes them (``classification_metrics``)."""
+
+    def compute(prediction) -> dict[str, float]:
+        logits = torch.as_tensor(prediction.predictions).float()
+        return classification_metrics(logits, torch.as_tensor(prediction.label_ids), num_labels)
+
+    return compute

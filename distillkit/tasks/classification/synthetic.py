@@ -36,26 +36,27 @@ import random
 from dataclasses import dataclass
 
 from distillkit.tasks.lexicon import (
-    _NOUNS,
-    _GENERIC_NOUNS,
-    _CONTEXTS,
-    _GENERIC_CONTEXTS,
-    _NOUN_MODIFIERS,
-    _GENERIC_ADJ,
-    _EXTREME_ADJ,
-    _TOPIC_ADJ,
-    _TOPIC_VERB,
-    _NEVER_VERB,
-    _INTENSIFIERS,
-    _EXTREME_INTENSIFIERS,
-    _HEDGES,
-    _NEGATORS,
     _COMPARATIVE,
+    _CONTEXTS,
+    _EXTREME_ADJ,
+    _EXTREME_INTENSIFIERS,
+    _GENERIC_ADJ,
+    _GENERIC_CONTEXTS,
+    _GENERIC_NOUNS,
+    _HEDGES,
+    _INTENSIFIERS,
     _MILD_FIXED,
+    _NEGATORS,
+    _NEVER_VERB,
+    _NOUN_MODIFIERS,
+    _NOUNS,
     _PREDICATES,
     _PREFIXES,
-    _SUFFIXES,
     _RECOMMEND,
+    _SUFFIXES,
+    _TOPIC_ADJ,
+    _TOPIC_VERB,
+    DOMAINS,
 )
 
 __all__ = [
@@ -71,7 +72,6 @@ __all__ = [
 
 TOPICS: tuple[str, ...] = ("food", "travel", "movies", "music")
 SENTIMENTS: tuple[str, ...] = ("positive", "negative")
-DOMAINS: dict[str, str] = {"food": "hospitality", "travel": "hospitality", "movies": "media", "music": "media"}
 LABEL_NAMES: tuple[str, ...] = tuple(f"{t}/{s}" for t in TOPICS for s in SENTIMENTS)
 NUM_CLASSES: int = len(LABEL_NAMES)
 

@@ -1,20 +1,33 @@
 """Sequence classification (single texts or text pairs → class ids): the task every classic method was built
-for, behind the task interface with its behaviour unchanged (``data.py``, ``evaluate.py`` do the work)."""
+for, behind the task interface (``data.py``, ``models.py``, ``evaluate.py``, ``report.py`` do the work)."""
 
 from __future__ import annotations
 
+import logging
+from typing import ClassVar
+
 from distillkit.tasks import Task
+
+log = logging.getLogger("distillkit")
 
 
 class Classification(Task):
     name = "classification"
-    causal = False
     metric = "accuracy"
+    checkpoint_metric = "accuracy"
+    teacher_outputs = "outputs"
+    load_kwargs: ClassVar[dict] = {"ignore_mismatched_sizes": True}  # a checkpoint's head for other labels: replaced
 
+    # ------------------------------------------------------------------------------------------- data
     def load(self, data_cfg):
         from distillkit.tasks.classification.data import load_task
 
         return load_task(data_cfg)
+
+    def data_spec(self, spec: dict) -> dict:
+        if spec["synthetic"]["sentences"] == 1:  # the key of every one-sentence entry made before the setting existed
+            del spec["synthetic"]["sentences"]
+        return spec
 
     def tokenizer_texts(self, task_data) -> list[str]:
         return list(task_data.train["text"]) + (list(task_data.train["text_pair"]) if task_data.has_pair else [])
@@ -34,6 +47,46 @@ class Classification(Task):
 
         return DataCollatorWithPadding(tokenizer)
 
+    def data_view(self, ws, stage):
+        """``text_file`` (plain texts, no labels: TinyBERT's general distillation) and ``train+unlabeled`` (the
+        training split plus an unlabeled pool whose labels are IGNORE_INDEX, for pseudo-labelling)."""
+        from distillkit.tasks.classification.data import tokenize_text_file
+
+        view = stage.data
+        if view.kind == "text_file":
+            return tokenize_text_file(view.text_file, ws.tokenizer, ws.cfg.data.max_length)
+        if view.kind == "train+unlabeled":
+            return _with_unlabeled(ws, view)
+        return super().data_view(ws, stage)
+
+    # ----------------------------------------------------------------------------------------- models
+    def model_class(self):
+        from distillkit.tasks.classification.models import model_class
+
+        return model_class()
+
+    def teacher_config(self, teacher_cfg, tokenizer, label_names):
+        from distillkit.tasks.classification.models import teacher_config
+
+        return teacher_config(teacher_cfg, tokenizer, label_names)
+
+    def student_config(self, student_cfg, teacher_config, tokenizer, label_names):
+        from distillkit.tasks.classification.models import student_config
+
+        return student_config(student_cfg, teacher_config, tokenizer, label_names)
+
+    # --------------------------------------------------------------------------------------- training
+    def labels_only_method(self):
+        from distillkit.config.method import NoneMethodConfig
+
+        return NoneMethodConfig()
+
+    def compute_metrics(self, model_config):
+        from distillkit.tasks.classification.evaluate import trainer_metrics
+
+        return trainer_metrics(model_config.num_labels)
+
+    # ------------------------------------------------------------------------------------- evaluation
     def evaluate_run(self, teacher, student, eval_set, collator, tokenizer, device, cfg) -> dict:
         from distillkit.tasks.classification import evaluate
 
@@ -51,3 +104,33 @@ class Classification(Task):
         from distillkit.tasks.classification import evaluate
 
         return evaluate.describe_scores(scores)
+
+    # ----------------------------------------------------------------------------------------- report
+    def task_section(self, cfg, task_data, train_examples: int, eval_examples: int) -> dict:
+        from distillkit.tasks.classification.report import task_section
+
+        return task_section(task_data, train_examples, eval_examples)
+
+    def report_rows(self, results: dict):
+        from distillkit.tasks.classification.report import rows
+
+        return rows(results)
+
+    def eval_text(self, scores: dict) -> str:
+        from distillkit.tasks.classification.report import eval_text
+
+        return eval_text(scores)
+
+
+def _with_unlabeled(ws, view):
+    """The training split plus an unlabeled pool (labels IGNORE_INDEX), for pseudo-labelling."""
+    import datasets
+
+    from distillkit.tasks.classification.data import tokenize_texts, unlabeled_texts
+
+    texts = unlabeled_texts(ws.cfg.data, ws.plan.task, view.unlabeled, view.unlabeled_size)
+    n = len(ws.train_set)
+    pool = tokenize_texts(texts, ws.tokenizer, ws.cfg.data.max_length, first_idx=n)
+    pool = pool.select_columns(ws.train_set.column_names).cast(ws.train_set.features)
+    log.info("data view: %d labeled + %d unlabeled examples (%s)", n, len(texts), view.unlabeled)
+    return datasets.concatenate_datasets([ws.train_set, pool])
