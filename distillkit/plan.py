@@ -20,7 +20,7 @@ from distillkit import store as cache
 from distillkit.models import loading as models
 from distillkit.teachers import output_cache as teacher_cache
 from distillkit.augment import checks as augment_checks
-from distillkit.config.schema import TASKS, RunConfig, StudentConfig
+from distillkit.config.schema import TASKS, HardwareConfig, RunConfig, StudentConfig
 from distillkit.errors import require
 from distillkit.recipe.objective import Dims
 from distillkit.stages.planning import plan_stages
@@ -28,9 +28,8 @@ from distillkit.stages.planning import plan_stages
 log = logging.getLogger("distillkit")
 
 
-def resolve_device(cfg: RunConfig) -> tuple[bool, torch.device]:
+def resolve_device(hw: HardwareConfig) -> tuple[bool, torch.device]:
     """(use_cpu, device) for this process; a GPU request without a GPU fails here, not mid-run."""
-    hw = cfg.hardware
     gpus = torch.cuda.device_count()
     if hw.accelerator == "gpu":
         require(gpus > 0, "hardware.accelerator", "gpu", "was requested but torch sees no CUDA device.",
@@ -187,7 +186,7 @@ def make_plan(cfg: RunConfig) -> Plan:
     from distillkit import tasks
 
     datasets.disable_progress_bars()
-    use_cpu, device = resolve_device(cfg)
+    use_cpu, device = resolve_device(cfg.hardware)
     root = cache.usable_root(cfg.cache_dir)
     kind = tasks.get(cfg.task.name)
     task = kind.load(cfg.data)

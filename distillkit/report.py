@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from distillkit import dist
@@ -29,10 +30,23 @@ def _versions() -> dict:
     return {"distillkit": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
 
 
-def results(cfg, ctx, plan, numbers: dict, records: list, started: float, started_at: str, n_train: int,
-            n_eval: int, augmented=None) -> dict:
+@dataclass
+class Outcome:
+    """What a completed run hands the report: the task's figures, the stages' records, the data it saw, its clock."""
+
+    numbers: dict  # the task's teacher / student / comparison / speed sections (Task.evaluate_run)
+    stages: list[dict]  # one record per stage, in order
+    train_examples: int  # the training split (before offline augmentation)
+    eval_examples: int
+    started: float  # time.time() when the run began
+    started_at: str  # the same, ISO 8601
+    augmented: object = None  # augment.offline.AugmentedSet: the offline augmented examples, or None
+
+
+def results(cfg, ctx, plan, outcome: Outcome) -> dict:
     """The results.json document of a completed run."""
-    aug = cfg.augmentation
+    aug, augmented, n_train = cfg.augmentation, outcome.augmented, outcome.train_examples
+    started, started_at = outcome.started, outcome.started_at
     return {
         "schema_version": SCHEMA_VERSION,
         "status": "complete",
@@ -42,12 +56,12 @@ def results(cfg, ctx, plan, numbers: dict, records: list, started: float, starte
                 "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
                 "wall_time_s": round(time.time() - started, 2), "world_size": dist.world_size(),
                 "device": str(plan.device), "versions": _versions()},
-        "task": plan.kind.task_section(cfg, plan.task, n_train, n_eval),
+        "task": plan.kind.task_section(cfg, plan.task, n_train, outcome.eval_examples),
         "augmentation": {"options": aug.selected, "offline": aug.offline, "online": aug.online,
                          "train_examples": n_train + (len(augmented.rows) if augmented else 0),
                          **(augmented.summary() if augmented else {})},
-        **numbers,
-        "stages": records,
+        **outcome.numbers,
+        "stages": outcome.stages,
         "artifacts": {"student": "student", "metrics": "metrics.jsonl", "config": "config.yaml"},
     }
 

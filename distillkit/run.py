@@ -156,8 +156,8 @@ def run(cfg: RunConfig, ctx: RunContext, plan: Plan | None = None) -> dict | Non
         if not dist.is_main():
             return None
         models.save_model(student, plan.tokenizer, out / "student")
-        results = report.results(cfg, ctx, plan, numbers, records, started, started_at, len(train_set),
-                                 len(eval_set), ws.augmented)
+        outcome = report.Outcome(numbers, records, len(train_set), len(eval_set), started, started_at, ws.augmented)
+        results = report.results(cfg, ctx, plan, outcome)
         report.write_json_atomic(out / "results.json", results)
         clear_checkpoints(out)
         table = report.format_table(results) + f"\n\nresults: {out / 'results.json'}\nstudent: {out / 'student'}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 
-from distillkit.config.schema import RunConfig
+from distillkit.config.schema import HardwareConfig, RunConfig
 from distillkit.errors import require
 from distillkit.methods import build_objective, build_stages
 from distillkit.recipe.objective import Dims
@@ -67,26 +67,25 @@ def _check_stage(cfg: RunConfig, stage: Stage, dims: Dims) -> None:
                 f"has stage {stage.name!r} read the teacher's features, and its teacher ({teacher.describe()}) gives "
                 "mean predictions, logits only.", "use a logit method for it (e.g. method.inner.name=kd).")
     if teacher is not None and teacher.kind == "snapshots":
-        _check_snapshots(cfg, stage, dims)
+        _check_snapshots(cfg.hardware, stage, dims)
     if stage.data.unlabeled == "generated" or (stage.data.unlabeled == "auto" and cfg.data.source != "synthetic"):
         require(cfg.data.source == "synthetic", "method.unlabeled", stage.data.unlabeled, f"needs unlabeled texts, "
                 f"and data={cfg.data.name} has no generator to make them.",
                 "use method.unlabeled=train (the training texts, labels hidden) or a text file of unlabeled examples.")
 
 
-def optimizer_steps(cfg: RunConfig, stage: Stage, examples: int) -> tuple[int, int]:
+def optimizer_steps(hw: HardwareConfig, stage: Stage, examples: int) -> tuple[int, int]:
     """(steps per epoch, total steps) of ``stage`` on ``examples`` training examples with this hardware."""
-    hw = cfg.hardware
     batch = (stage.budget.batch_size or hw.per_device_batch_size) * hw.devices
     per_epoch = max(1, math.ceil(examples / batch) // (stage.budget.accumulation_steps or hw.gradient_accumulation_steps))
     total = stage.budget.max_steps if stage.budget.max_steps > 0 else math.ceil(stage.budget.epochs * per_epoch)
     return per_epoch, total
 
 
-def _check_snapshots(cfg: RunConfig, stage: Stage, dims: Dims) -> None:
+def _check_snapshots(hw: HardwareConfig, stage: Stage, dims: Dims) -> None:
     """K snapshots must fit the budget: K ≤ the snapshots the stage takes before its last step."""
     k, every = stage.teacher.options.k, stage.teacher.options.every
-    per_epoch, total = optimizer_steps(cfg, stage, dims.train_examples)
+    per_epoch, total = optimizer_steps(hw, stage, dims.train_examples)
     possible = (math.ceil(total / per_epoch) - 1) if every == "epoch" else (total - 1) // every
     require(k <= possible, "method.k" if k > 1 else "method.every", k if k > 1 else every,
             f"asks for {k} snapshot(s) taken {'each epoch' if every == 'epoch' else f'every {every} steps'}, but the "

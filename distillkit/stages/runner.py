@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from distillkit import dist
-from distillkit.config.schema import RunConfig
+from distillkit.config.schema import AugmentationConfig, EvalConfig, RunConfig
 from distillkit.augment.online import online_options
 from distillkit.training.checkpoints import last_checkpoint
 from distillkit.recipe.stage import Stage
@@ -27,18 +27,17 @@ log = logging.getLogger(__name__)
 
 
 
-def evaluates(cfg: RunConfig, stage: Stage) -> bool:
+def evaluates(ev: EvalConfig, stage: Stage) -> bool:
     """Whether ``stage`` is evaluated during training: student stages whose loss reads the logits. A stage
     that trains only features (FitNets' hints, TinyBERT's intermediate, MiniLM's relations) leaves the head
     untouched, so its accuracy says nothing about the stage; ``teacher_prep`` is cached under a key that
     eval settings are no part of, and its accuracy is in the report anyway."""
-    return cfg.eval.every is not None and not stage.trains_teacher and stage.objective.reads_logits
+    return ev.every is not None and not stage.trains_teacher and stage.objective.reads_logits
 
 
-def _eval_arguments(cfg: RunConfig, evaluated: bool, metric: str | None) -> dict:
+def _eval_arguments(ev: EvalConfig, evaluated: bool, metric: str | None) -> dict:
     """TrainingArguments for evaluation during training (none when the stage is not evaluated); ``metric`` (the
     task's checkpoint metric, greater is better) picks the best checkpoint and stops early."""
-    ev = cfg.eval
     if not evaluated:
         return {"eval_strategy": "no"}
     args = {"eval_strategy": "epoch"} if ev.every == "epoch" else {"eval_strategy": "steps", "eval_steps": ev.every}
@@ -90,7 +89,7 @@ def training_arguments(cfg: RunConfig, stage: Stage, output_dir: Path, use_cpu: 
         save_strategy="steps",
         save_steps=tr.save_steps,
         save_total_limit=tr.save_total_limit,
-        **_eval_arguments(cfg, evaluated, metric),
+        **_eval_arguments(cfg.eval, evaluated, metric),
         train_sampling_strategy="group_by_length" if tr.group_by_length else "random",
         report_to="none",
         disable_tqdm=False,
@@ -112,9 +111,9 @@ def run_stage(stage: Stage, ws) -> dict:
     cfg, task = ws.cfg, ws.plan.kind
     model, source, train_set = ws.model(stage), ws.source(stage), ws.train_data(stage)
     ckpt_dir = ws.run_dir / "checkpoints" / stage.name
-    evaluated = evaluates(cfg, stage) and ws.eval_set is not None
+    evaluated = evaluates(cfg.eval, stage) and ws.eval_set is not None
     args = training_arguments(cfg, stage, ckpt_dir, ws.use_cpu, evaluated, task.checkpoint_metric)
-    augment = batch_augmenter(cfg, stage, ws)
+    augment = batch_augmenter(cfg.augmentation, stage, ws.tokenizer)
     # args.device first: it joins the process group, which a sharded cache build needs
     source, train_set, cached = teacher_cache.prepare(stage, source, train_set, ws, args.device,
                                                       cfg.hardware.eval_batch_size)
@@ -127,7 +126,7 @@ def run_stage(stage: Stage, ws) -> dict:
         objective=stage.objective, source=source, layer_learning_rate=stage.budget.layer_learning_rate,
         warmup_ratio=cfg.train.warmup_ratio, guard=guard, augment=augment,
         on_policy=task.on_policy() if stage.objective.rollout is not None else None,
-        callbacks=_callbacks(cfg, stage, ws.run_dir, ws.wandb_run if args.should_save else None, evaluated),
+        callbacks=_callbacks(cfg.eval, stage, ws.run_dir, ws.wandb_run if args.should_save else None, evaluated),
     )
     checkpoint = last_checkpoint(ckpt_dir) if ws.resume else None
     if checkpoint:
@@ -156,33 +155,32 @@ def run_stage(stage: Stage, ws) -> dict:
     return record
 
 
-def batch_augmenter(cfg: RunConfig, stage: Stage, ws):
+def batch_augmenter(aug: AugmentationConfig, stage: Stage, tokenizer):
     """The stage's online augmentation (mixup, cutmix, consistency), or None: never for ``teacher_prep``;
     consistency (a term on the logits) only where the stage has a teacher and its loss reads the logits (not
     FitNets' hints or TinyBERT's intermediate stage); a stage without a teacher keeps mixup/cutmix on its labels."""
     from distillkit.augment.offline import seed_of
     from distillkit.augment.online import BatchAugmenter
 
-    aug = cfg.augmentation
-    wanted = online_options(cfg.augmentation.online, stage)
+    wanted = online_options(aug.online, stage)
     if not wanted:
         return None
-    augmenter = BatchAugmenter(aug, ws.tokenizer, seed_of(aug, stage.budget.seed), dist.rank())
+    augmenter = BatchAugmenter(aug, tokenizer, seed_of(aug, stage.budget.seed), dist.rank())
     if "consistency" not in wanted:
         augmenter.consistency = None
     return augmenter
 
 
-def _callbacks(cfg: RunConfig, stage: Stage, run_dir: Path, wandb_run, evaluated: bool) -> list:
+def _callbacks(ev: EvalConfig, stage: Stage, run_dir: Path, wandb_run, evaluated: bool) -> list:
     from transformers import EarlyStoppingCallback
 
     from distillkit.training.trainer import MetricsCallback, SaveBestCallback
 
     callbacks = [MetricsCallback(stage.name, run_dir / "metrics.jsonl", wandb_run)]
-    if evaluated and cfg.eval.keep == "best":
+    if evaluated and ev.keep == "best":
         callbacks.append(SaveBestCallback())
-    if evaluated and cfg.eval.early_stopping_patience is not None:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.eval.early_stopping_patience))
+    if evaluated and ev.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=ev.early_stopping_patience))
     return callbacks
 
 

@@ -9,32 +9,42 @@ source can name an earlier stage's model (``stage:<name>``, ``ensemble``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from distillkit.models import loading as model_lib
+from distillkit.config.schema import RunConfig
 from distillkit.recipe.stage import Stage
+
+if TYPE_CHECKING:  # types only: the plan is made above the stages (import-linter skips type-checking imports)
+    import datasets
+
+    from distillkit.augment.offline import AugmentedSet
+    from distillkit.plan import Plan
+    from distillkit.teachers.sources import TeacherSource
 
 log = logging.getLogger("distillkit")
 
 
 @dataclass
 class Workspace:
-    cfg: object  # RunConfig
-    plan: object  # run.Plan
+    cfg: RunConfig
+    plan: Plan
     run_dir: Path
-    train_set: object
-    eval_set: object
-    collator: object
-    wandb_run: object = None
+    train_set: datasets.Dataset  # the tokenised training split
+    eval_set: datasets.Dataset | None
+    collator: Callable[[list[dict]], dict[str, torch.Tensor]]  # the task's batch collator
+    wandb_run: Any = None  # a wandb Run on rank 0 with logger=wandb, else None
     resume: bool = False
-    augmented: object = None  # augment.offline.AugmentedSet: the run's offline augmented examples, or None
+    augmented: AugmentedSet | None = None  # the run's offline augmented examples
     models: dict[str, torch.nn.Module] = field(default_factory=dict)
     _pseudo_filtered: bool = False
-    _sources: dict = field(default_factory=dict)
-    _data: dict = field(default_factory=dict)
+    _sources: dict[str, TeacherSource | None] = field(default_factory=dict)  # by stage name
+    _data: dict[tuple, datasets.Dataset] = field(default_factory=dict)  # by data-view key
 
     @property
     def tokenizer(self):
