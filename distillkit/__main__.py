@@ -18,8 +18,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from distillkit import dist
-from distillkit import conf_dir, launch, preflight
+from distillkit import conf_dir, dist, launch, preflight
 from distillkit.config.schema import register_schemas, validate
 from distillkit.errors import ConfigError, Interrupted, TrainingDiverged, require
 
@@ -36,15 +35,17 @@ def _context():
     hc = HydraConfig.get()
     skipped = set(os.environ.get(preflight.SKIP_ENV, "").split(",")) - {""}
     # a key preflight rewrote to ++key (so every job of the sweep composes) is recorded as the user typed it
-    overrides = tuple(o[2:] if o.startswith("++") and o[2:].split("=", 1)[0] in skipped else o
-                      for o in hc.overrides.task)
+    overrides = tuple(
+        o[2:] if o.startswith("++") and o[2:].split("=", 1)[0] in skipped else o for o in hc.overrides.task
+    )
     name, group = ",".join(overrides), None
     if hc.mode == RunMode.MULTIRUN:
         group = "sweep-" + "_".join(Path(hc.sweep.dir).parts[-2:])
         swept = _swept_keys(sys.argv[1:])
         name = ",".join(o for o in overrides if o.split("=", 1)[0].lstrip("+~") in swept) or name
-    return RunContext(output_dir=Path(hc.runtime.output_dir), job_name=name or "default", overrides=overrides,
-                      group=group)
+    return RunContext(
+        output_dir=Path(hc.runtime.output_dir), job_name=name or "default", overrides=overrides, group=group
+    )
 
 
 def _swept_keys(argv: list[str]) -> set[str]:
@@ -70,15 +71,29 @@ def _resume(raw: dict, ctx):
     run's configuration (preflight refused any other override and pointed Hydra at that directory)."""
     previous = Path(raw["resume"]).expanduser()
     saved = previous / "config.yaml"
-    require(saved.is_file(), "resume", str(previous), "is not a distillkit run directory (it has no config.yaml).",
-            "pass the output directory of the interrupted run, e.g. resume=outputs/2026-11-22/19-00-00.")
-    require(not (previous / "results.json").exists(), "resume", str(previous), "already completed (results.json "
-            "exists).", "start a new run instead, or delete results.json to train again from its last checkpoint.")
+    require(
+        saved.is_file(),
+        "resume",
+        str(previous),
+        "is not a distillkit run directory (it has no config.yaml).",
+        "pass the output directory of the interrupted run, e.g. resume=outputs/2026-11-22/19-00-00.",
+    )
+    require(
+        not (previous / "results.json").exists(),
+        "resume",
+        str(previous),
+        "already completed (results.json exists).",
+        "start a new run instead, or delete results.json to train again from its last checkpoint.",
+    )
     try:
         old = OmegaConf.to_container(OmegaConf.load(saved), resolve=True)
     except Exception as err:  # a hand-edited or truncated config.yaml
-        raise ConfigError("resume", str(previous), f"has a config.yaml that cannot be read ({str(err).splitlines()[0]}).",
-                          "restore the run's config.yaml, or start a new run.") from None
+        raise ConfigError(
+            "resume",
+            str(previous),
+            f"has a config.yaml that cannot be read ({str(err).splitlines()[0]}).",
+            "restore the run's config.yaml, or start a new run.",
+        ) from None
     old["resume"] = None
     ctx.output_dir, ctx.resume = previous.resolve(), True
     ctx.restore()
@@ -185,7 +200,6 @@ def main() -> None:
             for reason, count in checked.skipped.items():
                 print(f"note: {count} of the sweep's {checked.jobs} jobs will be skipped: {reason}", flush=True)
     _hydra_main()
-
 
 
 if __name__ == "__main__":

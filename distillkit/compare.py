@@ -16,6 +16,7 @@ under the table as failed/unfinished. The plot goes to ``<first DIR>/compare.png
 
 From Python: ``compare(paths, group_by_seed=False, plot_path=None) -> list[dict]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,20 @@ SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 2 changed stage records only; the keys read here mean the same
 SEED_RE = re.compile(r"^\+{0,2}seed=")
 GROUP_STATS = ("student_metric", "retention", "agreement", "kl")
-SORT_KEYS = ("job", "method", "student", "n", "teacher_metric", "student_metric", "retention",
-             "agreement", "kl", "compression", "speedup", "wall_s")
+SORT_KEYS = (
+    "job",
+    "method",
+    "student",
+    "n",
+    "teacher_metric",
+    "student_metric",
+    "retention",
+    "agreement",
+    "kl",
+    "compression",
+    "speedup",
+    "wall_s",
+)
 
 
 def _natural(path: Path) -> list:
@@ -79,13 +92,22 @@ def _row(data: dict, job_dir: Path) -> dict:
     teacher, student = data.get("teacher") or {}, data.get("student") or {}
     cmp_, metric = data.get("comparison") or {}, task.get("metric", "accuracy")
     return {
-        "job": run.get("name") or job_dir.name, "dir": str(job_dir),
-        "method": run.get("method"), "student": run.get("student"), "teacher": run.get("teacher"),
-        "seed": run.get("seed"), "overrides": _overrides(run, job_dir), "metric": metric,
-        "teacher_metric": teacher.get(metric), "student_metric": student.get(metric),
-        "retention": cmp_.get("retention"), "agreement": cmp_.get("agreement"),
-        "kl": cmp_.get("kl_to_teacher"), "compression": cmp_.get("compression"),
-        "speedup": cmp_.get("speedup", cmp_.get("gen_speedup")), "wall_s": run.get("wall_time_s"),
+        "job": run.get("name") or job_dir.name,
+        "dir": str(job_dir),
+        "method": run.get("method"),
+        "student": run.get("student"),
+        "teacher": run.get("teacher"),
+        "seed": run.get("seed"),
+        "overrides": _overrides(run, job_dir),
+        "metric": metric,
+        "teacher_metric": teacher.get(metric),
+        "student_metric": student.get(metric),
+        "retention": cmp_.get("retention"),
+        "agreement": cmp_.get("agreement"),
+        "kl": cmp_.get("kl_to_teacher"),
+        "compression": cmp_.get("compression"),
+        "speedup": cmp_.get("speedup", cmp_.get("gen_speedup")),
+        "wall_s": run.get("wall_time_s"),
     }
 
 
@@ -95,8 +117,13 @@ def _why_no_results(job_dir: Path) -> str:
         path = job_dir / name
         if path.is_file():
             lines = path.read_text(errors="replace").strip().splitlines()
-            return prefix + (lines[-1] if name == "error.txt" and lines and lines[0].startswith("Traceback")
-                             else lines[0] if lines else "")
+            return prefix + (
+                lines[-1]
+                if name == "error.txt" and lines and lines[0].startswith("Traceback")
+                else lines[0]
+                if lines
+                else ""
+            )
     return "no results.json (still running, or killed)"
 
 
@@ -118,8 +145,10 @@ def load(paths, stages: bool = False) -> tuple[list[dict], list[tuple[str, str]]
             failed.append((str(f.parent), f"status {data.get('status')!r}"))
             continue
         if data.get("schema_version") not in READABLE_VERSIONS:
-            warnings.append(f"warning: {f}: schema_version {data.get('schema_version')!r} "
-                            f"(expected {SCHEMA_VERSION}); reading it as version {SCHEMA_VERSION}")
+            warnings.append(
+                f"warning: {f}: schema_version {data.get('schema_version')!r} "
+                f"(expected {SCHEMA_VERSION}); reading it as version {SCHEMA_VERSION}"
+            )
         rows.extend(_stage_rows(data, f.parent) if stages else [_row(data, f.parent)])
     return rows, failed, warnings
 
@@ -131,10 +160,21 @@ def _stage_rows(data: dict, job_dir: Path) -> list[dict]:
         scores = stage.get("eval")
         if not scores:
             continue
-        rows.append({**base, "job": f"{base['job']} · {stage['name']}", "stage": stage["name"],
-                     "teacher_metric": scores.get(f"teacher_{base['metric']}"), "student_metric": scores.get(base["metric"]),
-                     "agreement": scores.get("agreement_with_teacher"), "retention": None, "kl": None,
-                     "compression": None, "speedup": None, "wall_s": stage.get("wall_time_s")})
+        rows.append(
+            {
+                **base,
+                "job": f"{base['job']} · {stage['name']}",
+                "stage": stage["name"],
+                "teacher_metric": scores.get(f"teacher_{base['metric']}"),
+                "student_metric": scores.get(base["metric"]),
+                "agreement": scores.get("agreement_with_teacher"),
+                "retention": None,
+                "kl": None,
+                "compression": None,
+                "speedup": None,
+                "wall_s": stage.get("wall_time_s"),
+            }
+        )
     return rows
 
 
@@ -154,9 +194,15 @@ def group_seeds(rows: list[dict]) -> list[dict]:
     for key, members in groups.items():
         first = members[0]
         label = ",".join(o for o in key[1:] if o not in shared) or "(defaults)"  # shared overrides say nothing
-        g = {"job": f"{key[0]}: {label}" if key[0] else label, "method": first["method"],
-             "student": first["student"], "metric": first["metric"], "n": len(members),
-             "seeds": [m["seed"] for m in members], "dirs": [m["dir"] for m in members]}
+        g = {
+            "job": f"{key[0]}: {label}" if key[0] else label,
+            "method": first["method"],
+            "student": first["student"],
+            "metric": first["metric"],
+            "n": len(members),
+            "seeds": [m["seed"] for m in members],
+            "dirs": [m["dir"] for m in members],
+        }
         for stat in ("teacher_metric",) + GROUP_STATS:
             vals = [x for x in (_num(m[stat]) for m in members) if x is not None]
             g[stat] = statistics.mean(vals) if vals else None
@@ -176,14 +222,20 @@ def _fmt(v, digits: int, scale: float = 1.0, std=None) -> str:
 
 def _columns(metric: str, grouped: bool) -> list[tuple]:
     """(header, key, digits, scale); digits None means a text column."""
-    cols = [("group" if grouped else "job", "job", None, 1), ("method", "method", None, 1),
-            ("student", "student", None, 1)] + ([("n", "n", 0, 1)] if grouped else [])
-    cols += [(f"teacher {metric}", "teacher_metric", 4, 1),
-             (f"student {metric}", "student_metric", 4, 1), ("retention %", "retention", 1, 100),
-             ("agreement %", "agreement", 1, 100), ("KL", "kl", 4, 1)]
+    cols = [
+        ("group" if grouped else "job", "job", None, 1),
+        ("method", "method", None, 1),
+        ("student", "student", None, 1),
+    ] + ([("n", "n", 0, 1)] if grouped else [])
+    cols += [
+        (f"teacher {metric}", "teacher_metric", 4, 1),
+        (f"student {metric}", "student_metric", 4, 1),
+        ("retention %", "retention", 1, 100),
+        ("agreement %", "agreement", 1, 100),
+        ("KL", "kl", 4, 1),
+    ]
     if not grouped:
-        cols += [("compression ×", "compression", 2, 1), ("speed-up ×", "speedup", 2, 1),
-                 ("wall s", "wall_s", 1, 1)]
+        cols += [("compression ×", "compression", 2, 1), ("speed-up ×", "speedup", 2, 1), ("wall s", "wall_s", 1, 1)]
     return cols
 
 
@@ -204,8 +256,8 @@ def format_table(rows: list[dict], grouped: bool = False, max_text: int = 40) ->
     widths = [max([len(c[0])] + [len(line[i]) for line in cells]) for i, c in enumerate(cols)]
 
     def render(line):
-        return "  ".join(t.ljust(w) if c[2] is None else t.rjust(w)
-                         for t, w, c in zip(line, widths, cols)).rstrip()
+        return "  ".join(t.ljust(w) if c[2] is None else t.rjust(w) for t, w, c in zip(line, widths, cols)).rstrip()
+
     header = render([c[0] for c in cols])
     return "\n".join([header, "-" * len(header)] + [render(line) for line in cells])
 
@@ -234,11 +286,23 @@ def figure(rows: list[dict], grouped: bool = False):
     ax.bar(x, student, yerr=err, capsize=3, color="tab:blue", label=f"student {metric}")
     teach = [(i, t) for i, t in enumerate(_num(r["teacher_metric"]) for r in rows) if t is not None]
     if teach:
-        ax.hlines([t for _, t in teach], [i - 0.4 for i, _ in teach], [i + 0.4 for i, _ in teach],
-                  colors="tab:red", linewidth=2, label=f"teacher {metric}")
+        ax.hlines(
+            [t for _, t in teach],
+            [i - 0.4 for i, _ in teach],
+            [i + 0.4 for i, _ in teach],
+            colors="tab:red",
+            linewidth=2,
+            label=f"teacher {metric}",
+        )
     labels = [(f"{r['job']} (n={r['n']})" if grouped else str(r["job"])) for r in rows]
-    ax.set_xticks(x, [lb if len(lb) <= 40 else lb[:38] + ".." for lb in labels],
-                  rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
+    ax.set_xticks(
+        x,
+        [lb if len(lb) <= 40 else lb[:38] + ".." for lb in labels],
+        rotation=45,
+        ha="right",
+        rotation_mode="anchor",
+        fontsize=8,
+    )
     shown = [t for _, t in teach]
     for r, e in zip(rows, err or [0.0] * len(rows)):
         if _num(r["student_metric"]) is not None:
@@ -264,13 +328,15 @@ def plot(rows: list[dict], path, grouped: bool = False) -> Path:
 
 def _sort(rows: list[dict], column: str) -> list[dict]:
     key, reverse = column.lstrip("-"), column.startswith("-")
-    present = sorted((r for r in rows if r.get(key) is not None),
-                     key=lambda r: (isinstance(r[key], str), r[key]), reverse=reverse)
+    present = sorted(
+        (r for r in rows if r.get(key) is not None), key=lambda r: (isinstance(r[key], str), r[key]), reverse=reverse
+    )
     return present + [r for r in rows if r.get(key) is None]  # missing values always last
 
 
-def compare(paths, group_by_seed: bool = False, plot_path=None, sort: str | None = None,
-            out=None, stages: bool = False) -> list[dict]:
+def compare(
+    paths, group_by_seed: bool = False, plot_path=None, sort: str | None = None, out=None, stages: bool = False
+) -> list[dict]:
     """Print the table (and failed jobs) to ``out``, write the plot, return the rows shown.
 
     ``plot_path=None`` writes ``<first DIR>/compare.png``; ``plot_path=False`` skips the plot.
@@ -301,25 +367,28 @@ def compare(paths, group_by_seed: bool = False, plot_path=None, sort: str | None
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m distillkit.compare",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m distillkit.compare", description=__doc__.split("\n")[0])
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="sweep or run directories")
     parser.add_argument("--group-by-seed", action="store_true", help="mean ± std over seeds")
     parser.add_argument("--plot", metavar="PATH", help="PNG path (default: DIR/compare.png)")
     parser.add_argument("--no-plot", action="store_true", help="do not write a plot")
-    parser.add_argument("--stages", action="store_true",
-                        help="a row per model the stages produced (generations, rounds, assistants)")
-    parser.add_argument("--sort", metavar="COLUMN",
-                        help=f"sort by one of {', '.join(SORT_KEYS)}; prefix '-' for descending")
+    parser.add_argument(
+        "--stages", action="store_true", help="a row per model the stages produced (generations, rounds, assistants)"
+    )
+    parser.add_argument(
+        "--sort", metavar="COLUMN", help=f"sort by one of {', '.join(SORT_KEYS)}; prefix '-' for descending"
+    )
     args = parser.parse_args(argv)
     if args.sort and args.sort.lstrip("-") not in SORT_KEYS:
         parser.error(f"--sort: unknown column {args.sort!r}; choose from {', '.join(SORT_KEYS)}")
-    rows = compare(args.dirs, args.group_by_seed, False if args.no_plot else args.plot, args.sort,
-                   stages=args.stages)
+    rows = compare(args.dirs, args.group_by_seed, False if args.no_plot else args.plot, args.sort, stages=args.stages)
     if not rows:
-        print(f"error: no results found: looked recursively for results.json files "
-              f"(schema_version {SCHEMA_VERSION}, status \"complete\") under: "
-              f"{', '.join(args.dirs)}", file=sys.stderr)
+        print(
+            f"error: no results found: looked recursively for results.json files "
+            f'(schema_version {SCHEMA_VERSION}, status "complete") under: '
+            f"{', '.join(args.dirs)}",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

@@ -37,6 +37,9 @@ class RunContext:
         if not path.is_file():
             return
         data = json.loads(path.read_text())
-        self.job_name, self.group, self.wandb_id = data.get("job_name", self.job_name), data.get("group"), \
-            data.get("wandb_id")
+        self.job_name, self.group, self.wandb_id = (
+            data.get("job_name", self.job_name),
+            data.get("group"),
+            data.get("wandb_id"),
+        )
         self.overrides = tuple(data.get("overrides", ()))

@@ -57,4 +57,3 @@ class Interrupted(BaseException):
     def __init__(self, signal_name: str):
         self.signal_name = signal_name
         super().__init__(signal_name)
-

@@ -40,8 +40,10 @@ def worker(raw_cfg: dict, ctx_fields: dict) -> None:
     from distillkit.config.schema import validate
     from distillkit.run import RunContext, run
 
-    logging.basicConfig(level=logging.INFO if dist.is_main() else logging.WARNING,
-                        format="[rank %(process)d] %(message)s" if not dist.is_main() else "%(message)s")
+    logging.basicConfig(
+        level=logging.INFO if dist.is_main() else logging.WARNING,
+        format="[rank %(process)d] %(message)s" if not dist.is_main() else "%(message)s",
+    )
     try:
         run(validate(raw_cfg), RunContext(**ctx_fields))
     except (ConfigError, TrainingDiverged) as err:  # handed to the parent, which reports it as in one process

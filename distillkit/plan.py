@@ -17,13 +17,14 @@ import torch
 
 from distillkit import dist
 from distillkit import store as cache
-from distillkit.models import loading as models
-from distillkit.teachers import output_cache as teacher_cache
 from distillkit.augment import checks as augment_checks
 from distillkit.config.schema import TASKS, HardwareConfig, RunConfig, StudentConfig
 from distillkit.errors import require
+from distillkit.models import loading as models
 from distillkit.recipe.objective import Dims
 from distillkit.stages.planning import plan_stages
+from distillkit.tasks.splits import TaskData
+from distillkit.teachers import output_cache as teacher_cache
 
 log = logging.getLogger("distillkit")
 
@@ -32,14 +33,29 @@ def resolve_device(hw: HardwareConfig) -> tuple[bool, torch.device]:
     """(use_cpu, device) for this process; a GPU request without a GPU fails here, not mid-run."""
     gpus = torch.cuda.device_count()
     if hw.accelerator == "gpu":
-        require(gpus > 0, "hardware.accelerator", "gpu", "was requested but torch sees no CUDA device.",
-                "use hardware=cpu (or hardware=auto), or check CUDA_VISIBLE_DEVICES and the torch build.")
+        require(
+            gpus > 0,
+            "hardware.accelerator",
+            "gpu",
+            "was requested but torch sees no CUDA device.",
+            "use hardware=cpu (or hardware=auto), or check CUDA_VISIBLE_DEVICES and the torch build.",
+        )
     use_cpu = hw.accelerator == "cpu" or gpus == 0
     if not use_cpu and hw.devices > 1:
-        require(hw.devices <= gpus, "hardware.devices", hw.devices, f"exceeds the {gpus} visible GPU(s).",
-                f"use hardware.devices={gpus} or fewer.")
-    require(not (use_cpu and hw.precision == "fp16"), "hardware.precision", "fp16", "needs a GPU, and this run uses "
-            "the CPU.", "use hardware.precision=bf16 or fp32 on the CPU.")
+        require(
+            hw.devices <= gpus,
+            "hardware.devices",
+            hw.devices,
+            f"exceeds the {gpus} visible GPU(s).",
+            f"use hardware.devices={gpus} or fewer.",
+        )
+    require(
+        not (use_cpu and hw.precision == "fp16"),
+        "hardware.precision",
+        "fp16",
+        "needs a GPU, and this run uses the CPU.",
+        "use hardware.precision=bf16 or fp32 on the CPU.",
+    )
     return use_cpu, torch.device("cpu") if use_cpu else torch.device("cuda", dist.local_rank())
 
 
@@ -48,11 +64,13 @@ def _tokenizer(cfg: RunConfig, task, root: Path, kind):
     from transformers import AutoTokenizer
 
     if cfg.teacher.path is not None:
-        return models.load_tokenizer("teacher.path", cfg.teacher.path, cfg.teacher.revision,
-                                     cfg.teacher.trust_remote_code)
+        return models.load_tokenizer(
+            "teacher.path", cfg.teacher.path, cfg.teacher.revision, cfg.teacher.trust_remote_code
+        )
     if cfg.teacher.name == "none" and cfg.student.path is not None:  # no teacher: the student's own tokenizer
-        return models.load_tokenizer("student.path", cfg.student.path, cfg.student.revision,
-                                     cfg.student.trust_remote_code)
+        return models.load_tokenizer(
+            "student.path", cfg.student.path, cfg.student.revision, cfg.student.trust_remote_code
+        )
     spec = {"data": _data_spec(cfg, root, kind), "vocab_size": cfg.teacher.arch.vocab_size, **kind.tokenizer_spec}
 
     def train(tmp):
@@ -82,12 +100,31 @@ def _data_spec(cfg: RunConfig, root: Path, kind=None) -> dict:
 
 # TrainingArguments that do not change the prepared weights: where and how often the run writes and logs,
 # and how the work is spread over processes (the recipe's global batch stands in for the batch fields).
-_NOT_RECIPE = ("output_dir", "logging", "log_", "save_", "report_to", "disable_tqdm", "dataloader_", "ddp_",
-               "use_cpu", "per_device_", "gradient_accumulation_steps", "run_name", "push_to_hub", "hub_",
-               "resume_from_checkpoint", "local_rank", "eval_", "per_gpu", "overwrite_output_dir", "print_")
+_NOT_RECIPE = (
+    "output_dir",
+    "logging",
+    "log_",
+    "save_",
+    "report_to",
+    "disable_tqdm",
+    "dataloader_",
+    "ddp_",
+    "use_cpu",
+    "per_device_",
+    "gradient_accumulation_steps",
+    "run_name",
+    "push_to_hub",
+    "hub_",
+    "resume_from_checkpoint",
+    "local_rank",
+    "eval_",
+    "per_gpu",
+    "overwrite_output_dir",
+    "print_",
+)
 
 
-def teacher_spec(cfg: RunConfig, plan: "Plan", stage) -> dict:
+def teacher_spec(cfg: RunConfig, plan: Plan, stage) -> dict:
     """Everything that determines a prepared teacher, its cache key: the teacher, the data (by content), the
     labels and tokenizer, and every setting that reaches its training, derived from the stage's own
     TrainingArguments so a setting added later cannot be forgotten. Hardware-free: the global batch is
@@ -101,9 +138,14 @@ def teacher_spec(cfg: RunConfig, plan: "Plan", stage) -> dict:
         "data": _data_spec(cfg, plan.cache_root, plan.kind),
         "labels": plan.task.label_names,
         "tokenizer": cache.entry_key(plan.tokenizer.get_vocab()),
-        "stage": {"epochs": stage.budget.epochs, "learning_rate": stage.budget.learning_rate, "seed": stage.budget.seed,
-                  "layer_learning_rate": stage.budget.layer_learning_rate, "method": stage.objective.formula(),
-                  "warmup_ratio": cfg.train.warmup_ratio},  # the trainer turns it into steps itself
+        "stage": {
+            "epochs": stage.budget.epochs,
+            "learning_rate": stage.budget.learning_rate,
+            "seed": stage.budget.seed,
+            "layer_learning_rate": stage.budget.layer_learning_rate,
+            "method": stage.objective.formula(),
+            "warmup_ratio": cfg.train.warmup_ratio,
+        },  # the trainer turns it into steps itself
         "recipe": recipe,
     }
 
@@ -126,11 +168,19 @@ def _prepare_batching(cfg: RunConfig) -> tuple[int, int]:
     many processes, each step no larger than ``hardware.per_device_batch_size``."""
     world = dist.world_size(default=cfg.hardware.devices)
     batch = cfg.teacher.prepare_batch_size
-    require(batch % world == 0, "teacher.prepare_batch_size", batch, f"does not divide over {world} processes.",
-            f"use a multiple of {world}, e.g. teacher.prepare_batch_size={max(world, batch - batch % world)}.")
+    require(
+        batch % world == 0,
+        "teacher.prepare_batch_size",
+        batch,
+        f"does not divide over {world} processes.",
+        f"use a multiple of {world}, e.g. teacher.prepare_batch_size={max(world, batch - batch % world)}.",
+    )
     per_device = batch // world
-    steps = next(a for a in range(1, per_device + 1)
-                 if per_device % a == 0 and per_device // a <= cfg.hardware.per_device_batch_size)
+    steps = next(
+        a
+        for a in range(1, per_device + 1)
+        if per_device % a == 0 and per_device // a <= cfg.hardware.per_device_batch_size
+    )
     return per_device // steps, steps
 
 
@@ -145,8 +195,11 @@ class Attention:
     def switch(self, model) -> None:
         if self.needed_by and model.config._attn_implementation != "eager":
             if not self._before:
-                log.info("Stage(s) %s read attention maps: the models switch to eager attention (slower than sdpa, "
-                         "and needed for output_attentions).", ", ".join(self.needed_by))
+                log.info(
+                    "Stage(s) %s read attention maps: the models switch to eager attention (slower than sdpa, "
+                    "and needed for output_attentions).",
+                    ", ".join(self.needed_by),
+                )
             self._before.append((model, model.config._attn_implementation))
             model.set_attn_implementation("eager")
 
@@ -160,7 +213,7 @@ class Attention:
 class Plan:
     """Everything decided and checked before the first weight is loaded or trained."""
 
-    task: "TaskData"  # noqa: F821
+    task: TaskData  # the loaded splits (the task's data, not yet tokenised)
     tokenizer: object
     teacher_config: object  # None with teacher=none
     student_config: object
@@ -197,17 +250,34 @@ def make_plan(cfg: RunConfig) -> Plan:
     if cfg.student.path is not None:
         models.check_tokenizers(tokenizer, models.load_tokenizer("student.path", cfg.student.path), cfg.student.path)
     no_teacher = cfg.teacher.name == "none"
-    require(no_teacher or head_fitted or cfg.teacher.prepare != "never", "teacher.prepare", "never",
-            f"but {cfg.teacher.path} has no classifier for these {task.num_labels} labels.",
-            "use teacher.prepare=auto to fine-tune it on the task first, or give a fine-tuned checkpoint.")
-    prepare = not no_teacher and (cfg.teacher.prepare == "always" or (cfg.teacher.prepare == "auto" and not head_fitted))
+    require(
+        no_teacher or head_fitted or cfg.teacher.prepare != "never",
+        "teacher.prepare",
+        "never",
+        f"but {cfg.teacher.path} has no classifier for these {task.num_labels} labels.",
+        "use teacher.prepare=auto to fine-tune it on the task first, or give a fine-tuned checkpoint.",
+    )
+    prepare = not no_teacher and (
+        cfg.teacher.prepare == "always" or (cfg.teacher.prepare == "auto" and not head_fitted)
+    )
     dims = Dims.from_configs(s_config, t_config, len(task.train), cfg.pair.layer_map, layers)
     stages = plan_stages(cfg, prepare, dims)
     teacher_cache.check(cfg, stages)
     if prepare:
         stages[0].budget.batch_size, stages[0].budget.accumulation_steps = _prepare_batching(cfg)
-    plan = Plan(task, tokenizer, None if no_teacher else t_config, s_config, layers, prepare, stages, use_cpu,
-                device, root, kind=kind)
+    plan = Plan(
+        task,
+        tokenizer,
+        None if no_teacher else t_config,
+        s_config,
+        layers,
+        prepare,
+        stages,
+        use_cpu,
+        device,
+        root,
+        kind=kind,
+    )
     plan.model_configs = _model_configs(cfg, plan, t_config, task.label_names)
     plan.attention.needed_by = [s.name for s in plan.method_stages if s.objective.needs_attentions]
     augment_checks.check(cfg, plan)
@@ -225,9 +295,15 @@ def _model_configs(cfg: RunConfig, plan: Plan, t_config, label_names) -> dict:
             configs[spec.model] = configs[spec.copy_of]
         elif spec.build == "depth":
             init = cfg.student.init if cfg.student.path is None else "uniform"
-            derived = StudentConfig(num_layers=spec.num_layers, init="random" if init == "list" else init,
-                                    **({} if cfg.student.path else {k: getattr(cfg.student, k) for k in
-                                                                    ("hidden_size", "num_heads", "intermediate_size")}))
+            derived = StudentConfig(
+                num_layers=spec.num_layers,
+                init="random" if init == "list" else init,
+                **(
+                    {}
+                    if cfg.student.path
+                    else {k: getattr(cfg.student, k) for k in ("hidden_size", "num_heads", "intermediate_size")}
+                ),
+            )
             configs[spec.model] = plan.kind.student_config(derived, t_config, plan.tokenizer, label_names)
         else:
             configs[spec.model] = configs["student"]

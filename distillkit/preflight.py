@@ -24,8 +24,17 @@ from distillkit.errors import ConfigError
 
 SKIP_ENV = "DISTILLKIT_SWEEP_SKIP_KEYS"  # method-specific keys a sweep sets for only some of its methods
 # Hydra flags that print something instead of running a job: nothing to check.
-_INFO_FLAGS = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun", "config_path",
-               "config_name", "config_dir")
+_INFO_FLAGS = (
+    "help",
+    "hydra_help",
+    "cfg",
+    "info",
+    "shell_completion",
+    "experimental_rerun",
+    "config_path",
+    "config_name",
+    "config_dir",
+)
 _NOT_IN_STRUCT = re.compile(r"Could not override '([^']+)'")
 _RUN_KEYS = ("hydra.", "logger.mode")  # what may accompany resume=: where Hydra writes, how W&B connects
 
@@ -74,7 +83,9 @@ def check(argv: list[str]) -> Checked:
                     other_task.append((job, composed))
                     continue
                 _validate_composed(composed, job, args.multirun)
-                option_keys = {k: v for k, v in option_keys.items() if not composed.augmentation[k.split(".")[1]].enabled}
+                option_keys = {
+                    k: v for k, v in option_keys.items() if not composed.augmentation[k.split(".")[1]].enabled
+                }
             except _NotInSchema as err:
                 failures.setdefault(err.key, []).append((job, err.error))
         _unselected_options(option_keys, args.multirun)
@@ -88,8 +99,9 @@ def check(argv: list[str]) -> Checked:
     forced = _primary_keys(overrides, skip_keys) if args.multirun and len(jobs) > 1 else []
     if not skip_keys and not forced:
         return Checked(list(argv), jobs=len(jobs))
-    rewritten = [("++" + a) if not a.startswith(("+", "~", "-")) and _key_value(a)[0] in skip_keys + forced else a
-                 for a in argv]
+    rewritten = [
+        ("++" + a) if not a.startswith(("+", "~", "-")) and _key_value(a)[0] in skip_keys + forced else a for a in argv
+    ]
     if not skip_keys:
         return Checked(rewritten, jobs=len(jobs))
     skipped: dict[str, int] = {}
@@ -118,8 +130,9 @@ def _primary_keys(overrides: list[str], skip_keys: list[str]) -> list[str]:
         while True:
             force = set(skip_keys + forced)
             try:
-                _compose([("++" + o) if not o.startswith(("+", "~")) and _key_value(o)[0] in force else o
-                          for o in primary])
+                _compose(
+                    [("++" + o) if not o.startswith(("+", "~")) and _key_value(o)[0] in force else o for o in primary]
+                )
                 return forced
             except _NotInSchema as err:
                 if not err.key.startswith("method.") or err.key in forced:
@@ -151,11 +164,15 @@ def _unselected_options(keys: dict[str, str], multirun: bool) -> None:
     sweep, a job that does not select the option simply does not read them.)"""
     for key, value in keys.items():
         option = key.split(".")[1]
-        raise ConfigError(key, value, f"sets augmentation={option}, which "
-                          f"{'no job of this sweep selects' if multirun else 'this run does not select'}, so it would "
-                          "change nothing.",
-                          f"select the option too, e.g. 'augmentation=[<the others>,{option}]' (or augmentation={option}), "
-                          "or drop the setting.")
+        raise ConfigError(
+            key,
+            value,
+            f"sets augmentation={option}, which "
+            f"{'no job of this sweep selects' if multirun else 'this run does not select'}, so it would "
+            "change nothing.",
+            f"select the option too, e.g. 'augmentation=[<the others>,{option}]' (or augmentation={option}), "
+            "or drop the setting.",
+        )
 
 
 def _resume_argv(argv: list[str], overrides: list[str], resume: str) -> list[str]:
@@ -165,14 +182,22 @@ def _resume_argv(argv: list[str], overrides: list[str], resume: str) -> list[str
     others = [o for o in overrides if o != resume and not _strip(o).startswith(_RUN_KEYS)]
     _, previous = _key_value(resume)
     if others:
-        raise ConfigError("resume", previous, f"continues that run with its own configuration, so the other "
-                          f"override(s) {' '.join(others)} would be ignored.",
-                          "drop them to resume as it was, or start a new run with them (without resume=).")
+        raise ConfigError(
+            "resume",
+            previous,
+            f"continues that run with its own configuration, so the other "
+            f"override(s) {' '.join(others)} would be ignored.",
+            "drop them to resume as it was, or start a new run with them (without resume=).",
+        )
     from pathlib import Path
 
     if not (Path(previous).expanduser() / "config.yaml").is_file():
-        raise ConfigError("resume", previous, "is not a distillkit run directory (it has no config.yaml).",
-                          "pass the output directory of the interrupted run, e.g. resume=outputs/2026-11-22/19-00-00.")
+        raise ConfigError(
+            "resume",
+            previous,
+            "is not a distillkit run directory (it has no config.yaml).",
+            "pass the output directory of the interrupted run, e.g. resume=outputs/2026-11-22/19-00-00.",
+        )
     directory = str(Path(previous).expanduser().resolve())
     return list(argv) + [f"hydra.run.dir={directory}", "hydra.output_subdir=null"]
 
@@ -221,8 +246,9 @@ def _validate_composed(cfg, job: list[str], in_sweep: bool) -> None:
     except ConfigError as err:
         if not in_sweep:
             raise
-        raise ConfigError(err.key, err.value, err.problem + f" (sweep job: {' '.join(job)}; no job was started)",
-                          err.fix) from None
+        raise ConfigError(
+            err.key, err.value, err.problem + f" (sweep job: {' '.join(job)}; no job was started)", err.fix
+        ) from None
 
 
 TASK_KEY = "task.name"  # in SKIP_ENV: the sweep's jobs whose method serves another task skip themselves
@@ -238,8 +264,10 @@ def task_mismatch(cfg) -> str | None:
     method, task = OmegaConf.select(cfg, "method.name"), OmegaConf.select(cfg, "task.name") or DEFAULT_TASK
     if method not in REGISTRY or task in tasks_of_method(method):
         return None
-    return (f"its method distils {' and '.join(tasks_of_method(method))} models and its task is {task} (the method "
-            "does not apply)")
+    return (
+        f"its method distils {' and '.join(tasks_of_method(method))} models and its task is {task} (the method "
+        "does not apply)"
+    )
 
 
 def skip_reason(cfg, skip_keys: list[str]) -> str | None:
@@ -259,8 +287,7 @@ def skip_reason(cfg, skip_keys: list[str]) -> str | None:
     missing = [k for k in skip_keys if OmegaConf.select(base, k.split(".", 1)[1], default="<absent>") == "<absent>"]
     if not missing:
         return None
-    return (f"method={method} has no {', '.join(missing)}: this combination of the sweep does not apply "
-            f"and was skipped.")
+    return f"method={method} has no {', '.join(missing)}: this combination of the sweep does not apply and was skipped."
 
 
 # ----------------------------------------------------------------------------------- Hydra's errors
@@ -291,29 +318,53 @@ def _translate(err: Exception, job: list[str]) -> ConfigError:
     if isinstance(err, MissingConfigException) and "/" in (err.missing_cfg_file or ""):
         group, option = err.missing_cfg_file.rsplit("/", 1)
         options = ", ".join(err.options or [])
-        return ConfigError(group, option, f"is not an option of the {group} group.",
-                           f"use one of {options} (the files in conf/{group}/).")
+        return ConfigError(
+            group,
+            option,
+            f"is not an option of the {group} group.",
+            f"use one of {options} (the files in conf/{group}/).",
+        )
     if isinstance(err, OverrideParseException):
         bad = next((o for o in job if o and o in text), " ".join(job))
-        return ConfigError("override", bad, f"cannot be parsed ({first}).",
-                           "write key=value; quote values with spaces, commas or brackets for the shell, e.g. "
-                           "'student.layers=[0,5,11]'; sweeps need -m.")
+        return ConfigError(
+            "override",
+            bad,
+            f"cannot be parsed ({first}).",
+            "write key=value; quote values with spaces, commas or brackets for the shell, e.g. "
+            "'student.layers=[0,5,11]'; sweeps need -m.",
+        )
     match = _NOT_IN_STRUCT.search(text)
     if match:
         key = _strip(match.group(1))
         value = next((_key_value(o)[1] for o in job if _key_value(o)[0] == key), None)
         where, valid = _valid_keys(key, job)
-        return ConfigError(key, value, f"is not a setting of {where}.{valid}",
-                           "check the spelling against the valid keys (prefixing + does not help: distillkit's schema "
-                           "would refuse the new key).")
+        return ConfigError(
+            key,
+            value,
+            f"is not a setting of {where}.{valid}",
+            "check the spelling against the valid keys (prefixing + does not help: distillkit's schema "
+            "would refuse the new key).",
+        )
     cause = err.__cause__ or err.__context__
     merging = re.search(r"Error merging override (\S+?)=(.*)", text)
     if merging:
         reason = str(cause).strip().splitlines()[0] if cause else first
-        return ConfigError(merging.group(1), merging.group(2), f"has the wrong type ({reason}).",
-                           "give a value of the setting's type (see its default in conf/ or distillkit/config.py).")
+        return ConfigError(
+            merging.group(1),
+            merging.group(2),
+            f"has the wrong type ({reason}).",
+            "give a value of the setting's type (see its default in conf/ or distillkit/config.py).",
+        )
     if "Ambiguous value" in text or "multirun" in text.lower():
-        return ConfigError("override", " ".join(job), f"sweeps several values without -m ({first}).",
-                           "add -m (--multirun) to run one job per value, or give one value.")
-    return ConfigError("overrides", " ".join(job), f"could not be composed ({first}).",
-                       "check each key=value against conf/ (python -m distillkit --help lists the groups).")
+        return ConfigError(
+            "override",
+            " ".join(job),
+            f"sweeps several values without -m ({first}).",
+            "add -m (--multirun) to run one job per value, or give one value.",
+        )
+    return ConfigError(
+        "overrides",
+        " ".join(job),
+        f"could not be composed ({first}).",
+        "check each key=value against conf/ (python -m distillkit --help lists the groups).",
+    )

@@ -50,16 +50,30 @@ def results(cfg, ctx, plan, outcome: Outcome) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "status": "complete",
-        "run": {"name": ctx.job_name, "output_dir": str(ctx.output_dir), "overrides": list(ctx.overrides),
-                "method": cfg.method.name, "teacher": cfg.teacher.name, "student": cfg.student.name,
-                "data": cfg.data.name, "seed": cfg.seed, "started_at": started_at,
-                "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
-                "wall_time_s": round(time.time() - started, 2), "world_size": dist.world_size(),
-                "device": str(plan.device), "versions": _versions()},
+        "run": {
+            "name": ctx.job_name,
+            "output_dir": str(ctx.output_dir),
+            "overrides": list(ctx.overrides),
+            "method": cfg.method.name,
+            "teacher": cfg.teacher.name,
+            "student": cfg.student.name,
+            "data": cfg.data.name,
+            "seed": cfg.seed,
+            "started_at": started_at,
+            "finished_at": datetime.datetime.now().isoformat(timespec="seconds"),
+            "wall_time_s": round(time.time() - started, 2),
+            "world_size": dist.world_size(),
+            "device": str(plan.device),
+            "versions": _versions(),
+        },
         "task": plan.kind.task_section(cfg, plan.task, n_train, outcome.eval_examples),
-        "augmentation": {"options": aug.selected, "offline": aug.offline, "online": aug.online,
-                         "train_examples": n_train + (len(augmented.rows) if augmented else 0),
-                         **(augmented.summary() if augmented else {})},
+        "augmentation": {
+            "options": aug.selected,
+            "offline": aug.offline,
+            "online": aug.online,
+            "train_examples": n_train + (len(augmented.rows) if augmented else 0),
+            **(augmented.summary() if augmented else {}),
+        },
         **outcome.numbers,
         "stages": outcome.stages,
         "artifacts": {"student": "student", "metrics": "metrics.jsonl", "config": "config.yaml"},
@@ -106,12 +120,15 @@ def speed_note(speed: dict | None) -> str:
     if not speed:
         return ""
     if speed["device"] == "cpu":
-        where = (f"{speed['threads']} CPU thread{'s' if speed['threads'] != 1 else ''}, "
-                 + ("thread CPU time" if speed["clock"] == "thread_cpu" else "wall time"))
+        where = f"{speed['threads']} CPU thread{'s' if speed['threads'] != 1 else ''}, " + (
+            "thread CPU time" if speed["clock"] == "thread_cpu" else "wall time"
+        )
     else:
         where = f"{speed['device']}, wall time (CPU threads do not matter)"
-    return (f"speed: {where}; median of {speed['repeats']} repetitions after {speed['warmup']} warm-up; "
-            f"± half their range, relative to the median")
+    return (
+        f"speed: {where}; median of {speed['repeats']} repetitions after {speed['warmup']} warm-up; "
+        f"± half their range, relative to the median"
+    )
 
 
 def format_table(results: dict) -> str:
@@ -119,9 +136,11 @@ def format_table(results: dict) -> str:
     rows = task.report_rows(results)
     head = ("", f"teacher ({run['teacher']})", f"student ({run['student']})", "")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
-    fmt = lambda r: "  ".join(v.ljust(w) if i in (0, 3) else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))  # noqa: E731
-    title = (f"distillkit · method={run['method']} · data={run['data']} · seed={run['seed']} · "
-             f"{results['task']['eval_examples']} eval examples · {run['wall_time_s']:.0f} s")
+    fmt = lambda r: "  ".join(v.ljust(w) if i in (0, 3) else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))  # noqa: E731 (a one-line local function)
+    title = (
+        f"distillkit · method={run['method']} · data={run['data']} · seed={run['seed']} · "
+        f"{results['task']['eval_examples']} eval examples · {run['wall_time_s']:.0f} s"
+    )
     note = speed_note(results.get("speed"))
     lines = [title, fmt(head), "-" * len(fmt(head))] + [fmt(r) for r in rows] + ([note] if note else [])
     lines += ["", "stages:"]
@@ -148,8 +167,9 @@ def stage_line(stage: dict) -> str:
             kept += f" (eval accuracy {stage['eval_accuracy']:.4f})"
     stopped = " · stopped early" if stage.get("stopped_early") else ""
     kept += _cache_text(stage.get("teacher_cache"))
-    return (f"{stage['name']:<14} {stage['steps']} steps · {stage['wall_time_s']:.0f} s{resumed}{stopped}{kept}"
-            + (f" · {terms}" if terms else ""))
+    return f"{stage['name']:<14} {stage['steps']} steps · {stage['wall_time_s']:.0f} s{resumed}{stopped}{kept}" + (
+        f" · {terms}" if terms else ""
+    )
 
 
 def _cache_text(cache: dict | None) -> str:

@@ -17,15 +17,15 @@ from pathlib import Path
 
 from distillkit import dist
 from distillkit import store as cache
-from distillkit.models import loading as models
 from distillkit.config.schema import RunConfig
 from distillkit.context import RunContext  # noqa: F401 (re-exported: tests and launch import it from here)
 from distillkit.errors import require
+from distillkit.models import loading as models
 from distillkit.plan import Plan, make_plan, teacher_spec  # noqa: F401 (make_plan re-exported)
-from distillkit.training.checkpoints import checkpoint_mismatch, last_checkpoint
 from distillkit.stages.checkpoints import load_done, mark_done
 from distillkit.stages.runner import run_stage
 from distillkit.stages.workspace import Workspace
+from distillkit.training.checkpoints import checkpoint_mismatch, last_checkpoint
 
 log = logging.getLogger("distillkit")
 
@@ -49,8 +49,9 @@ def _run_stages(ws: Workspace) -> list[dict]:
             if stage.produces and (dist.is_main() or ws.everyone_evaluates):
                 model.to(ws.plan.device)
                 kind = ws.plan.kind
-                record["eval"] = kind.stage_scores(model, ws.source(stage), ws.eval_set, ws.collator, ws.tokenizer,
-                                                   ws.plan.device, ws.cfg)
+                record["eval"] = kind.stage_scores(
+                    model, ws.source(stage), ws.eval_set, ws.collator, ws.tokenizer, ws.plan.device, ws.cfg
+                )
                 log.info("[%s] %s", stage.name, kind.describe_scores(record["eval"]))
             if i < len(stages) - 1 and dist.is_main():
                 mark_done(stage, model, record, ws.run_dir)
@@ -66,13 +67,19 @@ def _check_resumable(stage, model, out: Path) -> None:
     folder = out / "checkpoints" / stage.name
     saved = folder / "done" if (folder / "done" / "record.json").exists() else last_checkpoint(folder)
     if saved is None:
-        log.info("[%s] no checkpoint of this stage was saved before the interruption: it starts from its beginning",
-                 stage.name)
+        log.info(
+            "[%s] no checkpoint of this stage was saved before the interruption: it starts from its beginning",
+            stage.name,
+        )
         return
     mismatch = checkpoint_mismatch(model, Path(saved))
-    require(mismatch is None, "resume", str(out), f"has a checkpoint ({saved}) that does not fit the model its "
-            f"config.yaml describes: the checkpoint {mismatch}.", "restore the run's original config.yaml, or start "
-            "a new run (its checkpoints are under checkpoints/).")
+    require(
+        mismatch is None,
+        "resume",
+        str(out),
+        f"has a checkpoint ({saved}) that does not fit the model its config.yaml describes: the checkpoint {mismatch}.",
+        "restore the run's original config.yaml, or start a new run (its checkpoints are under checkpoints/).",
+    )
 
 
 def _prepared_teacher(ws: Workspace, stage) -> dict:
@@ -93,13 +100,19 @@ def _prepared_teacher(ws: Workspace, stage) -> dict:
         record = entry.value
     else:
         built = datetime.datetime.fromtimestamp((final / "spec.json").stat().st_mtime).isoformat(timespec="seconds")
-        log.info("[teacher_prep] reusing the prepared teacher %s (prepared %s from the same teacher, data "
-                 "content, labels, tokenizer and recipe; its key: %s/spec.json)", final, built, final)
+        log.info(
+            "[teacher_prep] reusing the prepared teacher %s (prepared %s from the same teacher, data "
+            "content, labels, tokenizer and recipe; its key: %s/spec.json)",
+            final,
+            built,
+            final,
+        )
         record = {"name": stage.name, "cached": True, "steps": 0, "wall_time_s": 0.0}
     record["cache_dir"] = str(final)
     kind = ws.plan.kind
-    ws.models["teacher"] = models.load_pretrained("teacher", str(final), None, model_class=kind.model_class(),
-                                                  **kind.load_kwargs)
+    ws.models["teacher"] = models.load_pretrained(
+        "teacher", str(final), None, model_class=kind.model_class(), **kind.load_kwargs
+    )
     ws.plan.attention.switch(ws.models["teacher"])
     return record
 
@@ -115,8 +128,13 @@ def _augment(cfg: RunConfig, plan: Plan, wandb_run):
 
 
 def _log_plan(cfg: RunConfig, plan: Plan) -> None:
-    origin = (f"student layers from teacher layers {plan.student_layers}" if plan.student_layers is not None
-              else "student from its checkpoint" if cfg.student.path else "student from scratch (student.init=random)")
+    origin = (
+        f"student layers from teacher layers {plan.student_layers}"
+        if plan.student_layers is not None
+        else "student from its checkpoint"
+        if cfg.student.path
+        else "student from scratch (student.init=random)"
+    )
     log.info("Plan: %s; %s", " → ".join(s.name for s in plan.stages), origin)
     for stage in plan.method_stages:
         teacher = f" · teacher: {stage.teacher.describe()}" if stage.teacher is not None else ""
@@ -151,8 +169,7 @@ def run(cfg: RunConfig, ctx: RunContext, plan: Plan | None = None) -> dict | Non
         if not dist.is_main() and not ws.everyone_evaluates:
             return None
         student = ws.models[plan.stages[-1].student.model]
-        numbers = plan.kind.evaluate_run(ws.teacher(), student, eval_set, ws.collator, plan.tokenizer, plan.device,
-                                         cfg)
+        numbers = plan.kind.evaluate_run(ws.teacher(), student, eval_set, ws.collator, plan.tokenizer, plan.device, cfg)
         if not dist.is_main():
             return None
         models.save_model(student, plan.tokenizer, out / "student")
@@ -189,5 +206,3 @@ def _append_to_log_files(text: str) -> None:
 def clear_checkpoints(out: Path) -> None:
     """Checkpoints exist to resume an interrupted run; a completed run no longer needs them."""
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
-
-

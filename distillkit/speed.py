@@ -53,7 +53,7 @@ def in_turn(timers: dict, batches: list, start: int) -> dict[str, list[float]]:
     a change in machine load lands on both models of a pair alike."""
     names, times = list(timers), {name: [] for name in timers}
     for i, batch in enumerate(batches):
-        for name in (names if (start + i) % 2 == 0 else names[::-1]):
+        for name in names if (start + i) % 2 == 0 else names[::-1]:
             times[name].append(timers[name](batch))
     return times
 

@@ -86,8 +86,9 @@ class Entry:
     problem: str | None = None  # set when the build declined: ``path`` does not exist
 
 
-def find_or_build(root: Path, kind: str, spec: dict, build: Callable[[Path], Any], *,
-                  every_rank: bool = False) -> Entry:
+def find_or_build(
+    root: Path, kind: str, spec: dict, build: Callable[[Path], Any], *, every_rank: bool = False
+) -> Entry:
     """The entry for ``spec`` under ``root/kind/<entry_key(spec)>``: found, or made now by ``build(tmp)``, which
     fills the temporary directory ``tmp`` (``spec.json`` is added beside its files) that is then renamed into
     place. A build that raises leaves no entry and no temporary directory; one that raises ``Declined`` neither,
@@ -251,7 +252,7 @@ def write_spec(directory: Path, spec: dict) -> None:
 
 
 # ------------------------------------------------------------------ content digests of models and datasets
-# the columns a model reads (the same as ``models.features.MODEL_INPUT_KEYS``, kept here so the store stays the lowest layer)
+# the columns a model reads (as ``models.features.MODEL_INPUT_KEYS``; here so the store imports no higher layer)
 MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 
 

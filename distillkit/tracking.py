@@ -60,8 +60,7 @@ def mode_and_reason(cfg: LoggerConfig) -> tuple[str, str]:
     return "offline", f"no W&B credentials: WANDB_API_KEY is unset and {_netrc()} holds no wandb login"
 
 
-def start(cfg: LoggerConfig, output_dir: Path, name: str, group: str | None, config: dict,
-          run_id: str | None = None):
+def start(cfg: LoggerConfig, output_dir: Path, name: str, group: str | None, config: dict, run_id: str | None = None):
     """A W&B run, or None for logger=none. ``run_id``: continue that run (a resumed distillkit run)."""
     if cfg.name == "none":
         return None
@@ -70,13 +69,25 @@ def start(cfg: LoggerConfig, output_dir: Path, name: str, group: str | None, con
     mode, reason = mode_and_reason(cfg)
     if mode == "online" and not _has_credentials():
         log.warning("logger.mode=online but no W&B credentials were found: wandb may ask to log in.")
-    kwargs = dict(project=cfg.project, entity=cfg.entity, group=cfg.group or group, name=name,
-                  tags=list(cfg.tags) or None, config=config, dir=str(output_dir), mode=mode,
-                  **({"id": run_id, "resume": "allow"} if run_id else {}))
+    kwargs = dict(
+        project=cfg.project,
+        entity=cfg.entity,
+        group=cfg.group or group,
+        name=name,
+        tags=list(cfg.tags) or None,
+        config=config,
+        dir=str(output_dir),
+        mode=mode,
+        **({"id": run_id, "resume": "allow"} if run_id else {}),
+    )
     run = _init(wandb, kwargs, run_id, settings=lambda: wandb.Settings(console="off", quiet=True))
     if mode == "offline":
-        log.info("W&B is offline (%s). Run files: %s. Upload later with: wandb sync %s",
-                 reason, run.dir, Path(run.dir).parent)
+        log.info(
+            "W&B is offline (%s). Run files: %s. Upload later with: wandb sync %s",
+            reason,
+            run.dir,
+            Path(run.dir).parent,
+        )
     elif mode == "disabled":
         log.info("W&B is disabled (%s): nothing is logged to W&B.", reason)
     return run
@@ -102,15 +113,22 @@ def _init(wandb, kwargs: dict, run_id: str | None, attempts: int = 6, wait_s: fl
             if not run_id or "in use" not in str(err):
                 raise
             if attempt == 0:
-                log.info("W&B run %s is still held by the interrupted process's W&B service; waiting for it to "
-                         "let go (up to %.0f s).", run_id, attempts * wait_s)
+                log.info(
+                    "W&B run %s is still held by the interrupted process's W&B service; waiting for it to "
+                    "let go (up to %.0f s).",
+                    run_id,
+                    attempts * wait_s,
+                )
             if attempt < attempts - 1:
                 time.sleep(wait_s)
     fresh = {k: v for k, v in kwargs.items() if k not in ("id", "resume")}
     run = init(**fresh)
-    log.warning("W&B run %s is still held by the interrupted process's W&B service (left running by a kill -9?): "
-                "this resume logs to a new W&B run, %s; the training itself resumes from its checkpoint as usual.",
-                run_id, getattr(run, "id", "?"))
+    log.warning(
+        "W&B run %s is still held by the interrupted process's W&B service (left running by a kill -9?): "
+        "this resume logs to a new W&B run, %s; the training itself resumes from its checkpoint as usual.",
+        run_id,
+        getattr(run, "id", "?"),
+    )
     return run
 
 

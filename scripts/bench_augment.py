@@ -40,20 +40,43 @@ GROUPS = {
     "small_online_6ep": ["method=kd", "augmentation=mixup,cutmix,consistency", "train.epochs=6", *SMALL],
     "small_tinybert": ["method=tinybert", "augmentation=none,mlm_replace", *SMALL],
     "small_self": ["method=ema_teacher", "teacher=none", "augmentation=none,synonym", *SMALL],
-    "small_shuffle": ["method=kd", "augmentation=none,sentence_shuffle", "data.synthetic.sentences=3",
-                      "data.max_length=128", *SMALL],
-    "small_shuffle_budget": ["method=kd", "augmentation=none", "train.epochs=6", "data.synthetic.sentences=3",
-                             "data.max_length=128", *SMALL],
+    "small_shuffle": [
+        "method=kd",
+        "augmentation=none,sentence_shuffle",
+        "data.synthetic.sentences=3",
+        "data.max_length=128",
+        *SMALL,
+    ],
+    "small_shuffle_budget": [
+        "method=kd",
+        "augmentation=none",
+        "train.epochs=6",
+        "data.synthetic.sentences=3",
+        "data.max_length=128",
+        *SMALL,
+    ],
     "full_kd": ["method=kd", f"augmentation={KD_OPTIONS}"],
     "full_kd_budget": ["method=kd", "augmentation=none", "train.epochs=6"],
     "full_online_6ep": ["method=kd", "augmentation=consistency,cutmix", "train.epochs=6"],
     "full_tinybert": ["method=tinybert", "augmentation=none,mlm_replace"],
     "full_self": ["method=ema_teacher", "teacher=none", "augmentation=none,synonym"],
 }
-QUICK = ["data.synthetic.n_train=96", "data.synthetic.n_eval=32", "data.max_length=32", "teacher.arch.num_layers=4",
-         "teacher.arch.hidden_size=32", "teacher.arch.num_heads=2", "teacher.arch.intermediate_size=64",
-         "teacher.arch.vocab_size=300", "teacher.prepare_epochs=1", "train.epochs=1",
-         "hardware.per_device_batch_size=16", "eval.repeats=1", "eval.latency_batches=2", "eval.throughput_batches=1"]
+QUICK = [
+    "data.synthetic.n_train=96",
+    "data.synthetic.n_eval=32",
+    "data.max_length=32",
+    "teacher.arch.num_layers=4",
+    "teacher.arch.hidden_size=32",
+    "teacher.arch.num_heads=2",
+    "teacher.arch.intermediate_size=64",
+    "teacher.arch.vocab_size=300",
+    "teacher.prepare_epochs=1",
+    "train.epochs=1",
+    "hardware.per_device_batch_size=16",
+    "eval.repeats=1",
+    "eval.latency_batches=2",
+    "eval.throughput_batches=1",
+]
 QUICK_GROUPS = {"small_kd": ["method=kd", "augmentation=none,synonym,mixup", "data.max_train_samples=48"]}
 
 
@@ -87,8 +110,10 @@ def accuracy_table(work: Path) -> str:
         gain = (statistics.mean(accs) - statistics.mean(d["student"]["accuracy"] for d in base)) if base else None
         std = statistics.stdev(accs) if len(accs) > 1 else 0.0
         examples = docs[0]["stages"][-1]["train_examples"]
-        lines.append(f"{group:<21} {method:<12} {aug:<21} {len(accs):>5}   {statistics.mean(accs):.4f} ± {std:.4f}"
-                     f"   {'' if gain is None else f'{gain:+.4f}':>7}   {examples:>8}")
+        lines.append(
+            f"{group:<21} {method:<12} {aug:<21} {len(accs):>5}   {statistics.mean(accs):.4f} ± {std:.4f}"
+            f"   {'' if gain is None else f'{gain:+.4f}':>7}   {examples:>8}"
+        )
     return "\n".join(lines)
 
 
@@ -107,8 +132,11 @@ def cost_table(work: Path) -> str:
         return statistics.median(values) if values else None
 
     for (group, method, aug), docs in sorted(runs.items()):
-        made = [d["augmentation"].get("seconds") for d in docs
-                if d.get("augmentation", {}).get("from_cache") and not all(d["augmentation"]["from_cache"].values())]
+        made = [
+            d["augmentation"].get("seconds")
+            for d in docs
+            if d.get("augmentation", {}).get("from_cache") and not all(d["augmentation"]["from_cache"].values())
+        ]
         ms, base = per_step(docs), per_step(runs.get((group, method, "none"), []))
         ratio = f"{ms / base:.2f}" if ms and base else "-"
         made_s = f"{statistics.median(made):.1f}" if made else "-"
@@ -118,8 +146,7 @@ def cost_table(work: Path) -> str:
 
 def report(work: Path) -> None:
     print(f"\n$ python -m distillkit.compare {work} --group-by-seed", flush=True)
-    subprocess.run([sys.executable, "-m", "distillkit.compare", str(work), "--group-by-seed", "--no-plot"],
-                   check=False)
+    subprocess.run([sys.executable, "-m", "distillkit.compare", str(work), "--group-by-seed", "--no-plot"], check=False)
     print("\nstudent accuracy per configuration (mean ± std over seeds; gain over the group's augmentation=none)")
     print(accuracy_table(work))
     print("\naugmentation cost (offline: wall time when made; training: ms per optimizer step)")

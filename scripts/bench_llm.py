@@ -26,8 +26,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import run_sweep  # noqa: E402
-from benchmark import distillkit  # noqa: E402
+from bench_common import run_sweep  # noqa: E402 (after the sys.path set-up above)
+from benchmark import distillkit  # noqa: E402 (after the sys.path set-up above)
 
 METHODS = ("sft", "forward_kl", "reverse_kl", "gkd", "seq_kd")
 
@@ -43,8 +43,9 @@ def _mean(values: list[float]) -> str:
 
 
 def quality(work: Path, seeds: list[int], overrides: list[str], methods=METHODS, name: str = "quality") -> None:
-    wall = run_sweep(work, name, ["task=causal_lm", f"method={','.join(methods)}", *overrides],
-                     ",".join(map(str, seeds)))
+    wall = run_sweep(
+        work, name, ["task=causal_lm", f"method={','.join(methods)}", *overrides], ",".join(map(str, seeds))
+    )
     print(f"\nquality sweep {name}: {wall:.0f} s")
     report(work)
 
@@ -59,37 +60,54 @@ def report(work: Path) -> None:
     """The quality table from every quality sweep under ``work`` (quality, quality-*)."""
     runs = [r for folder in sorted(work.glob("quality*")) for r in _results(folder)]
     teacher = runs[0]["teacher"]
-    print(f"\nquality: {len(runs)} runs; teacher exact match {teacher['exact_match']:.4f}, ROUGE-L "
-          f"{teacher['rouge_l']:.4f}, perplexity {teacher['perplexity']:.3f}, {teacher['params']:,} parameters")
+    print(
+        f"\nquality: {len(runs)} runs; teacher exact match {teacher['exact_match']:.4f}, ROUGE-L "
+        f"{teacher['rouge_l']:.4f}, perplexity {teacher['perplexity']:.3f}, {teacher['params']:,} parameters"
+    )
     labels = sorted({_label(r) for r in runs}, key=lambda label: (METHODS.index(label.split()[0]), label))
     w = max(11, *map(len, labels))
-    print(f"{'method':<{w}} {'exact match':>17} {'ROUGE-L':>17} {'perplexity':>17} {'retention %':>12} "
-          f"{'distill s':>10} {'ms/step':>8}  n")
+    print(
+        f"{'method':<{w}} {'exact match':>17} {'ROUGE-L':>17} {'perplexity':>17} {'retention %':>12} "
+        f"{'distill s':>10} {'ms/step':>8}  n"
+    )
     for label in labels:
         rows = [r for r in runs if _label(r) == label]
         s = [r["student"] for r in rows]
         distill = [r["stages"][-1] for r in rows]
         ms = [1000 * d["wall_time_s"] / max(1, d["steps"]) for d in distill]
-        print(f"{label:<{w}} {_mean([x['exact_match'] for x in s]):>17} {_mean([x['rouge_l'] for x in s]):>17} "
-              f"{_mean([x['perplexity'] for x in s]):>17} "
-              f"{statistics.mean(r['comparison']['retention'] for r in rows) * 100:>12.1f} "
-              f"{statistics.mean(d['wall_time_s'] for d in distill):>10.1f} {statistics.mean(ms):>8.1f}  {len(rows)}")
+        print(
+            f"{label:<{w}} {_mean([x['exact_match'] for x in s]):>17} {_mean([x['rouge_l'] for x in s]):>17} "
+            f"{_mean([x['perplexity'] for x in s]):>17} "
+            f"{statistics.mean(r['comparison']['retention'] for r in rows) * 100:>12.1f} "
+            f"{statistics.mean(d['wall_time_s'] for d in distill):>10.1f} {statistics.mean(ms):>8.1f}  {len(rows)}"
+        )
 
 
 def topk(work: Path, overrides: list[str]) -> None:
     cache = work / "topk-cache"
     base = ["task=causal_lm", "method=forward_kl", "logger=none", f"cache_dir={cache}", "train.epochs=2", *overrides]
     rows = []
-    for name, extra in (("online", ["teacher.cache_outputs=never"]), ("cached, first run (builds)", []),
-                        ("cached, second run (reads)", [])):
+    for name, extra in (
+        ("online", ["teacher.cache_outputs=never"]),
+        ("cached, first run (builds)", []),
+        ("cached, second run (reads)", []),
+    ):
         folder = f"topk-{len(rows)}"
         distillkit(base + extra + [f"hydra.run.dir={folder}"], work)
         res = json.loads((work / folder / "results.json").read_text())
         stage = res["stages"][-1]
         record = stage.get("teacher_cache") or {}
-        rows.append((name, stage["wall_time_s"], 1000 * stage["wall_time_s"] / max(1, stage["steps"]),
-                     record.get("build_s", 0.0), record.get("size_bytes", 0), res["student"]["exact_match"]))
-    print(f"\ntopk: forward_kl, 2 epochs, teacher.cache_topk (default 64)")
+        rows.append(
+            (
+                name,
+                stage["wall_time_s"],
+                1000 * stage["wall_time_s"] / max(1, stage["steps"]),
+                record.get("build_s", 0.0),
+                record.get("size_bytes", 0),
+                res["student"]["exact_match"],
+            )
+        )
+    print("\ntopk: forward_kl, 2 epochs, teacher.cache_topk (default 64)")
     print(f"{'run':<28} {'distill s':>10} {'ms/step':>8} {'build s':>8} {'entry MB':>9} {'student EM':>11}")
     for name, wall, ms, build, size, em in rows:
         print(f"{name:<28} {wall:>10.1f} {ms:>8.1f} {build:>8.1f} {size / 1e6:>9.2f} {em:>11.4f}")

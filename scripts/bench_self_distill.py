@@ -34,12 +34,26 @@ GROUPS = {
     "takd": ["method=takd", "student=bert-2l", "method.assistants=[6]"],
     "baseline_2l": ["method=none,kd", "student=bert-2l"],
 }
-QUICK = ["data.synthetic.n_train=96", "data.synthetic.n_eval=32", "data.max_length=32", "teacher.arch.num_layers=4",
-         "teacher.arch.hidden_size=32", "teacher.arch.num_heads=2", "teacher.arch.intermediate_size=64",
-         "teacher.arch.vocab_size=300", "teacher.prepare_epochs=1", "train.epochs=2", "hardware.per_device_batch_size=16",
-         "eval.repeats=1", "eval.latency_batches=2", "eval.throughput_batches=1"]
-QUICK_GROUPS = {"takd": ["method=takd", "student=bert-2l", "method.assistants=[3]"],
-                "born_again": ["method=born_again", "method.final=ensemble", "method.generations=1"]}
+QUICK = [
+    "data.synthetic.n_train=96",
+    "data.synthetic.n_eval=32",
+    "data.max_length=32",
+    "teacher.arch.num_layers=4",
+    "teacher.arch.hidden_size=32",
+    "teacher.arch.num_heads=2",
+    "teacher.arch.intermediate_size=64",
+    "teacher.arch.vocab_size=300",
+    "teacher.prepare_epochs=1",
+    "train.epochs=2",
+    "hardware.per_device_batch_size=16",
+    "eval.repeats=1",
+    "eval.latency_batches=2",
+    "eval.throughput_batches=1",
+]
+QUICK_GROUPS = {
+    "takd": ["method=takd", "student=bert-2l", "method.assistants=[3]"],
+    "born_again": ["method=born_again", "method.final=ensemble", "method.generations=1"],
+}
 
 
 def run_group(work: Path, name: str, seeds: str, quick: bool) -> float:
@@ -58,21 +72,27 @@ def step_costs(work: Path) -> str:
             key = (data["run"]["method"], data["run"]["student"])
             per_method.setdefault(key, []).append((sum(s["wall_time_s"] for s in trained), steps))
     lines = ["method              student   steps/run   wall s/run   ms/step   × kd's ms/step (same student)"]
-    kd = {student: statistics.median(w / s * 1000 for w, s in runs)
-          for (method, student), runs in per_method.items() if method == "kd"}
+    kd = {
+        student: statistics.median(w / s * 1000 for w, s in runs)
+        for (method, student), runs in per_method.items()
+        if method == "kd"
+    }
     for (method, student), runs in sorted(per_method.items()):
         ms = statistics.median(w / s * 1000 for w, s in runs)
         ratio = f"{ms / kd[student]:.2f}" if student in kd else "-"
-        lines.append(f"{method:<19} {student:<9} {statistics.median(s for _, s in runs):>9.0f}   "
-                     f"{statistics.median(w for w, _ in runs):>10.1f}   {ms:>7.1f}   {ratio}")
+        lines.append(
+            f"{method:<19} {student:<9} {statistics.median(s for _, s in runs):>9.0f}   "
+            f"{statistics.median(w for w, _ in runs):>10.1f}   {ms:>7.1f}   {ratio}"
+        )
     return "\n".join(lines)
 
 
 def report(work: Path) -> None:
     for extra in ([], ["--stages"]):
         print(f"\n$ python -m distillkit.compare {work} --group-by-seed {' '.join(extra)}".rstrip(), flush=True)
-        subprocess.run([sys.executable, "-m", "distillkit.compare", str(work), "--group-by-seed", "--no-plot", *extra],
-                       check=True)
+        subprocess.run(
+            [sys.executable, "-m", "distillkit.compare", str(work), "--group-by-seed", "--no-plot", *extra], check=True
+        )
     print("\ntraining cost per optimizer step (wall time of the training stages / their steps; median over seeds):")
     print(step_costs(work))
 

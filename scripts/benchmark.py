@@ -30,8 +30,14 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "MPLBACK
 def distillkit(args: list[str], cwd: Path) -> float:
     """Run the CLI; return its wall time in seconds (raises if it fails)."""
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "distillkit", *args], cwd=cwd, env=ENV, capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-m", "distillkit", *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"distillkit {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
     return time.perf_counter() - started
@@ -45,20 +51,21 @@ def bench_wall(work: Path) -> None:
     res = json.loads((work / "wall-second" / "results.json").read_text())
     print(f"default run, first (teacher prepared): {first:6.1f} s")
     print(f"default run, second (teacher cached):  {second:6.1f} s")
-    print(f"  teacher {res['teacher']['accuracy']:.4f}  student {res['student']['accuracy']:.4f}  "
-          f"retention {res['comparison']['retention'] * 100:.1f}%")
+    print(
+        f"  teacher {res['teacher']['accuracy']:.4f}  student {res['student']['accuracy']:.4f}  "
+        f"retention {res['comparison']['retention'] * 100:.1f}%"
+    )
 
 
-def hand_kd_loop(teacher, s_config, layers, identity: int, cfg, train_set, collator, steps: int,
-                 model_class) -> float:
+def hand_kd_loop(teacher, s_config, layers, identity: int, cfg, train_set, collator, steps: int, model_class) -> float:
     """A minimal PyTorch loop doing kd's computation for ``steps`` steps (random batches, padded to the longest
     example, the teacher online); returns training samples/s. The yardstick for the trainer's overhead."""
     import torch
     from torch.utils.data import DataLoader
     from transformers import get_linear_schedule_with_warmup
 
-    from distillkit.models import loading as models
     from distillkit.losses.logits import cross_entropy, soft_target_kl
+    from distillkit.models import loading as models
     from distillkit.training.trainer import split_layer_groups
 
     batch, T, alpha = cfg.hardware.per_device_batch_size, cfg.method.temperature, cfg.method.ce_weight
@@ -93,12 +100,12 @@ def bench_throughput(work: Path, steps: int, repeats: int) -> None:
     from transformers import DataCollatorWithPadding
 
     from distillkit import tasks
-    from distillkit.models import loading as models
     from distillkit.config.schema import register_schemas, validate
-    from distillkit.tasks.classification.data import load_task, tokenize
+    from distillkit.models import loading as models
     from distillkit.plan import _tokenizer, make_plan
     from distillkit.stages.runner import run_stage
     from distillkit.stages.workspace import Workspace
+    from distillkit.tasks.classification.data import load_task, tokenize
 
     cache = work / "wall-cache"  # the teacher prepared by `wall`, or prepared now
     if not (cache / "teachers").exists():
@@ -110,9 +117,14 @@ def bench_throughput(work: Path, steps: int, repeats: int) -> None:
 
     # Same batching on both sides (random batches, padded to the longest example): the ratio measures
     # the trainer's overhead. distillkit's length-grouped batching is measured separately below.
-    base = [f"cache_dir={cache}", "logger=none", "teacher.cache_outputs=never", f"train.max_steps={steps}",
-            f"train.save_steps={steps * 10}",
-            f"train.logging_steps={steps}"]
+    base = [
+        f"cache_dir={cache}",
+        "logger=none",
+        "teacher.cache_outputs=never",
+        f"train.max_steps={steps}",
+        f"train.save_steps={steps * 10}",
+        f"train.logging_steps={steps}",
+    ]
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = validate(compose("config", base + ["train.group_by_length=false"]))
         grouped_cfg = validate(compose("config", base + ["train.group_by_length=true"]))
@@ -124,8 +136,9 @@ def bench_throughput(work: Path, steps: int, repeats: int) -> None:
     t_config, _ = kind.teacher_config(cfg.teacher, tokenizer, task.label_names)
     s_config, layers = kind.student_config(cfg.student, t_config, tokenizer, task.label_names)
     teacher_dir = next((cache / "teachers").iterdir())
-    teacher = models.load_pretrained("teacher", str(teacher_dir), None, model_class=model_class,
-                                     **kind.load_kwargs).eval()
+    teacher = models.load_pretrained(
+        "teacher", str(teacher_dir), None, model_class=model_class, **kind.load_kwargs
+    ).eval()
     train_set, _ = tokenize(task, tokenizer, cfg.data.max_length)
     collator = DataCollatorWithPadding(tokenizer)
     batch = cfg.hardware.per_device_batch_size
@@ -139,8 +152,9 @@ def bench_throughput(work: Path, steps: int, repeats: int) -> None:
         stage = plan.method_stages[-1]
         ws = Workspace(run_cfg, plan, work / f"tp-run{i}", train_set, None, collator)
         ws.models["teacher"] = teacher
-        ws.models[stage.student.model] = models.derive_student(teacher, s_config, layers, run_cfg.seed, identity,
-                                                               model_class=model_class)
+        ws.models[stage.student.model] = models.derive_student(
+            teacher, s_config, layers, run_cfg.seed, identity, model_class=model_class
+        )
         started = time.perf_counter()
         run_stage(stage, ws)
         return steps * batch / (time.perf_counter() - started)
@@ -155,16 +169,19 @@ def bench_throughput(work: Path, steps: int, repeats: int) -> None:
     print(f"  hand-written loop: {h:7.1f} samples/s   (runs: {', '.join(f'{x:.1f}' for x in hand)})")
     print(f"  distillkit:        {d:7.1f} samples/s   (runs: {', '.join(f'{x:.1f}' for x in dk)})")
     print(f"  ratio distillkit / hand: {d / h:.3f}")
-    print(f"  distillkit with its default length-grouped batches: {g:7.1f} samples/s "
-          f"({g / h:.2f}× the hand loop; runs: {', '.join(f'{x:.1f}' for x in grouped)})")
+    print(
+        f"  distillkit with its default length-grouped batches: {g:7.1f} samples/s "
+        f"({g / h:.2f}× the hand loop; runs: {', '.join(f'{x:.1f}' for x in grouped)})"
+    )
 
 
 def bench_quality(work: Path, seeds: str) -> None:
     cache = work / "wall-cache"
     sweep = work / "quality-sweep"
     shutil.rmtree(sweep, ignore_errors=True)
-    elapsed = distillkit(["-m", "logger=none", f"cache_dir={cache}", "method=none,kd", f"seed={seeds}",
-                          f"hydra.sweep.dir={sweep}"], work)
+    elapsed = distillkit(
+        ["-m", "logger=none", f"cache_dir={cache}", "method=none,kd", f"seed={seeds}", f"hydra.sweep.dir={sweep}"], work
+    )
     print(f"quality sweep (method=none,kd × seed={seeds}): {elapsed:.0f} s")
     subprocess.run([sys.executable, "-m", "distillkit.compare", str(sweep), "--group-by-seed"], env=ENV, check=True)
 
@@ -177,16 +194,21 @@ def bench_methods(work: Path, seeds: str, methods: str, report_only: bool = Fals
     if report_only:
         return report_methods(sweep)
     shutil.rmtree(sweep, ignore_errors=True)
-    elapsed = distillkit(["-m", "logger=none", f"cache_dir={cache}", f"method={methods}", f"seed={seeds}",
-                          f"hydra.sweep.dir={sweep}"], work)
+    elapsed = distillkit(
+        ["-m", "logger=none", f"cache_dir={cache}", f"method={methods}", f"seed={seeds}", f"hydra.sweep.dir={sweep}"],
+        work,
+    )
     print(f"methods sweep (method={methods} × seed={seeds}): {elapsed:.0f} s")
     report_methods(sweep)
 
 
 def report_methods(sweep: Path) -> None:
     """The comparison table of a methods sweep, and each method's cost per optimizer step against kd's."""
-    subprocess.run([sys.executable, "-m", "distillkit.compare", str(sweep), "--group-by-seed",
-                    "--sort=-student_metric"], env=ENV, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "distillkit.compare", str(sweep), "--group-by-seed", "--sort=-student_metric"],
+        env=ENV,
+        check=True,
+    )
     per_method: dict[str, dict] = {}
     for path in sorted(sweep.glob("*/results.json")):
         results = json.loads(path.read_text())
@@ -199,9 +221,11 @@ def report_methods(sweep: Path) -> None:
     print("\ntraining cost per optimizer step (stage wall time / steps, mean over seeds), relative to kd:")
     print(f"  {'method':<20} {'run wall s':>10}  stages")
     for method, entry in sorted(per_method.items()):
-        stages = ", ".join(f"{name} {statistics.mean(v) * 1000:.0f} ms"
-                           + (f" ({statistics.mean(v) / kd_step:.2f}× kd)" if kd_step else "")
-                           for name, v in entry["stages"].items())
+        stages = ", ".join(
+            f"{name} {statistics.mean(v) * 1000:.0f} ms"
+            + (f" ({statistics.mean(v) / kd_step:.2f}× kd)" if kd_step else "")
+            for name, v in entry["stages"].items()
+        )
         print(f"  {method:<20} {statistics.mean(entry['wall']):>10.0f}  {stages}")
 
 
@@ -214,17 +238,18 @@ def bench_speed(work: Path, busy: int, overrides: list[str]) -> None:
     from transformers import DataCollatorWithPadding
 
     from distillkit import conf_dir
-    from distillkit.models import loading as models
     from distillkit.config.schema import register_schemas, validate
-    from distillkit.tasks.classification.data import tokenize
-    from distillkit.speed import SPREAD
-    from distillkit.tasks.classification.evaluate import measure_speed
+    from distillkit.models import loading as models
     from distillkit.run import make_plan
+    from distillkit.speed import SPREAD
+    from distillkit.tasks.classification.data import tokenize
+    from distillkit.tasks.classification.evaluate import measure_speed
 
     register_schemas()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = validate(compose("config", ["logger=none", "hardware=cpu", f"cache_dir={work / 'speed-cache'}",
-                                          *overrides]))
+        cfg = validate(
+            compose("config", ["logger=none", "hardware=cpu", f"cache_dir={work / 'speed-cache'}", *overrides])
+        )
     plan = make_plan(cfg)
     identity = cfg.teacher.arch.identity_attention_layers if cfg.teacher.arch is not None else 0
     teacher = models.build_from_config(plan.teacher_config, cfg.seed, identity, model_class=plan.kind.model_class())
@@ -232,17 +257,30 @@ def bench_speed(work: Path, busy: int, overrides: list[str]) -> None:
     _, eval_set = tokenize(plan.task, plan.tokenizer, cfg.data.max_length)
     collator = DataCollatorWithPadding(plan.tokenizer)
     e = cfg.eval
-    print(f"{cfg.teacher.name} ({models.count_parameters(teacher):,} params) vs {cfg.student.name} "
-          f"({models.count_parameters(student):,}); eval.threads={e.threads} repeats={e.repeats} warmup={e.warmup} "
-          f"latency_batches={e.latency_batches} throughput_batches={e.throughput_batches} "
-          f"batch={cfg.hardware.eval_batch_size}; spread = {SPREAD}")
+    print(
+        f"{cfg.teacher.name} ({models.count_parameters(teacher):,} params) vs {cfg.student.name} "
+        f"({models.count_parameters(student):,}); eval.threads={e.threads} repeats={e.repeats} warmup={e.warmup} "
+        f"latency_batches={e.latency_batches} throughput_batches={e.throughput_batches} "
+        f"batch={cfg.hardware.eval_batch_size}; spread = {SPREAD}"
+    )
     lat, thr = [], []
     for i in range(3):
         spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy if i == 1 else 0)]
         try:
             started, cpu_started = time.perf_counter(), time.process_time()
-            speed = measure_speed(teacher, student, eval_set, collator, "cpu", cfg.hardware.eval_batch_size,
-                                  e.latency_batches, e.throughput_batches, e.threads, e.repeats, e.warmup)
+            speed = measure_speed(
+                teacher,
+                student,
+                eval_set,
+                collator,
+                "cpu",
+                cfg.hardware.eval_batch_size,
+                e.latency_batches,
+                e.throughput_batches,
+                e.threads,
+                e.repeats,
+                e.warmup,
+            )
             elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         finally:
             for proc in spinners:
@@ -251,14 +289,19 @@ def bench_speed(work: Path, busy: int, overrides: list[str]) -> None:
         t, s, c = speed["teacher"], speed["student"], speed["comparison"]
         lat.append(c["latency_speedup"])
         thr.append(c["speedup"])
-        print(f"  measurement {i + 1}{f' ({busy} busy processes)' if spinners else ''}: {elapsed:.1f} s ({cpu:.1f} s CPU); "
-              f"latency {t['latency_ms']:.2f} vs {s['latency_ms']:.2f} ms, speed-up {c['latency_speedup']:.2f}× "
-              f"(±{c['latency_speedup_spread'] * 100:.0f}%); throughput {t['throughput_samples_s']:.0f} vs "
-              f"{s['throughput_samples_s']:.0f} samples/s, speed-up {c['speedup']:.2f}× "
-              f"(±{c['speedup_spread'] * 100:.0f}%)")
+        print(
+            f"  measurement {i + 1}{f' ({busy} busy processes)' if spinners else ''}: "
+            f"{elapsed:.1f} s ({cpu:.1f} s CPU); "
+            f"latency {t['latency_ms']:.2f} vs {s['latency_ms']:.2f} ms, speed-up {c['latency_speedup']:.2f}× "
+            f"(±{c['latency_speedup_spread'] * 100:.0f}%); throughput {t['throughput_samples_s']:.0f} vs "
+            f"{s['throughput_samples_s']:.0f} samples/s, speed-up {c['speedup']:.2f}× "
+            f"(±{c['speedup_spread'] * 100:.0f}%)"
+        )
     for name, values in (("latency", lat), ("throughput", thr)):
-        print(f"  {name} speed-ups: {', '.join(f'{v:.2f}×' for v in values)}; "
-              f"largest / smallest = {max(values) / min(values):.3f}")
+        print(
+            f"  {name} speed-ups: {', '.join(f'{v:.2f}×' for v in values)}; "
+            f"largest / smallest = {max(values) / min(values):.3f}"
+        )
 
 
 def main() -> None:
@@ -271,8 +314,12 @@ def main() -> None:
     parser.add_argument("--methods", default="glob(*)", help="the method sweep, e.g. 'none,kd,tinybert'")
     parser.add_argument("--report-only", action="store_true", help="methods: report the existing sweep again")
     parser.add_argument("--busy", type=int, default=1, help="speed: CPU-spinning processes during measurement 2")
-    parser.add_argument("--override", action="append", default=[],
-                        help="speed: a config override, e.g. --override eval.threads=null (repeatable)")
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        help="speed: a config override, e.g. --override eval.threads=null (repeatable)",
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.part in ("wall", "all"):

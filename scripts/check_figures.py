@@ -25,8 +25,14 @@ import time
 from pathlib import Path
 
 SMALL_CLS = ["data.synthetic.n_train=2000", "data.synthetic.n_eval=200", "teacher.prepare_epochs=3", "train.epochs=1"]
-SMALL_LM = ["task=causal_lm", "data.lm_synthetic.n_train=1500", "data.lm_synthetic.n_eval=40",
-            "teacher.prepare_epochs=2", "train.epochs=1", "task.eval_generations=40"]
+SMALL_LM = [
+    "task=causal_lm",
+    "data.lm_synthetic.n_train=1500",
+    "data.lm_synthetic.n_eval=40",
+    "teacher.prepare_epochs=2",
+    "train.epochs=1",
+    "task.eval_generations=40",
+]
 QUICK_EVAL = ["eval.repeats=1", "eval.warmup=0", "eval.latency_batches=2", "eval.throughput_batches=1"]
 
 JOBS: dict[str, list[str]] = {
@@ -41,8 +47,11 @@ FULL = {"default": []}
 
 # keys whose values are timings, places or dates: they differ between any two runs
 # (a cache entry's size_bytes counts its metadata file, which records build timings: it varies by a byte or two)
-VOLATILE = re.compile(r"(_s$|_ms$|_ms_|per_s|time|started_at|finished_at|output_dir|cache_dir|^entry$|latency|"
-                      r"throughput|speed|clock|threads|device|flos|size_bytes)", re.I)
+VOLATILE = re.compile(
+    r"(_s$|_ms$|_ms_|per_s|time|started_at|finished_at|output_dir|cache_dir|^entry$|latency|"
+    r"throughput|speed|clock|threads|device|flos|size_bytes)",
+    re.I,
+)
 
 
 def flatten(value, prefix: str = "") -> dict:
@@ -62,8 +71,11 @@ def flatten(value, prefix: str = "") -> dict:
 def _kept(flat: dict) -> dict:
     """The entries of a flattened results.json that are quality figures (applied again when comparing, so a record
     made before a key joined VOLATILE compares alike)."""
-    return {key: value for key, value in flat.items()
-            if not VOLATILE.search(key.rsplit(".", 1)[-1]) and not key.startswith(("run.", "artifacts", "speed."))}
+    return {
+        key: value
+        for key, value in flat.items()
+        if not VOLATILE.search(key.rsplit(".", 1)[-1]) and not key.startswith(("run.", "artifacts", "speed."))
+    }
 
 
 def figures(results: dict) -> dict:
@@ -75,16 +87,34 @@ def cache_keys(cache: Path) -> list[str]:
     """The content-addressed entries a run made: ``<kind>/<key>`` for every directory two levels down."""
     if not cache.exists():
         return []
-    return sorted(f"{kind.name}/{entry.name}" for kind in cache.iterdir() if kind.is_dir()
-                  for entry in kind.iterdir() if not entry.name.startswith("."))
+    return sorted(
+        f"{kind.name}/{entry.name}"
+        for kind in cache.iterdir()
+        if kind.is_dir()
+        for entry in kind.iterdir()
+        if not entry.name.startswith(".")
+    )
 
 
 def run_job(name: str, overrides: list[str], work: Path, quick: bool) -> dict:
     out, cache = work / name, work / f"cache-{name}"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline",
-           "TOKENIZERS_PARALLELISM": "false", "DISTILLKIT_CACHE": str(cache)}
-    cmd = [sys.executable, "-m", "distillkit", *overrides, *(QUICK_EVAL if quick else []), "logger=none",
-           f"hydra.run.dir={out}"]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "WANDB_MODE": "offline",
+        "TOKENIZERS_PARALLELISM": "false",
+        "DISTILLKIT_CACHE": str(cache),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "distillkit",
+        *overrides,
+        *(QUICK_EVAL if quick else []),
+        "logger=none",
+        f"hydra.run.dir={out}",
+    ]
     started = time.time()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -120,8 +150,10 @@ def compare(before: Path, after: Path) -> int:
             differences.append(f"{name}: cache keys {a[name]['cache']} -> {b[name]['cache']}")
     for line in differences:
         print(line)
-    print(f"{len(set(a) & set(b))} runs, {checked} figures compared, cache keys compared: "
-          f"{'identical' if not differences else f'{len(differences)} differences'}")
+    print(
+        f"{len(set(a) & set(b))} runs, {checked} figures compared, cache keys compared: "
+        f"{'identical' if not differences else f'{len(differences)} differences'}"
+    )
     return 1 if differences else 0
 
 

@@ -24,7 +24,7 @@ import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distillkit.tasks.classification import synthetic  # noqa: E402
+from distillkit.tasks.classification import synthetic  # noqa: E402 (after the sys.path set-up above)
 
 
 def build_vocab(texts, ngram: int, min_count: int = 1) -> dict[str, int]:
@@ -147,8 +147,10 @@ def main() -> None:
 
     s = synthetic.generate(seed=args.seed, n_train=args.n_train, n_eval=args.n_eval, label_noise=args.label_noise)
     names = s.label_names
-    print(f"== distillkit.tasks.classification.synthetic  seed={args.seed} n_train={args.n_train} n_eval={args.n_eval} "
-          f"label_noise={args.label_noise}")
+    print(
+        f"== distillkit.tasks.classification.synthetic  seed={args.seed} n_train={args.n_train} n_eval={args.n_eval} "
+        f"label_noise={args.label_noise}"
+    )
     print(f"generation time for 20k train + 1k eval: {gen_time:.3f} s")
 
     tc = collections.Counter(e["label"] for e in s.train)
@@ -163,8 +165,10 @@ def main() -> None:
     lens = np.array([len(e["text"].split()) for e in s.train + s.eval])
     vocab = {w for e in s.train + s.eval for w in e["text"].split()}
     print(f"vocabulary size (whitespace tokens, train+eval): {len(vocab)}")
-    print(f"tokens per example: mean {lens.mean():.1f}, min {lens.min()}, p50 {np.percentile(lens, 50):.0f}, "
-          f"p95 {np.percentile(lens, 95):.0f}, p99 {np.percentile(lens, 99):.0f}, max {lens.max()}")
+    print(
+        f"tokens per example: mean {lens.mean():.1f}, min {lens.min()}, p50 {np.percentile(lens, 50):.0f}, "
+        f"p95 {np.percentile(lens, 95):.0f}, p99 {np.percentile(lens, 99):.0f}, max {lens.max()}"
+    )
 
     # Ambiguity of the clean eval split, from the generator's own bookkeeping.
     meta = [m for _, _, m in synthetic._split(args.seed, "eval", args.n_eval, with_meta=True)]
@@ -172,8 +176,10 @@ def main() -> None:
     mild = np.mean([m["mild"] for m in meta])
     no_topic = np.mean([not m["topic_explicit"] for m in meta])
     print("eval frames: " + ", ".join(f"{k} {v / len(meta):.0%}" for k, v in sorted(frames.items())))
-    print(f"eval examples whose deciding phrase is mild/hedged: {mild:.1%}; "
-          f"without an explicit topic cue (only a domain-generic noun): {no_topic:.1%}")
+    print(
+        f"eval examples whose deciding phrase is mild/hedged: {mild:.1%}; "
+        f"without an explicit topic cue (only a domain-generic noun): {no_topic:.1%}"
+    )
     # Bayes ceiling estimate: mild phrases agree with the label with prob ~0.7, generic-only topic 0.5.
     p_mild_ok = synthetic._P_MILD_NEUTRAL * 0.5 + (1 - synthetic._P_MILD_NEUTRAL) * synthetic._P_MILD_AGREES
     ceiling = np.mean([(p_mild_ok if m["mild"] else 1.0) * (0.5 if not m["topic_explicit"] else 1.0) for m in meta])
@@ -203,8 +209,11 @@ def main() -> None:
         t = time.perf_counter()
         ok = (fit() == gold).tolist()
         per_frame = [np.mean([o for o, m in zip(ok, meta) if m["frame"] == f]) for f in frame_names]
-        print(f"  {name:<40} {np.mean(ok):>6.3f} {time.perf_counter() - t:>5.1f}s  "
-              + " ".join(f"{a:>8.3f}" for a in per_frame))
+        print(
+            f"  {name:<40} {np.mean(ok):>6.3f} {time.perf_counter() - t:>5.1f}s  "
+            + " ".join(f"{a:>8.3f}" for a in per_frame)
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -29,15 +29,19 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from distillkit.tasks.classification.data import train_wordpiece
 from distillkit.models.loading import identity_attention
+from distillkit.tasks.classification.data import train_wordpiece
 from distillkit.tasks.classification.synthetic import generate
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--head", choices=["hf", "linear", "mean"], default="hf",
-                        help="hf: transformers' head; linear: a linear layer on [CLS]; mean: on the mean token")
+    parser.add_argument(
+        "--head",
+        choices=["hf", "linear", "mean"],
+        default="hf",
+        help="hf: transformers' head; linear: a linear layer on [CLS]; mean: on the mean token",
+    )
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--lr", type=float, default=1e-3, help="embeddings and head (and layers without --layer-lr)")
@@ -45,8 +49,12 @@ def main() -> None:
     parser.add_argument("--identity-layers", type=int, default=0, help="identity attention value/output init")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--dropout", type=float, default=0.1)
-    parser.add_argument("--pos-init", choices=["random", "sinusoidal"], default="random",
-                        help="position embeddings: BERT's random init, or sinusoids (Vaswani et al.)")
+    parser.add_argument(
+        "--pos-init",
+        choices=["random", "sinusoidal"],
+        default="random",
+        help="position embeddings: BERT's random init, or sinusoids (Vaswani et al.)",
+    )
     parser.add_argument("--n-train", type=int, default=8000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -60,16 +68,25 @@ def main() -> None:
     x, m, y = encode(data.train)
     ex, em, ey = encode(data.eval)
     torch.manual_seed(args.seed)
-    cfg = AutoConfig.for_model("megatron-bert", vocab_size=len(tok), hidden_size=128, num_hidden_layers=args.layers,
-                               num_attention_heads=4, intermediate_size=512, num_labels=8, pad_token_id=0,
-                               hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout)
+    cfg = AutoConfig.for_model(
+        "megatron-bert",
+        vocab_size=len(tok),
+        hidden_size=128,
+        num_hidden_layers=args.layers,
+        num_attention_heads=4,
+        intermediate_size=512,
+        num_labels=8,
+        pad_token_id=0,
+        hidden_dropout_prob=args.dropout,
+        attention_probs_dropout_prob=args.dropout,
+    )
     model = AutoModelForSequenceClassification.from_config(cfg)
     identity_attention(model, args.identity_layers)
     if args.pos_init == "sinusoidal":
         pos = model.base_model.embeddings.position_embeddings.weight
         t = torch.arange(pos.shape[0])[:, None] / 10000 ** (torch.arange(0, 128, 2) / 128)
         with torch.no_grad():
-            pos.copy_(torch.stack([t.sin(), t.cos()], -1).flatten(1) * pos.std() * 2 ** 0.5)
+            pos.copy_(torch.stack([t.sin(), t.cos()], -1).flatten(1) * pos.std() * 2**0.5)
     head = torch.nn.Linear(128, 8)
 
     def logits(ids, mask):
@@ -83,13 +100,15 @@ def main() -> None:
     layer_params = [p for n, p in model.named_parameters() if ".encoder.layer." in n]
     other = [p for n, p in model.named_parameters() if ".encoder.layer." not in n]
     other += list(head.parameters()) if args.head != "hf" else []
-    opt = torch.optim.AdamW([{"params": layer_params, "lr": args.layer_lr or args.lr}, {"params": other}],
-                            lr=args.lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(
+        [{"params": layer_params, "lr": args.layer_lr or args.lr}, {"params": other}], lr=args.lr, weight_decay=0.01
+    )
     params = layer_params + other
     steps = args.epochs * math.ceil(len(y) / args.batch)
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda t: (t + 1) / warm if t < warm else max(0.0, (steps - t) / (steps - warm)))
+        opt, lambda t: (t + 1) / warm if t < warm else max(0.0, (steps - t) / (steps - warm))
+    )
     start = time.time()
     for epoch in range(args.epochs):
         model.train()
@@ -110,8 +129,11 @@ def main() -> None:
         model.eval()
         with torch.no_grad():
             acc = (logits(ex, em).argmax(-1) == ey).float().mean().item()
-        print(f"head={args.head} layers={args.layers} epoch {epoch + 1}: eval accuracy {acc:.3f} "
-              f"({time.time() - start:.0f} s)", flush=True)
+        print(
+            f"head={args.head} layers={args.layers} epoch {epoch + 1}: eval accuracy {acc:.3f} "
+            f"({time.time() - start:.0f} s)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

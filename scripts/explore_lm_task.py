@@ -1,9 +1,9 @@
-"""Can a small decoder built from a config learn the embedded instruction task (distillkit.tasks.causal_lm.synthetic) on a
-CPU in minutes, and is a larger one clearly better at equal training? Trains a byte-level BPE tokenizer on the
-train split, builds a Llama- or GPT-2-style causal LM from a config, then SFT in a bare PyTorch loop
-(next-token loss on the response + eos only, right-padded batches, AdamW, linear warm-up/decay, clipping 1.0,
-fp32); after each epoch greedy-decodes --n-gen eval prompts (left padding, model.generate) and prints exact
-match overall and per kind, with the wall times.
+"""Can a small decoder built from a config learn the embedded instruction task (distillkit.tasks.causal_lm.synthetic)
+on a CPU in minutes, and is a larger one clearly better at equal training? Trains a byte-level BPE tokenizer on
+the train split, builds a Llama- or GPT-2-style causal LM from a config, then SFT in a bare PyTorch loop (next-
+token loss on the response + eos only, right-padded batches, AdamW, linear warm-up/decay, clipping 1.0, fp32);
+after each epoch greedy-decodes --n-gen eval prompts (left padding, model.generate) and prints exact match overall
+and per kind, with the wall times.
 
     OMP_NUM_THREADS=1 python scripts/explore_lm_task.py --layers 4 --hidden 128 --heads 4 --lr 1e-3 \
         --epochs 2.75 --n-train 16000 --vocab 500 --max-new-tokens 32
@@ -120,23 +120,48 @@ def train_tokenizer(texts: list[str], vocab: int) -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab, min_frequency=2, special_tokens=[PAD, EOS],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab,
+        min_frequency=2,
+        special_tokens=[PAD, EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS)
 
 
 def build_model(args, tok):
     inter = args.intermediate or 4 * args.hidden
-    common = dict(vocab_size=len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                  bos_token_id=tok.eos_token_id, tie_word_embeddings=True)
+    common = dict(
+        vocab_size=len(tok),
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.eos_token_id,
+        tie_word_embeddings=True,
+    )
     if args.model_type == "llama":
-        cfg = LlamaConfig(hidden_size=args.hidden, intermediate_size=inter, num_hidden_layers=args.layers,
-                          num_attention_heads=args.heads, num_key_value_heads=args.heads,
-                          max_position_embeddings=128, **common)
+        cfg = LlamaConfig(
+            hidden_size=args.hidden,
+            intermediate_size=inter,
+            num_hidden_layers=args.layers,
+            num_attention_heads=args.heads,
+            num_key_value_heads=args.heads,
+            max_position_embeddings=128,
+            **common,
+        )
     else:
-        cfg = GPT2Config(n_embd=args.hidden, n_inner=inter, n_layer=args.layers, n_head=args.heads, n_positions=128,
-                         resid_pdrop=args.dropout, embd_pdrop=args.dropout, attn_pdrop=args.dropout, **common)
+        cfg = GPT2Config(
+            n_embd=args.hidden,
+            n_inner=inter,
+            n_layer=args.layers,
+            n_head=args.heads,
+            n_positions=128,
+            resid_pdrop=args.dropout,
+            embd_pdrop=args.dropout,
+            attn_pdrop=args.dropout,
+            **common,
+        )
     torch.manual_seed(args.seed)
     return AutoModelForCausalLM.from_config(cfg)
 
@@ -157,7 +182,7 @@ def collate(examples, pad_id):
     labels = torch.full((len(examples), width), -100)
     mask = torch.zeros((len(examples), width), dtype=torch.long)
     for k, (x, y) in enumerate(examples):  # right padding
-        ids[k, :len(x)], labels[k, :len(y)], mask[k, :len(x)] = torch.tensor(x), torch.tensor(y), 1
+        ids[k, : len(x)], labels[k, : len(y)], mask[k, : len(x)] = torch.tensor(x), torch.tensor(y), 1
     return ids, labels, mask
 
 
@@ -167,11 +192,16 @@ def evaluate(model, tok, rows, args):
     tok.padding_side = "left"
     preds = []
     for s in range(0, len(rows), args.gen_batch):
-        chunk = rows[s:s + args.gen_batch]
+        chunk = rows[s : s + args.gen_batch]
         enc = tok([r["prompt"] + SEP for r in chunk], padding=True, add_special_tokens=False, return_tensors="pt")
-        out = model.generate(**enc, max_new_tokens=args.max_new_tokens, do_sample=False,
-                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        preds += tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        out = model.generate(
+            **enc,
+            max_new_tokens=args.max_new_tokens,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+        preds += tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
     tok.padding_side = "right"
     refs = [r["response"] for r in rows]
     by_kind = defaultdict(lambda: ([], []))
@@ -188,25 +218,28 @@ def main() -> None:
     data = generate(args.seed, args.n_train, args.n_eval, args.kinds)
     tok = train_tokenizer(texts_for_tokenizer(data), args.vocab)
     train = encode_train(tok, data.train)
-    gen_rows = data.eval[:args.n_gen]
+    gen_rows = data.eval[: args.n_gen]
     lens = [len(x) for x, _ in train]
     resp = [sum(t != -100 for t in y) for _, y in train]
     model = build_model(args, tok)
     n_params = sum(p.numel() for p in model.parameters())
     n_emb = model.get_input_embeddings().weight.numel()
     mlp = args.intermediate or 4 * args.hidden
-    print(f"{args.model_type} {args.layers}x{args.hidden} heads {args.heads} mlp {mlp}: {n_params / 1e6:.3f}M params"
-          f" ({(n_params - n_emb) / 1e6:.3f}M without the tied embeddings); vocab "
-          f"{len(tok)}; train {len(train)} texts, tokens mean {sum(lens) / len(lens):.1f} max {max(lens)}, "
-          f"response+eos mean {sum(resp) / len(resp):.1f} max {max(resp)}; setup {time.time() - started:.1f} s",
-          flush=True)
+    print(
+        f"{args.model_type} {args.layers}x{args.hidden} heads {args.heads} mlp {mlp}: {n_params / 1e6:.3f}M params"
+        f" ({(n_params - n_emb) / 1e6:.3f}M without the tied embeddings); vocab "
+        f"{len(tok)}; train {len(train)} texts, tokens mean {sum(lens) / len(lens):.1f} max {max(lens)}, "
+        f"response+eos mean {sum(resp) / len(resp):.1f} max {max(resp)}; setup {time.time() - started:.1f} s",
+        flush=True,
+    )
 
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay, betas=(0.9, 0.98))
     per_epoch = math.ceil(len(train) / args.batch)
     steps = int(args.epochs * per_epoch)
     warm = max(1, int(steps * args.warmup))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda t: (t + 1) / warm if t < warm else max(0.0, (steps - t) / max(1, steps - warm)))
+        opt, lambda t: (t + 1) / warm if t < warm else max(0.0, (steps - t) / max(1, steps - warm))
+    )
     rng = random.Random(args.seed)
     step, epoch = 0, 0
     while step < steps:
@@ -218,10 +251,11 @@ def main() -> None:
         for s in range(0, len(order), args.batch):
             if step >= steps:
                 break
-            ids, labels, mask = collate([train[i] for i in order[s:s + args.batch]], tok.pad_token_id)
+            ids, labels, mask = collate([train[i] for i in order[s : s + args.batch]], tok.pad_token_id)
             logits = model(input_ids=ids, attention_mask=mask).logits
-            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
-                                   ignore_index=-100)
+            loss = F.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
+            )
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -235,17 +269,19 @@ def main() -> None:
         t1 = time.time()
         em, per_kind, preds = evaluate(model, tok, gen_rows, args)
         kinds = " ".join(f"{k} {v:.3f}" for k, v in per_kind.items())
-        print(f"epoch {step / per_epoch:.2f}: train loss {sum(losses) / len(losses):.3f}, exact match {em:.3f} "
-              f"({kinds}); train {t_train:.0f} s, generate {time.time() - t1:.0f} s, "
-              f"total {time.time() - started:.0f} s",
-              flush=True)
+        print(
+            f"epoch {step / per_epoch:.2f}: train loss {sum(losses) / len(losses):.3f}, exact match {em:.3f} "
+            f"({kinds}); train {t_train:.0f} s, generate {time.time() - t1:.0f} s, "
+            f"total {time.time() - started:.0f} s",
+            flush=True,
+        )
     if args.show:
         wrong = defaultdict(list)
         for r, p in zip(gen_rows, preds):
             if " ".join(p.split()) != r["response"]:
                 wrong[r["kind"]].append(f"    {r['prompt']!r} -> {p!r} (want {r['response']!r})")
         for k, lines in wrong.items():
-            print(f"  wrong {k}:", *lines[:args.show], sep="\n")
+            print(f"  wrong {k}:", *lines[: args.show], sep="\n")
 
 
 if __name__ == "__main__":

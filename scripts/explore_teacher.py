@@ -1,5 +1,6 @@
 """Experiments behind the embedded teacher's recipe: optional MLM pre-training on generated text
-(transformers' Trainer and MLM collator on a separate stream of the generator, never the eval split), then fine-tuning on the labelled training split with the run's
+(transformers' Trainer and MLM collator on a separate stream of the generator, never the eval split), then
+fine-tuning on the labelled training split with the run's
 teacher recipe in a bare PyTorch loop (length-grouped batches, AdamW, linear warm-up/decay, clipping 1.0,
 layers vs embeddings+head learning rates). Prints eval accuracy after each epoch and the wall times.
 
@@ -36,8 +37,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from distillkit.tasks.classification.data import train_wordpiece
 from distillkit.models.loading import identity_attention
+from distillkit.tasks.classification.data import train_wordpiece
 from distillkit.tasks.classification.synthetic import _split, generate
 
 
@@ -71,13 +72,24 @@ def main() -> None:
     started = time.time()
     data = generate(n_train=8000, n_eval=1000)
     tok = train_wordpiece([r["text"] for r in data.train], 2000, tempfile.mkdtemp())
-    cfg = AutoConfig.for_model(args.model_type, vocab_size=len(tok), hidden_size=args.hidden,
-                               num_hidden_layers=args.layers, num_attention_heads=args.heads,
-                               intermediate_size=4 * args.hidden, num_labels=8, pad_token_id=0,
-                               hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=args.dropout,
-                               initializer_range=args.init_range,
-                               **(dict(position_embedding_type="rotary", token_dropout=False, mask_token_id=4,
-                                       emb_layer_norm_before=False) if args.model_type == "esm" else {}))
+    cfg = AutoConfig.for_model(
+        args.model_type,
+        vocab_size=len(tok),
+        hidden_size=args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        intermediate_size=4 * args.hidden,
+        num_labels=8,
+        pad_token_id=0,
+        hidden_dropout_prob=args.dropout,
+        attention_probs_dropout_prob=args.dropout,
+        initializer_range=args.init_range,
+        **(
+            dict(position_embedding_type="rotary", token_dropout=False, mask_token_id=4, emb_layer_norm_before=False)
+            if args.model_type == "esm"
+            else {}
+        ),
+    )
     torch.manual_seed(args.seed)
     model = AutoModelForSequenceClassification.from_config(cfg)
     identity_attention(model, args.identity_layers)
@@ -102,16 +114,32 @@ def pretrain_mlm(model, cfg, texts, tok, args) -> None:
     identity_attention(mlm, args.identity_layers)
     enc = tok(texts, truncation=True, max_length=64, return_special_tokens_mask=True)
     train_args = TrainingArguments(
-        output_dir=tempfile.mkdtemp(), num_train_epochs=args.mlm_epochs, learning_rate=args.mlm_lr, weight_decay=0.01,
-        warmup_steps=0.06, per_device_train_batch_size=args.mlm_batch, use_cpu=True, seed=args.seed,
-        save_strategy="no", logging_steps=50, report_to="none", train_sampling_strategy="group_by_length")
-    trainer = Trainer(model=mlm, args=train_args, train_dataset=datasets.Dataset.from_dict(dict(enc)),
-                      data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=args.mlm_mask, seed=args.seed))
+        output_dir=tempfile.mkdtemp(),
+        num_train_epochs=args.mlm_epochs,
+        learning_rate=args.mlm_lr,
+        weight_decay=0.01,
+        warmup_steps=0.06,
+        per_device_train_batch_size=args.mlm_batch,
+        use_cpu=True,
+        seed=args.seed,
+        save_strategy="no",
+        logging_steps=50,
+        report_to="none",
+        train_sampling_strategy="group_by_length",
+    )
+    trainer = Trainer(
+        model=mlm,
+        args=train_args,
+        train_dataset=datasets.Dataset.from_dict(dict(enc)),
+        data_collator=DataCollatorForLanguageModeling(tok, mlm_probability=args.mlm_mask, seed=args.seed),
+    )
     t0 = time.time()
     out = trainer.train()
     model.base_model.load_state_dict(mlm.base_model.state_dict(), strict=False)  # the pooler stays new
-    print(f"MLM: {trainer.state.global_step} steps, loss {out.metrics['train_loss']:.3f}, {time.time() - t0:.0f} s",
-          flush=True)
+    print(
+        f"MLM: {trainer.state.global_step} steps, loss {out.metrics['train_loss']:.3f}, {time.time() - t0:.0f} s",
+        flush=True,
+    )
 
 
 def scale_embeddings(model, std) -> None:
@@ -134,13 +162,15 @@ def finetune(model, tok, data, args, started) -> None:
     ex, em, ey = encode(tok, data.eval)
     layer_params = [p for n, p in model.named_parameters() if ".encoder.layer." in n]
     other = [p for n, p in model.named_parameters() if ".encoder.layer." not in n]
-    opt = torch.optim.AdamW([{"params": layer_params, "lr": args.layer_lr}, {"params": other}],
-                            lr=args.lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(
+        [{"params": layer_params, "lr": args.layer_lr}, {"params": other}], lr=args.lr, weight_decay=0.01
+    )
     per_epoch = math.ceil(len(y) / args.batch)
     steps = int(args.epochs * per_epoch)
     warm = max(1, int(steps * args.warmup))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda t: (t + 1) / warm if t < warm else max(0.0, (steps - t) / (steps - warm)))
+        opt, lambda t: (t + 1) / warm if t < warm else max(0.0, (steps - t) / (steps - warm))
+    )
     step, t0 = 0, time.time()
     while step < steps:
         model.train()
@@ -162,8 +192,11 @@ def finetune(model, tok, data, args, started) -> None:
         model.eval()
         with torch.no_grad():
             acc = (model(input_ids=ex, attention_mask=em).logits.argmax(-1) == ey).float().mean().item()
-        print(f"epoch {step / per_epoch:.2f}: eval accuracy {acc:.3f} (fine-tune {time.time() - t0:.0f} s, "
-              f"total {time.time() - started:.0f} s)", flush=True)
+        print(
+            f"epoch {step / per_epoch:.2f}: eval accuracy {acc:.3f} (fine-tune {time.time() - t0:.0f} s, "
+            f"total {time.time() - started:.0f} s)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

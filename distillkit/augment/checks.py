@@ -17,10 +17,13 @@ def check(cfg, plan) -> None:
         if aug.get(name):
             _check_synonyms(cfg, getattr(aug, name).source, f"augmentation.{name}.source")
     pseudo = aug.get("teacher_pseudo_data")
-    require(pseudo is None or pseudo.min_confidence == 0 or cfg.teacher.name != "none",
-            "augmentation.teacher_pseudo_data.min_confidence", pseudo.min_confidence if pseudo else None,
-            "filters the new inputs by the run's teacher's confidence, and this run has no teacher (teacher=none).",
-            "use 0 (keep every input), or pick a teacher.")
+    require(
+        pseudo is None or pseudo.min_confidence == 0 or cfg.teacher.name != "none",
+        "augmentation.teacher_pseudo_data.min_confidence",
+        pseudo.min_confidence if pseudo else None,
+        "filters the new inputs by the run's teacher's confidence, and this run has no teacher (teacher=none).",
+        "use 0 (keep every input), or pick a teacher.",
+    )
     if pseudo is not None and pseudo.source == "augment":
         _check_synonyms(cfg, "auto", "augmentation.teacher_pseudo_data.source")
     if aug.get("mlm_replace") or (pseudo is not None and pseudo.source == "mlm"):
@@ -50,14 +53,27 @@ def _check_teacher_needed(cfg, plan) -> None:
     if any(s.teacher is not None for s in plan.method_stages):
         return
     method = cfg.method.name
-    require(not aug.get("consistency"), "augmentation", "consistency", f"matches the student to a teacher, and "
-            f"method={method} trains without one.", "pick a method with a teacher (e.g. method=kd), or drop it.")
+    require(
+        not aug.get("consistency"),
+        "augmentation",
+        "consistency",
+        f"matches the student to a teacher, and method={method} trains without one.",
+        "pick a method with a teacher (e.g. method=kd), or drop it.",
+    )
     unused = [name for name in aug.offline if not aug.keeps_labels(name)]
-    require(not unused, "augmentation", unused[0] if unused else None, f"makes examples that train on the teacher "
-            f"alone, and method={method} has no teacher: they would never be used.",
-            "pick a method with a teacher (e.g. method=kd)"
-            + ("." if unused and unused[0] == "teacher_pseudo_data" else
-               ", or keep the gold labels with augmentation.keep_labels=true."))
+    require(
+        not unused,
+        "augmentation",
+        unused[0] if unused else None,
+        f"makes examples that train on the teacher "
+        f"alone, and method={method} has no teacher: they would never be used.",
+        "pick a method with a teacher (e.g. method=kd)"
+        + (
+            "."
+            if unused and unused[0] == "teacher_pseudo_data"
+            else ", or keep the gold labels with augmentation.keep_labels=true."
+        ),
+    )
 
 
 def _check_synonyms(cfg, source: str, key: str) -> None:
@@ -82,10 +98,15 @@ def _check_mixed_targets(plan, mix: str) -> None:
     for stage in plan.method_stages:
         spec = stage.objective.teacher_features
         if stage.teacher is not None and (spec.hidden_states or spec.attentions or spec.hooks):
-            raise ConfigError(f"augmentation.{mix}.targets", "mixed", f"mixes the two examples' soft targets, and "
-                              f"stage {stage.name!r} also reads the teacher's hidden states or attentions, which "
-                              "cannot be mixed that way.", f"use augmentation.{mix}.targets=teacher (the teacher "
-                              "runs on the mixed input itself), or a logit method such as method=kd.")
+            raise ConfigError(
+                f"augmentation.{mix}.targets",
+                "mixed",
+                f"mixes the two examples' soft targets, and "
+                f"stage {stage.name!r} also reads the teacher's hidden states or attentions, which "
+                "cannot be mixed that way.",
+                f"use augmentation.{mix}.targets=teacher (the teacher "
+                "runs on the mixed input itself), or a logit method such as method=kd.",
+            )
 
 
 def _check_embeddings(config, name: str, model_class) -> None:
@@ -100,7 +121,12 @@ def _check_embeddings(config, name: str, model_class) -> None:
         takes = "inputs_embeds" in inspect.signature(model.forward).parameters
     except (NotImplementedError, AttributeError, ValueError) as err:
         embeddings, takes = None, f"({type(err).__name__}: {err})"
-    require(embeddings is not None and takes is True, "augmentation", "mixup", f"mixes input embeddings, and the "
-            f"{name} model ({config.model_type}) does not expose them through get_input_embeddings() or take "
-            f"inputs_embeds{'' if takes in (True, False) else ' ' + str(takes)}.",
-            "use augmentation=cutmix, which mixes token ids and works with any model.")
+    require(
+        embeddings is not None and takes is True,
+        "augmentation",
+        "mixup",
+        f"mixes input embeddings, and the "
+        f"{name} model ({config.model_type}) does not expose them through get_input_embeddings() or take "
+        f"inputs_embeds{'' if takes in (True, False) else ' ' + str(takes)}.",
+        "use augmentation=cutmix, which mixes token ids and works with any model.",
+    )

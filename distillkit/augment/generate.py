@@ -37,13 +37,26 @@ from distillkit.models.loading import looks_local
 log = logging.getLogger("distillkit")
 
 MASK_SHARE = 0.15  # most of a text's tokens masked in one MLM forward (BERT's masking rate)
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                 "pytorch_model.bin.index.json")
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 # ------------------------------------------------------------------------------------------ MLM replacement
-def mlm_replace(texts: list[str], model, tokenizer, seed: int, p: float = 0.4, top_k: int = 15,
-                batch_size: int = 64, device="cpu", protected: frozenset = frozenset()) -> list[str]:
+def mlm_replace(
+    texts: list[str],
+    model,
+    tokenizer,
+    seed: int,
+    p: float = 0.4,
+    top_k: int = 15,
+    batch_size: int = 64,
+    device="cpu",
+    protected: frozenset = frozenset(),
+) -> list[str]:
     """TinyBERT's augmentation of each text: its eligible words (single word piece, alphabetic, not special,
     lowercase form not in ``protected``) chosen with probability ``p``, each replaced by one of the MLM's
     ``top_k`` candidates for that position, drawn uniformly. Text i draws from ``random.Random`` seeded by
@@ -72,22 +85,21 @@ def _max_length(model, tokenizer) -> int:
     return min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512))
 
 
-def _choose(words: list[list[str]], tokenizer, rngs: list[random.Random], p: float, protected: frozenset,
-            max_length: int) -> tuple[list[list[int]], list[dict[int, int]]]:
+def _choose(
+    words: list[list[str]], tokenizer, rngs: list[random.Random], p: float, protected: frozenset, max_length: int
+) -> tuple[list[list[int]], list[dict[int, int]]]:
     """Each text's token ids, and its chosen words as {token position: word index}."""
     vocab = sorted({w for ws in words for w in ws})
     single = {w: len(ids) == 1 for w, ids in zip(vocab, tokenizer(vocab, add_special_tokens=False)["input_ids"])}
     special = set(tokenizer.all_special_ids)
-    enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length,
-                    add_special_tokens=True)
+    enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length, add_special_tokens=True)
     chosen = []
     for i, ws in enumerate(words):
         ids = enc["input_ids"][i]
         picks = {}
         for position, word in enumerate(enc.word_ids(i)):
             w = ws[word] if word is not None else ""
-            eligible = (w.isalpha() and single[w] and ids[position] not in special
-                        and w.lower() not in protected)
+            eligible = w.isalpha() and single[w] and ids[position] not in special and w.lower() not in protected
             if eligible and rngs[i].random() < p:
                 picks[position] = word
         chosen.append(picks)
@@ -121,21 +133,29 @@ def _token_text(tokenizer, token_id: int) -> str:
 
 
 @torch.inference_mode()
-def _predict(model, ids: list[list[int]], jobs: list[tuple[int, list[int]]], valid: torch.Tensor, top_k: int,
-             batch_size: int, tokenizer, device) -> dict[tuple[int, int], list[int]]:
+def _predict(
+    model,
+    ids: list[list[int]],
+    jobs: list[tuple[int, list[int]]],
+    valid: torch.Tensor,
+    top_k: int,
+    batch_size: int,
+    tokenizer,
+    device,
+) -> dict[tuple[int, int], list[int]]:
     """{(text, position): the top_k allowed ids other than the original} from one forward per job, a job
     masking ``positions`` of text ``i``; jobs batched by length."""
     jobs = sorted(jobs, key=lambda job: len(ids[job[0]]))
     out = {}
     for start in range(0, len(jobs), batch_size):
-        batch = jobs[start:start + batch_size]
+        batch = jobs[start : start + batch_size]
         width = max(len(ids[i]) for i, _ in batch)
         input_ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
         attention = torch.zeros((len(batch), width), dtype=torch.long)
         rows, cols = [], []
         for b, (i, positions) in enumerate(batch):
-            input_ids[b, :len(ids[i])] = torch.tensor(ids[i])
-            attention[b, :len(ids[i])] = 1
+            input_ids[b, : len(ids[i])] = torch.tensor(ids[i])
+            attention[b, : len(ids[i])] = 1
             rows += [b] * len(positions)
             cols += positions
         original = input_ids[rows, cols]
@@ -150,8 +170,18 @@ def _predict(model, ids: list[list[int]], jobs: list[tuple[int, list[int]]], val
 
 
 # ------------------------------------------------------------------------------------------ the embedded MLM
-def train_mlm(texts: list[str], tokenizer, out_dir: Path, seed: int, steps: int = 600, hidden: int = 64,
-              layers: int = 2, heads: int = 2, batch_size: int = 128, lr: float = 5e-3) -> Path:
+def train_mlm(
+    texts: list[str],
+    tokenizer,
+    out_dir: Path,
+    seed: int,
+    steps: int = 600,
+    hidden: int = 64,
+    layers: int = 2,
+    heads: int = 2,
+    batch_size: int = 128,
+    lr: float = 5e-3,
+) -> Path:
     """A small BertForMaskedLM trained from scratch on ``texts`` (BERT's masking: 15% of the tokens, of which
     80% [MASK], 10% a random token, 10% kept), saved with ``tokenizer`` in ``out_dir``. No dropout (a model
     this small on this little compute underfits); AdamW with 5% warm-up and linear decay; all randomness from
@@ -160,28 +190,44 @@ def train_mlm(texts: list[str], tokenizer, out_dir: Path, seed: int, steps: int 
 
     start = time.perf_counter()
     ids = tokenizer(list(texts), truncation=True, max_length=128)["input_ids"]
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=heads, intermediate_size=4 * hidden, max_position_embeddings=512,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, pad_token_id=tokenizer.pad_token_id)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+        max_position_embeddings=512,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = BertForMaskedLM(config)
         losses = _train(model, ids, tokenizer, steps, batch_size, lr, torch.Generator().manual_seed(seed))
-    tail = losses[-max(1, steps // 10):]
-    log.info("augmentation: MLM trained in %.0f s, %d steps, loss %.3f → %.3f (mean of the last %d steps)",
-             time.perf_counter() - start, steps, losses[0], sum(tail) / len(tail), len(tail))
+    tail = losses[-max(1, steps // 10) :]
+    log.info(
+        "augmentation: MLM trained in %.0f s, %d steps, loss %.3f → %.3f (mean of the last %d steps)",
+        time.perf_counter() - start,
+        steps,
+        losses[0],
+        sum(tail) / len(tail),
+        len(tail),
+    )
     model.eval().save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return Path(out_dir)
 
 
-def _train(model, ids: list[list[int]], tokenizer, steps: int, batch_size: int, lr: float,
-           gen: torch.Generator) -> list[float]:
+def _train(
+    model, ids: list[list[int]], tokenizer, steps: int, batch_size: int, lr: float, gen: torch.Generator
+) -> list[float]:
     """The MLM training loop; returns the loss of each step."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     warmup = max(1, steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup))))
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
+    )
     special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
     model.train()
     losses = []
@@ -206,7 +252,7 @@ def _batches(n: int, batch_size: int, steps: int, gen: torch.Generator):
     for _ in range(steps):
         if at + batch_size > n and at > 0:
             order, at = torch.randperm(n, generator=gen), 0
-        yield order[at:at + batch_size].tolist()
+        yield order[at : at + batch_size].tolist()
         at += batch_size
 
 
@@ -217,8 +263,9 @@ def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor
     return input_ids, attention
 
 
-def _mask_tokens(input_ids: torch.Tensor, special: torch.Tensor, mask_id: int, vocab_size: int,
-                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _mask_tokens(
+    input_ids: torch.Tensor, special: torch.Tensor, mask_id: int, vocab_size: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """BERT's masking: 15% of the non-special tokens predicted; of those 80% [MASK], 10% random, 10% kept."""
     can = ~torch.isin(input_ids, special)
     picked = (torch.rand(input_ids.shape, generator=gen) < 0.15) & can
@@ -247,8 +294,11 @@ def has_mlm_head(path_or_id: str, revision: str | None = None) -> bool:
     except (OSError, ValueError, KeyError) as err:
         log.debug("has_mlm_head(%s): %s", path_or_id, err)
         return False
-    heads = [name for name, module in skeleton.named_children()
-             if name != skeleton.base_model_prefix and any(True for _ in module.parameters())]
+    heads = [
+        name
+        for name, module in skeleton.named_children()
+        if name != skeleton.base_model_prefix and any(True for _ in module.parameters())
+    ]
     return any(key.startswith(f"{head}.") for head in heads for key in keys)
 
 
@@ -296,7 +346,8 @@ def _load(auto_class, path_or_id: str, key: str, revision: str | None) -> tuple:
         tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
         model = auto_class.from_pretrained(path, revision=revision)
     except (OSError, ValueError) as err:
-        raise _unavailable(key, path_or_id, f"could not be loaded as {auto_class.__name__} ({first_line(err)}).")
+        problem = f"could not be loaded as {auto_class.__name__} ({first_line(err)})."
+        raise _unavailable(key, path_or_id, problem) from None
     return model.eval(), tokenizer
 
 
@@ -308,8 +359,9 @@ def check_model_available(path_or_id: str, key: str, revision: str | None = None
     if looks_local(path_or_id):
         local = os.path.expanduser(path_or_id)
         if not os.path.isdir(local):
-            raise _unavailable(key, path_or_id, "is a file, not a directory." if os.path.exists(local)
-                               else "does not exist.")
+            raise _unavailable(
+                key, path_or_id, "is a file, not a directory." if os.path.exists(local) else "does not exist."
+            )
         if not os.path.isfile(os.path.join(local, "config.json")):
             raise _unavailable(key, path_or_id, "is a directory without config.json, so not a saved model.")
         return
@@ -318,7 +370,8 @@ def check_model_available(path_or_id: str, key: str, revision: str | None = None
     try:
         cached = try_to_load_from_cache(path_or_id, "config.json", revision=revision)
     except ValueError as err:  # HFValidationError: not a valid repo id
-        raise _unavailable(key, path_or_id, f"is neither a local directory nor a valid hub id ({first_line(err)}).")
+        problem = f"is neither a local directory nor a valid hub id ({first_line(err)})."
+        raise _unavailable(key, path_or_id, problem) from None
     if not isinstance(cached, str):
         raise _unavailable(key, path_or_id, "is not a local directory, and the local hub cache has no copy of it.")
 
@@ -328,18 +381,35 @@ def _hub_offline() -> bool:
 
 
 def _unavailable(key: str, path_or_id: str, problem: str) -> ConfigError:
-    hub = ("The hub is switched off (HF_HUB_OFFLINE=1), so nothing is downloaded." if _hub_offline()
-           else "The hub is reachable in principle (HF_HUB_OFFLINE is not set).")
-    return ConfigError(key, path_or_id, f"{problem} {hub}",
-                       f"set {key} to a local directory saved with save_pretrained (config.json, weights and "
-                       "tokenizer), or download the model once with network, e.g. "
-                       "`huggingface-cli download Helsinki-NLP/opus-mt-en-de`, and run again.")
+    hub = (
+        "The hub is switched off (HF_HUB_OFFLINE=1), so nothing is downloaded."
+        if _hub_offline()
+        else "The hub is reachable in principle (HF_HUB_OFFLINE is not set)."
+    )
+    return ConfigError(
+        key,
+        path_or_id,
+        f"{problem} {hub}",
+        f"set {key} to a local directory saved with save_pretrained (config.json, weights and "
+        "tokenizer), or download the model once with network, e.g. "
+        "`huggingface-cli download Helsinki-NLP/opus-mt-en-de`, and run again.",
+    )
 
 
 # ------------------------------------------------------------------------------------------ back-translation
-def back_translate(texts: list[str], forward: tuple, backward: tuple, seed: int, batch_size: int = 32,
-                   num_beams: int = 1, do_sample: bool = True, top_p: float = 0.9, temperature: float = 1.0,
-                   max_new_tokens: int | None = None, device="cpu") -> list[str]:
+def back_translate(
+    texts: list[str],
+    forward: tuple,
+    backward: tuple,
+    seed: int,
+    batch_size: int = 32,
+    num_beams: int = 1,
+    do_sample: bool = True,
+    top_p: float = 0.9,
+    temperature: float = 1.0,
+    max_new_tokens: int | None = None,
+    device="cpu",
+) -> list[str]:
     """Each text translated by ``forward`` = (model, tokenizer) to the pivot language and back by ``backward``,
     whitespace collapsed; one text per input, in input order. Texts are batched by length. With sampling the
     torch RNG is seeded per batch from (seed, the batch's first text index), so a text's paraphrase depends on
@@ -353,7 +423,7 @@ def back_translate(texts: list[str], forward: tuple, backward: tuple, seed: int,
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out: list[str] = [""] * len(texts)
     for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
+        batch = order[start : start + batch_size]
         with torch.random.fork_rng(devices=_cuda_indices(device)):
             torch.manual_seed(seed * 1_000_003 + batch[0])
             pivot = _translate(forward, [texts[i] for i in batch], options, max_new_tokens, device)
@@ -362,8 +432,9 @@ def back_translate(texts: list[str], forward: tuple, backward: tuple, seed: int,
             out[i] = text
     empty = [i for i, text in enumerate(out) if not text]
     if empty:
-        log.warning("back_translation: %d of %d translations came back empty; kept their inputs.",
-                    len(empty), len(texts))
+        log.warning(
+            "back_translation: %d of %d translations came back empty; kept their inputs.", len(empty), len(texts)
+        )
     return [text or texts[i] for i, text in enumerate(out)]
 
 
@@ -379,6 +450,10 @@ def _translate(pair: tuple, texts: list[str], options: dict, max_new_tokens: int
     max_length = _max_length(model, tokenizer)
     enc = tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
     limit = min(max_new_tokens or int(1.5 * enc["input_ids"].shape[1]) + 10, max_length - 1)
-    generated = model.generate(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device),
-                               max_new_tokens=limit, **options)
+    generated = model.generate(
+        input_ids=enc["input_ids"].to(device),
+        attention_mask=enc["attention_mask"].to(device),
+        max_new_tokens=limit,
+        **options,
+    )
     return [" ".join(text.split()) for text in tokenizer.batch_decode(generated, skip_special_tokens=True)]

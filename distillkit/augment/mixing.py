@@ -157,7 +157,7 @@ def cutmix_tokens(
             continue
         length = min(max(round((1.0 - lam_i) * n_i), 1), n_i, n_j)
         start_i, start_j = _span_start(n_i, length, generator), _span_start(n_j, length, generator)
-        ids[i, pos_i[start_i:start_i + length]] = source[j, pos_j[start_j:start_j + length]]
+        ids[i, pos_i[start_i : start_i + length]] = source[j, pos_j[start_j : start_j + length]]
         share[i] = length / n_i
     return ids.to(device), attention_mask, share.to(device)
 
@@ -216,9 +216,7 @@ def mixed_cross_entropy(
     return (own_w * own_ce + other_w * other_ce).sum() / total.clamp_min(torch.finfo(torch.float32).tiny)
 
 
-def _replacement_ids(
-    mode: str, mask_id: int | None, vocab_size: int | None, special: torch.Tensor
-) -> torch.Tensor:
+def _replacement_ids(mode: str, mask_id: int | None, vocab_size: int | None, special: torch.Tensor) -> torch.Tensor:
     """The ids a noised token may become: [mask_id] ("mask"), or every non-special id below vocab_size."""
     if mode not in NOISE_MODES:
         raise ValueError(f"noise mode must be one of {NOISE_MODES}, got {mode!r}")

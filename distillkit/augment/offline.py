@@ -44,9 +44,16 @@ class AugmentedSet:
     filtered: int = 0  # teacher_pseudo_data inputs dropped by min_confidence
 
     def summary(self) -> dict:
-        return {"examples": len(self.rows), "with_labels": sum(r["label"] != IGNORE_INDEX for r in self.rows),
-                "made": self.made, "kept": self.kept, "duplicates_dropped": self.duplicates,
-                "low_confidence_dropped": self.filtered, "from_cache": self.cached, "seconds": round(self.seconds, 2)}
+        return {
+            "examples": len(self.rows),
+            "with_labels": sum(r["label"] != IGNORE_INDEX for r in self.rows),
+            "made": self.made,
+            "kept": self.kept,
+            "duplicates_dropped": self.duplicates,
+            "low_confidence_dropped": self.filtered,
+            "from_cache": self.cached,
+            "seconds": round(self.seconds, 2),
+        }
 
 
 def seed_of(aug: AugmentationConfig, run_seed: int) -> int:
@@ -77,9 +84,15 @@ def build(cfg, plan) -> AugmentedSet | None:
         result.rows += list(unique.values())
         result.kept[name] = len(unique)
     result.seconds = time.time() - started
-    log.info("augmentation (%s): %d new examples from %d training examples in %.1f s (%s; %d exact duplicates "
-             "dropped)", aug.name, len(result.rows), len(texts), result.seconds,
-             ", ".join(f"{k}: {v}" for k, v in result.kept.items()), result.duplicates)
+    log.info(
+        "augmentation (%s): %d new examples from %d training examples in %.1f s (%s; %d exact duplicates dropped)",
+        aug.name,
+        len(result.rows),
+        len(texts),
+        result.seconds,
+        ", ".join(f"{k}: {v}" for k, v in result.kept.items()),
+        result.duplicates,
+    )
     return result
 
 
@@ -95,8 +108,12 @@ def _rows(task, made: list[dict], name: str, keep_labels: bool) -> list[dict]:
     labels, pairs = list(task.train["label"]), _pairs(task)
     rows = []
     for m in made:
-        row = {"text": m["text"], "label": labels[m["source"]] if keep_labels else IGNORE_INDEX,
-               "source": m["source"], "how": name}
+        row = {
+            "text": m["text"],
+            "label": labels[m["source"]] if keep_labels else IGNORE_INDEX,
+            "source": m["source"],
+            "how": name,
+        }
         if task.has_pair:
             row["text_pair"] = pairs[m["source"]]
         rows.append(row)
@@ -135,9 +152,15 @@ def entry_spec(cfg, plan, name: str, texts: list[str]) -> dict:
     aug = cfg.augmentation
     op = make_op(cfg, plan, name, texts, identity_only=True)
     seed = seed_of(aug, cfg.seed)
-    return {"option": name, "settings": op.identity, "copies": aug.copies, "seed": seed,
-            "texts": cache.entry_key({"texts": texts}),
-            "sources": cache.entry_key({"s": _sources(aug, name, len(texts), seed)}), "format": FORMAT}
+    return {
+        "option": name,
+        "settings": op.identity,
+        "copies": aug.copies,
+        "seed": seed,
+        "texts": cache.entry_key({"texts": texts}),
+        "sources": cache.entry_key({"s": _sources(aug, name, len(texts), seed)}),
+        "format": FORMAT,
+    }
 
 
 def _sources(aug: AugmentationConfig, name: str, n: int, seed: int) -> list[tuple[int, list[int]]]:
@@ -165,7 +188,7 @@ def _progress(op, inputs: list[str], seed: str, name: str, copy: int, copies: in
     out = []
     with tqdm(total=len(inputs), desc=f"augment {name} {copy + 1}/{copies}", unit="ex", leave=False) as bar:
         for start in range(0, len(inputs), chunk):
-            out += op.make(inputs[start:start + chunk], f"{seed}/{start}")
+            out += op.make(inputs[start : start + chunk], f"{seed}/{start}")
             bar.update(min(chunk, len(inputs) - start))
     return out
 
@@ -190,13 +213,24 @@ def make_op(cfg, plan, name: str, texts: list[str], identity_only: bool = False)
     if name == "back_translation":
         return ops.Op(name, None, dataclasses.asdict(opts)) if identity_only else ops.back_translation_op(opts, device)
     mlm_opts = aug.get("mlm_replace") if name == "mlm_replace" else None
-    choice = ops.resolve_mlm(mlm_opts.model if mlm_opts else "auto", mlm_opts.revision if mlm_opts else None, cfg,
-                             "augmentation.mlm_replace.model")
+    choice = ops.resolve_mlm(
+        mlm_opts.model if mlm_opts else "auto",
+        mlm_opts.revision if mlm_opts else None,
+        cfg,
+        "augmentation.mlm_replace.model",
+    )
     if name == "teacher_pseudo_data" and opts.source == "augment":
         return ops.pseudo_op(opts, cfg, None)
     if identity_only:
-        return ops.Op(name, None, {**dataclasses.asdict(opts), "mlm": choice,
-                                   "teacher": [cfg.teacher.path, cfg.teacher.revision] if choice == "teacher" else None})
+        return ops.Op(
+            name,
+            None,
+            {
+                **dataclasses.asdict(opts),
+                "mlm": choice,
+                "teacher": [cfg.teacher.path, cfg.teacher.revision] if choice == "teacher" else None,
+            },
+        )
     steps = mlm_opts.train_steps if mlm_opts else 600
     mlm = ops.load_mlm(choice, mlm_opts.revision if mlm_opts else None, cfg, plan, texts, steps, device)
     if name == "mlm_replace":
@@ -205,8 +239,9 @@ def make_op(cfg, plan, name: str, texts: list[str], identity_only: bool = False)
 
 
 # ---------------------------------------------------------------------------------- into training
-def filter_confident(augmented: AugmentedSet, threshold: float, teacher, tokenizer, max_length: int, device,
-                     batch_size: int) -> None:
+def filter_confident(
+    augmented: AugmentedSet, threshold: float, teacher, tokenizer, max_length: int, device, batch_size: int
+) -> None:
     """Drop the teacher_pseudo_data rows whose teacher top probability is below ``threshold`` (in place)."""
     import torch
 
@@ -217,18 +252,28 @@ def filter_confident(augmented: AugmentedSet, threshold: float, teacher, tokeniz
     keep = []
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
-            chunk = rows[start:start + batch_size]
+            chunk = rows[start : start + batch_size]
             pairs = [r["text_pair"] for r in chunk] if "text_pair" in chunk[0] else None
-            enc = tokenizer([r["text"] for r in chunk], pairs, truncation=True, max_length=max_length,
-                            padding=True, return_tensors="pt").to(device)
+            enc = tokenizer(
+                [r["text"] for r in chunk],
+                pairs,
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
+            ).to(device)
             probs = teacher(**enc).logits.float().softmax(-1).amax(-1)
             keep += probs.ge(threshold).tolist()
     dropped = {id(r) for r, k in zip(rows, keep) if not k}
     augmented.rows = [r for r in augmented.rows if id(r) not in dropped]
     augmented.filtered = len(dropped)
     augmented.kept["teacher_pseudo_data"] = len(rows) - len(dropped)
-    log.info("augmentation: teacher_pseudo_data kept %d of %d inputs (teacher confidence >= %g)",
-             len(rows) - len(dropped), len(rows), threshold)
+    log.info(
+        "augmentation: teacher_pseudo_data kept %d of %d inputs (teacher confidence >= %g)",
+        len(rows) - len(dropped),
+        len(rows),
+        threshold,
+    )
 
 
 def as_dataset(augmented: AugmentedSet, tokenizer, max_length: int, labels_only: bool, features):
@@ -258,8 +303,13 @@ def show(augmented: AugmentedSet, texts: list[str], n: int, wandb_run=None) -> N
                 picked.append(rows.pop(0) if len(picked) % 2 == 0 else rows.pop(len(rows) // 2))
     for r in picked:
         label = "teacher only" if r["label"] == IGNORE_INDEX else f"label {r['label']}"
-        log.info("augmentation example (%s, %s):\n    source: %s\n    new:    %s", r["how"], label,
-                 texts[r["source"]], r["text"])
+        log.info(
+            "augmentation example (%s, %s):\n    source: %s\n    new:    %s",
+            r["how"],
+            label,
+            texts[r["source"]],
+            r["text"],
+        )
     if wandb_run is not None and augmented.rows:
         import wandb
 

@@ -51,8 +51,11 @@ class BatchAugmenter:
             parts.append(f"{self.mix_name}(α={o.alpha:g}, share={o.share:g}, targets={o.targets})")
         if self.consistency:
             c = self.consistency
-            parts.append(f"consistency({c.weight:g}·T²·KL(p_t(x) ‖ p_s(x′)), x′: {c.noise} p={c.p:g}"
-                         + (", + on the view" if c.on_view else "") + ")")
+            parts.append(
+                f"consistency({c.weight:g}·T²·KL(p_t(x) ‖ p_s(x′)), x′: {c.noise} p={c.p:g}"
+                + (", + on the view" if c.on_view else "")
+                + ")"
+            )
         return ", ".join(parts)
 
     def generator(self, step: int) -> torch.Generator:
@@ -80,15 +83,23 @@ class BatchAugmenter:
             out["pixel_values"], weight = mixing.cutmix_images(batch["pixel_values"], plan, generator)
         else:
             out["input_ids"], out["attention_mask"], weight = mixing.cutmix_tokens(
-                batch["input_ids"], batch["attention_mask"], plan, generator, self.special_ids.to(device))
+                batch["input_ids"], batch["attention_mask"], plan, generator, self.special_ids.to(device)
+            )
         return Mixed(out, weight.to(device).float(), plan.perm, o.targets)
 
     def view(self, batch: dict, generator: torch.Generator) -> dict:
         """The consistency term's noised view x′ of the clean batch."""
         c = self.consistency
-        ids = mixing.token_noise(batch["input_ids"], batch["attention_mask"], c.p, c.noise, generator,
-                                 self.special_ids.to(batch["input_ids"].device), mask_id=self.mask_id,
-                                 vocab_size=self.vocab_size)
+        ids = mixing.token_noise(
+            batch["input_ids"],
+            batch["attention_mask"],
+            c.p,
+            c.noise,
+            generator,
+            self.special_ids.to(batch["input_ids"].device),
+            mask_id=self.mask_id,
+            vocab_size=self.vocab_size,
+        )
         return {**batch, "input_ids": ids}
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 from distillkit import store as cache
 from distillkit.errors import ConfigError
@@ -56,17 +56,20 @@ def synonym_op(opts, cfg) -> Op:
     from distillkit.augment.text import synonym_replace
 
     table, source = synonyms(opts.source, cfg, "augmentation.synonym.source")
-    return Op("synonym", _per_text(lambda t, rng: synonym_replace(t, rng, opts.p, table)),
-              {**asdict(opts), "source": source})
+    return Op(
+        "synonym", _per_text(lambda t, rng: synonym_replace(t, rng, opts.p, table)), {**asdict(opts), "source": source}
+    )
 
 
 def perturbation_op(opts, cfg) -> Op:
     from distillkit.augment.text import perturb
 
     table, source = synonyms(opts.source, cfg, "augmentation.token_perturbation.source")
-    return Op("token_perturbation",
-              _per_text(lambda t, rng: perturb(t, rng, opts.insert, opts.delete, opts.swap, table)),
-              {**asdict(opts), "source": source})
+    return Op(
+        "token_perturbation",
+        _per_text(lambda t, rng: perturb(t, rng, opts.insert, opts.delete, opts.swap, table)),
+        {**asdict(opts), "source": source},
+    )
 
 
 def shuffle_op(opts, cfg) -> Op:
@@ -105,8 +108,17 @@ def mlm_op(p: float, top_k: int, batch_size: int, mlm: tuple, name: str = "mlm_r
     model, tokenizer, identity = mlm
 
     def make(texts, seed):
-        return mlm_replace(texts, model, tokenizer, seed=_int_seed(seed), p=p, top_k=top_k, batch_size=batch_size,
-                           device=model.device, protected=STOP_WORDS | NEGATIONS)
+        return mlm_replace(
+            texts,
+            model,
+            tokenizer,
+            seed=_int_seed(seed),
+            p=p,
+            top_k=top_k,
+            batch_size=batch_size,
+            device=model.device,
+            protected=STOP_WORDS | NEGATIONS,
+        )
 
     return Op(name, make, {"p": p, "top_k": top_k, "model": identity})
 
@@ -121,9 +133,19 @@ def back_translation_op(opts, device) -> Op:
         model.to(device).eval()
 
     def make(texts, seed):
-        return back_translate(texts, forward, backward, seed=_int_seed(seed), batch_size=opts.batch_size,
-                              num_beams=opts.num_beams, do_sample=opts.sample, top_p=opts.top_p,
-                              temperature=opts.temperature, max_new_tokens=opts.max_new_tokens, device=device)
+        return back_translate(
+            texts,
+            forward,
+            backward,
+            seed=_int_seed(seed),
+            batch_size=opts.batch_size,
+            num_beams=opts.num_beams,
+            do_sample=opts.sample,
+            top_p=opts.top_p,
+            temperature=opts.temperature,
+            max_new_tokens=opts.max_new_tokens,
+            device=device,
+        )
 
     return Op("back_translation", make, asdict(opts))
 
@@ -144,31 +166,49 @@ def resolve_mlm(opts_model: str, revision, cfg, key: str) -> str:
             return "teacher"
         if opts_model == "auto" and cfg.data.source == "synthetic":
             return "embedded"
-        has = (f"the teacher ({teacher}) has no MLM head" if teacher else
-               "the teacher is built from a config, with no MLM head")
-        raise ConfigError(key, opts_model, f"needs a masked language model: {has}"
-                          + (f" and data={cfg.data.name} is not the embedded task (whose MLM distillkit trains)."
-                             if opts_model == "auto" else "."),
-                          f"name one: {key}=bert-base-uncased (any hub id or local directory of a model with an MLM "
-                          "head; it need not share the teacher's tokenizer).")
+        has = (
+            f"the teacher ({teacher}) has no MLM head"
+            if teacher
+            else "the teacher is built from a config, with no MLM head"
+        )
+        raise ConfigError(
+            key,
+            opts_model,
+            f"needs a masked language model: {has}"
+            + (
+                f" and data={cfg.data.name} is not the embedded task (whose MLM distillkit trains)."
+                if opts_model == "auto"
+                else "."
+            ),
+            f"name one: {key}=bert-base-uncased (any hub id or local directory of a model with an MLM "
+            "head; it need not share the teacher's tokenizer).",
+        )
     return opts_model
 
 
 def load_mlm(choice: str, opts_revision, cfg, plan, texts: list, steps: int, device) -> tuple:
     """(model, tokenizer, identity) of the resolved MLM; the embedded one trained once and cached."""
-    from distillkit.augment.generate import load_mlm as load, train_mlm
+    from distillkit.augment.generate import load_mlm as load
+    from distillkit.augment.generate import train_mlm
 
     if choice == "teacher":
         model, tokenizer = load(cfg.teacher.path, "teacher.path", cfg.teacher.revision)
         identity = {"teacher": cfg.teacher.path, "revision": cfg.teacher.revision}
     elif choice == "embedded":
-        spec = {"texts": cache.entry_key({"texts": texts}), "steps": steps,
-                "tokenizer": cache.entry_key(plan.tokenizer.get_vocab())}
+        spec = {
+            "texts": cache.entry_key({"texts": texts}),
+            "steps": steps,
+            "tokenizer": cache.entry_key(plan.tokenizer.get_vocab()),
+        }
         final = cache.entry_dir(plan.cache_root, "mlm", spec)  # the log line names it while it is built
 
         def train(tmp):
-            log.info("augmentation: training a small MLM on the task's %d texts (%d steps), cached at %s",
-                     len(texts), steps, final)
+            log.info(
+                "augmentation: training a small MLM on the task's %d texts (%d steps), cached at %s",
+                len(texts),
+                steps,
+                final,
+            )
             train_mlm(texts, plan.tokenizer, Path(tmp), seed=0, steps=steps)
 
         cache.find_or_build(plan.cache_root, "mlm", spec, train)

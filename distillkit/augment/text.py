@@ -24,7 +24,7 @@ import functools
 import random
 import re
 import string
-from typing import Callable
+from collections.abc import Callable
 
 from distillkit.tasks.lexicon import (
     _CONTEXTS,
@@ -45,21 +45,25 @@ from distillkit.tasks.lexicon import (
 Synonyms = Callable[[str], list[str]]
 
 # EDA's stop-word list (NLTK's English list as EDA ships it).
-STOP_WORDS: frozenset[str] = frozenset("""
+STOP_WORDS: frozenset[str] = frozenset(
+    """
 i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she her hers herself
 it its itself they them their theirs themselves what which who whom this that these those am is are was were be
 been being have has had having do does did doing a an the and but if or because as until while of at by for with
 about against between into through during before after above below to from up down in out on off over under
 again further then once here there when where why how all any both each few more most other some such no nor not
 only own same so than too very s t can will just don should now
-""".split())
+""".split()
+)
 
-NEGATIONS: frozenset[str] = frozenset("""
+NEGATIONS: frozenset[str] = frozenset(
+    """
 not no never nor none nobody nothing neither nowhere cannot without hardly barely scarcely n't
 don't doesn't didn't isn't aren't wasn't weren't hasn't haven't hadn't won't wouldn't can't couldn't
 shouldn't mustn't needn't ain't
 but however although though despite yet
-""".split())
+""".split()
+)
 
 _PUNCTUATION = string.punctuation + "“”‘’«»…–—"
 
@@ -69,7 +73,7 @@ def _parts(token: str) -> tuple[str, str, str]:
     """(leading punctuation, core, trailing punctuation) of a token."""
     rest = token.lstrip(_PUNCTUATION)
     core = rest.rstrip(_PUNCTUATION)
-    return token[: len(token) - len(rest)], core, rest[len(core):]
+    return token[: len(token) - len(rest)], core, rest[len(core) :]
 
 
 def _key(token: str) -> str:
@@ -156,8 +160,7 @@ def _insert(tokens: list[str], rng: random.Random, rate: float, synonyms: Synony
     return tokens
 
 
-def perturb(text: str, rng: random.Random, insert: float, delete: float, swap: float,
-            synonyms: Synonyms) -> str:
+def perturb(text: str, rng: random.Random, insert: float, delete: float, swap: float, synonyms: Synonyms) -> str:
     """EDA's random deletion, swap and insertion, applied in that order, each at its own rate in [0, 1] and each
     counting the words of the text as the previous op left it. Deletion drops each word with probability
     ``delete`` but always leaves at least one; swap exchanges two random words ``round(swap * words)`` times;

@@ -16,11 +16,13 @@ import functools
 from distillkit.augment.text import Synonyms
 from distillkit.errors import ConfigError
 
-_DOWNLOAD = ("python -m nltk.downloader wordnet, or point NLTK_DATA at a directory holding corpora/wordnet "
-             "(on Debian without internet access: bash scripts/install_wordnet.sh).")
+_DOWNLOAD = (
+    "python -m nltk.downloader wordnet, or point NLTK_DATA at a directory holding corpora/wordnet "
+    "(on Debian without internet access: bash scripts/install_wordnet.sh)."
+)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _lookup(word: str) -> tuple[str, ...]:
     from nltk.corpus import wordnet
 
@@ -44,15 +46,29 @@ def check_wordnet(key: str) -> None:
     try:
         import nltk
     except ImportError:
-        raise ConfigError(key, "wordnet", "synonyms from WordNet need the nltk package, which is not installed.",
-                          f"pip install nltk, then {_DOWNLOAD}") from None
+        raise ConfigError(
+            key,
+            "wordnet",
+            "synonyms from WordNet need the nltk package, which is not installed.",
+            f"pip install nltk, then {_DOWNLOAD}",
+        ) from None
     try:
         nltk.data.find("corpora/wordnet")
     except LookupError:
-        raise ConfigError(key, "wordnet", "synonyms from WordNet need nltk's WordNet corpus, which nltk cannot "
-                          "find on its data path (nltk.data.path, NLTK_DATA).", _DOWNLOAD) from None
+        raise ConfigError(
+            key,
+            "wordnet",
+            "synonyms from WordNet need nltk's WordNet corpus, which nltk cannot "
+            "find on its data path (nltk.data.path, NLTK_DATA).",
+            _DOWNLOAD,
+        ) from None
     try:
         nltk.data.find("corpora/wordnet/lexnames")
     except LookupError:
-        raise ConfigError(key, "wordnet", "nltk found a WordNet corpus directory without its lexnames file (a copy "
-                          "of a system WordNet such as Debian's is incomplete without it).", _DOWNLOAD) from None
+        raise ConfigError(
+            key,
+            "wordnet",
+            "nltk found a WordNet corpus directory without its lexnames file (a copy "
+            "of a system WordNet such as Debian's is incomplete without it).",
+            _DOWNLOAD,
+        ) from None

@@ -1,10 +1,11 @@
 """The ``augmentation`` group's schema (``AugmentationConfig``); re-exported by ``distillkit.config.schema``.
 
-Options are selected one or several at a time (``augmentation=synonym``, ``augmentation=[synonym,mixup]``):
-each option's YAML switches its own section on (``augmentation.synonym.enabled: true``) and sets it
-(``augmentation.synonym.p``). Every section exists in every run, so a sweep can set one option's keys for the
-jobs that select it (``-m augmentation=synonym,mixup augmentation.synonym.p=0.2``); setting the keys of an
-option that no job selects is refused before anything runs (``preflight``). Keys common to all offline options (``copies``, ``keep_labels``, ``seed``, ``show``) sit at the top.
+Options are selected one or several at a time (``augmentation=synonym``, ``augmentation=[synonym,mixup]``): each
+option's YAML switches its own section on (``augmentation.synonym.enabled: true``) and sets it
+(``augmentation.synonym.p``). Every section exists in every run, so a sweep can set one option's keys for the jobs
+that select it (``-m augmentation=synonym,mixup augmentation.synonym.p=0.2``); setting the keys of an option that
+no job selects is refused before anything runs (``preflight``). Keys common to all offline options (``copies``,
+``keep_labels``, ``seed``, ``show``) sit at the top.
 
 Offline options make new training examples before training (``distillkit/augment/offline.py``); online
 options act on every batch inside training (``distillkit/augment/online.py``). Only config-level checks run
@@ -20,8 +21,14 @@ from typing import Optional
 from distillkit.errors import one_of, require, unit_interval
 from distillkit.errors import positive as _positive
 
-OFFLINE = ("synonym", "token_perturbation", "mlm_replace", "back_translation", "sentence_shuffle",
-           "teacher_pseudo_data")
+OFFLINE = (
+    "synonym",
+    "token_perturbation",
+    "mlm_replace",
+    "back_translation",
+    "sentence_shuffle",
+    "teacher_pseudo_data",
+)
 ONLINE = ("consistency", "mixup", "cutmix")
 # Options whose new examples keep their source's gold label by default; the others train on the teacher alone.
 LABEL_PRESERVING = ("synonym", "token_perturbation", "back_translation", "sentence_shuffle")
@@ -95,8 +102,13 @@ class SentenceShuffleOptions:
     min_sentences: int = 2  # inputs with fewer sentences make no new example
 
     def __post_init__(self):
-        require(self.min_sentences >= 2, "augmentation.sentence_shuffle.min_sentences", self.min_sentences,
-                "must be at least 2: one sentence has no other order.", "use 2 or more.")
+        require(
+            self.min_sentences >= 2,
+            "augmentation.sentence_shuffle.min_sentences",
+            self.min_sentences,
+            "must be at least 2: one sentence has no other order.",
+            "use 2 or more.",
+        )
 
 
 @dataclass
@@ -111,8 +123,13 @@ class PseudoDataOptions:
         one_of("augmentation.teacher_pseudo_data.source", self.source, ["augment", "mlm"])
         unit_interval("augmentation.teacher_pseudo_data.strength", self.strength)
         unit_interval("augmentation.teacher_pseudo_data.min_confidence", self.min_confidence)
-        require(self.size is None or self.size >= 1, "augmentation.teacher_pseudo_data.size", self.size,
-                "must be at least 1.", "use a positive count, or null for as many as training examples.")
+        require(
+            self.size is None or self.size >= 1,
+            "augmentation.teacher_pseudo_data.size",
+            self.size,
+            "must be at least 1.",
+            "use a positive count, or null for as many as training examples.",
+        )
 
 
 @dataclass
@@ -177,11 +194,21 @@ class AugmentationConfig:
     cutmix: CutmixOptions = field(default_factory=CutmixOptions)
 
     def __post_init__(self):
-        require(self.copies >= 1, "augmentation.copies", self.copies, "must be at least 1.",
-                "use 1 (one new example per training example and option) or more.")
+        require(
+            self.copies >= 1,
+            "augmentation.copies",
+            self.copies,
+            "must be at least 1.",
+            "use 1 (one new example per training example and option) or more.",
+        )
         require(self.show >= 0, "augmentation.show", self.show, "must not be negative.", "use 0 to log none.")
-        require(not (self.mixup.enabled and self.cutmix.enabled), "augmentation", "[mixup, cutmix]", "mixes every batch twice: "
-                "both options replace the batch's inputs.", "pick one of mixup and cutmix.")
+        require(
+            not (self.mixup.enabled and self.cutmix.enabled),
+            "augmentation",
+            "[mixup, cutmix]",
+            "mixes every batch twice: both options replace the batch's inputs.",
+            "pick one of mixup and cutmix.",
+        )
 
     @property
     def selected(self) -> list[str]:

@@ -24,13 +24,21 @@ def build_section(group: str, schema: type, node: dict):
     except ConfigKeyError as err:
         key = f"{group}.{err.key}"
         known = ", ".join(f.name for f in fields(schema))
-        raise ConfigError(key, lookup(node, str(err.key)), f"is not a setting of {group}={node['name']}." if "name" in node else f"is not a setting of {group}.",
-                          f"check the spelling; valid keys are: {known}.") from None
+        raise ConfigError(
+            key,
+            lookup(node, str(err.key)),
+            f"is not a setting of {group}={node['name']}." if "name" in node else f"is not a setting of {group}.",
+            f"check the spelling; valid keys are: {known}.",
+        ) from None
     except ValidationError as err:
         key = f"{group}.{err.full_key}"
         expected = getattr(err.object_type, "__name__", None) or "the schema's type"
-        raise ConfigError(key, lookup(node, str(err.full_key)), f"has the wrong type ({err.msg}).",
-                          f"give a value of the expected type (see {expected} in distillkit/config/).") from None
+        raise ConfigError(
+            key,
+            lookup(node, str(err.full_key)),
+            f"has the wrong type ({err.msg}).",
+            f"give a value of the expected type (see {expected} in distillkit/config/).",
+        ) from None
     except OmegaConfBaseException as err:
         raise ConfigError(group, None, f"could not be read: {err}", "check the overrides for this group.") from None
 

@@ -26,8 +26,13 @@ class SyntheticDataConfig:
         _positive("data.synthetic.sentences", self.sentences, "use 1 (one sentence per example) or more.")
         _positive("data.synthetic.n_train", self.n_train)
         _positive("data.synthetic.n_eval", self.n_eval)
-        require(0.0 <= self.label_noise < 1.0, "data.synthetic.label_noise", self.label_noise,
-                "is outside [0, 1).", "use a fraction such as 0.1 (0 = clean labels).")
+        require(
+            0.0 <= self.label_noise < 1.0,
+            "data.synthetic.label_noise",
+            self.label_noise,
+            "is outside [0, 1).",
+            "use a fraction such as 0.1 (0 = clean labels).",
+        )
 
 
 # the embedded instruction task's kinds (distillkit/tasks/causal_lm/synthetic.py generates them)
@@ -48,9 +53,13 @@ class LMSyntheticDataConfig:
         _positive("data.lm_synthetic.n_eval", self.n_eval)
         if self.kinds is not None:
             bad = [k for k in self.kinds if k not in LM_SYNTHETIC_KINDS]
-            require(self.kinds and not bad, "data.lm_synthetic.kinds", self.kinds,
-                    f"names kind(s) the generator does not have ({', '.join(bad) or 'none given'}).",
-                    f"pick from {', '.join(LM_SYNTHETIC_KINDS)}, or null for the default.")
+            require(
+                self.kinds and not bad,
+                "data.lm_synthetic.kinds",
+                self.kinds,
+                f"names kind(s) the generator does not have ({', '.join(bad) or 'none given'}).",
+                f"pick from {', '.join(LM_SYNTHETIC_KINDS)}, or null for the default.",
+            )
 
 
 @dataclass
@@ -89,34 +98,77 @@ class DataConfig:
     def __post_init__(self):
         one_of("data.source", self.source, DATA_SOURCES)
         one_of("data.preset", self.preset, [None, "alpaca", "dolly"])
-        require("{prompt}" in self.prompt_template, "data.prompt_template", self.prompt_template,
-                "has no {prompt} placeholder, so the instruction would never reach the model.",
-                "write the prompt's place as {prompt}, e.g. data.prompt_template='Q: {prompt}\\nA: '.")
-        require(8 <= self.max_length <= 8192, "data.max_length", self.max_length,
-                "is out of range.", "use a sequence length between 8 and 8192 tokens.")
+        require(
+            "{prompt}" in self.prompt_template,
+            "data.prompt_template",
+            self.prompt_template,
+            "has no {prompt} placeholder, so the instruction would never reach the model.",
+            "write the prompt's place as {prompt}, e.g. data.prompt_template='Q: {prompt}\\nA: '.",
+        )
+        require(
+            8 <= self.max_length <= 8192,
+            "data.max_length",
+            self.max_length,
+            "is out of range.",
+            "use a sequence length between 8 and 8192 tokens.",
+        )
         for key in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, key)
-            require(value is None or value > 0, f"data.{key}", value, "must be positive.",
-                    "use a positive count, or null for the whole split.")
-        require(self.eval_text_pair_field is None or self.text_pair_field, "data.eval_text_pair_field",
-                self.eval_text_pair_field, "is set but data.text_pair_field is not.", "set data.text_pair_field too.")
+            require(
+                value is None or value > 0,
+                f"data.{key}",
+                value,
+                "must be positive.",
+                "use a positive count, or null for the whole split.",
+            )
+        require(
+            self.eval_text_pair_field is None or self.text_pair_field,
+            "data.eval_text_pair_field",
+            self.eval_text_pair_field,
+            "is set but data.text_pair_field is not.",
+            "set data.text_pair_field too.",
+        )
         names = self.label_names
-        require(names is None or (len(names) >= 2 and len(set(names)) == len(names) and all(names)),
-                "data.label_names", names, "must list at least two distinct, non-empty names.",
-                "e.g. data.label_names=[negative,positive].")
+        require(
+            names is None or (len(names) >= 2 and len(set(names)) == len(names) and all(names)),
+            "data.label_names",
+            names,
+            "must list at least two distinct, non-empty names.",
+            "e.g. data.label_names=[negative,positive].",
+        )
         if self.source == "hub":
-            require(bool(self.path), "data.path", self.path, "is required for a hub dataset.",
-                    "add data.path=<hub dataset name or local dataset dir>, e.g. data.path=glue data.config_name=sst2.")
+            require(
+                bool(self.path),
+                "data.path",
+                self.path,
+                "is required for a hub dataset.",
+                "add data.path=<hub dataset name or local dataset dir>, e.g. data.path=glue data.config_name=sst2.",
+            )
         if self.source == "local":
             for key in ("train_file", "eval_file"):
                 path = getattr(self, key)
-                require(bool(path), f"data.{key}", path, "is required for data=local.",
-                        f"add data.{key}=PATH to a file ({', '.join(sorted(LOCAL_FORMATS))}).")
-                require(os.path.isfile(path) and os.access(path, os.R_OK), f"data.{key}", path,
-                        "is not a readable file.", "check the path (relative paths start at the directory you run from).")
+                require(
+                    bool(path),
+                    f"data.{key}",
+                    path,
+                    "is required for data=local.",
+                    f"add data.{key}=PATH to a file ({', '.join(sorted(LOCAL_FORMATS))}).",
+                )
+                require(
+                    os.path.isfile(path) and os.access(path, os.R_OK),
+                    f"data.{key}",
+                    path,
+                    "is not a readable file.",
+                    "check the path (relative paths start at the directory you run from).",
+                )
                 ext = os.path.splitext(path)[1].lower()
-                require(ext in LOCAL_FORMATS, f"data.{key}", path, f"has an unsupported extension {ext!r}.",
-                        f"use one of {', '.join(sorted(LOCAL_FORMATS))}.")
+                require(
+                    ext in LOCAL_FORMATS,
+                    f"data.{key}",
+                    path,
+                    f"has an unsupported extension {ext!r}.",
+                    f"use one of {', '.join(sorted(LOCAL_FORMATS))}.",
+                )
 
 
 LOCAL_FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}

@@ -11,24 +11,44 @@ from distillkit.errors import positive, require, unit_interval
 
 
 def _chunk(value) -> None:
-    require(value is None or value >= 1, "method.chunk_size", value, "must be >= 1 or null.",
-            "use null (all tokens at once) or e.g. 1024 response tokens per chunk (large vocabularies).")
+    require(
+        value is None or value >= 1,
+        "method.chunk_size",
+        value,
+        "must be >= 1 or null.",
+        "use null (all tokens at once) or e.g. 1024 response tokens per chunk (large vocabularies).",
+    )
 
 
 def _sft_share(value: float) -> None:
-    require(0.0 <= value < 1.0, "method.sft_share", value, "is outside [0, 1): the distillation stage needs a share "
-            "of the budget.", "use 0 (a student already fine-tuned on the task) up to e.g. 0.5.")
+    require(
+        0.0 <= value < 1.0,
+        "method.sft_share",
+        value,
+        "is outside [0, 1): the distillation stage needs a share of the budget.",
+        "use 0 (a student already fine-tuned on the task) up to e.g. 0.5.",
+    )
 
 
 def _distill_rate(value) -> None:
-    require(value is None or value > 0, "method.distill_learning_rate", value, "must be > 0 or null.",
-            "use null (train.learning_rate) or a rate below it for a student the sft stage has already fitted, "
-            "e.g. a tenth of it.")
+    require(
+        value is None or value > 0,
+        "method.distill_learning_rate",
+        value,
+        "must be > 0 or null.",
+        "use null (train.learning_rate) or a rate below it for a student the sft stage has already fitted, "
+        "e.g. a tenth of it.",
+    )
 
 
 def _ntp_weight(value: float) -> None:
-    require(0.0 <= value < 1.0, "method.ntp_weight", value, "is outside [0, 1): the distillation term needs a "
-            "share of the loss.", "use 0 (the paper's loss) up to e.g. 0.5.")
+    require(
+        0.0 <= value < 1.0,
+        "method.ntp_weight",
+        value,
+        "is outside [0, 1): the distillation term needs a share of the loss.",
+        "use 0 (the paper's loss) up to e.g. 0.5.",
+    )
 
 
 def _temperature(value: float) -> None:
@@ -46,8 +66,13 @@ class SamplingConfig:
     def __post_init__(self):
         positive("method.sampling.max_new_tokens", self.max_new_tokens, "use a count >= 1, e.g. 16.")
         positive("method.sampling.temperature", self.temperature, "use a temperature > 0, e.g. 1.0.")
-        require(0.0 < self.top_p <= 1.0, "method.sampling.top_p", self.top_p, "is outside (0, 1].",
-                "use 1.0 (no nucleus cut) or e.g. 0.95.")
+        require(
+            0.0 < self.top_p <= 1.0,
+            "method.sampling.top_p",
+            self.top_p,
+            "is outside (0, 1].",
+            "use 1.0 (no nucleus cut) or e.g. 0.95.",
+        )
 
 
 @dataclass
@@ -132,5 +157,10 @@ class SeqKDMethodConfig:
 
     def __post_init__(self):
         positive("method.num_beams", self.num_beams, "use 1 (greedy) or a beam width such as 4.")
-        require(self.max_new_tokens is None or self.max_new_tokens >= 1, "method.max_new_tokens",
-                self.max_new_tokens, "must be >= 1 or null.", "use null (task.max_new_tokens) or e.g. 64.")
+        require(
+            self.max_new_tokens is None or self.max_new_tokens >= 1,
+            "method.max_new_tokens",
+            self.max_new_tokens,
+            "must be >= 1 or null.",
+            "use null (task.max_new_tokens) or e.g. 64.",
+        )

@@ -35,9 +35,13 @@ class LayerMapConfig:
     def __post_init__(self):
         one_of("method.layer_map.strategy", self.strategy, ["auto", "uniform", "skip", "last", "list"])
         if self.strategy != "list":
-            require(self.layers is None, "method.layer_map.layers", self.layers,
-                    f"is only read with strategy=list (strategy={self.strategy}).",
-                    "add method.layer_map.strategy=list, or drop method.layer_map.layers.")
+            require(
+                self.layers is None,
+                "method.layer_map.layers",
+                self.layers,
+                f"is only read with strategy=list (strategy={self.strategy}).",
+                "add method.layer_map.strategy=list, or drop method.layer_map.layers.",
+            )
 
 
 @dataclass
@@ -50,12 +54,22 @@ class PhaseConfig:
     def check(self, key: str) -> None:
         for name in ("epochs", "learning_rate"):
             value = getattr(self, name)
-            require(value is None or value > 0, f"{key}.{name}", value, "must be positive.",
-                    f"use a positive value, or null for train.{name}.")
+            require(
+                value is None or value > 0,
+                f"{key}.{name}",
+                value,
+                "must be positive.",
+                f"use a positive value, or null for train.{name}.",
+            )
 
     def _check_rate(self, key: str) -> None:
-        require(self.learning_rate is None or self.learning_rate > 0, f"{key}.learning_rate", self.learning_rate,
-                "must be positive.", "use a positive value, or null for train.learning_rate.")
+        require(
+            self.learning_rate is None or self.learning_rate > 0,
+            f"{key}.learning_rate",
+            self.learning_rate,
+            "must be positive.",
+            "use a positive value, or null for train.learning_rate.",
+        )
 
 
 @dataclass
@@ -66,13 +80,22 @@ class GeneralPhaseConfig(PhaseConfig):
     text_file: Optional[str] = None  # plain text, one example per line; null = the training texts (labels unread)
 
     def check(self, key: str) -> None:
-        require(self.epochs is not None and self.epochs >= 0, f"{key}.epochs", self.epochs,
-                "must be 0 (no general stage) or positive.", "use 0 or e.g. 1.")
+        require(
+            self.epochs is not None and self.epochs >= 0,
+            f"{key}.epochs",
+            self.epochs,
+            "must be 0 (no general stage) or positive.",
+            "use 0 or e.g. 1.",
+        )
         self._check_rate(key)
         if self.text_file is not None:
-            require(os.path.isfile(self.text_file) and os.access(self.text_file, os.R_OK), f"{key}.text_file",
-                    self.text_file, "is not a readable file.",
-                    "give a plain-text file with one example per line (relative paths start where you run).")
+            require(
+                os.path.isfile(self.text_file) and os.access(self.text_file, os.R_OK),
+                f"{key}.text_file",
+                self.text_file,
+                "is not a readable file.",
+                "give a plain-text file with one example per line (relative paths start where you run).",
+            )
 
 
 @dataclass
@@ -167,11 +190,21 @@ class CRDMethodConfig:
     def __post_init__(self):
         one_of("method.embedding", self.embedding, EMBEDDINGS)
         positive("method.feat_dim", self.feat_dim, "use an embedding size such as 128.")
-        require(self.num_negatives is None or self.num_negatives >= 1, "method.num_negatives", self.num_negatives,
-                "must be at least 1.", "use null (scaled to the data) or a count such as 4096.")
+        require(
+            self.num_negatives is None or self.num_negatives >= 1,
+            "method.num_negatives",
+            self.num_negatives,
+            "must be at least 1.",
+            "use null (scaled to the data) or a count such as 4096.",
+        )
         positive("method.nce_temperature", self.nce_temperature, "use a temperature such as 0.07.")
-        require(0.0 <= self.momentum < 1.0, "method.momentum", self.momentum, "is outside [0, 1).",
-                "use a momentum such as 0.5 (the paper's).")
+        require(
+            0.0 <= self.momentum < 1.0,
+            "method.momentum",
+            self.momentum,
+            "is outside [0, 1).",
+            "use a momentum such as 0.5 (the paper's).",
+        )
         _weights("method", self, ("crd_weight", "ce_weight", "kd_weight"))
         _temperature("method.temperature", self.temperature)
 
@@ -254,10 +287,20 @@ class MiniLMMethodConfig:
     value_path: Optional[str] = None
 
     def __post_init__(self):
-        require(self.teacher_layer is None or self.teacher_layer >= 1, "method.teacher_layer", self.teacher_layer,
-                "must be a 1-based layer number.", "use null (the last layer) or 1..N.")
-        require(self.relation_heads is None or self.relation_heads >= 1, "method.relation_heads",
-                self.relation_heads, "must be at least 1.", "use null (the student's heads) or a positive count.")
+        require(
+            self.teacher_layer is None or self.teacher_layer >= 1,
+            "method.teacher_layer",
+            self.teacher_layer,
+            "must be a 1-based layer number.",
+            "use null (the last layer) or 1..N.",
+        )
+        require(
+            self.relation_heads is None or self.relation_heads >= 1,
+            "method.relation_heads",
+            self.relation_heads,
+            "must be at least 1.",
+            "use null (the student's heads) or a positive count.",
+        )
         _weights("method", self, ("attention_weight", "value_weight"))
         self.relations.check("method.relations")
         self.finetune.check("method.finetune")

@@ -37,8 +37,9 @@ REGISTRY: dict[str, MethodEntry] = {
     "none": MethodEntry(mc.NoneMethodConfig, "logits:build_none", "logits"),
     "kd": MethodEntry(mc.KDMethodConfig, "logits:build_kd", "logits"),
     "fitnets": MethodEntry(mc.FitNetsMethodConfig, "features:build_fitnets", "features"),
-    "attention_transfer": MethodEntry(mc.AttentionTransferMethodConfig, "features:build_attention_transfer",
-                                      "features"),
+    "attention_transfer": MethodEntry(
+        mc.AttentionTransferMethodConfig, "features:build_attention_transfer", "features"
+    ),
     "pkd": MethodEntry(mc.PKDMethodConfig, "features:build_pkd", "features"),
     "distilbert": MethodEntry(mc.DistilBERTMethodConfig, "features:build_distilbert", "features"),
     "tinybert": MethodEntry(mc.TinyBERTMethodConfig, "features:build_tinybert", "features"),
@@ -47,11 +48,11 @@ REGISTRY: dict[str, MethodEntry] = {
     "minilm": MethodEntry(mc.MiniLMMethodConfig, "relations:build_minilm", "relations"),
     "born_again": MethodEntry(sc.BornAgainMethodConfig, "self_distill:build_born_again", "self-distillation"),
     "self_kd": MethodEntry(sc.SelfKDMethodConfig, "self_distill:build_self_kd", "self-distillation"),
-    "snapshot_ensemble": MethodEntry(sc.SnapshotEnsembleMethodConfig, "self_distill:build_snapshot_ensemble",
-                                     "self-distillation"),
+    "snapshot_ensemble": MethodEntry(
+        sc.SnapshotEnsembleMethodConfig, "self_distill:build_snapshot_ensemble", "self-distillation"
+    ),
     "ema_teacher": MethodEntry(sc.EMATeacherMethodConfig, "self_distill:build_ema_teacher", "self-distillation"),
-    "noisy_student": MethodEntry(sc.NoisyStudentMethodConfig, "self_distill:build_noisy_student",
-                                 "self-distillation"),
+    "noisy_student": MethodEntry(sc.NoisyStudentMethodConfig, "self_distill:build_noisy_student", "self-distillation"),
     "takd": MethodEntry(sc.TAKDMethodConfig, "chains:build_takd", "chains"),
     "sft": MethodEntry(lc.SFTMethodConfig, "llm:build_sft", "llm"),
     "forward_kl": MethodEntry(lc.ForwardKLMethodConfig, "llm:build_forward_kl", "llm"),
@@ -81,11 +82,16 @@ def inner_method(value, key: str):
         return value  # already built (a config object passed in by code)
     name = value.get("name")
     inner_names = [n for n in METHOD_SCHEMAS if n not in sc.INNER_EXCLUDED and n != "none"]
-    require(name in inner_names, f"{key}.name", name, "is not a method a link can be distilled with.",
-            f"use one of {', '.join(inner_names)}, e.g. {key}={{name: kd, temperature: 4.0, ce_weight: 0.5}}.")
+    require(
+        name in inner_names,
+        f"{key}.name",
+        name,
+        "is not a method a link can be distilled with.",
+        f"use one of {', '.join(inner_names)}, e.g. {key}={{name: kd, temperature: 4.0, ce_weight: 0.5}}.",
+    )
     try:
         return build_section(key, METHOD_SCHEMAS[name], value)
     except ConfigError as err:
         if err.key.startswith("method.") and not err.key.startswith(key):
-            err = ConfigError(key + err.key[len("method"):], err.value, err.problem, err.fix)
+            err = ConfigError(key + err.key[len("method") :], err.value, err.problem, err.fix)
         raise err from None

@@ -15,22 +15,19 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from distillkit.config.augment import AugmentationConfig  # noqa: F401 (re-exported)
+from distillkit.config.build import build_section
+from distillkit.config.data import LOCAL_FORMATS, DataConfig, SyntheticDataConfig  # noqa: F401 (re-exported)
+from distillkit.config.method import KDMethodConfig, NoneMethodConfig  # noqa: F401 (re-exported)
+from distillkit.config.registry import METHOD_SCHEMAS, build_method
+from distillkit.config.task import DEFAULT_TASK, TASKS, TaskConfig, check_task
 from distillkit.errors import ConfigError, one_of, require
 from distillkit.errors import positive as _positive
 from distillkit.errors import unit_interval as _unit
-from distillkit.config.augment import AugmentationConfig  # noqa: F401 (re-exported)
-from distillkit.config.data import LOCAL_FORMATS, DataConfig, SyntheticDataConfig  # noqa: F401 (re-exported)
-from distillkit.config.method import KDMethodConfig, NoneMethodConfig  # noqa: F401 (re-exported)
-from distillkit.config.build import build_section
-from distillkit.config.registry import METHOD_SCHEMAS, build_method
-from distillkit.config.task import DEFAULT_TASK, TASKS, TaskConfig, check_task
-
 
 # ------------------------------------------------------------------------------------------- models
 ENCODER_TYPES = ["megatron-bert", "bert"]  # BERT-style encoders: identity attention applies to them
 ARCH_TYPES = [t for row in TASKS.values() for t in row.arch_types]  # every model type some task builds from a config
-
-
 
 
 @dataclass
@@ -56,26 +53,57 @@ class ArchConfig:
     def __post_init__(self):
         one_of("teacher.arch.model_type", self.model_type, ARCH_TYPES)
         for f in fields(self):
-            if f.name not in ("dropout", "model_type", "identity_attention_layers", "num_key_value_heads",
-                              "tie_word_embeddings"):
+            if f.name not in (
+                "dropout",
+                "model_type",
+                "identity_attention_layers",
+                "num_key_value_heads",
+                "tie_word_embeddings",
+            ):
                 _positive(f"teacher.arch.{f.name}", getattr(self, f.name))
-        require(0.0 <= self.dropout < 1.0, "teacher.arch.dropout", self.dropout, "is outside [0, 1).",
-                "use a probability such as 0.1 (0 switches dropout off).")
-        require(self.model_type in ENCODER_TYPES or self.identity_attention_layers == 0,
-                "teacher.arch.identity_attention_layers", self.identity_attention_layers,
-                f"applies to BERT-style encoders, and model_type={self.model_type} is a decoder.",
-                "set teacher.arch.identity_attention_layers=0.")
-        require(0 <= self.identity_attention_layers <= self.num_layers, "teacher.arch.identity_attention_layers",
-                self.identity_attention_layers, f"is outside 0..num_layers={self.num_layers}.",
-                "use 0 (plain initialisation) up to the number of layers; 1 is the default.")
-        require(self.vocab_size >= 100, "teacher.arch.vocab_size", self.vocab_size,
-                "is too small for a WordPiece vocabulary.", "use at least 100.")
-        require(self.hidden_size % self.num_heads == 0, "teacher.arch.num_heads", self.num_heads,
-                f"does not divide hidden_size={self.hidden_size}.", "pick a head count that divides the hidden size.")
+        require(
+            0.0 <= self.dropout < 1.0,
+            "teacher.arch.dropout",
+            self.dropout,
+            "is outside [0, 1).",
+            "use a probability such as 0.1 (0 switches dropout off).",
+        )
+        require(
+            self.model_type in ENCODER_TYPES or self.identity_attention_layers == 0,
+            "teacher.arch.identity_attention_layers",
+            self.identity_attention_layers,
+            f"applies to BERT-style encoders, and model_type={self.model_type} is a decoder.",
+            "set teacher.arch.identity_attention_layers=0.",
+        )
+        require(
+            0 <= self.identity_attention_layers <= self.num_layers,
+            "teacher.arch.identity_attention_layers",
+            self.identity_attention_layers,
+            f"is outside 0..num_layers={self.num_layers}.",
+            "use 0 (plain initialisation) up to the number of layers; 1 is the default.",
+        )
+        require(
+            self.vocab_size >= 100,
+            "teacher.arch.vocab_size",
+            self.vocab_size,
+            "is too small for a WordPiece vocabulary.",
+            "use at least 100.",
+        )
+        require(
+            self.hidden_size % self.num_heads == 0,
+            "teacher.arch.num_heads",
+            self.num_heads,
+            f"does not divide hidden_size={self.hidden_size}.",
+            "pick a head count that divides the hidden size.",
+        )
         kv = self.num_key_value_heads
-        require(kv is None or (kv >= 1 and self.num_heads % kv == 0), "teacher.arch.num_key_value_heads", kv,
-                f"must divide num_heads={self.num_heads} (each key/value head serves a group of query heads).",
-                "use null (one per query head) or a divisor of num_heads.")
+        require(
+            kv is None or (kv >= 1 and self.num_heads % kv == 0),
+            "teacher.arch.num_key_value_heads",
+            kv,
+            f"must divide num_heads={self.num_heads} (each key/value head serves a group of query heads).",
+            "use null (one per query head) or a divisor of num_heads.",
+        )
 
 
 @dataclass
@@ -108,22 +136,38 @@ class TeacherConfig:
         one_of("teacher.cache_outputs", self.cache_outputs, ["auto", "always", "never"])
         one_of("teacher.cache_precision", self.cache_precision, ["fp16", "bf16", "fp32"])
         _positive("teacher.cache_budget_gb", self.cache_budget_gb)
-        _positive("teacher.cache_topk", self.cache_topk, "use k >= 1, e.g. 64 (the loss is exact when k covers the "
-                  "vocabulary, a lower bound of the full KL below it).")
-        require((self.path is None) != (self.arch is None), "teacher.path", self.path,
-                "and teacher.arch are both set or both empty." if self.path else "is empty and there is no teacher.arch.",
-                "give exactly one: a hub id / local directory in teacher.path, or an architecture in teacher.arch.")
+        _positive(
+            "teacher.cache_topk",
+            self.cache_topk,
+            "use k >= 1, e.g. 64 (the loss is exact when k covers the "
+            "vocabulary, a lower bound of the full KL below it).",
+        )
+        require(
+            (self.path is None) != (self.arch is None),
+            "teacher.path",
+            self.path,
+            "and teacher.arch are both set or both empty." if self.path else "is empty and there is no teacher.arch.",
+            "give exactly one: a hub id / local directory in teacher.path, or an architecture in teacher.arch.",
+        )
         one_of("teacher.prepare", self.prepare, ["auto", "always", "never"])
         _positive("teacher.prepare_epochs", self.prepare_epochs)
         _positive("teacher.prepare_learning_rate", self.prepare_learning_rate)
         _positive("teacher.prepare_batch_size", self.prepare_batch_size, "use an integer >= 1, e.g. 32.")
-        require(self.prepare_layer_learning_rate is None or self.prepare_layer_learning_rate > 0,
-                "teacher.prepare_layer_learning_rate", self.prepare_layer_learning_rate, "must be positive.",
-                "use a positive value, or null for teacher.prepare_learning_rate.")
+        require(
+            self.prepare_layer_learning_rate is None or self.prepare_layer_learning_rate > 0,
+            "teacher.prepare_layer_learning_rate",
+            self.prepare_layer_learning_rate,
+            "must be positive.",
+            "use a positive value, or null for teacher.prepare_learning_rate.",
+        )
         if self.path is None and self.name != "none":
-            require(self.prepare != "never", "teacher.prepare", self.prepare,
-                    "cannot be 'never' for a teacher built from a config: it has never seen the task.",
-                    "use teacher.prepare=auto, or give a fine-tuned checkpoint in teacher.path.")
+            require(
+                self.prepare != "never",
+                "teacher.prepare",
+                self.prepare,
+                "cannot be 'never' for a teacher built from a config: it has never seen the task.",
+                "use teacher.prepare=auto, or give a fine-tuned checkpoint in teacher.path.",
+            )
 
 
 STUDENT_INITS = ["uniform", "first", "last", "list", "random"]
@@ -146,19 +190,38 @@ class StudentConfig:
         one_of("student.init", self.init, STUDENT_INITS)
         if self.path is not None:
             return
-        require(self.num_layers is not None and self.num_layers >= 1, "student.num_layers", self.num_layers,
-                "must be at least 1 for a student derived from the teacher.", "set student.num_layers=K.")
+        require(
+            self.num_layers is not None and self.num_layers >= 1,
+            "student.num_layers",
+            self.num_layers,
+            "must be at least 1 for a student derived from the teacher.",
+            "set student.num_layers=K.",
+        )
         for key in ("hidden_size", "num_heads", "intermediate_size"):
             value = getattr(self, key)
-            require(value is None or value > 0, f"student.{key}", value, "must be positive.",
-                    "use a positive size, or null for the teacher's.")
+            require(
+                value is None or value > 0,
+                f"student.{key}",
+                value,
+                "must be positive.",
+                "use a positive size, or null for the teacher's.",
+            )
         if self.init == "list":
-            require(self.layers is not None and len(self.layers) == self.num_layers, "student.layers", self.layers,
-                    f"must list exactly num_layers={self.num_layers} teacher layers for init=list.",
-                    f"give {self.num_layers} 0-based teacher layer indices, e.g. student.layers=[0,5,11].")
+            require(
+                self.layers is not None and len(self.layers) == self.num_layers,
+                "student.layers",
+                self.layers,
+                f"must list exactly num_layers={self.num_layers} teacher layers for init=list.",
+                f"give {self.num_layers} 0-based teacher layer indices, e.g. student.layers=[0,5,11].",
+            )
         else:
-            require(self.layers is None, "student.layers", self.layers, f"is only used with init=list (init={self.init}).",
-                    "add student.init=list, or drop student.layers.")
+            require(
+                self.layers is None,
+                "student.layers",
+                self.layers,
+                f"is only used with init=list (init={self.init}).",
+                "add student.init=list, or drop student.layers.",
+            )
 
 
 # ------------------------------------------------------------------------------- hardware, logging
@@ -181,14 +244,28 @@ class HardwareConfig:
         one_of("hardware.precision", self.precision, ["fp32", "bf16", "fp16"])
         for key in ("devices", "per_device_batch_size", "eval_batch_size", "gradient_accumulation_steps"):
             _positive(f"hardware.{key}", getattr(self, key), "use an integer >= 1.")
-        require(self.dataloader_workers >= 0, "hardware.dataloader_workers", self.dataloader_workers,
-                "must not be negative.", "use 0 (load in the main process) or more.")
-        require(not self.shard_teacher or self.devices > 1, "hardware.shard_teacher", self.shard_teacher,
-                "shards the teacher over the processes, and this run has one (hardware.devices=1).",
-                "use hardware=ddp hardware.devices=N (N > 1), or drop hardware.shard_teacher.")
+        require(
+            self.dataloader_workers >= 0,
+            "hardware.dataloader_workers",
+            self.dataloader_workers,
+            "must not be negative.",
+            "use 0 (load in the main process) or more.",
+        )
+        require(
+            not self.shard_teacher or self.devices > 1,
+            "hardware.shard_teacher",
+            self.shard_teacher,
+            "shards the teacher over the processes, and this run has one (hardware.devices=1).",
+            "use hardware=ddp hardware.devices=N (N > 1), or drop hardware.shard_teacher.",
+        )
         if self.accelerator == "cpu":
-            require(self.precision != "fp16", "hardware.precision", self.precision, "is not supported on the CPU.",
-                    "use hardware.precision=bf16 or fp32 with a CPU, or hardware=gpu.")
+            require(
+                self.precision != "fp16",
+                "hardware.precision",
+                self.precision,
+                "is not supported on the CPU.",
+                "use hardware.precision=bf16 or fp32 with a CPU, or hardware=gpu.",
+            )
 
 
 @dataclass
@@ -228,19 +305,36 @@ class TrainConfig:
 
     def __post_init__(self):
         _positive("train.epochs", self.epochs)
-        require(self.max_steps == -1 or self.max_steps > 0, "train.max_steps", self.max_steps,
-                "must be -1 (use epochs) or positive.", "use train.max_steps=-1 or a step count.")
+        require(
+            self.max_steps == -1 or self.max_steps > 0,
+            "train.max_steps",
+            self.max_steps,
+            "must be -1 (use epochs) or positive.",
+            "use train.max_steps=-1 or a step count.",
+        )
         _positive("train.learning_rate", self.learning_rate, "use a learning rate > 0, e.g. 1e-4.")
-        require(self.layer_learning_rate is None or self.layer_learning_rate > 0, "train.layer_learning_rate",
-                self.layer_learning_rate, "must be positive.", "use a positive value, or null for train.learning_rate.")
-        require(self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "must not be negative.", "use 0 or more.")
+        require(
+            self.layer_learning_rate is None or self.layer_learning_rate > 0,
+            "train.layer_learning_rate",
+            self.layer_learning_rate,
+            "must be positive.",
+            "use a positive value, or null for train.learning_rate.",
+        )
+        require(
+            self.weight_decay >= 0, "train.weight_decay", self.weight_decay, "must not be negative.", "use 0 or more."
+        )
         _unit("train.warmup_ratio", self.warmup_ratio)
         one_of("train.lr_scheduler", self.lr_scheduler, ["linear", "cosine", "constant", "constant_with_warmup"])
         _positive("train.max_grad_norm", self.max_grad_norm)
         for key in ("logging_steps", "save_steps", "save_total_limit"):
             _positive(f"train.{key}", getattr(self, key), "use an integer >= 1.")
-        require(isinstance(self.nonfinite_patience, int) and self.nonfinite_patience >= 0, "train.nonfinite_patience",
-                self.nonfinite_patience, "must be a count >= 0.", "use 0 (stop at the first NaN/inf) or e.g. 3.")
+        require(
+            isinstance(self.nonfinite_patience, int) and self.nonfinite_patience >= 0,
+            "train.nonfinite_patience",
+            self.nonfinite_patience,
+            "must be a count >= 0.",
+            "use 0 (stop at the first NaN/inf) or e.g. 3.",
+        )
 
 
 @dataclass
@@ -258,27 +352,53 @@ class EvalConfig:
     def __post_init__(self):
         _positive("eval.latency_batches", self.latency_batches, "use an integer >= 1.")
         _positive("eval.throughput_batches", self.throughput_batches, "use an integer >= 1.")
-        require(self.threads is None or self.threads >= 1, "eval.threads", self.threads, "must be >= 1 or null.",
-                "use eval.threads=1 (steady latency on a shared CPU), a larger count, or null for torch's default.")
+        require(
+            self.threads is None or self.threads >= 1,
+            "eval.threads",
+            self.threads,
+            "must be >= 1 or null.",
+            "use eval.threads=1 (steady latency on a shared CPU), a larger count, or null for torch's default.",
+        )
         _positive("eval.repeats", self.repeats, "use an integer >= 1 (5 gives a median and a spread).")
-        require(self.warmup >= 0, "eval.warmup", self.warmup, "must not be negative.",
-                "use 0 (no warm-up) or a small count such as 2.")
+        require(
+            self.warmup >= 0,
+            "eval.warmup",
+            self.warmup,
+            "must not be negative.",
+            "use 0 (no warm-up) or a small count such as 2.",
+        )
         self._check_eval_during_training()
 
     def _check_eval_during_training(self):
         every = self.every
-        require(every is None or every == "epoch" or (isinstance(every, int) and not isinstance(every, bool)
-                                                        and every >= 1), "eval.every", every,
-                "must be null (no evaluation during training), epoch, or a step count >= 1.",
-                "use eval.every=epoch or e.g. eval.every=100.")
+        require(
+            every is None
+            or every == "epoch"
+            or (isinstance(every, int) and not isinstance(every, bool) and every >= 1),
+            "eval.every",
+            every,
+            "must be null (no evaluation during training), epoch, or a step count >= 1.",
+            "use eval.every=epoch or e.g. eval.every=100.",
+        )
         one_of("eval.keep", self.keep, ["last", "best"])
-        require(self.early_stopping_patience is None or self.early_stopping_patience >= 1,
-                "eval.early_stopping_patience", self.early_stopping_patience, "must be >= 1 or null.",
-                "use null (no early stopping) or the evaluations without improvement to allow, e.g. 3.")
-        for key, value, off in (("eval.keep", self.keep, "last"),
-                                ("eval.early_stopping_patience", self.early_stopping_patience, "null")):
-            require(value in (None, "last") or every is not None, key, value, "needs evaluation during training, and "
-                    "eval.every is null.", f"add eval.every=epoch or eval.every=<steps>, or use {key}={off}.")
+        require(
+            self.early_stopping_patience is None or self.early_stopping_patience >= 1,
+            "eval.early_stopping_patience",
+            self.early_stopping_patience,
+            "must be >= 1 or null.",
+            "use null (no early stopping) or the evaluations without improvement to allow, e.g. 3.",
+        )
+        for key, value, off in (
+            ("eval.keep", self.keep, "last"),
+            ("eval.early_stopping_patience", self.early_stopping_patience, "null"),
+        ):
+            require(
+                value in (None, "last") or every is not None,
+                key,
+                value,
+                "needs evaluation during training, and eval.every is null.",
+                f"add eval.every=epoch or eval.every=<steps>, or use {key}={off}.",
+            )
 
 
 @dataclass
@@ -288,9 +408,13 @@ class PairConfig:
     layer_map: Optional[list[int]] = None  # teacher layer (1..N) of student layers 1, 2, ...; used by strategy=auto
 
     def __post_init__(self):
-        require(self.layer_map is None or all(isinstance(i, int) and i >= 1 for i in self.layer_map),
-                "pair.layer_map", self.layer_map, "must list 1-based teacher layer numbers.",
-                "fix the pair file (conf/pair/<teacher>_<student>.yaml), e.g. layer_map: [1, 5, 8, 12].")
+        require(
+            self.layer_map is None or all(isinstance(i, int) and i >= 1 for i in self.layer_map),
+            "pair.layer_map",
+            self.layer_map,
+            "must list 1-based teacher layer numbers.",
+            "fix the pair file (conf/pair/<teacher>_<student>.yaml), e.g. layer_map: [1, 5, 8, 12].",
+        )
 
 
 @dataclass
@@ -313,9 +437,17 @@ class RunConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
 
 
-GROUP_SCHEMAS = {"task": TaskConfig, "data": DataConfig, "teacher": TeacherConfig, "student": StudentConfig,
-                 "augmentation": AugmentationConfig, "hardware": HardwareConfig, "logger": LoggerConfig,
-                 "train": TrainConfig, "eval": EvalConfig}
+GROUP_SCHEMAS = {
+    "task": TaskConfig,
+    "data": DataConfig,
+    "teacher": TeacherConfig,
+    "student": StudentConfig,
+    "augmentation": AugmentationConfig,
+    "hardware": HardwareConfig,
+    "logger": LoggerConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+}
 
 
 def validate(cfg: DictConfig | dict) -> RunConfig:
@@ -324,25 +456,44 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
         try:
             raw = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
         except OmegaConfBaseException as err:
-            raise ConfigError(str(getattr(err, "full_key", "config")), None, f"could not be resolved: {err.msg}",
-                              "check the interpolations in your overrides.") from None
+            raise ConfigError(
+                str(getattr(err, "full_key", "config")),
+                None,
+                f"could not be resolved: {err.msg}",
+                "check the interpolations in your overrides.",
+            ) from None
     else:
         raw = dict(cfg)
     raw.pop("hydra", None)
     parts = {}
     raw.setdefault("task", {"name": DEFAULT_TASK})  # a config.yaml written before tasks existed
     for group, schema in GROUP_SCHEMAS.items():
-        require(isinstance(raw.get(group), dict), group, raw.get(group), "is missing from the config.",
-                f"select an option, e.g. {group}=<option>, or restore conf/config.yaml's defaults.")
+        require(
+            isinstance(raw.get(group), dict),
+            group,
+            raw.get(group),
+            "is missing from the config.",
+            f"select an option, e.g. {group}=<option>, or restore conf/config.yaml's defaults.",
+        )
         parts[group] = build_section(group, schema, raw[group])
     method = raw.get("method")
-    require(isinstance(method, dict) and "name" in method, "method", method, "is missing or has no name.",
-            "select one, e.g. method=kd.")
+    require(
+        isinstance(method, dict) and "name" in method,
+        "method",
+        method,
+        "is missing or has no name.",
+        "select one, e.g. method=kd.",
+    )
     parts["method"] = build_method(method, "method")
     parts["pair"] = build_section("pair", PairConfig, raw.get("pair") or {})
     extra = set(raw) - set(parts) - {"seed", "resume", "cache_dir", "experiment", "local"}
-    require(not extra, sorted(extra)[0] if extra else "", raw.get(sorted(extra)[0]) if extra else None,
-            "is not a top-level setting.", f"check the spelling; top-level keys are {', '.join(sorted(parts))}, seed, resume, cache_dir.")
+    require(
+        not extra,
+        sorted(extra)[0] if extra else "",
+        raw.get(sorted(extra)[0]) if extra else None,
+        "is not a top-level setting.",
+        f"check the spelling; top-level keys are {', '.join(sorted(parts))}, seed, resume, cache_dir.",
+    )
     require(isinstance(raw.get("seed"), int), "seed", raw.get("seed"), "must be an integer.", "use e.g. seed=1.")
     check_task(parts)
     return RunConfig(**parts, seed=raw["seed"], resume=raw.get("resume"), cache_dir=raw.get("cache_dir"))

@@ -21,8 +21,13 @@ INNER_EXCLUDED = ("born_again", "self_kd", "snapshot_ensemble", "ema_teacher", "
 
 
 def _snapshot_every(key: str, value) -> None:
-    require(value == "epoch" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1), key, value,
-            "must be epoch or a step count >= 1.", f"use {key}=epoch or e.g. {key}=100.")
+    require(
+        value == "epoch" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1),
+        key,
+        value,
+        "must be epoch or a step count >= 1.",
+        f"use {key}=epoch or e.g. {key}=100.",
+    )
 
 
 def _kl(obj, prefix: str = "method") -> None:
@@ -49,9 +54,13 @@ class BornAgainMethodConfig:
     inner: Any = field(default_factory=lambda: {"name": "kd", "temperature": 1.0, "ce_weight": 0.0})
 
     def __post_init__(self):
-        require(isinstance(self.generations, int) and self.generations >= 1, "method.generations", self.generations,
-                "must be at least 1 (generation 0, then at least one born-again generation).",
-                "use e.g. method.generations=3.")
+        require(
+            isinstance(self.generations, int) and self.generations >= 1,
+            "method.generations",
+            self.generations,
+            "must be at least 1 (generation 0, then at least one born-again generation).",
+            "use e.g. method.generations=3.",
+        )
         one_of("method.gen0", self.gen0, ["labels", "teacher"])
         one_of("method.init", self.init, ["student", "previous"])
         one_of("method.final", self.final, ["last", "ensemble", "distil"])
@@ -88,8 +97,13 @@ class SnapshotEnsembleMethodConfig(SelfKDMethodConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        require(isinstance(self.k, int) and self.k >= 2, "method.k", self.k,
-                "must be at least 2 snapshots (k = 1 is method=self_kd).", "use e.g. method.k=3, or method=self_kd.")
+        require(
+            isinstance(self.k, int) and self.k >= 2,
+            "method.k",
+            self.k,
+            "must be at least 2 snapshots (k = 1 is method=self_kd).",
+            "use e.g. method.k=3, or method=self_kd.",
+        )
 
 
 @dataclass
@@ -110,17 +124,37 @@ class EMATeacherMethodConfig:
     student_dropout: float = 0.1  # the student's noise (the teacher runs without dropout)
 
     def __post_init__(self):
-        require(0.0 <= self.momentum < 1.0, "method.momentum", self.momentum, "is outside [0, 1).",
-                "use a momentum such as 0.99 (the mean teacher's) or 0.996 (DINO's start).")
+        require(
+            0.0 <= self.momentum < 1.0,
+            "method.momentum",
+            self.momentum,
+            "is outside [0, 1).",
+            "use a momentum such as 0.99 (the mean teacher's) or 0.996 (DINO's start).",
+        )
         one_of("method.schedule", self.schedule, ["constant", "cosine"])
-        require(self.momentum <= self.final_momentum <= 1.0, "method.final_momentum", self.final_momentum,
-                f"must lie between method.momentum={self.momentum} and 1.", "use 1.0 (DINO's).")
+        require(
+            self.momentum <= self.final_momentum <= 1.0,
+            "method.final_momentum",
+            self.final_momentum,
+            f"must lie between method.momentum={self.momentum} and 1.",
+            "use 1.0 (DINO's).",
+        )
         positive("method.teacher_temperature", self.teacher_temperature)
         _kl(self)
-        require(self.center_momentum is None or 0.0 <= self.center_momentum < 1.0, "method.center_momentum",
-                self.center_momentum, "is outside [0, 1).", "use null (no centering) or e.g. 0.9 (DINO's).")
-        require(0.0 <= self.student_dropout < 1.0, "method.student_dropout", self.student_dropout,
-                "is outside [0, 1).", "use e.g. 0.1, or 0 for no dropout noise.")
+        require(
+            self.center_momentum is None or 0.0 <= self.center_momentum < 1.0,
+            "method.center_momentum",
+            self.center_momentum,
+            "is outside [0, 1).",
+            "use null (no centering) or e.g. 0.9 (DINO's).",
+        )
+        require(
+            0.0 <= self.student_dropout < 1.0,
+            "method.student_dropout",
+            self.student_dropout,
+            "is outside [0, 1).",
+            "use e.g. 0.1, or 0 for no dropout noise.",
+        )
 
 
 @dataclass
@@ -140,22 +174,41 @@ class NoisyStudentMethodConfig:
     student_dropout: float = 0.1  # the noise; the teacher labels without dropout
 
     def __post_init__(self):
-        require(isinstance(self.rounds, int) and self.rounds >= 1, "method.rounds", self.rounds,
-                "must be at least 1.", "use e.g. method.rounds=2.")
+        require(
+            isinstance(self.rounds, int) and self.rounds >= 1,
+            "method.rounds",
+            self.rounds,
+            "must be at least 1.",
+            "use e.g. method.rounds=2.",
+        )
         one_of("method.pseudo_labels", self.pseudo_labels, ["soft", "hard"])
         unit_interval("method.threshold", self.threshold)
         positive("method.temperature", self.temperature)
         non_negative("method.pseudo_weight", self.pseudo_weight)
         non_negative("method.ce_weight", self.ce_weight)
-        require(0.0 <= self.student_dropout < 1.0, "method.student_dropout", self.student_dropout,
-                "is outside [0, 1).", "use e.g. 0.1 (the noise the method needs).")
-        require(self.unlabeled_size is None or self.unlabeled_size >= 1, "method.unlabeled_size", self.unlabeled_size,
-                "must be at least 1.", "use null (as many as the training examples) or a count.")
+        require(
+            0.0 <= self.student_dropout < 1.0,
+            "method.student_dropout",
+            self.student_dropout,
+            "is outside [0, 1).",
+            "use e.g. 0.1 (the noise the method needs).",
+        )
+        require(
+            self.unlabeled_size is None or self.unlabeled_size >= 1,
+            "method.unlabeled_size",
+            self.unlabeled_size,
+            "must be at least 1.",
+            "use null (as many as the training examples) or a count.",
+        )
         if self.unlabeled not in ("auto", "generated", "train"):
-            require(os.path.isfile(self.unlabeled) and os.path.getsize(self.unlabeled) > 0, "method.unlabeled",
-                    self.unlabeled, "is not auto, generated or train, nor a non-empty text file: noisy student "
-                    "needs unlabeled data.", "give a plain-text file with one example per line, or use "
-                    "method.unlabeled=train (the training texts, labels hidden).")
+            require(
+                os.path.isfile(self.unlabeled) and os.path.getsize(self.unlabeled) > 0,
+                "method.unlabeled",
+                self.unlabeled,
+                "is not auto, generated or train, nor a non-empty text file: noisy student needs unlabeled data.",
+                "give a plain-text file with one example per line, or use "
+                "method.unlabeled=train (the training texts, labels hidden).",
+            )
 
 
 @dataclass
@@ -168,9 +221,17 @@ class TAKDMethodConfig:
 
     def __post_init__(self):
         if self.assistants is not None:
-            require(len(self.assistants) >= 1 and all(isinstance(a, int) and a >= 1 for a in self.assistants),
-                    "method.assistants", self.assistants, "must list assistant depths (layers >= 1).",
-                    "use e.g. method.assistants=[6,4], or null for one assistant halfway.")
-            require(all(a > b for a, b in zip(self.assistants, self.assistants[1:])), "method.assistants",
-                    self.assistants, "must go from deep to shallow (teacher → assistants → student).",
-                    f"order them, e.g. method.assistants={sorted(set(self.assistants), reverse=True)}.")
+            require(
+                len(self.assistants) >= 1 and all(isinstance(a, int) and a >= 1 for a in self.assistants),
+                "method.assistants",
+                self.assistants,
+                "must list assistant depths (layers >= 1).",
+                "use e.g. method.assistants=[6,4], or null for one assistant halfway.",
+            )
+            require(
+                all(a > b for a, b in zip(self.assistants, self.assistants[1:])),
+                "method.assistants",
+                self.assistants,
+                "must go from deep to shallow (teacher → assistants → student).",
+                f"order them, e.g. method.assistants={sorted(set(self.assistants), reverse=True)}.",
+            )

@@ -45,20 +45,31 @@ TASKS: dict[str, TaskRow] = {
     "classification": TaskRow(
         "distillkit.tasks.classification.task:Classification",
         method_families=("logits", "features", "relations", "self-distillation", "chains"),
-        data_sources=("synthetic",), dataset="a classification", data_options="synthetic / sst2 / local / hub",
-        data_keys=("synthetic",), input_keys=("input_ids", "attention_mask", "token_type_ids", "position_ids"),
-        arch_types=("megatron-bert", "bert"), arch_keys=(), models="an encoder classifier",
-        default_teacher="embedded-bert-12l"),
+        data_sources=("synthetic",),
+        dataset="a classification",
+        data_options="synthetic / sst2 / local / hub",
+        data_keys=("synthetic",),
+        input_keys=("input_ids", "attention_mask", "token_type_ids", "position_ids"),
+        arch_types=("megatron-bert", "bert"),
+        arch_keys=(),
+        models="an encoder classifier",
+        default_teacher="embedded-bert-12l",
+    ),
     "causal_lm": TaskRow(
         "distillkit.tasks.causal_lm.task:CausalLM",
         method_families=("llm",),
-        data_sources=("lm_synthetic",), dataset="an instruction (prompt → response)",
+        data_sources=("lm_synthetic",),
+        dataset="an instruction (prompt → response)",
         data_options="lm_synthetic / lm_local / lm_hub / alpaca / dolly",
         data_keys=("prompt_field", "response_field", "messages_field", "preset", "prompt_template", "lm_synthetic"),
-        input_keys=("input_ids", "attention_mask", "position_ids"), arch_types=("llama", "gpt2"),
-        arch_keys=("num_key_value_heads", "tie_word_embeddings"), models="a causal LM", default_teacher="embedded-llama",
+        input_keys=("input_ids", "attention_mask", "position_ids"),
+        arch_types=("llama", "gpt2"),
+        arch_keys=("num_key_value_heads", "tie_word_embeddings"),
+        models="a causal LM",
+        default_teacher="embedded-llama",
         no_augmentation="text augmentation of instructions would change their answers",
-        no_eval_every="its stages are evaluated when they end"),
+        no_eval_every="its stages are evaluated when they end",
+    ),
 }
 DEFAULT_TASK = next(iter(TASKS))
 SHARED_DATA_SOURCES = ("local", "hub")  # files and hub datasets: each task reads them with its own fields
@@ -68,9 +79,13 @@ DATA_SOURCES = [source for r in TASKS.values() for source in r.data_sources] + l
 def row(name: str) -> TaskRow:
     """The table's row of task ``name``; an unknown name is a ConfigError."""
     if name not in TASKS:
-        raise ConfigError("task.name", name, "is not a task distillkit knows.",
-                          f"use one of {', '.join(TASKS)} (conf/task/; a new task adds its row to "
-                          "distillkit/config/task.py's TASKS, see docs/adding-a-task.md).")
+        raise ConfigError(
+            "task.name",
+            name,
+            "is not a task distillkit knows.",
+            f"use one of {', '.join(TASKS)} (conf/task/; a new task adds its row to "
+            "distillkit/config/task.py's TASKS, see docs/adding-a-task.md).",
+        )
     return TASKS[name]
 
 
@@ -95,11 +110,21 @@ class TaskConfig:
     def __post_init__(self):
         row(self.name)
         _positive("task.max_new_tokens", self.max_new_tokens, "use a count >= 1, e.g. 32.")
-        require(self.eval_generations is None or self.eval_generations >= 1, "task.eval_generations",
-                self.eval_generations, "must be >= 1 or null.", "use e.g. 400, or null for every eval prompt.")
+        require(
+            self.eval_generations is None or self.eval_generations >= 1,
+            "task.eval_generations",
+            self.eval_generations,
+            "must be >= 1 or null.",
+            "use e.g. 400, or null for every eval prompt.",
+        )
         _positive("task.stage_generations", self.stage_generations, "use a count >= 1, e.g. 100.")
-        require(self.show_generations >= 0, "task.show_generations", self.show_generations, "must not be negative.",
-                "use 0 (none) or a small count such as 8.")
+        require(
+            self.show_generations >= 0,
+            "task.show_generations",
+            self.show_generations,
+            "must not be negative.",
+            "use 0 (none) or a small count such as 8.",
+        )
         _positive("task.speed_batches", self.speed_batches, "use an integer >= 1.")
 
 
@@ -109,30 +134,57 @@ def check_task(parts: dict) -> None:
     task, method, data, teacher = parts["task"].name, parts["method"].name, parts["data"], parts["teacher"]
     own = row(task)
     serves = tasks_of_method(method)
-    require(task in serves, "method", method, f"distils {' and '.join(serves)} models, and this run's task is "
-            f"{task}.", f"pick a method of the {task} task (conf/method/; the README lists them by task), or "
-            f"task={serves[0] if serves else task}.")
+    require(
+        task in serves,
+        "method",
+        method,
+        f"distils {' and '.join(serves)} models, and this run's task is {task}.",
+        f"pick a method of the {task} task (conf/method/; the README lists them by task), or "
+        f"task={serves[0] if serves else task}.",
+    )
     owner = next((name for name, r in TASKS.items() if data.source in r.data_sources), None)
     named = [task] + ([owner] if owner not in (None, task) else [])  # the run's task, then the data's
-    require(owner in (task, None) or data.source in SHARED_DATA_SOURCES, "data", data.name,
-            f"is {TASKS[owner].dataset if owner else 'a'} dataset, and this run's task is {task}.",
-            "use " + ", and ".join(f"data={TASKS[name].data_options} with task={name}" for name in named) + ".")
-    require(not (parts["hardware"].shard_teacher and method == "seq_kd"), "hardware.shard_teacher", True,
-            "shards the teacher over the processes, and method=seq_kd decodes the training prompts with the teacher "
-            "on rank 0 alone.", "drop hardware.shard_teacher for seq_kd (or decode with a smaller teacher).")
+    require(
+        owner in (task, None) or data.source in SHARED_DATA_SOURCES,
+        "data",
+        data.name,
+        f"is {TASKS[owner].dataset if owner else 'a'} dataset, and this run's task is {task}.",
+        "use " + ", and ".join(f"data={TASKS[name].data_options} with task={name}" for name in named) + ".",
+    )
+    require(
+        not (parts["hardware"].shard_teacher and method == "seq_kd"),
+        "hardware.shard_teacher",
+        True,
+        "shards the teacher over the processes, and method=seq_kd decodes the training prompts with the teacher "
+        "on rank 0 alone.",
+        "drop hardware.shard_teacher for seq_kd (or decode with a smaller teacher).",
+    )
     if own.no_augmentation is not None:
         selected = parts["augmentation"].selected
         served = " and ".join(name for name, r in TASKS.items() if r.no_augmentation is None)
-        require(not selected, "augmentation", ",".join(selected), f"applies to {served} inputs, and this run's "
-                f"task is {task} ({own.no_augmentation}).", "drop the augmentation= override (augmentation=none).")
+        require(
+            not selected,
+            "augmentation",
+            ",".join(selected),
+            f"applies to {served} inputs, and this run's task is {task} ({own.no_augmentation}).",
+            "drop the augmentation= override (augmentation=none).",
+        )
     if own.no_eval_every is not None:
         every = parts["eval"].every
-        require(every is None, "eval.every", every, "evaluates the student during training, and this run's task is "
-                f"{task} ({own.no_eval_every}).", "drop eval.every (null).")
+        require(
+            every is None,
+            "eval.every",
+            every,
+            f"evaluates the student during training, and this run's task is {task} ({own.no_eval_every}).",
+            "drop eval.every (null).",
+        )
     arch = teacher.arch
     if arch is not None:
         builder = next((name for name, r in TASKS.items() if arch.model_type in r.arch_types), task)
-        require(builder == task, "teacher.arch.model_type", arch.model_type,
-                f"builds {TASKS[builder].models}, and this run's task is {task}.",
-                f"use teacher={own.default_teacher} (or another teacher of the {task} task).")
-
+        require(
+            builder == task,
+            "teacher.arch.model_type",
+            arch.model_type,
+            f"builds {TASKS[builder].models}, and this run's task is {task}.",
+            f"use teacher={own.default_teacher} (or another teacher of the {task} task).",
+        )

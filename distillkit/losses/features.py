@@ -207,8 +207,10 @@ def attention_scores(query: torch.Tensor, key: torch.Tensor, heads: int) -> torc
     query, key: (B, S, H) → (B, heads, S, S) in fp32.
     """
     if query.dim() != 3 or query.shape != key.shape:
-        raise ValueError(f"attention_scores expects query and key of one (B, S, H) shape, got "
-                         f"{tuple(query.shape)} and {tuple(key.shape)}")
+        raise ValueError(
+            f"attention_scores expects query and key of one (B, S, H) shape, got "
+            f"{tuple(query.shape)} and {tuple(key.shape)}"
+        )
     batch, seq, hidden = query.shape
     if heads <= 0 or hidden % heads:
         raise ValueError(f"hidden size {hidden} does not split into {heads} heads")
@@ -241,8 +243,10 @@ def attention_score_mse(
     (the head counts must not). s_query, s_key: (B, S, Hs) · t_query, t_key: (B, S, Ht) · mask (B, S).
     """
     if s_query.shape[:2] != t_query.shape[:2]:
-        raise ValueError(f"student and teacher projections differ in batch or sequence: {tuple(s_query.shape)} "
-                         f"vs {tuple(t_query.shape)}")
+        raise ValueError(
+            f"student and teacher projections differ in batch or sequence: {tuple(s_query.shape)} "
+            f"vs {tuple(t_query.shape)}"
+        )
     sq = (attention_scores(s_query, s_key, heads) - attention_scores(t_query, t_key, heads)).pow(2)
     if mask is None:
         return sq.mean()

@@ -46,8 +46,15 @@ def forward_kl(
 
     student_logits, teacher_logits: (B, S, V) · mask: (B, S), true = response token. Returns a 0-dim tensor.
     """
-    return _full_vocab_loss(student_logits, teacher_logits, mask, temperature, scale_by_t2, chunk_size,
-                            lambda log_s, log_t: _kl_rows(log_t, log_s))
+    return _full_vocab_loss(
+        student_logits,
+        teacher_logits,
+        mask,
+        temperature,
+        scale_by_t2,
+        chunk_size,
+        lambda log_s, log_t: _kl_rows(log_t, log_s),
+    )
 
 
 def reverse_kl(
@@ -65,8 +72,15 @@ def reverse_kl(
 
     student_logits, teacher_logits: (B, S, V) · mask: (B, S), true = response token. Returns a 0-dim tensor.
     """
-    return _full_vocab_loss(student_logits, teacher_logits, mask, temperature, scale_by_t2, chunk_size,
-                            lambda log_s, log_t: _kl_rows(log_s, log_t))
+    return _full_vocab_loss(
+        student_logits,
+        teacher_logits,
+        mask,
+        temperature,
+        scale_by_t2,
+        chunk_size,
+        lambda log_s, log_t: _kl_rows(log_s, log_t),
+    )
 
 
 def generalized_jsd(
@@ -95,8 +109,15 @@ def generalized_jsd(
     """
     if not 0.0 <= beta <= 1.0:
         raise ValueError(f"beta must be in [0, 1], got {beta}")
-    return _full_vocab_loss(student_logits, teacher_logits, mask, temperature, scale_by_t2, chunk_size,
-                            lambda log_s, log_t: _gjsd_rows(log_s, log_t, float(beta)))
+    return _full_vocab_loss(
+        student_logits,
+        teacher_logits,
+        mask,
+        temperature,
+        scale_by_t2,
+        chunk_size,
+        lambda log_s, log_t: _gjsd_rows(log_s, log_t, float(beta)),
+    )
 
 
 def topk_targets(
@@ -116,8 +137,9 @@ def topk_targets(
     """
     vocab = teacher_logits.shape[-1]
     if not 1 <= k <= vocab:
-        raise ValueError(f"k must be in [1, V] = [1, {vocab}], got {k} for teacher logits of shape "
-                         f"{tuple(teacher_logits.shape)}")
+        raise ValueError(
+            f"k must be in [1, V] = [1, {vocab}], got {k} for teacher logits of shape {tuple(teacher_logits.shape)}"
+        )
     _check_temperature(temperature)
     log_p = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
     logprobs, indices = log_p.topk(k, dim=-1)
@@ -157,8 +179,10 @@ def forward_kl_topk(
     if indices.dtype.is_floating_point or indices.dtype == torch.bool:
         raise ValueError(f"indices must be an integer tensor, got {indices.dtype}")
     if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= vocab):
-        raise ValueError(f"indices must be in [0, {vocab}) for a vocabulary of {vocab}, "
-                         f"got [{int(indices.min())}, {int(indices.max())}]")
+        raise ValueError(
+            f"indices must be in [0, {vocab}) for a vocabulary of {vocab}, "
+            f"got [{int(indices.min())}, {int(indices.max())}]"
+        )
     _check_temperature(temperature)
 
     def rows(z_s: torch.Tensor, idx: torch.Tensor, lp: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
@@ -168,8 +192,12 @@ def forward_kl_topk(
         return _kl_rows(log_t_buckets, log_s_buckets)
 
     k = indices.shape[-1]
-    flat = [student_logits.reshape(-1, vocab), indices.reshape(-1, k), logprobs.reshape(-1, k),
-            tail_logprob.reshape(-1)]
+    flat = [
+        student_logits.reshape(-1, vocab),
+        indices.reshape(-1, k),
+        logprobs.reshape(-1, k),
+        tail_logprob.reshape(-1),
+    ]
     return _masked_mean(flat, _token_mask(mask, student_logits), temperature, scale_by_t2, chunk_size, rows)
 
 

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from distillkit.recipe.objective import Dims, Objective
 from distillkit.config.registry import REGISTRY
+from distillkit.recipe.objective import Dims, Objective
 from distillkit.recipe.stage import Stage
 
 

@@ -16,13 +16,22 @@ def assistant_depths(cfg: sc.TAKDMethodConfig, dims: Dims) -> list[int]:
     """The assistants' depths, checked to lie strictly between the student's and the teacher's."""
     t, s = dims.teacher_layers, dims.student_layers
     depths = cfg.assistants if cfg.assistants is not None else [round((t + s) / 2)]
-    require(s + 1 < t, "method", cfg.name, f"needs room for an assistant between the student's {s} layers and the "
-            f"teacher's {t}.", "use a shallower student (e.g. student=bert-2l), or method=kd.")
+    require(
+        s + 1 < t,
+        "method",
+        cfg.name,
+        f"needs room for an assistant between the student's {s} layers and the teacher's {t}.",
+        "use a shallower student (e.g. student=bert-2l), or method=kd.",
+    )
     for depth in depths:
         where = "as deep as or deeper than the teacher" if depth >= t else "as shallow as or shallower than the student"
-        require(s < depth < t, "method.assistants", depth if cfg.assistants is None else cfg.assistants,
-                f"has an assistant {where} ({depth} layers; teacher {t}, student {s}).",
-                f"use depths strictly between {s} and {t}, deepest first, e.g. method.assistants=[{(t + s) // 2}].")
+        require(
+            s < depth < t,
+            "method.assistants",
+            depth if cfg.assistants is None else cfg.assistants,
+            f"has an assistant {where} ({depth} layers; teacher {t}, student {s}).",
+            f"use depths strictly between {s} and {t}, deepest first, e.g. method.assistants=[{(t + s) // 2}].",
+        )
     return depths
 
 

@@ -7,20 +7,28 @@ import torch
 
 from distillkit.config import method as mc
 from distillkit.errors import require
-from distillkit.models.features import Features, layer_pairs
 from distillkit.losses import logits as logit_losses
+from distillkit.models.features import Features, layer_pairs
 from distillkit.recipe.objective import Dims, LossInputs, LossTerm, Objective
 from distillkit.recipe.stage import PREPARED, Budget, DataView, Stage
 
 
-def stage(name: str, objective: Objective, epochs: float | None = None, learning_rate: float | None = None,
-          text_file: str | None = None, **kwargs) -> Stage:
+def stage(
+    name: str,
+    objective: Objective,
+    epochs: float | None = None,
+    learning_rate: float | None = None,
+    text_file: str | None = None,
+    **kwargs,
+) -> Stage:
     """A stage trained against the prepared teacher (or none, when the objective reads no teacher) on the
     training split, or on ``text_file``; budget None = the run's. ``kwargs`` go to ``Stage``."""
     data = kwargs.pop("data", None) or (DataView("text_file", text_file) if text_file else DataView())
-    budget = Budget(epochs, learning_rate,
-                    learning_rate_key=f"method.{name}.learning_rate" if learning_rate is not None else
-                    "train.learning_rate")
+    budget = Budget(
+        epochs,
+        learning_rate,
+        learning_rate_key=f"method.{name}.learning_rate" if learning_rate is not None else "train.learning_rate",
+    )
     kwargs.setdefault("teacher", PREPARED if objective.needs_teacher else None)
     return Stage(name, objective, data=data, budget=budget, **kwargs)
 
@@ -35,19 +43,29 @@ def hard_label_loss(x: LossInputs):
 
 
 def ce_term(weight: float) -> LossTerm:
-    return LossTerm("ce", weight, hard_label_loss,
-                    "CE(y, softmax(z_s))")
+    return LossTerm("ce", weight, hard_label_loss, "CE(y, softmax(z_s))")
 
 
 def kd_term(weight: float, temperature: float) -> LossTerm:
-    return LossTerm("kd", weight,
-                    lambda x: logit_losses.soft_target_kl(x.student.logits, x.teacher.logits, temperature),
-                    "T²·KL(softmax(z_t/T) ‖ softmax(z_s/T))")
+    return LossTerm(
+        "kd",
+        weight,
+        lambda x: logit_losses.soft_target_kl(x.student.logits, x.teacher.logits, temperature),
+        "T²·KL(softmax(z_t/T) ‖ softmax(z_s/T))",
+    )
 
 
 def layer_map_pairs(cfg: mc.LayerMapConfig, dims: Dims) -> list[tuple[int, int]]:
-    return layer_pairs("method.layer_map", cfg.strategy, dims.student_layers, dims.teacher_layers, cfg.layers,
-                       cfg.final, dims.pair_layers, dims.copied_layers)
+    return layer_pairs(
+        "method.layer_map",
+        cfg.strategy,
+        dims.student_layers,
+        dims.teacher_layers,
+        cfg.layers,
+        cfg.final,
+        dims.pair_layers,
+        dims.copied_layers,
+    )
 
 
 def projection(d_in: int, d_out: int) -> torch.nn.Linear:
@@ -75,10 +93,14 @@ def sentence_vector(features: Features, layer: int, kind: str, mask: torch.Tenso
 
 
 def same_width(dims: Dims, method: str) -> None:
-    require(dims.student_hidden == dims.teacher_hidden, "student.hidden_size", dims.student_hidden,
-            f"differs from the teacher's {dims.teacher_hidden}, and method={method} compares hidden states "
-            "directly (no projection).", "use a student of the teacher's width, or method=fitnets / tinybert / "
-            "minilm, which handle different widths.")
+    require(
+        dims.student_hidden == dims.teacher_hidden,
+        "student.hidden_size",
+        dims.student_hidden,
+        f"differs from the teacher's {dims.teacher_hidden}, and method={method} compares hidden states "
+        "directly (no projection).",
+        "use a student of the teacher's width, or method=fitnets / tinybert / minilm, which handle different widths.",
+    )
 
 
 def logit_terms(ce_weight: float, kd_weight: float, temperature: float) -> list[LossTerm]:
@@ -86,8 +108,12 @@ def logit_terms(ce_weight: float, kd_weight: float, temperature: float) -> list[
 
 
 def kd_objective(name: str, temperature: float, ce_weight: float) -> Objective:
-    return Objective(name=name, terms=[ce_term(ce_weight), kd_term(1.0 - ce_weight, temperature)], needs_teacher=True,
-                  notes=f"T={temperature:g}, α=ce_weight={ce_weight:g} weights the hard-label term")
+    return Objective(
+        name=name,
+        terms=[ce_term(ce_weight), kd_term(1.0 - ce_weight, temperature)],
+        needs_teacher=True,
+        notes=f"T={temperature:g}, α=ce_weight={ce_weight:g} weights the hard-label term",
+    )
 
 
 def link_stages(inner, dims: Dims, name: str, student, teacher, group: str) -> list[Stage]:
@@ -112,6 +138,8 @@ def link_stages(inner, dims: Dims, name: str, student, teacher, group: str) -> l
 def without_teacher_yet(fn):
     """A term that reads a teacher which may have nothing to give yet (a snapshot source before its first
     snapshot): 0, with the student's graph kept, until it does."""
+
     def term(x: LossInputs) -> torch.Tensor:
         return x.student.logits.float().sum() * 0.0 if x.teacher is None else fn(x)
+
     return term

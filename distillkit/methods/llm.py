@@ -16,8 +16,10 @@ from distillkit.methods.common import stage
 from distillkit.recipe.objective import Dims, LossInputs, LossTerm, Objective, Rollout
 from distillkit.recipe.stage import PREPARED, DataView, ResponsesOptions, Stage
 
-NOT_CACHED = ("its loss reads the teacher's whole next-token distribution (only forward KL has a top-k form that "
-              "the teacher top-k cache can serve)")
+NOT_CACHED = (
+    "its loss reads the teacher's whole next-token distribution (only forward KL has a top-k form that "
+    "the teacher top-k cache can serve)"
+)
 ON_POLICY = "on-policy: the student samples new responses at every step, so no teacher output is seen twice"
 
 
@@ -32,36 +34,55 @@ def aligned(x: LossInputs):
 def ntp_term(weight: float, on_data: bool = False) -> LossTerm:
     """NTP on the batch's responses; ``on_data``: on the dataset's responses even on a step that samples its own
     (the trainer then runs the student on both)."""
-    return LossTerm("ntp", weight, lambda x: token.next_token_loss(x.student.logits, x.labels),
-                    "NTP(y, p_s)", on_data=on_data)
+    return LossTerm(
+        "ntp", weight, lambda x: token.next_token_loss(x.student.logits, x.labels), "NTP(y, p_s)", on_data=on_data
+    )
 
 
 def _on_policy(cfg, kind: str, notes: str) -> Objective:
     """(1 − μ)·KD + μ·NTP(y, p_s), μ = ntp_weight, the NTP term on the dataset's responses (MiniLLM mixes in a
     language-modelling loss beside its on-policy term; GKD has none, μ = 0); the KD term's responses are the
     student's samples on a fraction on_policy of the batches."""
-    terms = [_kd(1.0 - cfg.ntp_weight, kind, cfg.temperature, cfg.chunk_size, getattr(cfg, "beta", 0.5)),
-             ntp_term(cfg.ntp_weight, on_data=True)]
+    terms = [
+        _kd(1.0 - cfg.ntp_weight, kind, cfg.temperature, cfg.chunk_size, getattr(cfg, "beta", 0.5)),
+        ntp_term(cfg.ntp_weight, on_data=True),
+    ]
     if cfg.ntp_weight:
         notes += f", μ=ntp_weight={cfg.ntp_weight:g} (NTP on the dataset's responses)"
-    return Objective(name=cfg.name, terms=terms, needs_teacher=True, rollout=_rollout(cfg),
-                     uncacheable=ON_POLICY if cfg.on_policy > 0 else NOT_CACHED, notes=notes)
+    return Objective(
+        name=cfg.name,
+        terms=terms,
+        needs_teacher=True,
+        rollout=_rollout(cfg),
+        uncacheable=ON_POLICY if cfg.on_policy > 0 else NOT_CACHED,
+        notes=notes,
+    )
 
 
 def _kd(weight: float, kind: str, temperature: float, chunk: int | None, beta: float = 0.5) -> LossTerm:
     def fn(x: LossInputs):
         topk = x.teacher.captured.get("topk")
         if topk is not None:  # served by topk_cache: KL over the teacher's k tokens + one tail bucket
-            return token.forward_kl_topk(x.student.logits[:, :-1], topk["indices"], topk["logprobs"], topk["tail"],
-                                         x.labels[:, 1:] != IGNORE_INDEX, temperature=temperature, chunk_size=chunk)
+            return token.forward_kl_topk(
+                x.student.logits[:, :-1],
+                topk["indices"],
+                topk["logprobs"],
+                topk["tail"],
+                x.labels[:, 1:] != IGNORE_INDEX,
+                temperature=temperature,
+                chunk_size=chunk,
+            )
         z_s, z_t, mask = aligned(x)
         if kind == "jsd":
             return token.generalized_jsd(z_s, z_t, mask, beta=beta, temperature=temperature, chunk_size=chunk)
         loss = token.forward_kl if kind == "forward" else token.reverse_kl
         return loss(z_s, z_t, mask, temperature=temperature, chunk_size=chunk)
 
-    formula = {"forward": "T²·KL(p_t ‖ p_s)", "reverse": "T²·KL(p_s ‖ p_t)",
-               "jsd": f"T²·JSD_β(p_t ‖ p_s) [β={beta:g}]"}[kind]
+    formula = {
+        "forward": "T²·KL(p_t ‖ p_s)",
+        "reverse": "T²·KL(p_s ‖ p_t)",
+        "jsd": f"T²·JSD_β(p_t ‖ p_s) [β={beta:g}]",
+    }[kind]
     return LossTerm({"forward": "kd", "reverse": "reverse_kl", "jsd": "jsd"}[kind], weight, fn, formula)
 
 
@@ -80,8 +101,18 @@ def build_sft(cfg: lc.SFTMethodConfig, dims: Dims | None = None) -> list[Stage]:
 def build_forward_kl(cfg: lc.ForwardKLMethodConfig, dims: Dims | None = None) -> list[Stage]:
     """L = λ·T²·KL(p_t ‖ p_s) + (1 − λ)·NTP(y, p_s), λ = kd_weight."""
     terms = [_kd(cfg.kd_weight, "forward", cfg.temperature, cfg.chunk_size), ntp_term(1.0 - cfg.kd_weight)]
-    return [stage("distill", Objective(name=cfg.name, terms=terms, needs_teacher=True, topk=cfg.temperature,
-                                       notes=f"λ=kd_weight={cfg.kd_weight:g}, T={cfg.temperature:g}"))]
+    return [
+        stage(
+            "distill",
+            Objective(
+                name=cfg.name,
+                terms=terms,
+                needs_teacher=True,
+                topk=cfg.temperature,
+                notes=f"λ=kd_weight={cfg.kd_weight:g}, T={cfg.temperature:g}",
+            ),
+        )
+    ]
 
 
 def _after_sft(cfg, objective: Objective) -> list[Stage]:
@@ -108,14 +139,19 @@ def build_reverse_kl(cfg: lc.ReverseKLMethodConfig, dims: Dims | None = None) ->
 def build_gkd(cfg: lc.GKDMethodConfig, dims: Dims | None = None) -> list[Stage]:
     """[sft →] L = (1 − μ)·T²·JSD_β(p_t ‖ p_s) per token + μ·NTP on the dataset's responses; with probability
     λ = on_policy the JSD's responses are the student's samples."""
-    return _after_sft(cfg, _on_policy(cfg, "jsd", f"β={cfg.beta:g}, λ=on_policy={cfg.on_policy:g}, "
-                                                   f"T={cfg.temperature:g}"))
+    return _after_sft(
+        cfg, _on_policy(cfg, "jsd", f"β={cfg.beta:g}, λ=on_policy={cfg.on_policy:g}, T={cfg.temperature:g}")
+    )
 
 
 def build_seq_kd(cfg: lc.SeqKDMethodConfig, dims: Dims | None = None) -> list[Stage]:
     """L = NTP(ŷ, p_s) on the teacher's own responses ŷ (generated once before the stage trains; cached)."""
-    objective = Objective(name=cfg.name, terms=[ntp_term(1.0)], needs_teacher=False,
-                          notes=f"ŷ: teacher {'greedy' if cfg.num_beams == 1 else f'beam-{cfg.num_beams}'} responses"
-                                + (" + the dataset's" if cfg.keep_original else ""))
+    objective = Objective(
+        name=cfg.name,
+        terms=[ntp_term(1.0)],
+        needs_teacher=False,
+        notes=f"ŷ: teacher {'greedy' if cfg.num_beams == 1 else f'beam-{cfg.num_beams}'} responses"
+        + (" + the dataset's" if cfg.keep_original else ""),
+    )
     view = DataView("teacher_responses", options=ResponsesOptions(cfg.num_beams, cfg.max_new_tokens, cfg.keep_original))
     return [stage("distill", objective, data=view, teacher=PREPARED)]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from distillkit.config import method as mc
+from distillkit.methods.common import ce_term, kd_objective, stage
 from distillkit.recipe.objective import Dims, Objective
 from distillkit.recipe.stage import Stage
-from distillkit.methods.common import ce_term, kd_objective, stage
+
 
 def build_none(cfg: mc.NoneMethodConfig, dims: Dims | None = None) -> list[Stage]:
     """Labels only: L = CE(y, softmax(z_s)). The baseline, and how the teacher is prepared."""

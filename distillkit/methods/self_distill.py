@@ -31,13 +31,22 @@ def build_born_again(cfg: sc.BornAgainMethodConfig, dims: Dims) -> list[Stage]:
     same = _same_architecture(dims)
     for k in range(1, cfg.generations + 1):
         previous = f"gen{k - 1}"
-        student = (StudentSpec(f"gen{k}", "copy", seed_offset=k, copy_of=previous) if cfg.init == "previous"
-                   else StudentSpec(f"gen{k}", seed_offset=k))
+        student = (
+            StudentSpec(f"gen{k}", "copy", seed_offset=k, copy_of=previous)
+            if cfg.init == "previous"
+            else StudentSpec(f"gen{k}", seed_offset=k)
+        )
         stages += link_stages(cfg.inner, same, f"gen{k}", student, TeacherSpec("stage", (previous,)), "generation")
     if cfg.final == "ensemble":
         members = tuple(f"gen{k}" for k in range(cfg.generations + 1))
-        stages += link_stages(cfg.inner, same, "ensemble", StudentSpec("ensemble", seed_offset=cfg.generations + 1),
-                              TeacherSpec("ensemble", members), "ensemble")
+        stages += link_stages(
+            cfg.inner,
+            same,
+            "ensemble",
+            StudentSpec("ensemble", seed_offset=cfg.generations + 1),
+            TeacherSpec("ensemble", members),
+            "ensemble",
+        )
     return stages
 
 
@@ -45,21 +54,27 @@ def _self_kl_term(cfg, target: str) -> LossTerm:
     """λ·T²·KL between the current student and ``target`` (its earlier self), in the configured direction."""
     t = cfg.temperature
     if cfg.direction == "current_previous":
-        fn = lambda x: self_losses.reverse_soft_kl(x.student.logits, x.teacher.logits, t)  # noqa: E731
+        fn = lambda x: self_losses.reverse_soft_kl(x.student.logits, x.teacher.logits, t)  # noqa: E731 (a one-line local function)
         formula = f"T²·KL(softmax(z_s/T) ‖ softmax({target}/T))"
     else:
-        fn = lambda x: logit_losses.soft_target_kl(x.student.logits, x.teacher.logits, t)  # noqa: E731
+        fn = lambda x: logit_losses.soft_target_kl(x.student.logits, x.teacher.logits, t)  # noqa: E731 (a one-line local function)
         formula = f"T²·KL(softmax({target}/T) ‖ softmax(z_s/T))"
     return LossTerm("self_kd", cfg.kd_weight, without_teacher_yet(fn), formula)
 
 
 def _self_stage(cfg, k: int, target: str, what: str) -> Stage:
-    direction = ("KL(p_current ‖ p_previous), the seed formula" if cfg.direction == "current_previous"
-                 else "KL(p_previous ‖ p_current), progressive self-KD's")
-    objective = Objective(name=cfg.name, terms=[ce_term(cfg.ce_weight), _self_kl_term(cfg, target)],
-                          needs_teacher=True,
-                          notes=f"T={cfg.temperature:g}, λ=kd_weight={cfg.kd_weight:g}; {target} = {what}; direction "
-                                f"{direction}; the KL term is 0 until the first snapshot")
+    direction = (
+        "KL(p_current ‖ p_previous), the seed formula"
+        if cfg.direction == "current_previous"
+        else "KL(p_previous ‖ p_current), progressive self-KD's"
+    )
+    objective = Objective(
+        name=cfg.name,
+        terms=[ce_term(cfg.ce_weight), _self_kl_term(cfg, target)],
+        needs_teacher=True,
+        notes=f"T={cfg.temperature:g}, λ=kd_weight={cfg.kd_weight:g}; {target} = {what}; direction "
+        f"{direction}; the KL term is 0 until the first snapshot",
+    )
     return stage("distill", objective, teacher=TeacherSpec("snapshots", options=SnapshotOptions(k, cfg.every)))
 
 
@@ -84,16 +99,26 @@ def build_ema_teacher(cfg: sc.EMATeacherMethodConfig, dims: Dims) -> list[Stage]
 
     centered = "z_ema − c" if cfg.center_momentum is not None else "z_ema"
     objective = Objective(
-        name=cfg.name, needs_teacher=True,
-        terms=[ce_term(cfg.ce_weight),
-               LossTerm("ema", cfg.kd_weight, consistency, f"KL(softmax(({centered})/T_t) ‖ softmax(z_s/T_s))")],
+        name=cfg.name,
+        needs_teacher=True,
+        terms=[
+            ce_term(cfg.ce_weight),
+            LossTerm("ema", cfg.kd_weight, consistency, f"KL(softmax(({centered})/T_t) ‖ softmax(z_s/T_s))"),
+        ],
         notes=f"T_t={t_t:g}, T_s={t_s:g}, τ={cfg.momentum:g}"
-              + (f"→{cfg.final_momentum:g} (cosine)" if cfg.schedule == "cosine" else "")
-              + (f", centering m={cfg.center_momentum:g}" if cfg.center_momentum is not None else "")
-              + f"; student dropout {cfg.student_dropout:g}, the EMA teacher none")
+        + (f"→{cfg.final_momentum:g} (cosine)" if cfg.schedule == "cosine" else "")
+        + (f", centering m={cfg.center_momentum:g}" if cfg.center_momentum is not None else "")
+        + f"; student dropout {cfg.student_dropout:g}, the EMA teacher none",
+    )
     options = EMAOptions(cfg.momentum, cfg.schedule, cfg.final_momentum, cfg.center_momentum)
-    return [stage("distill", objective, teacher=TeacherSpec("ema", options=options),
-                  student=StudentSpec(dropout=cfg.student_dropout))]
+    return [
+        stage(
+            "distill",
+            objective,
+            teacher=TeacherSpec("ema", options=options),
+            student=StudentSpec(dropout=cfg.student_dropout),
+        )
+    ]
 
 
 def _labeled_ce(x: LossInputs):
@@ -109,25 +134,41 @@ def build_noisy_student(cfg: sc.NoisyStudentMethodConfig, dims: Dims) -> list[St
     hard = cfg.pseudo_labels == "hard"
 
     def pseudo(x: LossInputs):
-        return self_losses.pseudo_label_loss(x.student.logits, x.teacher.logits, x.labels, cfg.threshold, hard,
-                                             cfg.temperature)
+        return self_losses.pseudo_label_loss(
+            x.student.logits, x.teacher.logits, x.labels, cfg.threshold, hard, cfg.temperature
+        )
 
-    formula = ("CE(argmax z_t, softmax(z_s))" if hard else "T²·KL(softmax(z_t/T) ‖ softmax(z_s/T))") + \
-        f" on unlabeled rows with max p_t ≥ {cfg.threshold:g}"
-    size = ("" if dims.student_layers >= dims.teacher_layers else
-            f"; Xie et al. use an equal-or-larger student, this one has {dims.student_layers} layers to the "
-            f"teacher's {dims.teacher_layers}")
+    formula = (
+        "CE(argmax z_t, softmax(z_s))" if hard else "T²·KL(softmax(z_t/T) ‖ softmax(z_s/T))"
+    ) + f" on unlabeled rows with max p_t ≥ {cfg.threshold:g}"
+    size = (
+        ""
+        if dims.student_layers >= dims.teacher_layers
+        else f"; Xie et al. use an equal-or-larger student, this one has {dims.student_layers} layers to the "
+        f"teacher's {dims.teacher_layers}"
+    )
     stages, teacher = [], PREPARED
     for r in range(1, cfg.rounds + 1):
         objective = Objective(
-            name=f"{cfg.name}/round{r}", needs_teacher=True,
-            terms=[LossTerm("ce", cfg.ce_weight, _labeled_ce, "CE(y, softmax(z_s)) on labeled rows"),
-                   LossTerm("pseudo", cfg.pseudo_weight, pseudo, formula)],
+            name=f"{cfg.name}/round{r}",
+            needs_teacher=True,
+            terms=[
+                LossTerm("ce", cfg.ce_weight, _labeled_ce, "CE(y, softmax(z_s)) on labeled rows"),
+                LossTerm("pseudo", cfg.pseudo_weight, pseudo, formula),
+            ],
             notes=f"{cfg.pseudo_labels} pseudo-labels, T={cfg.temperature:g}; student dropout {cfg.student_dropout:g}, "
-                  f"the teacher none{size}")
-        stages.append(stage(f"round{r}", objective, teacher=teacher, group="round", produces=True,
-                            student=StudentSpec(f"round{r}", seed_offset=r - 1, dropout=cfg.student_dropout),
-                            data=DataView("train+unlabeled", unlabeled=cfg.unlabeled,
-                                          unlabeled_size=cfg.unlabeled_size)))
+            f"the teacher none{size}",
+        )
+        stages.append(
+            stage(
+                f"round{r}",
+                objective,
+                teacher=teacher,
+                group="round",
+                produces=True,
+                student=StudentSpec(f"round{r}", seed_offset=r - 1, dropout=cfg.student_dropout),
+                data=DataView("train+unlabeled", unlabeled=cfg.unlabeled, unlabeled_size=cfg.unlabeled_size),
+            )
+        )
         teacher = TeacherSpec("stage", (f"round{r}",))
     return stages

@@ -99,11 +99,16 @@ def forward_features(model: torch.nn.Module, batch: dict, spec: FeatureSpec) -> 
     """Run ``model`` on ``batch`` and return the features ``spec`` asks for."""
     inputs = model_inputs(batch)
     if batch.get("mix") is not None:  # mixup: this model's own input embeddings, mixed (augment/online.py)
-        inputs["inputs_embeds"] = mixed_embeddings(model, inputs.pop("input_ids"), inputs["attention_mask"],
-                                                   batch["mix"])
+        inputs["inputs_embeds"] = mixed_embeddings(
+            model, inputs.pop("input_ids"), inputs["attention_mask"], batch["mix"]
+        )
     with capture(model, spec.hooks) as captured:
-        out = model(**inputs, output_hidden_states=bool(spec.hidden_states),
-                    output_attentions=bool(spec.attentions), return_dict=True)
+        out = model(
+            **inputs,
+            output_hidden_states=bool(spec.hidden_states),
+            output_attentions=bool(spec.attentions),
+            return_dict=True,
+        )
     hidden = {i: out.hidden_states[i] for i in spec.hidden_states} if spec.hidden_states else {}
     attentions = {}
     if spec.attentions:
@@ -117,9 +122,16 @@ def forward_features(model: torch.nn.Module, batch: dict, spec: FeatureSpec) -> 
 LAYER_MAP_STRATEGIES = ("auto", "uniform", "skip", "last", "list")
 
 
-def layer_pairs(key: str, strategy: str, n_student: int, n_teacher: int, layers: list[int] | None = None,
-                final: bool = True, pair_layers: list[int] | None = None,
-                copied_layers: list[int] | None = None) -> list[tuple[int, int]]:
+def layer_pairs(
+    key: str,
+    strategy: str,
+    n_student: int,
+    n_teacher: int,
+    layers: list[int] | None = None,
+    final: bool = True,
+    pair_layers: list[int] | None = None,
+    copied_layers: list[int] | None = None,
+) -> list[tuple[int, int]]:
     """(student layer, teacher layer) pairs in hidden-state numbering (1..n; 0 would be the embeddings).
 
     - ``uniform`` (TinyBERT): student layer m ↔ teacher layer round(m·N/M), m = 1..M; ends on both last layers.
@@ -131,17 +143,26 @@ def layer_pairs(key: str, strategy: str, n_student: int, n_teacher: int, layers:
     With ``final=False`` the student's last layer is left out (PKD: its output is covered by the logit loss).
     """
     m_count = n_student if final else n_student - 1
-    require(m_count >= 1, f"{key}.final", final, f"leaves no student layer to map (the student has {n_student}).",
-            "use a student with at least 2 layers, or final=true.")
+    require(
+        m_count >= 1,
+        f"{key}.final",
+        final,
+        f"leaves no student layer to map (the student has {n_student}).",
+        "use a student with at least 2 layers, or final=true.",
+    )
     if strategy == "auto":
         auto, source = auto_layer_map(pair_layers, copied_layers)
         strategy, layers = ("list", auto[:m_count]) if auto else ("uniform", None)
         log.info("%s.strategy=auto: %s", key, source)
     if strategy == "list":
-        require(layers is not None and len(layers) == m_count, f"{key}.layers", layers,
-                f"must list one teacher layer for each of the {m_count} mapped student layers.",
-                f"give {m_count} teacher layers (1..{n_teacher}), e.g. {key}.layers="
-                f"[{','.join(str(round((m + 1) * n_teacher / n_student)) for m in range(m_count))}].")
+        require(
+            layers is not None and len(layers) == m_count,
+            f"{key}.layers",
+            layers,
+            f"must list one teacher layer for each of the {m_count} mapped student layers.",
+            f"give {m_count} teacher layers (1..{n_teacher}), e.g. {key}.layers="
+            f"[{','.join(str(round((m + 1) * n_teacher / n_student)) for m in range(m_count))}].",
+        )
         teacher = list(layers)
     elif strategy == "uniform":
         teacher = [max(1, round(m * n_teacher / n_student)) for m in range(1, m_count + 1)]
@@ -151,14 +172,18 @@ def layer_pairs(key: str, strategy: str, n_student: int, n_teacher: int, layers:
     elif strategy == "last":
         teacher = [n_teacher - n_student + m for m in range(1, m_count + 1)]
     else:
-        raise ConfigError(f"{key}.strategy", strategy, "is not a valid layer map.",
-                          f"use one of {', '.join(LAYER_MAP_STRATEGIES)}.")
+        raise ConfigError(
+            f"{key}.strategy", strategy, "is not a valid layer map.", f"use one of {', '.join(LAYER_MAP_STRATEGIES)}."
+        )
     bad = [t for t in teacher if not 1 <= t <= n_teacher]
-    require(not bad, f"{key}.layers" if strategy == "list" else f"{key}.strategy",
-            layers if strategy == "list" else strategy,
-            f"maps to teacher layer(s) {bad}, outside the teacher's 1..{n_teacher} (hidden-state numbering: "
-            "0 is the embeddings, 1 the first layer).",
-            f"use teacher layers between 1 and {n_teacher}, or a student with fewer layers than the teacher.")
+    require(
+        not bad,
+        f"{key}.layers" if strategy == "list" else f"{key}.strategy",
+        layers if strategy == "list" else strategy,
+        f"maps to teacher layer(s) {bad}, outside the teacher's 1..{n_teacher} (hidden-state numbering: "
+        "0 is the embeddings, 1 the first layer).",
+        f"use teacher layers between 1 and {n_teacher}, or a student with fewer layers than the teacher.",
+    )
     return list(zip(range(1, m_count + 1), teacher))
 
 
@@ -176,8 +201,9 @@ def auto_layer_map(pair_layers: list[int] | None, copied_layers: list[int] | Non
         return list(pair_layers), f"the pair file's layer map {list(pair_layers)} (pair.layer_map)"
     if copied_layers:
         mapped = [i + 1 for i in copied_layers]
-        return mapped, (f"the teacher layers the student was copied from (0-based {list(copied_layers)} → "
-                        f"hidden states {mapped})")
+        return mapped, (
+            f"the teacher layers the student was copied from (0-based {list(copied_layers)} → hidden states {mapped})"
+        )
     return None, "no pair file map and no copied layers: uniform"
 
 
@@ -201,21 +227,34 @@ def projection_template(model: torch.nn.Module, which: str, override: str | None
     """The module path template of ``which`` (query/key/value) projection: ``override`` if given, else
     the first known layout that exists in ``model``. Raises ConfigError naming ``key`` when none fits."""
     if override:
-        require("{layer}" in override, key, override, "has no {layer} placeholder for the layer index.",
-                "write the path with {layer}, e.g. bert.encoder.layer.{layer}.attention.self.query.")
-        require(_has(model, override.format(layer=0)), key, override,
-                f"is not a module of {type(model).__name__} (checked for layer 0).",
-                "list the model's modules with [n for n, _ in model.named_modules()] and pick the projection's path.")
+        require(
+            "{layer}" in override,
+            key,
+            override,
+            "has no {layer} placeholder for the layer index.",
+            "write the path with {layer}, e.g. bert.encoder.layer.{layer}.attention.self.query.",
+        )
+        require(
+            _has(model, override.format(layer=0)),
+            key,
+            override,
+            f"is not a module of {type(model).__name__} (checked for layer 0).",
+            "list the model's modules with [n for n, _ in model.named_modules()] and pick the projection's path.",
+        )
         return override
     base = getattr(model, "base_model_prefix", "")
     for template in ATTENTION_PROJECTIONS[which]:
         template = template.format(base=base)
         if _has(model, template.format(layer=0)):
             return template
-    raise ConfigError(key, None, f"is not set and {type(model).__name__} has none of the known {which} "
-                      "projection layouts (BERT/RoBERTa, DistilBERT).",
-                      f"set {key} to the module path with a {{layer}} placeholder, e.g. "
-                      f"bert.encoder.layer.{{layer}}.attention.self.{which}.")
+    raise ConfigError(
+        key,
+        None,
+        f"is not set and {type(model).__name__} has none of the known {which} "
+        "projection layouts (BERT/RoBERTa, DistilBERT).",
+        f"set {key} to the module path with a {{layer}} placeholder, e.g. "
+        f"bert.encoder.layer.{{layer}}.attention.self.{which}.",
+    )
 
 
 def meta_model(config):

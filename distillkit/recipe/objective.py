@@ -5,8 +5,8 @@ builders check against (``Dims``). "Method" is the user's recipe (``method=kd``)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -49,7 +49,7 @@ class Objective:
     adapters: torch.nn.ModuleDict = field(default_factory=torch.nn.ModuleDict)
     notes: str = ""  # symbols and hyper-parameters, printed under the formula
     reads_logits: bool = True  # False: parts of the student (its head) get no gradient; DDP must allow that
-    rollout: "Rollout | None" = None  # on-policy objectives: the student samples the batch's responses itself
+    rollout: Rollout | None = None  # on-policy objectives: the student samples the batch's responses itself
     uncacheable: str | None = None  # why the teacher's outputs must not be stored once and reused (teacher_cache)
     topk: float | None = None  # causal LMs: the loss has a top-k form at this temperature (topk_cache may serve it)
 
@@ -68,8 +68,9 @@ class Objective:
         """Whether a weighted term reads the dataset's batch on an on-policy step (``LossTerm.on_data``)."""
         return any(term.on_data and term.weight != 0 for term in self.terms)
 
-    def __call__(self, inputs: LossInputs,
-                 data: LossInputs | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __call__(
+        self, inputs: LossInputs, data: LossInputs | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The weighted total and each term's unweighted value (detached, for logging). ``data``: on an on-policy
         step, the student's outputs on the dataset's batch that the samples replaced; ``on_data`` terms read it."""
         total, values = None, {}
@@ -80,7 +81,6 @@ class Objective:
             values[term.name] = value.detach()
             total = term.weight * value if total is None else total + term.weight * value
         return total, values
-
 
 
 @dataclass(frozen=True)
@@ -111,9 +111,19 @@ class Dims:
     copied_layers: list[int] | None = None  # 0-based teacher layer each student layer was copied from (None: not)
 
     @classmethod
-    def from_configs(cls, student_config, teacher_config, train_examples: int, pair_layers=None,
-                     copied_layers=None) -> "Dims":
-        return cls(student_config.num_hidden_layers, teacher_config.num_hidden_layers, student_config.hidden_size,
-                   teacher_config.hidden_size, student_config.num_attention_heads,
-                   teacher_config.num_attention_heads, train_examples, pair_layers, student_config, teacher_config,
-                   copied_layers)
+    def from_configs(
+        cls, student_config, teacher_config, train_examples: int, pair_layers=None, copied_layers=None
+    ) -> Dims:
+        return cls(
+            student_config.num_hidden_layers,
+            teacher_config.num_hidden_layers,
+            student_config.hidden_size,
+            teacher_config.hidden_size,
+            student_config.num_attention_heads,
+            teacher_config.num_attention_heads,
+            train_examples,
+            pair_layers,
+            student_config,
+            teacher_config,
+            copied_layers,
+        )

@@ -65,8 +65,9 @@ class TeacherSpec:
             raise ValueError(f"unknown teacher source {self.kind!r}; known: {', '.join(TEACHER_KINDS)}")
         wanted = _OPTIONS.get(self.kind)
         if not (isinstance(self.options, wanted) if wanted else self.options is None):
-            raise TypeError(f"a {self.kind!r} teacher takes {wanted.__name__ if wanted else 'no'} options, "
-                            f"got {self.options!r}")
+            raise TypeError(
+                f"a {self.kind!r} teacher takes {wanted.__name__ if wanted else 'no'} options, got {self.options!r}"
+            )
 
     def describe(self) -> str:
         if self.kind == "stage":
@@ -123,8 +124,10 @@ class DataView:
 
     def __post_init__(self):
         if (self.kind == "teacher_responses") != isinstance(self.options, ResponsesOptions):
-            raise TypeError(f"a {self.kind!r} view takes {'ResponsesOptions' if self.kind == 'teacher_responses' else 'no'}"
-                            f" options, got {self.options!r}")
+            raise TypeError(
+                f"a {self.kind!r} view takes {'ResponsesOptions' if self.kind == 'teacher_responses' else 'no'}"
+                f" options, got {self.options!r}"
+            )
 
 
 @dataclass
@@ -153,7 +156,9 @@ class Stage:
     student: StudentSpec = field(default_factory=StudentSpec)
     data: DataView = field(default_factory=DataView)
     budget: Budget = field(default_factory=Budget)
-    produces: bool = False  # the stage's model is one the report evaluates (a generation, round, assistant, the student)
+    produces: bool = (
+        False  # the stage's model is one the report evaluates (a generation, round, assistant, the student)
+    )
     cached: bool = False  # the stage's model is stored content-addressed and reused by later runs (teacher_prep)
     group: str | None = None  # the series this model belongs to in the report, e.g. "generation", "assistant"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from distillkit.recipe.stage import Stage
 
 log = logging.getLogger(__name__)
-from distillkit.training.checkpoints import last_checkpoint  # noqa: F401 (with the done markers)
+
 
 def _done_dir(run_dir: Path, stage: Stage) -> Path:
     return run_dir / "checkpoints" / stage.name / "done"
@@ -49,8 +49,7 @@ def load_done(stage: Stage, model, run_dir: Path) -> dict | None:
     if not (final / "record.json").exists():
         return None
     model.load_state_dict(torch.load(final / "student.pt", map_location="cpu", weights_only=True))
-    stage.objective.adapters.load_state_dict(torch.load(final / ADAPTERS_FILE, map_location="cpu",
-                                                     weights_only=True))
+    stage.objective.adapters.load_state_dict(torch.load(final / ADAPTERS_FILE, map_location="cpu", weights_only=True))
     record = json.loads((final / "record.json").read_text())
     record["resumed_from"] = "done"
     log.info("[%s] finished in an earlier attempt: skipped (weights from %s)", stage.name, final)

@@ -17,14 +17,12 @@ import time
 from pathlib import Path
 
 from distillkit import dist
-from distillkit.config.schema import AugmentationConfig, EvalConfig, RunConfig
 from distillkit.augment.online import online_options
-from distillkit.training.checkpoints import last_checkpoint
+from distillkit.config.schema import AugmentationConfig, EvalConfig, RunConfig
 from distillkit.recipe.stage import Stage
+from distillkit.training.checkpoints import last_checkpoint
 
 log = logging.getLogger(__name__)
-
-
 
 
 def evaluates(ev: EvalConfig, stage: Stage) -> bool:
@@ -55,13 +53,16 @@ def divergence_fix(cfg: RunConfig, stage: Stage) -> str:
     fixes = [f"lower the learning rate, e.g. {lower}"]
     if cfg.hardware.precision != "fp32":
         fixes.append(f"train in full precision with hardware.precision=fp32 (now {cfg.hardware.precision})")
-    fixes.append(f"clip gradients harder, e.g. train.max_grad_norm={cfg.train.max_grad_norm / 4:g} "
-                 f"(now {cfg.train.max_grad_norm:g})")
+    fixes.append(
+        f"clip gradients harder, e.g. train.max_grad_norm={cfg.train.max_grad_norm / 4:g} "
+        f"(now {cfg.train.max_grad_norm:g})"
+    )
     return "; ".join(fixes) + "; then start the run again."
 
 
-def training_arguments(cfg: RunConfig, stage: Stage, output_dir: Path, use_cpu: bool, evaluated: bool = False,
-                       metric: str | None = None):
+def training_arguments(
+    cfg: RunConfig, stage: Stage, output_dir: Path, use_cpu: bool, evaluated: bool = False, metric: str | None = None
+):
     """The stage's TrainingArguments; ``evaluated``: with evaluation during training by the task's ``metric``."""
     from transformers import TrainingArguments
 
@@ -115,16 +116,29 @@ def run_stage(stage: Stage, ws) -> dict:
     args = training_arguments(cfg, stage, ckpt_dir, ws.use_cpu, evaluated, task.checkpoint_metric)
     augment = batch_augmenter(cfg.augmentation, stage, ws.tokenizer)
     # args.device first: it joins the process group, which a sharded cache build needs
-    source, train_set, cached = teacher_cache.prepare(stage, source, train_set, ws, args.device,
-                                                      cfg.hardware.eval_batch_size)
-    guard = NonFiniteGuard(stage.name, cfg.train.nonfinite_patience, divergence_fix(cfg, stage),
-                           ignore_grad_norm=cfg.hardware.precision == "fp16")
+    source, train_set, cached = teacher_cache.prepare(
+        stage, source, train_set, ws, args.device, cfg.hardware.eval_batch_size
+    )
+    guard = NonFiniteGuard(
+        stage.name,
+        cfg.train.nonfinite_patience,
+        divergence_fix(cfg, stage),
+        ignore_grad_norm=cfg.hardware.precision == "fp16",
+    )
     trainer = DistillationTrainer(
-        model=model, args=args, train_dataset=train_set, data_collator=ws.collator, processing_class=ws.tokenizer,
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        data_collator=ws.collator,
+        processing_class=ws.tokenizer,
         eval_dataset=ws.eval_set if evaluated else None,
         compute_metrics=task.compute_metrics(model.config) if evaluated else None,
-        objective=stage.objective, source=source, layer_learning_rate=stage.budget.layer_learning_rate,
-        warmup_ratio=cfg.train.warmup_ratio, guard=guard, augment=augment,
+        objective=stage.objective,
+        source=source,
+        layer_learning_rate=stage.budget.layer_learning_rate,
+        warmup_ratio=cfg.train.warmup_ratio,
+        guard=guard,
+        augment=augment,
         on_policy=task.on_policy() if stage.objective.rollout is not None else None,
         callbacks=_callbacks(cfg.eval, stage, ws.run_dir, ws.wandb_run if args.should_save else None, evaluated),
     )
@@ -137,17 +151,35 @@ def run_stage(stage: Stage, ws) -> dict:
     if trainer.augment is not None:
         log.info("[%s] online augmentation: %s", stage.name, trainer.augment.describe())
     if cfg.eval.every is not None and not evaluated and not stage.trains_teacher:
-        log.info("[%s] not evaluated during training: its loss does not read the logits, so its accuracy says "
-                 "nothing about it (eval.every applies to the stages that train the head)", stage.name)
+        log.info(
+            "[%s] not evaluated during training: its loss does not read the logits, so its accuracy says "
+            "nothing about it (eval.every applies to the stages that train the head)",
+            stage.name,
+        )
     started = time.time()
     output = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.check_weights()
     best = trainer.load_best() if evaluated and cfg.eval.keep == "best" else None
     if best:
-        log.info("[%s] ends on its best checkpoint: step %d, eval %s %.4f", stage.name, best["step"],
-                 task.checkpoint_metric, best["value"])
-    record = _record(stage, trainer, output, train_set, time.time() - started, checkpoint, best, evaluated, source,
-                     task.checkpoint_metric)
+        log.info(
+            "[%s] ends on its best checkpoint: step %d, eval %s %.4f",
+            stage.name,
+            best["step"],
+            task.checkpoint_metric,
+            best["value"],
+        )
+    record = _record(
+        stage,
+        trainer,
+        output,
+        train_set,
+        time.time() - started,
+        checkpoint,
+        best,
+        evaluated,
+        source,
+        task.checkpoint_metric,
+    )
     if cached is not None:
         if cached["used"]:
             cached["saved_s"] = source.saved_s(cached["build_s"])
@@ -184,8 +216,9 @@ def _callbacks(ev: EvalConfig, stage: Stage, run_dir: Path, wandb_run, evaluated
     return callbacks
 
 
-def _record(stage: Stage, trainer, output, train_set, wall: float, resumed_from, best, evaluated, source,
-            metric: str) -> dict:
+def _record(
+    stage: Stage, trainer, output, train_set, wall: float, resumed_from, best, evaluated, source, metric: str
+) -> dict:
     """The stage's record in results.json; ``eval_accuracy`` holds the task's checkpoint ``metric`` (the
     schema's name, from when accuracy was the only one)."""
     key = f"eval_{metric}"

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from distillkit.models import loading as model_lib
 from distillkit.config.schema import RunConfig
+from distillkit.models import loading as model_lib
 from distillkit.recipe.stage import Stage
 
 if TYPE_CHECKING:  # types only: the plan is made above the stages (import-linter skips type-checking imports)
@@ -67,9 +67,14 @@ class Workspace:
         """The run's teacher: prepared by ``teacher_prep`` (set there), or loaded as the teacher group says."""
         cfg = self.cfg
         if "teacher" not in self.models and cfg.teacher.name != "none" and not self.plan.prepare_teacher:
-            self.models["teacher"] = model_lib.load_pretrained("teacher.path", cfg.teacher.path,
-                                                               self.plan.teacher_config, cfg.teacher.revision,
-                                                               cfg.teacher.trust_remote_code, **self._load_args())
+            self.models["teacher"] = model_lib.load_pretrained(
+                "teacher.path",
+                cfg.teacher.path,
+                self.plan.teacher_config,
+                cfg.teacher.revision,
+                cfg.teacher.trust_remote_code,
+                **self._load_args(),
+            )
             self.plan.attention.switch(self.models["teacher"])
         return self.models.get("teacher")
 
@@ -94,18 +99,36 @@ class Workspace:
             torch.manual_seed(seed)
             if cfg.teacher.path is None:
                 return model_lib.build_from_config(config, seed, identity, model_class=self.plan.kind.model_class())
-            return model_lib.load_pretrained("teacher.path", cfg.teacher.path, config, cfg.teacher.revision,
-                                             cfg.teacher.trust_remote_code, **self._load_args())
+            return model_lib.load_pretrained(
+                "teacher.path",
+                cfg.teacher.path,
+                config,
+                cfg.teacher.revision,
+                cfg.teacher.trust_remote_code,
+                **self._load_args(),
+            )
         if spec.build == "copy":
             log.info("[%s] model %r starts as a copy of %r", stage.name, spec.model, spec.copy_of)
             import copy
 
             return copy.deepcopy(self.models[spec.copy_of])
         if spec.build == "student" and cfg.student.path is not None:
-            return model_lib.load_pretrained("student.path", cfg.student.path, config, cfg.student.revision,
-                                             cfg.student.trust_remote_code, **self._load_args())
-        return model_lib.derive_student(self.teacher() if layers is not None else None, config, layers, seed, identity,
-                                        model_class=self.plan.kind.model_class())
+            return model_lib.load_pretrained(
+                "student.path",
+                cfg.student.path,
+                config,
+                cfg.student.revision,
+                cfg.student.trust_remote_code,
+                **self._load_args(),
+            )
+        return model_lib.derive_student(
+            self.teacher() if layers is not None else None,
+            config,
+            layers,
+            seed,
+            identity,
+            model_class=self.plan.kind.model_class(),
+        )
 
     def _load_args(self) -> dict:
         """How ``load_pretrained`` loads a checkpoint for the run's task: its Auto class and its arguments."""
@@ -127,8 +150,15 @@ class Workspace:
         task makes (``Task.data_view``: a text file, an unlabeled pool, the teacher's responses)."""
         view = stage.data
         augmented = self.augmented is not None and view.augment and view.kind != "text_file"
-        key = (view.kind, view.text_file, view.unlabeled, view.unlabeled_size, augmented, stage.teacher is None,
-               view.options)
+        key = (
+            view.kind,
+            view.text_file,
+            view.unlabeled,
+            view.unlabeled_size,
+            augmented,
+            stage.teacher is None,
+            view.options,
+        )
         if key not in self._data:
             data = self.train_set if view.kind == "train" else self.plan.kind.data_view(self, stage)
             self._data[key] = self._with_augmented(data, stage) if augmented else data
@@ -144,15 +174,28 @@ class Workspace:
 
         pseudo = self.cfg.augmentation.get("teacher_pseudo_data")
         if pseudo is not None and not self._pseudo_filtered and stage.teacher is not None:
-            offline.filter_confident(self.augmented, pseudo.min_confidence, self.teacher(), self.tokenizer,
-                                     self.cfg.data.max_length, self.plan.device, self.cfg.hardware.eval_batch_size)
+            offline.filter_confident(
+                self.augmented,
+                pseudo.min_confidence,
+                self.teacher(),
+                self.tokenizer,
+                self.cfg.data.max_length,
+                self.plan.device,
+                self.cfg.hardware.eval_batch_size,
+            )
             self._pseudo_filtered = True
-        extra = offline.as_dataset(self.augmented, self.tokenizer, self.cfg.data.max_length, stage.teacher is None,
-                                   data.features)
+        extra = offline.as_dataset(
+            self.augmented, self.tokenizer, self.cfg.data.max_length, stage.teacher is None, data.features
+        )
         if extra is None:
             return data
-        log.info("[%s] data view: %d examples + %d augmented%s", stage.name, len(data), len(extra),
-                 " (those with a gold label: the stage has no teacher)" if stage.teacher is None else "")
+        log.info(
+            "[%s] data view: %d examples + %d augmented%s",
+            stage.name,
+            len(data),
+            len(extra),
+            " (those with a gold label: the stage has no teacher)" if stage.teacher is None else "",
+        )
         return datasets.concatenate_datasets([data, extra])
 
 
@@ -164,4 +207,3 @@ def set_dropout(model: torch.nn.Module, p: float) -> None:
     for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout"):
         if hasattr(model.config, key):
             setattr(model.config, key, p)
-

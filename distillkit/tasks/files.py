@@ -20,10 +20,14 @@ from distillkit.errors import ConfigError
 
 EXTENSIONS = ", ".join(sorted(LOCAL_FORMATS))
 _CHUNK = 1 << 20
-_UTF8_FIX = ("save it as UTF-8 (e.g. `iconv -f cp1252 -t utf-8 IN > OUT`, or 'CSV UTF-8' in a spreadsheet's "
-             "Save As): csv, tsv and json files are read as UTF-8.")
-_JSON_FIX = ('write one JSON object per line, e.g. {"text": "a fine film", "label": 1} (JSON Lines), or, in a '
-             ".json file, one array of such objects.")
+_UTF8_FIX = (
+    "save it as UTF-8 (e.g. `iconv -f cp1252 -t utf-8 IN > OUT`, or 'CSV UTF-8' in a spreadsheet's "
+    "Save As): csv, tsv and json files are read as UTF-8."
+)
+_JSON_FIX = (
+    'write one JSON object per line, e.g. {"text": "a fine film", "label": 1} (JSON Lines), or, in a '
+    ".json file, one array of such objects."
+)
 
 
 def read_local(key: str, path: str):
@@ -38,8 +42,12 @@ def read_local(key: str, path: str):
         _check_has_rows(key, path, ext)
     data = _load(key, path, ext)
     if len(data) == 0:
-        raise ConfigError(key, path, f"has no data rows (its columns: {', '.join(data.column_names)}).",
-                          "add the examples, one per row.")
+        raise ConfigError(
+            key,
+            path,
+            f"has no data rows (its columns: {', '.join(data.column_names)}).",
+            "add the examples, one per row.",
+        )
     return data
 
 
@@ -76,18 +84,29 @@ def _diagnose(key: str, path: str, ext: str, err: Exception) -> ConfigError:
         fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
         if fields:
             expected, line, saw = fields.groups()
-            return ConfigError(key, path, f"line {line} has {saw} fields but the header has {expected}.",
-                               f"put double quotes around fields that contain a {sep}, or remove the extra field "
-                               f"on line {line}.")
+            return ConfigError(
+                key,
+                path,
+                f"line {line} has {saw} fields but the header has {expected}.",
+                f"put double quotes around fields that contain a {sep}, or remove the extra field on line {line}.",
+            )
         if "EOF inside string" in message:
-            return ConfigError(key, path, f"has a double quote that is never closed ({message}).",
-                               'close the quote, or double quotes inside a quoted field ("" stands for ").')
+            return ConfigError(
+                key,
+                path,
+                f"has a double quote that is never closed ({message}).",
+                'close the quote, or double quotes inside a quoted field ("" stands for ").',
+            )
     if "corresponds to no data" in message:
         return ConfigError(key, path, "has no data rows.", "add the examples, one per row.")
     kind = LOCAL_FORMATS[ext] if ext != ".tsv" else "tsv"
-    return ConfigError(key, path, f"could not be read as {kind} ({type(cause).__name__}: {message}).",
-                       f"check that it is a valid {kind} file with one example per row, and that its extension "
-                       f"says its format (one of {EXTENSIONS}).")
+    return ConfigError(
+        key,
+        path,
+        f"could not be read as {kind} ({type(cause).__name__}: {message}).",
+        f"check that it is a valid {kind} file with one example per row, and that its extension "
+        f"says its format (one of {EXTENSIONS}).",
+    )
 
 
 def json_problem(path: str) -> str | None:
@@ -147,9 +166,13 @@ def _check_parquet(key: str, path: str) -> None:
         looks = " It looks like a text file."
     except UnicodeDecodeError:
         looks = ""
-    raise ConfigError(key, path, f"is not a parquet file (it lacks parquet's PAR1 magic bytes).{looks}",
-                      f"give it the extension of its real format (one of {EXTENSIONS}), or write it with "
-                      "pandas' DataFrame.to_parquet or datasets' Dataset.to_parquet.")
+    raise ConfigError(
+        key,
+        path,
+        f"is not a parquet file (it lacks parquet's PAR1 magic bytes).{looks}",
+        f"give it the extension of its real format (one of {EXTENSIONS}), or write it with "
+        "pandas' DataFrame.to_parquet or datasets' Dataset.to_parquet.",
+    )
 
 
 def _check_text(key: str, path: str) -> None:
@@ -160,8 +183,7 @@ def _check_text(key: str, path: str) -> None:
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise ConfigError(key, path, "is UTF-16 encoded (it starts with a UTF-16 byte-order mark).", _UTF8_FIX)
     if head == b"PAR1":
-        raise ConfigError(key, path, "is a parquet file with a text file's extension.",
-                          "rename it to end in .parquet.")
+        raise ConfigError(key, path, "is a parquet file with a text file's extension.", "rename it to end in .parquet.")
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0
     with open(path, "rb") as f:
@@ -170,17 +192,25 @@ def _check_text(key: str, path: str) -> None:
             nul = chunk.find(b"\0")
             if nul >= 0:
                 at = offset + nul
-                raise ConfigError(key, path, f"is not a text file: it holds a NUL byte at byte offset {at} "
-                                  f"(line {_line_at(path, at)}).",
-                                  f"give a UTF-8 csv, tsv, json or jsonl file, or a parquet file named *.parquet "
-                                  f"(supported: {EXTENSIONS}).")
+                raise ConfigError(
+                    key,
+                    path,
+                    f"is not a text file: it holds a NUL byte at byte offset {at} (line {_line_at(path, at)}).",
+                    f"give a UTF-8 csv, tsv, json or jsonl file, or a parquet file named *.parquet "
+                    f"(supported: {EXTENSIONS}).",
+                )
             pending = len(decoder.getstate()[0])  # bytes of a character split across chunks
             try:
                 decoder.decode(chunk, final=not chunk)
             except UnicodeDecodeError as err:
                 at = offset - pending + err.start
-                raise ConfigError(key, path, f"is not UTF-8: byte 0x{err.object[err.start]:02x} at byte offset {at} "
-                                  f"(line {_line_at(path, at)}) cannot be decoded ({err.reason}).", _UTF8_FIX) from None
+                raise ConfigError(
+                    key,
+                    path,
+                    f"is not UTF-8: byte 0x{err.object[err.start]:02x} at byte offset {at} "
+                    f"(line {_line_at(path, at)}) cannot be decoded ({err.reason}).",
+                    _UTF8_FIX,
+                ) from None
             if not chunk:
                 return
             offset += len(chunk)
@@ -205,8 +235,12 @@ def _check_has_rows(key: str, path: str, ext: str) -> None:
     if not found:
         raise ConfigError(key, path, "holds only blank lines.", "write the examples into it.")
     if ext in (".csv", ".tsv"):
-        raise ConfigError(key, path, f"has a header line ({found[0][:120]}) but no data rows under it.",
-                          "add the examples, one per line under the header.")
+        raise ConfigError(
+            key,
+            path,
+            f"has a header line ({found[0][:120]}) but no data rows under it.",
+            "add the examples, one per line under the header.",
+        )
 
 
 def row_lines(path: str, rows: int) -> list[int] | None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: datasets is imported where data are loaded
+    import datasets
 
 log = logging.getLogger("distillkit")
 
@@ -14,8 +18,8 @@ class TaskData:
     """A task's loaded splits, not tokenised. Classification: columns text, [text_pair], label (int), and the
     label names; causal LM: prompt and response (or chat messages), no labels."""
 
-    train: "datasets.Dataset"  # noqa: F821
-    eval: "datasets.Dataset"  # noqa: F821
+    train: datasets.Dataset
+    eval: datasets.Dataset
     label_names: list[str]
     has_pair: bool
     dropped: dict = field(default_factory=dict)  # split → rows dropped by data.drop_missing=true
@@ -60,6 +64,13 @@ def sample(split, n: int | None, seed: int, name: str, stratify_by: str | None =
         import numpy as np
 
         picked = sorted(np.random.default_rng(stream).permutation(len(split))[:n].tolist())
-    log.info("data.max_%s_samples=%d: a random sample of the %s split's %d rows%s (data.sample_seed=%d).", name, n,
-             name, len(split), f", stratified by {stratify_by}" if stratify_by else "", seed)
+    log.info(
+        "data.max_%s_samples=%d: a random sample of the %s split's %d rows%s (data.sample_seed=%d).",
+        name,
+        n,
+        name,
+        len(split),
+        f", stratified by {stratify_by}" if stratify_by else "",
+        seed,
+    )
     return split.select(picked)

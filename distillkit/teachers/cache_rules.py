@@ -4,7 +4,6 @@ the column both add to a cached view."""
 
 from __future__ import annotations
 
-
 ROW = "teacher_row"  # the column (and batch key) that addresses an example of a cached view, in both caches
 SHARDED = "the teacher is sharded over the processes (hardware.shard_teacher), and the cache is built per process"
 
@@ -21,11 +20,14 @@ def why_not(stage, online_augmentation: list[str]) -> str | None:
     if stage.objective.uncacheable:
         return stage.objective.uncacheable
     if teacher.kind in ("ema", "snapshots"):
-        return (f"its teacher ({teacher.describe()}) changes as the student trains, so yesterday's outputs are not "
-                "today's")
+        return (
+            f"its teacher ({teacher.describe()}) changes as the student trains, so yesterday's outputs are not today's"
+        )
     if stage.student.model in teacher.models:
         return f"its teacher is {stage.student.model!r}, the model the stage trains"
     if online_augmentation:
-        return (f"online augmentation ({', '.join(online_augmentation)}) changes the inputs at every step, so no "
-                "output is seen twice")
+        return (
+            f"online augmentation ({', '.join(online_augmentation)}) changes the inputs at every step, so no "
+            "output is seen twice"
+        )
     return None

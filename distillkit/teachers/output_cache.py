@@ -40,11 +40,11 @@ import torch
 
 from distillkit import dist
 from distillkit import store as cache
-from distillkit.teachers import output_store as store
 from distillkit.errors import ConfigError
 from distillkit.models.features import Features, FeatureSpec
-from distillkit.teachers.output_store import KIND, PRECISIONS, Layout, row_lengths
+from distillkit.teachers import output_store as store
 from distillkit.teachers.cache_rules import ROW, SHARDED, sharded, why_not
+from distillkit.teachers.output_store import KIND, PRECISIONS, Layout, row_lengths
 from distillkit.teachers.sources import TeacherSource
 
 log = logging.getLogger("distillkit")
@@ -69,11 +69,13 @@ def check(cfg, stages) -> None:
         online = _online(cfg, stage)
         reason = SHARDED if sharded(cfg) else why_not(stage, online)
         if reason is not None:
-            fix = (f"drop augmentation={','.join(online)} for this run, or " if online else "")
-            raise ConfigError("teacher.cache_outputs", "always", f"cannot cache the teacher of stage {stage.name!r} "
-                              f"(method={cfg.method.name}): {reason}.",
-                              f"{fix}use teacher.cache_outputs=auto (it caches the stages it can and logs why not "
-                              "for the others).")
+            fix = f"drop augmentation={','.join(online)} for this run, or " if online else ""
+            raise ConfigError(
+                "teacher.cache_outputs",
+                "always",
+                f"cannot cache the teacher of stage {stage.name!r} (method={cfg.method.name}): {reason}.",
+                f"{fix}use teacher.cache_outputs=auto (it caches the stages it can and logs why not for the others).",
+            )
 
 
 def _online(cfg, stage) -> list[str]:
@@ -95,13 +97,18 @@ def decide(cfg, stage, rows: int, tokens: int, pairs: int, spec: FeatureSpec, di
     size = estimate_bytes(rows, tokens, pairs, spec, dims, cfg.teacher.cache_precision)
     free = shutil.disk_usage(root).free
     if size > 0.9 * free:
-        return Decision(False, f"the outputs would take {_gb(size)}, and the cache's disk ({root}) has {_gb(free)} free")
+        return Decision(
+            False, f"the outputs would take {_gb(size)}, and the cache's disk ({root}) has {_gb(free)} free"
+        )
     if mode == "always":
         return Decision(True, f"teacher.cache_outputs=always ({_gb(size)})")
     budget = cfg.teacher.cache_budget_gb * 1e9
     if size > budget:
-        return Decision(False, f"the outputs it reads ({describe_spec(spec)}) would take {_gb(size)}, over "
-                               f"teacher.cache_budget_gb={cfg.teacher.cache_budget_gb:g}")
+        return Decision(
+            False,
+            f"the outputs it reads ({describe_spec(spec)}) would take {_gb(size)}, over "
+            f"teacher.cache_budget_gb={cfg.teacher.cache_budget_gb:g}",
+        )
     if stage.teacher.kind != "prepared" and (stage.budget.epochs or 0) <= 1 and stage.budget.max_steps <= 0:
         return Decision(False, "a teacher trained in this run, seen for one epoch: nothing would be read twice")
     return Decision(True, f"frozen teacher, the same inputs every epoch; {describe_spec(spec)}: {_gb(size)}")
@@ -125,8 +132,12 @@ def estimate_bytes(rows: int, tokens: int, pairs: int, spec: FeatureSpec, dims: 
     width = np.dtype(PRECISIONS[precision]).itemsize
     per_token = len(spec.hidden_states) * dims["hidden_size"]
     per_token += sum(len(h.layers) * dims.get(f"hook:{h.name}", dims["hidden_size"]) for h in spec.hooks)
-    return (rows * dims["num_labels"] * 4 + rows * 8 + tokens * per_token * width
-            + pairs * dims["num_heads"] * len(spec.attentions) * width)
+    return (
+        rows * dims["num_labels"] * 4
+        + rows * 8
+        + tokens * per_token * width
+        + pairs * dims["num_heads"] * len(spec.attentions) * width
+    )
 
 
 def _gb(n: float) -> str:
@@ -154,9 +165,11 @@ class CachedSource(TeacherSource):
         self.inner.setup(student, device, world_size)
 
     def _holds(self, spec: FeatureSpec) -> bool:
-        return (set(spec.hidden_states) <= set(self.spec.hidden_states)
-                and set(spec.attentions) <= set(self.spec.attentions)
-                and all(h in self.spec.hooks for h in spec.hooks))
+        return (
+            set(spec.hidden_states) <= set(self.spec.hidden_states)
+            and set(spec.attentions) <= set(self.spec.attentions)
+            and all(h in self.spec.hooks for h in spec.hooks)
+        )
 
     def outputs(self, batch, spec, training=True):
         rows = batch.get(ROW)
@@ -172,8 +185,11 @@ class CachedSource(TeacherSource):
             logits,
             hidden={layer: self._tokens(f"hidden.{layer}", tokens, mask) for layer in spec.hidden_states},
             attentions={layer: self._pairs(f"attention.{layer}", rows, mask) for layer in spec.attentions},
-            captured={h.name: {layer: self._tokens(f"captured.{h.name}.{layer}", tokens, mask) for layer in h.layers}
-                      for h in spec.hooks})
+            captured={
+                h.name: {layer: self._tokens(f"captured.{h.name}.{layer}", tokens, mask) for layer in h.layers}
+                for h in spec.hooks
+            },
+        )
         self.served_rows += len(rows)
         self.read_s += time.perf_counter() - started
         return features
@@ -190,11 +206,12 @@ class CachedSource(TeacherSource):
     def _pairs(self, name: str, rows: np.ndarray, mask: torch.Tensor) -> torch.Tensor:
         arr, offsets = self.arrays[name], self.layout.pair_offsets
         heads = arr.shape[1]
-        out = torch.zeros(mask.shape[0], heads, mask.shape[1], mask.shape[1], dtype=self._dtype(name),
-                          device=mask.device)
+        out = torch.zeros(
+            mask.shape[0], heads, mask.shape[1], mask.shape[1], dtype=self._dtype(name), device=mask.device
+        )
         for b, r in enumerate(rows):
             pos = mask[b].nonzero().squeeze(1)
-            block = store.from_storage(arr[offsets[r]:offsets[r + 1]], self.precision).to(mask.device, out.dtype)
+            block = store.from_storage(arr[offsets[r] : offsets[r + 1]], self.precision).to(mask.device, out.dtype)
             out[b][:, pos[:, None], pos[None, :]] = block.reshape(len(pos), len(pos), heads).permute(2, 0, 1)
         return out
 
@@ -218,15 +235,20 @@ def teacher_dims(source) -> dict:
     if not source.modules():
         return {"num_labels": 0, "hidden_size": 0, "num_heads": 0}
     config = source.modules()[0].config
-    return {"num_labels": config.num_labels, "hidden_size": getattr(config, "hidden_size", 0),
-            "num_heads": getattr(config, "num_attention_heads", 0)}
+    return {
+        "num_labels": config.num_labels,
+        "hidden_size": getattr(config, "hidden_size", 0),
+        "num_heads": getattr(config, "num_attention_heads", 0),
+    }
 
 
 def prepare(stage, source, data, ws, device, batch_size: int):
     """The stage's source and data view with its teacher's outputs cached, when ``decide`` says so: (source,
     data, record); the data gains the ``teacher_row`` column. Otherwise the source and data unchanged, and the
     record says why (None for a stage without a teacher)."""
-    if source is None or stage.teacher is None or not stage.objective.needs_teacher:  # seq_kd: the teacher wrote the data
+    if (
+        source is None or stage.teacher is None or not stage.objective.needs_teacher
+    ):  # seq_kd: the teacher wrote the data
         return source, data, None
     if ws.plan.kind.teacher_outputs == "topk":  # the task's format: top-k next-token log-probs (topk_cache.py)
         from distillkit.teachers import topk_cache
@@ -235,8 +257,16 @@ def prepare(stage, source, data, ws, device, batch_size: int):
     cfg, spec = ws.cfg, stage.objective.teacher_features
     precision, root = cfg.teacher.cache_precision, ws.plan.cache_root
     layout = Layout(row_lengths(data))
-    decision = decide(cfg, stage, len(data), int(layout.token_offsets[-1]), int(layout.pair_offsets[-1]), spec,
-                      teacher_dims(source), root)
+    decision = decide(
+        cfg,
+        stage,
+        len(data),
+        int(layout.token_offsets[-1]),
+        int(layout.pair_offsets[-1]),
+        spec,
+        teacher_dims(source),
+        root,
+    )
     if decision.use and not dist.agree(True, device):  # another process decided otherwise (its free disk)
         decision = Decision(False, "another process could not cache it")
     elif not decision.use:
@@ -248,8 +278,9 @@ def prepare(stage, source, data, ws, device, batch_size: int):
     key = store.entry_spec(source, data, spec, precision)
 
     def fill(tmp: Path) -> None:  # on every process, its share of the batches (under DDP)
-        meta, problem = store.build(tmp, source, data, spec, ws.collator, batch_size, device, precision, dist.rank(),
-                                    dist.world_size())
+        meta, problem = store.build(
+            tmp, source, data, spec, ws.collator, batch_size, device, precision, dist.rank(), dist.world_size()
+        )
         if problem is not None:
             raise cache.Declined(problem)
         if dist.is_main():
@@ -257,16 +288,28 @@ def prepare(stage, source, data, ws, device, batch_size: int):
 
     entry = cache.find_or_build(root, KIND, key, fill, every_rank=True)
     if entry.problem is not None:
-        log.warning("[%s] teacher outputs not cached: %s. The stage runs with the teacher online.", stage.name,
-                    entry.problem)
+        log.warning(
+            "[%s] teacher outputs not cached: %s. The stage runs with the teacher online.", stage.name, entry.problem
+        )
         return source, data, {"used": False, "reason": entry.problem}
     final, built_s = entry.path, entry.seconds
     size = sum(f.stat().st_size for f in final.iterdir() if f.is_file())
-    log.info("[%s] teacher outputs %s %s (%s, %s; %s)", stage.name, "cached in" if built_s else "read from",
-             final, _gb(size), describe_spec(spec), decision.reason)
-    record = {"used": True, "reason": decision.reason, "entry": str(final), "size_bytes": size,
-              "built": bool(built_s), "build_s": round(built_s, 3), "precision": {"logits": "fp32",
-                                                                                "features": precision}}
+    log.info(
+        "[%s] teacher outputs %s %s (%s, %s; %s)",
+        stage.name,
+        "cached in" if built_s else "read from",
+        final,
+        _gb(size),
+        describe_spec(spec),
+        decision.reason,
+    )
+    record = {
+        "used": True,
+        "reason": decision.reason,
+        "entry": str(final),
+        "size_bytes": size,
+        "built": bool(built_s),
+        "build_s": round(built_s, 3),
+        "precision": {"logits": "fp32", "features": precision},
+    }
     return CachedSource(source, final, spec), data.add_column(ROW, np.arange(len(data))), record
-
-

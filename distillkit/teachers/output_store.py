@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from distillkit import dist
-from distillkit.store import arrow_column, data_digest, weights_digest  # noqa: F401 (part of an entry's key)
 from distillkit.models.features import MODEL_INPUT_KEYS, Features, FeatureSpec
+from distillkit.store import arrow_column, data_digest, weights_digest  # noqa: F401 (part of an entry's key)
 
 FORMAT = 1
 KIND = "teacher_outputs"
@@ -35,8 +35,11 @@ def entry_spec(source, data, spec: FeatureSpec, precision: str) -> dict:
         "weights": [weights_digest(m) for m in models],
         "attention": [getattr(m.config, "_attn_implementation", None) for m in models],
         "data": data_digest(data),
-        "features": {"hidden_states": list(spec.hidden_states), "attentions": list(spec.attentions),
-                     "hooks": [dataclasses.asdict(h) for h in spec.hooks]},
+        "features": {
+            "hidden_states": list(spec.hidden_states),
+            "attentions": list(spec.attentions),
+            "hooks": [dataclasses.asdict(h) for h in spec.hooks],
+        },
         "precision": {"logits": "fp32", "features": precision},
     }
 
@@ -53,16 +56,19 @@ class Layout:
     def __post_init__(self):
         self.lengths = np.asarray(self.lengths, dtype=np.int64)
         self.token_offsets = np.concatenate([[0], np.cumsum(self.lengths)])
-        self.pair_offsets = np.concatenate([[0], np.cumsum(self.lengths ** 2)])
+        self.pair_offsets = np.concatenate([[0], np.cumsum(self.lengths**2)])
 
     def token_index(self, rows) -> np.ndarray:
         return np.concatenate([np.arange(self.token_offsets[r], self.token_offsets[r + 1]) for r in rows])
 
 
 def tensor_names(spec: FeatureSpec) -> list[str]:
-    return (["logits"] + [f"hidden.{layer}" for layer in spec.hidden_states]
-            + [f"attention.{layer}" for layer in spec.attentions]
-            + [f"captured.{h.name}.{layer}" for h in spec.hooks for layer in h.layers])
+    return (
+        ["logits"]
+        + [f"hidden.{layer}" for layer in spec.hidden_states]
+        + [f"attention.{layer}" for layer in spec.attentions]
+        + [f"captured.{h.name}.{layer}" for h in spec.hooks for layer in h.layers]
+    )
 
 
 def _pick(features: Features, name: str) -> torch.Tensor:
@@ -118,8 +124,9 @@ def _per_token(t: torch.Tensor, batch_seq: tuple[int, int]) -> bool:
     return t.dim() == 3 and tuple(t.shape[:2]) == batch_seq
 
 
-def _allocate(directory: Path, names: list[str], probe: Features, layout: Layout, precision: str,
-              create: bool) -> dict[str, np.ndarray]:
+def _allocate(
+    directory: Path, names: list[str], probe: Features, layout: Layout, precision: str, create: bool
+) -> dict[str, np.ndarray]:
     """The entry's arrays (created by one process, opened for writing by the others)."""
     arrays = {}
     for name in names:
@@ -146,14 +153,24 @@ def _write(arrays: dict, rows, batch: dict, features: Features, layout: Layout, 
             for b, r in enumerate(rows):
                 pos = mask[b].nonzero().squeeze(1)
                 block = t[b][:, pos][:, :, pos].permute(1, 2, 0).reshape(len(pos) ** 2, t.shape[1])
-                arr[layout.pair_offsets[r]:layout.pair_offsets[r + 1]] = _to_storage(block, precision)
+                arr[layout.pair_offsets[r] : layout.pair_offsets[r + 1]] = _to_storage(block, precision)
         else:
             tokens = layout.token_index(rows) if tokens is None else tokens
             arr[tokens] = _to_storage(t[mask], precision)
 
 
-def build(directory: Path, source, data, spec: FeatureSpec, collator, batch_size: int, device, precision: str,
-          rank: int = 0, world: int = 1) -> tuple[dict, str | None]:
+def build(
+    directory: Path,
+    source,
+    data,
+    spec: FeatureSpec,
+    collator,
+    batch_size: int,
+    device,
+    precision: str,
+    rank: int = 0,
+    world: int = 1,
+) -> tuple[dict, str | None]:
     """Fill ``directory`` with the teacher's outputs for every row of ``data`` (this process: every ``world``-th
     batch from ``rank``, rows of similar length together); return the entry's description (for meta.json) and
     None, or why the outputs cannot be stored (a feature beyond fp16's range, a hooked output that is not one
@@ -173,22 +190,29 @@ def build(directory: Path, source, data, spec: FeatureSpec, collator, batch_size
         np.save(directory / "lengths.npy", layout.lengths)  # where each row's tokens are, for the reader
     dist.barrier()
     arrays = arrays if arrays is not None else _allocate(directory, names, probe, layout, precision, create=False)
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     problem = None
     try:
         for rows in batches[rank::world]:
             batch, features = _forward(source, inputs, rows, collator, device, spec)
             _write(arrays, rows, batch, features, layout, precision)
     except Overflow as err:
-        problem = (f"a teacher feature does not fit teacher.cache_precision={precision} ({err}); set "
-                   "teacher.cache_precision=bf16 or fp32 to cache it")
+        problem = (
+            f"a teacher feature does not fit teacher.cache_precision={precision} ({err}); set "
+            "teacher.cache_precision=bf16 or fp32 to cache it"
+        )
     for arr in arrays.values():
         arr.flush()
-    meta = {"rows": len(layout.lengths), "tokens": int(layout.token_offsets[-1]),
-            "build_s": round(time.perf_counter() - started, 3), "world_size": world, "batch_size": batch_size,
-            "precision": precision,
-            "tensors": {n: {"shape": list(a.shape), "served_dtype": str(_pick(probe, n).dtype).replace("torch.", "")}
-                        for n, a in arrays.items()}}
+    meta = {
+        "rows": len(layout.lengths),
+        "tokens": int(layout.token_offsets[-1]),
+        "build_s": round(time.perf_counter() - started, 3),
+        "world_size": world,
+        "batch_size": batch_size,
+        "precision": precision,
+        "tensors": {
+            n: {"shape": list(a.shape), "served_dtype": str(_pick(probe, n).dtype).replace("torch.", "")}
+            for n, a in arrays.items()
+        },
+    }
     return meta, problem
-
-

@@ -41,6 +41,11 @@ def shard_frozen(model: torch.nn.Module, device) -> torch.nn.Module:
     setattr(model, _MARK, True)
     total = sum(p.numel() for p in model.parameters())
     local = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in model.parameters())
-    log.info("Teacher sharded with FSDP over %d processes (%d blocks + root): %s of its %s parameters on each "
-             "process.", world, len(blocks), f"{local:,}", f"{total:,}")
+    log.info(
+        "Teacher sharded with FSDP over %d processes (%d blocks + root): %s of its %s parameters on each process.",
+        world,
+        len(blocks),
+        f"{local:,}",
+        f"{total:,}",
+    )
     return model

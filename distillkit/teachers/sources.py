@@ -11,7 +11,7 @@ cached or a generating teacher is a new source here, never a trainer edit.
 | ``EMATeacher`` | an exponential moving average of the student being trained (mean teacher, DINO) | all |
 | ``Snapshots`` | the mean prediction of the student's last K snapshots (every N steps or each epoch) | logits |
 | ``Ensemble`` | the mean prediction of several frozen models (e.g. every born-again generation) | logits |
-| ``CachedSource`` | a frozen source's outputs stored once per training example (``distillkit/teacher_cache.py``) | what the stage reads |
+| ``CachedSource`` | a frozen source's outputs stored once per example (``teachers/output_cache.py``) | what it reads |
 
 Mean predictions are log((1/K)·Σ_k softmax(z_k)): the ensemble's log-probabilities act as its logits.
 """
@@ -23,13 +23,11 @@ import logging
 
 import torch
 
-from distillkit.models.loading import unwrap
-from distillkit.models.features import Features, FeatureSpec, forward_features
 from distillkit.losses.self_distill import cosine_momentum, ema_update_, mean_probability_logits, update_center
+from distillkit.models.features import Features, FeatureSpec, forward_features
+from distillkit.models.loading import unwrap
 
 log = logging.getLogger("distillkit")
-
-
 
 
 def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
@@ -109,8 +107,13 @@ class EMATeacher(TeacherSource):
 
     kind = "ema"
 
-    def __init__(self, momentum: float, schedule: str = "constant", final_momentum: float = 1.0,
-                 center_momentum: float | None = None):
+    def __init__(
+        self,
+        momentum: float,
+        schedule: str = "constant",
+        final_momentum: float = 1.0,
+        center_momentum: float | None = None,
+    ):
         self.momentum, self.schedule, self.final_momentum = momentum, schedule, final_momentum
         self.center_momentum = center_momentum
         self.model: torch.nn.Module | None = None
@@ -164,8 +167,11 @@ class EMATeacher(TeacherSource):
         return [self.model] if self.model is not None else []
 
     def describe(self):
-        tau = (f"τ {self.momentum:g} → {self.final_momentum:g} (cosine)" if self.schedule == "cosine"
-               else f"τ={self.momentum:g}")
+        tau = (
+            f"τ {self.momentum:g} → {self.final_momentum:g} (cosine)"
+            if self.schedule == "cosine"
+            else f"τ={self.momentum:g}"
+        )
         centering = f", centering m={self.center_momentum:g}" if self.center_momentum is not None else ""
         return f"EMA of the student ({tau}{centering})"
 
@@ -190,13 +196,12 @@ class Snapshots(TeacherSource):
     def outputs(self, batch, spec, training=True):
         if not self.taken:
             return None
-        return Features(mean_probability_logits([forward_features(m, batch, FeatureSpec()).logits
-                                                  for m in self.taken]))
+        return Features(mean_probability_logits([forward_features(m, batch, FeatureSpec()).logits for m in self.taken]))
 
     def _take(self, student, step: int) -> None:
         self.taken.append(_frozen_copy(student))
         self.steps.append(step)
-        del self.taken[:-self.k], self.steps[:-self.k]
+        del self.taken[: -self.k], self.steps[: -self.k]
 
     def _last(self, step: int) -> bool:
         """A snapshot at the stage's last step would teach nothing, and would make the report compare the

@@ -73,8 +73,10 @@ class TopKSource(TeacherSource):
             lo, hi = int(self.offsets[r]), int(self.offsets[r + 1])
             where = mask[i].nonzero().squeeze(1).cpu()
             if len(where) != hi - lo:
-                raise RuntimeError(f"teacher top-k cache {self.directory}: row {r} has {hi - lo} cached positions and "
-                                   f"the batch {len(where)}; the entry does not belong to this view")
+                raise RuntimeError(
+                    f"teacher top-k cache {self.directory}: row {r} has {hi - lo} cached positions and "
+                    f"the batch {len(where)}; the entry does not belong to this view"
+                )
             indices[i, where] = torch.from_numpy(np.array(self.arrays["indices"][lo:hi], dtype=np.int64))
             logprobs[i, where] = torch.from_numpy(np.array(self.arrays["logprobs"][lo:hi], dtype=np.float32))
             tail[i, where] = torch.from_numpy(np.array(self.arrays["tail"][lo:hi], dtype=np.float32))
@@ -89,7 +91,9 @@ class TopKSource(TeacherSource):
 
 
 @torch.no_grad()
-def build(tmp: Path, model, data, collator, device, batch_size: int, k: int, temperature: float, precision: str) -> dict:
+def build(
+    tmp: Path, model, data, collator, device, batch_size: int, k: int, temperature: float, precision: str
+) -> dict:
     """Run ``model`` over ``data`` in row order and write the entry's arrays into ``tmp``; returns its meta."""
     from torch.utils.data import DataLoader
 
@@ -100,7 +104,9 @@ def build(tmp: Path, model, data, collator, device, batch_size: int, k: int, tem
     parts = {"indices": [], "logprobs": [], "tail": []}
     counts = []
     for batch in DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collator):
-        logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+        logits = model(
+            input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
+        ).logits
         mask = (batch["labels"][:, 1:] != IGNORE_INDEX).to(device)
         idx, lp, tail = topk_targets(logits[:, :-1][mask], min(k, logits.shape[-1]), temperature)
         parts["indices"].append(idx.int().cpu().numpy())
@@ -110,8 +116,14 @@ def build(tmp: Path, model, data, collator, device, batch_size: int, k: int, tem
     for name, chunks in parts.items():
         np.save(tmp / f"{name}.npy", np.concatenate(chunks))
     np.save(tmp / "offsets.npy", np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
-    return {"k": min(k, logits.shape[-1]), "temperature": temperature, "precision": precision, "rows": len(counts),
-            "tokens": int(sum(counts)), "build_s": round(time.perf_counter() - started, 3)}
+    return {
+        "k": min(k, logits.shape[-1]),
+        "temperature": temperature,
+        "precision": precision,
+        "rows": len(counts),
+        "tokens": int(sum(counts)),
+        "build_s": round(time.perf_counter() - started, 3),
+    }
 
 
 def why_not(cfg, stage) -> str | None:
@@ -144,16 +156,26 @@ def prepare(stage, source, data, ws, device, batch_size: int):
     reason = why_not(cfg, stage)
     size = estimate_bytes(data, cfg.teacher.cache_topk, cfg.teacher.cache_precision)
     if reason is None and cfg.teacher.cache_outputs == "auto" and size > cfg.teacher.cache_budget_gb * 1e9:
-        reason = (f"its top-{cfg.teacher.cache_topk} log-probs could take up to {size / 1e9:.1f} GB, over "
-                  f"teacher.cache_budget_gb={cfg.teacher.cache_budget_gb:g}")
+        reason = (
+            f"its top-{cfg.teacher.cache_topk} log-probs could take up to {size / 1e9:.1f} GB, over "
+            f"teacher.cache_budget_gb={cfg.teacher.cache_budget_gb:g}"
+        )
     if reason is not None:
         log.info("[%s] teacher outputs not cached: %s", stage.name, reason)
         return source, data, {"used": False, "reason": reason}
     source.setup(None, device)
     (model,) = source.modules()
     k, temperature, precision = cfg.teacher.cache_topk, stage.objective.topk, cfg.teacher.cache_precision
-    key = {"kind": KIND, "format": FORMAT, "weights": store.weights_digest(model), "data": store.data_digest(data),
-           "labels": _labels_digest(data), "k": k, "temperature": temperature, "precision": precision}
+    key = {
+        "kind": KIND,
+        "format": FORMAT,
+        "weights": store.weights_digest(model),
+        "data": store.data_digest(data),
+        "labels": _labels_digest(data),
+        "k": k,
+        "temperature": temperature,
+        "precision": precision,
+    }
 
     def fill(tmp: Path) -> dict:
         meta = build(tmp, model, data, ws.collator, device, batch_size, k, temperature, precision)
@@ -164,12 +186,28 @@ def prepare(stage, source, data, ws, device, batch_size: int):
     final, built_s = entry.path, entry.value["build_s"] if entry.built else 0.0
     cached = TopKSource(source, final)
     size = sum(f.stat().st_size for f in final.iterdir() if f.is_file())
-    why = (f"frozen teacher, the same responses every epoch: top-{cached.meta['k']} log-probs + tail at "
-           f"T={temperature:g} for {cached.meta['tokens']} response tokens")
-    log.info("[%s] teacher outputs %s %s (%.1f MB; %s)", stage.name, "cached in" if built_s else "read from", final,
-             size / 1e6, why)
-    record = {"used": True, "reason": why, "entry": str(final), "size_bytes": size, "built": bool(built_s),
-              "build_s": built_s, "precision": {"logprobs": precision, "tail": "fp32"}, "topk": cached.meta["k"]}
+    why = (
+        f"frozen teacher, the same responses every epoch: top-{cached.meta['k']} log-probs + tail at "
+        f"T={temperature:g} for {cached.meta['tokens']} response tokens"
+    )
+    log.info(
+        "[%s] teacher outputs %s %s (%.1f MB; %s)",
+        stage.name,
+        "cached in" if built_s else "read from",
+        final,
+        size / 1e6,
+        why,
+    )
+    record = {
+        "used": True,
+        "reason": why,
+        "entry": str(final),
+        "size_bytes": size,
+        "built": bool(built_s),
+        "build_s": built_s,
+        "precision": {"logprobs": precision, "tail": "fp32"},
+        "topk": cached.meta["k"],
+    }
     return cached, data.add_column(cache_rules.ROW, np.arange(len(data))), record
 
 

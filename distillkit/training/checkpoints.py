@@ -10,6 +10,7 @@ from distillkit.models.loading import LAYER_KEY
 
 log = logging.getLogger(__name__)
 
+
 def last_checkpoint(directory: Path) -> str | None:
     """The newest complete ``checkpoint-N`` under ``directory`` (Trainer writes trainer_state.json last)."""
     found = [p for p in directory.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
@@ -29,8 +30,9 @@ def saved_shapes(path: Path) -> dict[str, tuple] | None:
     if (path / "student.pt").is_file():
         import torch
 
-        return {k: tuple(v.shape) for k, v in torch.load(path / "student.pt", map_location="cpu",
-                                                         weights_only=True).items()}
+        return {
+            k: tuple(v.shape) for k, v in torch.load(path / "student.pt", map_location="cpu", weights_only=True).items()
+        }
     return None
 
 
@@ -45,9 +47,11 @@ def checkpoint_mismatch(model, path: Path) -> str | None:
     extra = sorted(set(saved) - set(own))
     missing = sorted(k for k in set(own) - set(saved) if LAYER_KEY.search(k))  # tied heads may be left out
     shapes = sorted(k for k in set(own) & set(saved) if own[k] != saved[k])
-    problems = [f"{label} {names[0]}" + (f" and {len(names) - 1} more" if len(names) > 1 else "")
-                for label, names in (("has no", missing), ("has an unexpected", extra),
-                                     ("has another shape for", shapes)) if names]
+    problems = [
+        f"{label} {names[0]}" + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+        for label, names in (("has no", missing), ("has an unexpected", extra), ("has another shape for", shapes))
+        if names
+    ]
     if shapes:
         problems[-1] += f" ({saved[shapes[0]]} saved, {own[shapes[0]]} now)"
     return "; ".join(problems) or None

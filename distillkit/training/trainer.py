@@ -1,12 +1,12 @@
 """One trainer for every method: ``DistillationTrainer`` (a ``transformers.Trainer``).
 
-``compute_loss`` asks the stage's teacher source (``distillkit/teachers.py``) for the teacher's features
-when the objective reads a teacher, runs the student with the features the objective asks for, and sums
-the objective's weighted terms. Online augmentation (``distillkit/augment/online.py``: mixup, cutmix,
-consistency) changes the training batch the two models see and adds its own term, in this one place. Each
-term's unweighted value is averaged over the logging window and logged under ``loss/<name>``. Objectives never subclass the trainer; the per-step data flow is the same
-for all of them. The source's hooks run after every optimizer step and epoch (``SourceCallback``) and its
-state is saved with every checkpoint (``teacher_source.pt``) and restored on resume.
+``compute_loss`` asks the stage's teacher source (``distillkit/teachers.py``) for the teacher's features when the
+objective reads a teacher, runs the student with the features the objective asks for, and sums the objective's
+weighted terms. Online augmentation (``distillkit/augment/online.py``: mixup, cutmix, consistency) changes the
+training batch the two models see and adds its own term, in this one place. Each term's unweighted value is
+averaged over the logging window and logged under ``loss/<name>``. Objectives never subclass the trainer; the per-
+step data flow is the same for all of them. The source's hooks run after every optimizer step and epoch
+(``SourceCallback``) and its state is saved with every checkpoint (``teacher_source.pt``) and restored on resume.
 
 Evaluation during training (``eval.every``) reads the student's logits only, through the Trainer's own
 eval loop, best-metric tracking and ``EarlyStoppingCallback``. A ``NonFiniteGuard`` stops a stage at its
@@ -52,9 +52,18 @@ class NonFiniteGuard:
 
 
 class DistillationTrainer(Trainer):
-    def __init__(self, *args, objective: Objective, source=None, layer_learning_rate: float | None = None,
-                 warmup_ratio: float = 0.0, guard: NonFiniteGuard | None = None, augment=None, on_policy=None,
-                 **kwargs):
+    def __init__(
+        self,
+        *args,
+        objective: Objective,
+        source=None,
+        layer_learning_rate: float | None = None,
+        warmup_ratio: float = 0.0,
+        guard: NonFiniteGuard | None = None,
+        augment=None,
+        on_policy=None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.on_policy = on_policy  # the task's rollout pieces (tasks.OnPolicy), for an objective with a rollout
@@ -67,8 +76,10 @@ class DistillationTrainer(Trainer):
         if objective.needs_teacher and source is None:
             raise ValueError(f"objective {objective.name!r} reads a teacher and the stage names no teacher source")
         if objective.rollout is not None and on_policy is None:
-            raise ValueError(f"objective {objective.name!r} samples the student's own responses and the task has no "
-                             "rollout (Task.on_policy)")
+            raise ValueError(
+                f"objective {objective.name!r} samples the student's own responses and the task has no "
+                "rollout (Task.on_policy)"
+            )
         if self.source is not None:
             self.source.setup(self.model, self.args.device, self.args.world_size)
             self.add_callback(SourceCallback(self.source))
@@ -88,16 +99,22 @@ class DistillationTrainer(Trainer):
         mixed = augment.mix(inputs, generator) if augment is not None else None
         batch = mixed.batch if mixed is not None else inputs
         if data is not None and self.objective.data_terms:  # an NTP anchor: the dataset's rows in the same forward
-            student, on_data = self.on_policy.forward_on_both(model, self.objective, batch, data,
-                                                              self.processing_class.pad_token_id)
-            data_inputs = LossInputs(on_data, None, data["labels"], data["attention_mask"], self.objective.adapters,
-                                     data)
+            student, on_data = self.on_policy.forward_on_both(
+                model, self.objective, batch, data, self.processing_class.pad_token_id
+            )
+            data_inputs = LossInputs(
+                on_data, None, data["labels"], data["attention_mask"], self.objective.adapters, data
+            )
         else:
             student, data_inputs = forward_features(model, batch, self.objective.student_features), None
         teacher, clean_logits = self._teacher(inputs, mixed, model.training)
         label_mix = (mixed.weight_other, mixed.perm) if mixed is not None else None
-        loss, terms = self.objective(LossInputs(student, teacher, inputs["labels"], batch["attention_mask"],
-                                                self.objective.adapters, batch, label_mix), data_inputs)
+        loss, terms = self.objective(
+            LossInputs(
+                student, teacher, inputs["labels"], batch["attention_mask"], self.objective.adapters, batch, label_mix
+            ),
+            data_inputs,
+        )
         if augment is not None and augment.consistency is not None and teacher is not None:
             term = self._consistency(model, inputs, clean_logits, generator)
             loss = loss + augment.consistency.weight * term
@@ -123,8 +140,16 @@ class DistillationTrainer(Trainer):
         if plan.fraction < 1.0 and torch.rand((), generator=coin).item() >= plan.fraction:
             return None
         tok = self.processing_class
-        return self.on_policy.rollout(unwrap(model), inputs, plan.max_new_tokens, tok.eos_token_id, tok.pad_token_id,
-                                      temperature=plan.temperature, top_p=plan.top_p, seed=seed)
+        return self.on_policy.rollout(
+            unwrap(model),
+            inputs,
+            plan.max_new_tokens,
+            tok.eos_token_id,
+            tok.pad_token_id,
+            temperature=plan.temperature,
+            top_p=plan.top_p,
+            seed=seed,
+        )
 
     def _teacher(self, inputs: dict, mixed, training: bool):
         """The teacher's features for the loss, and its logits on the clean batch when it ran on it (else None).
@@ -133,14 +158,16 @@ class DistillationTrainer(Trainer):
         if self.source is None:
             return None, None
         clean = mixed is None or mixed.targets == "mixed"
-        teacher = self.source.outputs(inputs if clean else mixed.batch, self.objective.teacher_features,
-                                      training=training)
+        teacher = self.source.outputs(
+            inputs if clean else mixed.batch, self.objective.teacher_features, training=training
+        )
         if teacher is None or not clean:
             return teacher, None
         if mixed is None:
             return teacher, teacher.logits
-        return dataclasses.replace(teacher, logits=mix_logits(teacher.logits, mixed.weight_other, mixed.perm)), \
-            teacher.logits
+        return dataclasses.replace(
+            teacher, logits=mix_logits(teacher.logits, mixed.weight_other, mixed.perm)
+        ), teacher.logits
 
     def _consistency(self, model, inputs: dict, clean_logits, generator) -> torch.Tensor:
         """T²·KL(p_t(x) ‖ p_s(x′)) on a noised view x′ (+ the same against the teacher on x′ with on_view). The extra
@@ -186,9 +213,12 @@ class DistillationTrainer(Trainer):
             from transformers import get_scheduler
 
             self.lr_scheduler = get_scheduler(
-                self.args.lr_scheduler_type, optimizer=optimizer or self.optimizer,
+                self.args.lr_scheduler_type,
+                optimizer=optimizer or self.optimizer,
                 num_warmup_steps=warmup_steps(self.warmup_ratio, num_training_steps),
-                num_training_steps=num_training_steps, scheduler_specific_kwargs=self.args.lr_scheduler_kwargs)
+                num_training_steps=num_training_steps,
+                scheduler_specific_kwargs=self.args.lr_scheduler_kwargs,
+            )
             self._created_lr_scheduler = True
         return self.lr_scheduler
 
@@ -211,13 +241,22 @@ class DistillationTrainer(Trainer):
         if not (bad_loss or bad_norm):
             self.guard.count = 0
             return
-        what = " and ".join(w for w, bad in (("the loss was NaN or inf", bad_loss),
-                                             (f"the gradient norm was {float(norm)}", bad_norm)) if bad)
+        what = " and ".join(
+            w
+            for w, bad in (("the loss was NaN or inf", bad_loss), (f"the gradient norm was {float(norm)}", bad_norm))
+            if bad
+        )
         self.guard.count += 1
         if self.guard.count > self.guard.patience:
             self._diverged(self.state.global_step + 1, what)
-        log.warning("[%s] step %d: %s; step skipped (%d in a row, train.nonfinite_patience=%d)", self.guard.stage,
-                    self.state.global_step + 1, what, self.guard.count, self.guard.patience)
+        log.warning(
+            "[%s] step %d: %s; step skipped (%d in a row, train.nonfinite_patience=%d)",
+            self.guard.stage,
+            self.state.global_step + 1,
+            what,
+            self.guard.count,
+            self.guard.patience,
+        )
         model.zero_grad(set_to_none=True)
         self.objective.adapters.zero_grad(set_to_none=True)
 
@@ -225,10 +264,12 @@ class DistillationTrainer(Trainer):
         from distillkit.training.checkpoints import last_checkpoint
 
         kept = last_checkpoint(Path(self.args.output_dir))
-        kept = (f"The last good checkpoint is {kept}." if kept else "No checkpoint of this stage was saved before.")
-        raise TrainingDiverged(f"Training diverged in stage {self.guard.stage} at step {step}: {what}. The stage "
-                               f"stopped there; the run is not complete (no results.json, no exported student). "
-                               f"{kept} Fix: {self.guard.fix}")
+        kept = f"The last good checkpoint is {kept}." if kept else "No checkpoint of this stage was saved before."
+        raise TrainingDiverged(
+            f"Training diverged in stage {self.guard.stage} at step {step}: {what}. The stage "
+            f"stopped there; the run is not complete (no results.json, no exported student). "
+            f"{kept} Fix: {self.guard.fix}"
+        )
 
     def check_weights(self) -> None:
         """Raise ``TrainingDiverged`` if the student or the adapters hold NaN/inf: a finite loss can still take a
@@ -298,8 +339,9 @@ class DistillationTrainer(Trainer):
             self.objective.adapters.load_state_dict(torch.load(path, map_location=self.args.device, weights_only=True))
         step = int(Path(best).name.split("-")[-1])
         key = f"eval_{self.args.metric_for_best_model}"
-        value = next((r[key] for r in self.state.log_history if r.get("step") == step and key in r),
-                     self.state.best_metric)
+        value = next(
+            (r[key] for r in self.state.log_history if r.get("step") == step and key in r), self.state.best_metric
+        )
         return {"step": step, "value": value}
 
 
@@ -338,8 +380,6 @@ class SaveBestCallback(TrainerCallback):
             control.should_save = True
 
 
-
-
 def split_layer_groups(optimizer, model: torch.nn.Module, layer_lr: float) -> None:
     """Give the parameters of the repeated layers their own rate ``layer_lr`` (embeddings and head keep the
     group's); weight decay is kept as the Trainer split it. Runs before the scheduler is made, so the
@@ -349,8 +389,9 @@ def split_layer_groups(optimizer, model: torch.nn.Module, layer_lr: float) -> No
         layers = [p for p in group["params"] if id(p) in in_layers]
         if layers:
             group["params"] = [p for p in group["params"] if id(p) not in in_layers]
-            optimizer.add_param_group({**{k: v for k, v in group.items() if k != "params"}, "params": layers,
-                                       "lr": layer_lr})
+            optimizer.add_param_group(
+                {**{k: v for k, v in group.items() if k != "params"}, "params": layers, "lr": layer_lr}
+            )
     optimizer.param_groups[:] = [g for g in optimizer.param_groups if g["params"]]
 
 
@@ -379,10 +420,19 @@ class MetricsCallback(TrainerCallback):
         if not state.is_world_process_zero or not logs:
             return
         logs = {(f"eval/{k[5:]}" if k.startswith("eval_") else k): v for k, v in logs.items()}
-        record = {"stage": self.stage, "step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
-                  "time_s": round(time.time() - self.started, 3), **logs}
+        record = {
+            "stage": self.stage,
+            "step": state.global_step,
+            "epoch": round(state.epoch or 0.0, 4),
+            "time_s": round(time.time() - self.started, 3),
+            **logs,
+        }
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         if self.wandb_run is not None:
-            self.wandb_run.log({f"{self.stage}/step": state.global_step,
-                                **{f"{self.stage}/{k}": v for k, v in logs.items() if isinstance(v, (int, float))}})
+            self.wandb_run.log(
+                {
+                    f"{self.stage}/step": state.global_step,
+                    **{f"{self.stage}/{k}": v for k, v in logs.items() if isinstance(v, (int, float))},
+                }
+            )

@@ -24,20 +24,34 @@ log = logging.getLogger("distillkit")
 
 PRESETS: dict[str, dict] = {
     "alpaca": {"path": "tatsu-lab/alpaca", "instruction": "instruction", "input": "input", "response": "output"},
-    "dolly": {"path": "databricks/databricks-dolly-15k", "instruction": "instruction", "input": "context",
-              "response": "response"},
+    "dolly": {
+        "path": "databricks/databricks-dolly-15k",
+        "instruction": "instruction",
+        "input": "context",
+        "response": "response",
+    },
 }
 DEFAULT_TEMPLATE = "{prompt}\n"  # matches lm_synthetic.SEP: prompt, newline, response
 ALPACA_TEMPLATE = "### Instruction:\n{prompt}\n\n### Response:\n"
 
-_LIKELY = {"prompt": ("prompt", "instruction", "question", "query", "input", "text"),
-           "response": ("response", "output", "answer", "completion", "target", "chosen"),
-           "messages": ("messages", "conversations", "conversation", "chat", "dialog", "dialogue")}
+_LIKELY = {
+    "prompt": ("prompt", "instruction", "question", "query", "input", "text"),
+    "response": ("response", "output", "answer", "completion", "target", "chosen"),
+    "messages": ("messages", "conversations", "conversation", "chat", "dialog", "dialogue"),
+}
 _SPLIT_RE = re.compile(r"^\s*([\w.-]+)\s*(?:\[\s*(-?\d+%?)?\s*:\s*(-?\d+%?)?\s*\])?\s*$")
 
 
-def to_pairs(ds, key: str, source: str, prompt_field="prompt", response_field="response",
-             messages_field=None, preset=None, drop_missing: bool = False):
+def to_pairs(
+    ds,
+    key: str,
+    source: str,
+    prompt_field="prompt",
+    response_field="response",
+    messages_field=None,
+    preset=None,
+    drop_missing: bool = False,
+):
     """A ``datasets.Dataset`` with columns (``prompt``, ``response``) of strings, or one column ``messages``
     (lists of {"role", "content"} ending with an assistant turn) when ``messages_field`` is set, or built by
     ``preset`` (a name in ``PRESETS`` or such a mapping: prompt = instruction + "\\n\\n" + input when the input
@@ -54,11 +68,15 @@ def to_pairs(ds, key: str, source: str, prompt_field="prompt", response_field="r
         _need_columns(ds, key, source, {fkey: messages_field}, None)
         convs = [_conversation(v, i, key, messages_field, source) for i, v in enumerate(_values(ds, messages_field))]
         fields = {"prompt": (fkey, messages_field), "response": (fkey, messages_field)}
-        rows = {"prompt": [c if c and len(c) > 1 else None for c in convs],
-                "response": [c if c and _text(c[-1]["content"]) else None for c in convs]}
+        rows = {
+            "prompt": [c if c and len(c) > 1 else None for c in convs],
+            "response": [c if c and _text(c[-1]["content"]) else None for c in convs],
+        }
     else:
-        fields = {"prompt": (f"{key}.prompt_field", prompt_field), "response": (f"{key}.response_field",
-                                                                                 response_field)}
+        fields = {
+            "prompt": (f"{key}.prompt_field", prompt_field),
+            "response": (f"{key}.response_field", response_field),
+        }
         _need_columns(ds, key, source, dict(fields.values()), None)
         rows = {"prompt": _texts(ds, prompt_field), "response": _texts(ds, response_field)}
     keep = _drop_missing(rows, fields, key, source, drop_missing)
@@ -70,16 +88,23 @@ def to_pairs(ds, key: str, source: str, prompt_field="prompt", response_field="r
 def _preset_rows(ds, key: str, source: str, preset) -> tuple[dict, dict]:
     """(fields, rows) of a preset: prompt = instruction, plus "\n\n" + input when that is non-empty."""
     if not isinstance(preset, dict):
-        require(preset in PRESETS, f"{key}.preset", preset, "is not a known preset.", f"use one of "
-                f"{', '.join(PRESETS)}, or name the columns with {key}.prompt_field/{key}.response_field.")
+        require(
+            preset in PRESETS,
+            f"{key}.preset",
+            preset,
+            "is not a known preset.",
+            f"use one of {', '.join(PRESETS)}, or name the columns with {key}.prompt_field/{key}.response_field.",
+        )
     spec, fkey = PRESETS[preset] if isinstance(preset, str) else preset, f"{key}.preset"
     for col in (spec["instruction"], spec["response"]):
         _need_columns(ds, key, source, {fkey: col}, preset)
     instructions, outputs = _texts(ds, spec["instruction"]), _texts(ds, spec["response"])
     inputs = _texts(ds, spec["input"]) if spec.get("input") in ds.column_names else [None] * len(ds)
     prompts = [i if i is None or x is None else f"{i}\n\n{x}" for i, x in zip(instructions, inputs)]
-    return {"prompt": (fkey, spec["instruction"]), "response": (fkey, spec["response"])}, \
-        {"prompt": prompts, "response": outputs}
+    return {"prompt": (fkey, spec["instruction"]), "response": (fkey, spec["response"])}, {
+        "prompt": prompts,
+        "response": outputs,
+    }
 
 
 def _need_columns(ds, key: str, source: str, wanted: dict, preset) -> None:
@@ -90,9 +115,13 @@ def _need_columns(ds, key: str, source: str, wanted: dict, preset) -> None:
             continue
         problem = f"[{source}] has no column {col!r}; its columns are: {', '.join(cols)}."
         if fkey.endswith(".preset"):
-            raise ConfigError(fkey, preset, problem.replace(";", " (which the preset reads);", 1),
-                              f"use the preset only for its dataset's layout, or drop {fkey} and name the columns "
-                              f"with {key}.prompt_field and {key}.response_field.")
+            raise ConfigError(
+                fkey,
+                preset,
+                problem.replace(";", " (which the preset reads);", 1),
+                f"use the preset only for its dataset's layout, or drop {fkey} and name the columns "
+                f"with {key}.prompt_field and {key}.response_field.",
+            )
         field = next(f for f in _LIKELY if fkey.endswith(f"{f}_field"))
         guess = next((c for c in _LIKELY[field] if c in cols and c not in wanted.values()), None)
         fix = f"set {fkey}={guess} (the column that looks right)" if guess else f"set {fkey} to one of its columns"
@@ -127,8 +156,13 @@ def _texts(ds, col: str) -> list:
 
 def _conversation(value, row: int, key: str, col: str, source: str) -> list[dict] | None:
     """One row's messages as [{"role", "content"}], None when empty; malformed ones raise ``ConfigError``."""
-    fkey, fix = f"{key}.messages_field", ('give each row a list like [{"role": "user", "content": "..."}, '
-                                          '{"role": "assistant", "content": "..."}] ending with the assistant turn.')
+    fkey, fix = (
+        f"{key}.messages_field",
+        (
+            'give each row a list like [{"role": "user", "content": "..."}, '
+            '{"role": "assistant", "content": "..."}] ending with the assistant turn.'
+        ),
+    )
     if isinstance(value, str) and value.strip().startswith("["):
         try:
             value = json.loads(value)
@@ -136,13 +170,25 @@ def _conversation(value, row: int, key: str, col: str, source: str) -> list[dict
             pass
     if value is None or value == []:
         return None
-    if not isinstance(value, list) or not all(isinstance(m, dict) and isinstance(m.get("role"), str)
-                                              and "content" in m for m in value):
-        raise ConfigError(fkey, col, f"[{source}] row {row + 1} is not a list of messages with 'role' and 'content' "
-                          f"(it holds {str(value)[:80]!r}).", fix)
+    if not isinstance(value, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and "content" in m for m in value
+    ):
+        raise ConfigError(
+            fkey,
+            col,
+            f"[{source}] row {row + 1} is not a list of messages with 'role' and 'content' "
+            f"(it holds {str(value)[:80]!r}).",
+            fix,
+        )
     turns = [{"role": m["role"], "content": "" if m["content"] is None else str(m["content"])} for m in value]
-    require(turns[-1]["role"] == "assistant", fkey, col, f"[{source}] row {row + 1}: the last turn is "
-            f"{turns[-1]['role']!r}, not 'assistant' (its content is what the student learns to write).", fix)
+    require(
+        turns[-1]["role"] == "assistant",
+        fkey,
+        col,
+        f"[{source}] row {row + 1}: the last turn is "
+        f"{turns[-1]['role']!r}, not 'assistant' (its content is what the student learns to write).",
+        fix,
+    )
     return turns
 
 
@@ -156,17 +202,27 @@ def _drop_missing(rows: dict, fields: dict, key: str, source: str, drop: bool) -
     bad = set().union(*empty.values())
 
     def where(r):
-        return f"row{'s' if len(r) > 1 else ''} {', '.join(str(i + 1) for i in r[:5])}" + \
-            (f" and {len(r) - 5} more" if len(r) > 5 else "")
+        return f"row{'s' if len(r) > 1 else ''} {', '.join(str(i + 1) for i in r[:5])}" + (
+            f" and {len(r) - 5} more" if len(r) > 5 else ""
+        )
 
     parts = "; ".join(f"{len(r)} with an empty {f} ({where(r)})" for f, r in empty.items())
     fkey, col = fields[next(iter(empty))]
     if not drop:
-        raise ConfigError(fkey, col, f"[{source}] has {len(bad)} of {n} rows without a {' or '.join(empty)} "
-                          f"(blank, null or NaN; rows counted from 1): {parts}.",
-                          f"fill them in or delete those rows, or add {key}.drop_missing=true to drop them.")
-    require(len(bad) < n, fkey, col, f"[{source}] has no row with both a prompt and a response: {parts}.",
-            f"check the column keys ({key}.prompt_field/{key}.response_field, {key}.messages_field, {key}.preset).")
+        raise ConfigError(
+            fkey,
+            col,
+            f"[{source}] has {len(bad)} of {n} rows without a {' or '.join(empty)} "
+            f"(blank, null or NaN; rows counted from 1): {parts}.",
+            f"fill them in or delete those rows, or add {key}.drop_missing=true to drop them.",
+        )
+    require(
+        len(bad) < n,
+        fkey,
+        col,
+        f"[{source}] has no row with both a prompt and a response: {parts}.",
+        f"check the column keys ({key}.prompt_field/{key}.response_field, {key}.messages_field, {key}.preset).",
+    )
     log.info("%s.drop_missing=true: dropped %d of %d rows of %s: %s.", key, len(bad), n, source, parts)
     return [i for i in range(n) if i not in bad]
 
@@ -177,15 +233,17 @@ def split_spec(spec: str) -> tuple[str, slice | None]:
     ``resolve_slice`` sees the length. Bad syntax (or a percentage over 100) raises ValueError."""
     m = _SPLIT_RE.match(spec) if isinstance(spec, str) else None
     if m is None:
-        raise ValueError(f"{spec!r} is not a split spec: write a split name, optionally sliced, e.g. train, "
-                         "train[:500], train[-500:], train[10%:] or train[:-5%].")
+        raise ValueError(
+            f"{spec!r} is not a split spec: write a split name, optionally sliced, e.g. train, "
+            "train[:500], train[-500:], train[10%:] or train[:-5%]."
+        )
     name, start, stop = m.groups()
     if "[" not in spec:
         return name, None
     for bound in (start, stop):
         if bound and bound.endswith("%") and abs(int(bound[:-1])) > 100:
             raise ValueError(f"{spec!r}: a percentage bound must lie within -100% and 100%.")
-    parse = lambda b: None if b is None else b if b.endswith("%") else int(b)  # noqa: E731
+    parse = lambda b: None if b is None else b if b.endswith("%") else int(b)  # noqa: E731 (a one-line local function)
     return name, slice(parse(start), parse(stop))
 
 
@@ -193,7 +251,7 @@ def resolve_slice(sl: slice | None, n: int) -> range:
     """The row indices of ``sl`` (from ``split_spec``) in a split of ``n`` rows; percentages are rounded."""
     if sl is None:
         return range(n)
-    at = lambda b: b if not isinstance(b, str) else round(n * int(b[:-1]) / 100)  # noqa: E731
+    at = lambda b: b if not isinstance(b, str) else round(n * int(b[:-1]) / 100)  # noqa: E731 (a one-line local function)
     return range(n)[slice(at(sl.start), at(sl.stop))]
 
 
@@ -204,21 +262,37 @@ def load_hub_split(path: str, config_name, spec: str, key: str):
     try:
         name, sl = split_spec(spec)
     except ValueError as err:
-        raise ConfigError(key, spec, f"is not a valid split: {err}", "write e.g. train, train[:500], "
-                          "train[-500:] or train[:5%].") from None
+        raise ConfigError(
+            key, spec, f"is not a valid split: {err}", "write e.g. train, train[:500], train[-500:] or train[:5%]."
+        ) from None
     raw = _load_raw(path, config_name, key)
     if hasattr(raw, "keys"):  # DatasetDict
-        require(name in raw, key, spec, f"names the split {name!r}, which {path} does not have.",
-                f"use one of {', '.join(raw.keys())}.")
+        require(
+            name in raw,
+            key,
+            spec,
+            f"names the split {name!r}, which {path} does not have.",
+            f"use one of {', '.join(raw.keys())}.",
+        )
         split = raw[name]
     else:
         own = str(raw.split) if raw.split else "train"
-        require(name in (own, "train"), key, spec, f"names the split {name!r}, but {path} holds one Dataset "
-                f"(not a DatasetDict).", f"name it {own} and slice it, e.g. {own}[:-500] and {own}[-500:].")
+        require(
+            name in (own, "train"),
+            key,
+            spec,
+            f"names the split {name!r}, but {path} holds one Dataset (not a DatasetDict).",
+            f"name it {own} and slice it, e.g. {own}[:-500] and {own}[-500:].",
+        )
         split = raw
     rows = resolve_slice(sl, len(split))
-    require(len(rows) > 0, key, spec, f"selects no rows of the {len(split)} in split {name!r}.",
-            "widen the slice, e.g. train[:500] or train[-10%:].")
+    require(
+        len(rows) > 0,
+        key,
+        spec,
+        f"selects no rows of the {len(split)} in split {name!r}.",
+        "widen the slice, e.g. train[:500] or train[-10%:].",
+    )
     return split if len(rows) == len(split) else split.select(rows)
 
 
@@ -235,13 +309,19 @@ def _load_raw(path: str, config_name, key: str):
         return datasets.load_dataset(path, config_name)
     except Exception as err:  # datasets raises many types for "not found" / "offline"
         offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
-        hint = ("the hub is switched off here (HF_DATASETS_OFFLINE/HF_HUB_OFFLINE=1) and no cached copy exists"
-                if offline else "it is neither a readable local dataset nor reachable on the hub")
-        raise ConfigError(f"{section}.path", path,
-                          f"could not be loaded: {hint} ({type(err).__name__}: {str(err).splitlines()[0][:200]}).",
-                          "download it once with network, or save it with Dataset.save_to_disk, or as files "
-                          f"({EXTENSIONS}) and use data=lm_local with {section}.train_file=... "
-                          f"{section}.eval_file=....") from None
+        hint = (
+            "the hub is switched off here (HF_DATASETS_OFFLINE/HF_HUB_OFFLINE=1) and no cached copy exists"
+            if offline
+            else "it is neither a readable local dataset nor reachable on the hub"
+        )
+        raise ConfigError(
+            f"{section}.path",
+            path,
+            f"could not be loaded: {hint} ({type(err).__name__}: {str(err).splitlines()[0][:200]}).",
+            "download it once with network, or save it with Dataset.save_to_disk, or as files "
+            f"({EXTENSIONS}) and use data=lm_local with {section}.train_file=... "
+            f"{section}.eval_file=....",
+        ) from None
 
 
 def render(pairs, tokenizer, template: str = DEFAULT_TEMPLATE, key: str = "data.messages_field") -> list[dict]:
@@ -252,17 +332,30 @@ def render(pairs, tokenizer, template: str = DEFAULT_TEMPLATE, key: str = "data.
     tokenizer without a chat template for a messages dataset raises ``ConfigError(key, ...)``."""
     rows = pairs.to_list() if hasattr(pairs, "to_list") else list(pairs)
     if rows and "messages" in rows[0]:
-        require(getattr(tokenizer, "chat_template", None) is not None, key, "messages",
-                "needs the tokenizer's chat template to write conversations, and the tokenizer has no chat "
-                "template.", "pick a chat/instruct model's tokenizer, or give prompt/response fields instead "
-                "(data.prompt_field, data.response_field).")
-        return [{"prompt_text": tokenizer.apply_chat_template(r["messages"][:-1], tokenize=False,
-                                                              add_generation_prompt=True),
-                 "response_text": r["messages"][-1]["content"], "chat": True} for r in rows]
+        require(
+            getattr(tokenizer, "chat_template", None) is not None,
+            key,
+            "messages",
+            "needs the tokenizer's chat template to write conversations, and the tokenizer has no chat template.",
+            "pick a chat/instruct model's tokenizer, or give prompt/response fields instead "
+            "(data.prompt_field, data.response_field).",
+        )
+        return [
+            {
+                "prompt_text": tokenizer.apply_chat_template(
+                    r["messages"][:-1], tokenize=False, add_generation_prompt=True
+                ),
+                "response_text": r["messages"][-1]["content"],
+                "chat": True,
+            }
+            for r in rows
+        ]
     if "{prompt}" not in template:
         raise ValueError(f"the prompt template {template!r} has no {{prompt}} placeholder")
-    return [{"prompt_text": template.format(prompt=r["prompt"]), "response_text": r["response"], "chat": False}
-            for r in rows]
+    return [
+        {"prompt_text": template.format(prompt=r["prompt"]), "response_text": r["response"], "chat": False}
+        for r in rows
+    ]
 
 
 def encode(rendered: list[dict], tokenizer, max_length: int):
@@ -286,8 +379,9 @@ def encode(rendered: list[dict], tokenizer, max_length: int):
             ids = tokenizer([rendered[i]["prompt_text"] for i in at], add_special_tokens=not chat)["input_ids"]
             for i, p in zip(at, ids):
                 prompts[i] = p
-    responses = tokenizer([r["response_text"] for r in rendered], add_special_tokens=False)["input_ids"] \
-        if rendered else []
+    responses = (
+        tokenizer([r["response_text"] for r in rendered], add_special_tokens=False)["input_ids"] if rendered else []
+    )
     keep_response = max_length - max(1, max_length // 4)
     columns = {k: [] for k in ("input_ids", "attention_mask", "labels", "prompt_length", "idx")}
     truncated = 0
@@ -296,7 +390,7 @@ def encode(rendered: list[dict], tokenizer, max_length: int):
         room = max_length - len(r)
         if len(p) > room:
             lead = [p[0]] if tokenizer.bos_token_id is not None and p and p[0] == tokenizer.bos_token_id else []
-            p = lead + p[len(p) - (room - len(lead)):] if room > len(lead) else p[-room:]
+            p = lead + p[len(p) - (room - len(lead)) :] if room > len(lead) else p[-room:]
         truncated += len(p) + len(r) < len(prompts[i]) + len(responses[i]) + 1
         columns["input_ids"].append(p + r)
         columns["attention_mask"].append([1] * (len(p) + len(r)))
@@ -337,18 +431,20 @@ class LMCollator:
         labels = [_ints(f["labels"]) for f in features]
         plen = [int(f["prompt_length"]) for f in features]
         b, s, p = len(ids), max(map(len, ids)), max(plen)
-        batch = {"input_ids": torch.full((b, s), self.pad_token_id, dtype=torch.long),
-                 "attention_mask": torch.zeros((b, s), dtype=torch.long),
-                 "labels": torch.full((b, s), -100, dtype=torch.long),
-                 "prompt_ids": torch.full((b, p), self.pad_token_id, dtype=torch.long),
-                 "prompt_mask": torch.zeros((b, p), dtype=torch.long)}
+        batch = {
+            "input_ids": torch.full((b, s), self.pad_token_id, dtype=torch.long),
+            "attention_mask": torch.zeros((b, s), dtype=torch.long),
+            "labels": torch.full((b, s), -100, dtype=torch.long),
+            "prompt_ids": torch.full((b, p), self.pad_token_id, dtype=torch.long),
+            "prompt_mask": torch.zeros((b, p), dtype=torch.long),
+        }
         for i, (row, lab, n) in enumerate(zip(ids, labels, plen)):
             batch["input_ids"][i, : len(row)] = torch.tensor(row, dtype=torch.long)
             batch["attention_mask"][i, : len(row)] = 1
             batch["labels"][i, : len(lab)] = torch.tensor(lab, dtype=torch.long)
             if n:
-                batch["prompt_ids"][i, p - n:] = torch.tensor(row[:n], dtype=torch.long)
-                batch["prompt_mask"][i, p - n:] = 1
+                batch["prompt_ids"][i, p - n :] = torch.tensor(row[:n], dtype=torch.long)
+                batch["prompt_mask"][i, p - n :] = 1
         for k in self.passthrough:
             if features and all(k in f for f in features):
                 batch[k] = torch.tensor([int(f[k]) for f in features], dtype=torch.long)

@@ -108,16 +108,31 @@ def token_pass(models: dict[str, nn.Module], loader, device, reference: str | No
 # ------------------------------------------------------------------------------------------------ generation
 
 
-def _generation_config(max_new_tokens: int, eos_token_id: int, pad_token_id: int, do_sample: bool = False,
-                       temperature: float = 1.0, top_p: float = 1.0,
-                       min_new_tokens: int | None = None) -> GenerationConfig:
+def _generation_config(
+    max_new_tokens: int,
+    eos_token_id: int,
+    pad_token_id: int,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    min_new_tokens: int | None = None,
+) -> GenerationConfig:
     """A config with every decoding setting explicit: greedy (no sampling-only flag set, so no warning), or
     sampling from softmax(z / temperature) restricted to the top-p nucleus (top_k = 0: off)."""
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    settings = dict(max_new_tokens=max_new_tokens, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
-                    do_sample=do_sample, num_beams=1, num_return_sequences=1, repetition_penalty=1.0,
-                    no_repeat_ngram_size=0, min_length=0, use_cache=True)
+    settings = dict(
+        max_new_tokens=max_new_tokens,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+        do_sample=do_sample,
+        num_beams=1,
+        num_return_sequences=1,
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        min_length=0,
+        use_cache=True,
+    )
     if min_new_tokens is not None:
         del settings["min_length"]  # both set: transformers warns at every call (min_new_tokens wins anyway)
         settings["min_new_tokens"] = min_new_tokens
@@ -126,8 +141,14 @@ def _generation_config(max_new_tokens: int, eos_token_id: int, pad_token_id: int
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if not 0 < top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-        settings.update(temperature=float(temperature), top_p=float(top_p), top_k=0, typical_p=1.0,
-                        epsilon_cutoff=0.0, eta_cutoff=0.0)
+        settings.update(
+            temperature=float(temperature),
+            top_p=float(top_p),
+            top_k=0,
+            typical_p=1.0,
+            epsilon_cutoff=0.0,
+            eta_cutoff=0.0,
+        )
     return GenerationConfig(**settings)
 
 
@@ -145,8 +166,17 @@ def _rng_devices() -> list[int]:
 
 
 @torch.no_grad()
-def generate(model, batch, max_new_tokens: int, eos_token_id: int, pad_token_id: int, do_sample=False,
-             temperature=1.0, top_p=1.0, generator_seed=None) -> tuple[Tensor, Tensor]:
+def generate(
+    model,
+    batch,
+    max_new_tokens: int,
+    eos_token_id: int,
+    pad_token_id: int,
+    do_sample=False,
+    temperature=1.0,
+    top_p=1.0,
+    generator_seed=None,
+) -> tuple[Tensor, Tensor]:
     """``model.generate`` on the batch's left-padded ``prompt_ids`` / ``prompt_mask`` (moved to the model's
     device; the caller chooses the train/eval mode). Returns (new_tokens (B, N), lengths (B,)): N <= max_new_tokens
     (generation stops once every row has ended), every token after a row's first eos is pad, and lengths = tokens
@@ -162,7 +192,7 @@ def generate(model, batch, max_new_tokens: int, eos_token_id: int, pad_token_id:
             stack.enter_context(torch.random.fork_rng(devices=_rng_devices()))
             torch.manual_seed(generator_seed)
         out = m.generate(input_ids=ids, attention_mask=mask, generation_config=config)
-    return _cut_at_eos(out[:, ids.shape[1]:], eos_token_id, pad_token_id)
+    return _cut_at_eos(out[:, ids.shape[1] :], eos_token_id, pad_token_id)
 
 
 def _take(batch: dict, n: int) -> dict:
@@ -193,7 +223,7 @@ def generations(model, tokenizer, loader, device, max_new_tokens: int, limit: in
             out["seconds"] += time.perf_counter() - t0
             out["new_tokens"] += int(lengths.sum())
             for i in range(len(new)):
-                ids = new[i, :int(lengths[i])]
+                ids = new[i, : int(lengths[i])]
                 ids = ids[ids != eos]
                 labels = batch["labels"][i]
                 ref = labels[(labels != IGNORE) & (labels != eos)]
@@ -206,8 +236,10 @@ def generations(model, tokenizer, loader, device, max_new_tokens: int, limit: in
 
 def generation_scores(out: dict) -> dict:
     """{"exact_match", "rouge_l"} of ``generations`` output (lm_metrics, predictions vs references)."""
-    return {"exact_match": exact_match(out["predictions"], out["references"]),
-            "rouge_l": rouge_l(out["predictions"], out["references"])}
+    return {
+        "exact_match": exact_match(out["predictions"], out["references"]),
+        "rouge_l": rouge_l(out["predictions"], out["references"]),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------- speed
@@ -228,6 +260,7 @@ def _gen_timer(model, device, clock, config: GenerationConfig):
         if out.shape[1] - ids.shape[1] != config.max_new_tokens:
             raise RuntimeError(f"generated {out.shape[1] - ids.shape[1]} tokens, not {config.max_new_tokens}")
         return seconds
+
     return timed
 
 
@@ -250,8 +283,17 @@ def _gen_repetitions(timers: dict, batches: list, tokens: int, repeats: int, war
 
 
 @torch.no_grad()
-def generation_speed(models: dict[str, nn.Module], batches: list[dict], device, max_new_tokens: int,
-                     eos_token_id, pad_token_id, threads=1, repeats=3, warmup=1) -> dict:
+def generation_speed(
+    models: dict[str, nn.Module],
+    batches: list[dict],
+    device,
+    max_new_tokens: int,
+    eos_token_id,
+    pad_token_id,
+    threads=1,
+    repeats=3,
+    warmup=1,
+) -> dict:
     """Greedy generation throughput on the same prompt batches, every model generating exactly max_new_tokens
     per row (min_new_tokens = max_new_tokens: eos is suppressed, so equal work whatever they predict), in eval
     mode (restored after), with ``threads`` CPU threads (speed.cpu_threads; the thread's CPU time as the
@@ -277,9 +319,16 @@ def generation_speed(models: dict[str, nn.Module], batches: list[dict], device, 
         ratios = [s / t for s, t in zip(reps["student"], reps["teacher"])]
         speedup, spread = median_spread(ratios)
         out["comparison"] = {"gen_speedup": speedup, "gen_speedup_spread": spread}
-    out["speed"] = {"device": torch.device(device).type, "threads": used,
-                    "clock": "thread_cpu" if clock is time.thread_time else "wall", "repeats": repeats,
-                    "warmup": warmup, "batches": len(batches), "max_new_tokens": max_new_tokens, "spread": SPREAD}
+    out["speed"] = {
+        "device": torch.device(device).type,
+        "threads": used,
+        "clock": "thread_cpu" if clock is time.thread_time else "wall",
+        "repeats": repeats,
+        "warmup": warmup,
+        "batches": len(batches),
+        "max_new_tokens": max_new_tokens,
+        "spread": SPREAD,
+    }
     return out
 
 
@@ -301,9 +350,9 @@ def _rebuild(batch: dict, new: Tensor, lengths: Tensor, pad_token_id: int) -> di
     for i, (prompt, n) in enumerate(zip(prompts, lengths)):
         p = len(prompt)
         input_ids[i, :p] = prompt
-        input_ids[i, p:p + n] = new[i, :n]
-        labels[i, p:p + n] = new[i, :n]
-        attention_mask[i, :p + n] = 1
+        input_ids[i, p : p + n] = new[i, :n]
+        labels[i, p : p + n] = new[i, :n]
+        attention_mask[i, : p + n] = 1
     out = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
     out.update({k: batch[k] for k in ("prompt_ids", "prompt_mask", "idx") if k in batch})
     return out
@@ -321,15 +370,30 @@ def forward_on_both(model, objective, sampled: dict, data: dict, pad_token_id: i
         raise ValueError(f"objective {objective.name!r}: on_data terms read logits only")
     rows, widths = sampled["input_ids"].shape[0], (sampled["input_ids"].shape[1], data["input_ids"].shape[1])
     fill = {"input_ids": pad_token_id, "attention_mask": 0, "labels": IGNORE}
-    joint = {key: torch.cat([torch.nn.functional.pad(part[key], (0, max(widths) - part[key].shape[1]), value=value)
-                             for part in (sampled, data)]) for key, value in fill.items()}
+    joint = {
+        key: torch.cat(
+            [
+                torch.nn.functional.pad(part[key], (0, max(widths) - part[key].shape[1]), value=value)
+                for part in (sampled, data)
+            ]
+        )
+        for key, value in fill.items()
+    }
     logits = forward_features(model, joint, spec).logits
-    return Features(logits=logits[:rows, :widths[0]]), Features(logits=logits[rows:, :widths[1]])
+    return Features(logits=logits[:rows, : widths[0]]), Features(logits=logits[rows:, : widths[1]])
 
 
 @torch.no_grad()
-def rollout(model, batch: dict, max_new_tokens: int, eos_token_id: int, pad_token_id: int, temperature=1.0,
-            top_p=1.0, seed: int | None = None) -> dict:
+def rollout(
+    model,
+    batch: dict,
+    max_new_tokens: int,
+    eos_token_id: int,
+    pad_token_id: int,
+    temperature=1.0,
+    top_p=1.0,
+    seed: int | None = None,
+) -> dict:
     """On-policy data for GKD / reverse-KL training: the model SAMPLES (softmax(z / temperature), top-p) a
     continuation of each row's prompt in eval mode (every submodule's flag restored after), and the batch is
     rebuilt in the collator's format on the prompt's device: input_ids = prompt tokens (left padding removed) +
@@ -340,6 +404,15 @@ def rollout(model, batch: dict, max_new_tokens: int, eos_token_id: int, pad_toke
     the sample is a function of the seed and the global RNG is left as it was; without, the global RNG draws."""
     m = unwrap(model)
     with _eval_mode(m):
-        new, lengths = generate(m, batch, max_new_tokens, eos_token_id, pad_token_id, do_sample=True,
-                                temperature=temperature, top_p=top_p, generator_seed=seed)
+        new, lengths = generate(
+            m,
+            batch,
+            max_new_tokens,
+            eos_token_id,
+            pad_token_id,
+            do_sample=True,
+            temperature=temperature,
+            top_p=top_p,
+            generator_seed=seed,
+        )
     return _rebuild(batch, new, lengths, pad_token_id)

@@ -26,8 +26,18 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["MAX_NLL", "RougeLScore", "exact_match", "lcs_length", "normalize", "perplexity", "rouge_l",
-           "rouge_l_score", "token_agreement", "token_agreement_counts"]
+__all__ = [
+    "MAX_NLL",
+    "RougeLScore",
+    "exact_match",
+    "lcs_length",
+    "normalize",
+    "perplexity",
+    "rouge_l",
+    "rouge_l_score",
+    "token_agreement",
+    "token_agreement_counts",
+]
 
 MAX_NLL = 50.0
 
@@ -90,13 +100,15 @@ def rouge_l(predictions: Sequence[str], references: Sequence[str]) -> float:
     return sum(rouge_l_score(p, r).fmeasure for p, r in zip(predictions, references)) / len(predictions)
 
 
-def token_agreement_counts(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                           mask: torch.Tensor) -> tuple[int, int]:
+def token_agreement_counts(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.Tensor
+) -> tuple[int, int]:
     """(positions where the student's and the teacher's top-1 tokens agree, positions counted), over the
     positions where `mask` (B, S; bool or 0/1) is set; logits are (B, S, V). For summing over batches."""
     if student_logits.dim() != 3 or student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"logits must both be (B, S, V), got {tuple(student_logits.shape)} "
-                         f"and {tuple(teacher_logits.shape)}")
+        raise ValueError(
+            f"logits must both be (B, S, V), got {tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}"
+        )
     if tuple(mask.shape) != tuple(student_logits.shape[:2]):
         raise ValueError(f"mask must be (B, S) = {tuple(student_logits.shape[:2])}, got {tuple(mask.shape)}")
     keep = mask.bool()

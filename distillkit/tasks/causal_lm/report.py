@@ -19,10 +19,15 @@ def _loader(dataset, collator, batch_size: int, limit: int | None = None):
 def _scores(tokens: dict, gens: dict, model) -> dict:
     from distillkit.tasks.causal_lm import evaluate as lm_eval
 
-    return {**lm_eval.generation_scores(gens), "perplexity": tokens["perplexity"], "nll": tokens["nll"],
-            "response_tokens": tokens["tokens"], "generated": len(gens["predictions"]),
-            "mean_generated_tokens": gens["new_tokens"] / max(1, len(gens["predictions"])),
-            "params": count_parameters(model)}
+    return {
+        **lm_eval.generation_scores(gens),
+        "perplexity": tokens["perplexity"],
+        "nll": tokens["nll"],
+        "response_tokens": tokens["tokens"],
+        "generated": len(gens["predictions"]),
+        "mean_generated_tokens": gens["new_tokens"] / max(1, len(gens["predictions"])),
+        "params": count_parameters(model),
+    }
 
 
 def evaluate_run(teacher, student, eval_set, collator, tokenizer, device, cfg) -> dict:
@@ -36,22 +41,47 @@ def evaluate_run(teacher, student, eval_set, collator, tokenizer, device, cfg) -
     models = {"student": student} if teacher is None else {"teacher": teacher, "student": student}
     for model in models.values():
         model.to(device)
-    tokens = lm_eval.token_pass(models, _loader(eval_set, collator, bs), device,
-                                reference="teacher" if teacher is not None else None)
-    gens = {name: lm_eval.generations(model, tokenizer, _loader(eval_set, collator, bs, t.eval_generations), device,
-                                      t.max_new_tokens) for name, model in models.items()}
+    tokens = lm_eval.token_pass(
+        models, _loader(eval_set, collator, bs), device, reference="teacher" if teacher is not None else None
+    )
+    gens = {
+        name: lm_eval.generations(
+            model, tokenizer, _loader(eval_set, collator, bs, t.eval_generations), device, t.max_new_tokens
+        )
+        for name, model in models.items()
+    }
     batches = list(_loader(eval_set, collator, bs))[: t.speed_batches]
-    speed = lm_eval.generation_speed(models, batches, device, t.max_new_tokens, tokenizer.eos_token_id,
-                                     tokenizer.pad_token_id, threads=cfg.eval.threads, repeats=cfg.eval.repeats,
-                                     warmup=cfg.eval.warmup)
+    speed = lm_eval.generation_speed(
+        models,
+        batches,
+        device,
+        t.max_new_tokens,
+        tokenizer.eos_token_id,
+        tokenizer.pad_token_id,
+        threads=cfg.eval.threads,
+        repeats=cfg.eval.repeats,
+        warmup=cfg.eval.warmup,
+    )
     out = {name: {**_scores(tokens[name], gens[name], model), **speed[name]} for name, model in models.items()}
     cpu = torch.device(device).type == "cpu"
-    how = {"device": torch.device(device).type, "threads": cfg.eval.threads, "repeats": cfg.eval.repeats,
-           "clock": "thread_cpu" if cpu and cfg.eval.threads == 1 else "wall",
-           "warmup": cfg.eval.warmup, "batches": len(batches), "batch_size": bs, "new_tokens": t.max_new_tokens,
-           "what": "greedy generation, every model generating exactly new_tokens tokens per prompt"}
-    result = {"teacher": out.get("teacher"), "student": out["student"], "comparison": None, "speed": how,
-              "generations": _sample(gens, t.show_generations)}
+    how = {
+        "device": torch.device(device).type,
+        "threads": cfg.eval.threads,
+        "repeats": cfg.eval.repeats,
+        "clock": "thread_cpu" if cpu and cfg.eval.threads == 1 else "wall",
+        "warmup": cfg.eval.warmup,
+        "batches": len(batches),
+        "batch_size": bs,
+        "new_tokens": t.max_new_tokens,
+        "what": "greedy generation, every model generating exactly new_tokens tokens per prompt",
+    }
+    result = {
+        "teacher": out.get("teacher"),
+        "student": out["student"],
+        "comparison": None,
+        "speed": how,
+        "generations": _sample(gens, t.show_generations),
+    }
     if teacher is not None:
         s, te = out["student"], out["teacher"]
         result["comparison"] = {
@@ -87,10 +117,12 @@ def stage_scores(model, source, eval_set, collator, tokenizer, device, cfg) -> d
     frozen = source.modules() if source is not None else []
     if len(frozen) == 1:
         models["teacher"] = frozen[0]
-    tokens = lm_eval.token_pass(models, _loader(eval_set, collator, bs), device,
-                                reference="teacher" if "teacher" in models else None)
-    gens = lm_eval.generations(model, tokenizer, _loader(eval_set, collator, bs, cfg.task.stage_generations), device,
-                               cfg.task.max_new_tokens)
+    tokens = lm_eval.token_pass(
+        models, _loader(eval_set, collator, bs), device, reference="teacher" if "teacher" in models else None
+    )
+    gens = lm_eval.generations(
+        model, tokenizer, _loader(eval_set, collator, bs, cfg.task.stage_generations), device, cfg.task.max_new_tokens
+    )
     scores = _scores(tokens["model"], gens, model)
     del scores["params"]
     if "teacher" in models:
@@ -100,26 +132,38 @@ def stage_scores(model, source, eval_set, collator, tokenizer, device, cfg) -> d
 
 def task_section(cfg, train_examples: int, eval_examples: int) -> dict:
     """results.json's ``task`` section."""
-    return {"name": "causal_lm", "metric": "exact_match", "train_examples": train_examples,
-            "eval_examples": eval_examples, "max_new_tokens": cfg.task.max_new_tokens,
-            "eval_generations": cfg.task.eval_generations}
+    return {
+        "name": "causal_lm",
+        "metric": "exact_match",
+        "train_examples": train_examples,
+        "eval_examples": eval_examples,
+        "max_new_tokens": cfg.task.max_new_tokens,
+        "eval_generations": cfg.task.eval_generations,
+    }
 
 
 def rows(results: dict) -> list[tuple[str, str, str, str]]:
     """The printed table's rows (``report.format_table``)."""
     t, s, c = results["teacher"], results["student"], results["comparison"]
     if t is None:
-        return [("exact match", "", f"{s['exact_match']:.4f}", ""), ("ROUGE-L", "", f"{s['rouge_l']:.4f}", ""),
-                ("perplexity", "", f"{s['perplexity']:.3f}", ""), ("parameters", "", f"{s['params']:,}", ""),
-                ("generation (tokens/s)", "", f"{s['gen_tokens_per_s']:.0f}{spread_text(s, 'gen_tokens_per_s')}", "")]
+        return [
+            ("exact match", "", f"{s['exact_match']:.4f}", ""),
+            ("ROUGE-L", "", f"{s['rouge_l']:.4f}", ""),
+            ("perplexity", "", f"{s['perplexity']:.3f}", ""),
+            ("parameters", "", f"{s['params']:,}", ""),
+            ("generation (tokens/s)", "", f"{s['gen_tokens_per_s']:.0f}{spread_text(s, 'gen_tokens_per_s')}", ""),
+        ]
     return [
         ("exact match", f"{t['exact_match']:.4f}", f"{s['exact_match']:.4f}", f"retention {c['retention'] * 100:.1f}%"),
         ("ROUGE-L", f"{t['rouge_l']:.4f}", f"{s['rouge_l']:.4f}", ""),
         ("perplexity", f"{t['perplexity']:.3f}", f"{s['perplexity']:.3f}", ""),
         ("parameters", f"{t['params']:,}", f"{s['params']:,}", f"compression {c['compression']:.2f}×"),
-        ("generation (tokens/s)", f"{t['gen_tokens_per_s']:.0f}{spread_text(t, 'gen_tokens_per_s')}",
-         f"{s['gen_tokens_per_s']:.0f}{spread_text(s, 'gen_tokens_per_s')}",
-         f"speed-up {c['gen_speedup']:.2f}×{spread_text(c, 'gen_speedup')}"),
+        (
+            "generation (tokens/s)",
+            f"{t['gen_tokens_per_s']:.0f}{spread_text(t, 'gen_tokens_per_s')}",
+            f"{s['gen_tokens_per_s']:.0f}{spread_text(s, 'gen_tokens_per_s')}",
+            f"speed-up {c['gen_speedup']:.2f}×{spread_text(c, 'gen_speedup')}",
+        ),
         ("token agreement with teacher", "", f"{c['agreement'] * 100:.1f}%", ""),
     ]
 
@@ -127,8 +171,9 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
 def eval_text(scores: dict) -> str:
     """A stage's ``eval`` in the printed table's list of the models the stages produced."""
     text = f"exact match {scores['exact_match']:.4f} · ROUGE-L {scores['rouge_l']:.4f} · ppl {scores['perplexity']:.3f}"
-    return text + (f" · agreement {scores['agreement_with_teacher'] * 100:.1f}%"
-                   if "agreement_with_teacher" in scores else "")
+    return text + (
+        f" · agreement {scores['agreement_with_teacher'] * 100:.1f}%" if "agreement_with_teacher" in scores else ""
+    )
 
 
 def show_generations(results: dict, wandb_run=None) -> str:

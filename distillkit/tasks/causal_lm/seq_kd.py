@@ -25,20 +25,23 @@ def _settings(ws, stage) -> dict:
 
 
 @torch.no_grad()
-def decode_all(model, data, collator, device, batch_size: int, num_beams: int, max_new_tokens: int,
-               eos_id: int, pad_id: int) -> list[list[int]]:
+def decode_all(
+    model, data, collator, device, batch_size: int, num_beams: int, max_new_tokens: int, eos_id: int, pad_id: int
+) -> list[list[int]]:
     """The model's response token ids to every row's prompt, in row order, up to and including the first eos."""
     from torch.utils.data import DataLoader
     from transformers import GenerationConfig
 
     model.eval()
-    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=num_beams,
-                              eos_token_id=eos_id, pad_token_id=pad_id)
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens, do_sample=False, num_beams=num_beams, eos_token_id=eos_id, pad_token_id=pad_id
+    )
     out = []
     for batch in DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collator):
         prompt = batch["prompt_ids"].to(device)
-        ids = model.generate(input_ids=prompt, attention_mask=batch["prompt_mask"].to(device),
-                             generation_config=config)[:, prompt.shape[1]:].tolist()
+        ids = model.generate(
+            input_ids=prompt, attention_mask=batch["prompt_mask"].to(device), generation_config=config
+        )[:, prompt.shape[1] :].tolist()
         for row in ids:
             cut = row.index(eos_id) + 1 if eos_id in row else len(row)
             out.append(row[:cut])
@@ -53,21 +56,40 @@ def teacher_responses(ws, stage):
     from distillkit.store import data_digest, weights_digest
 
     settings, teacher = _settings(ws, stage), ws.teacher()
-    spec = {"kind": "teacher_responses", "teacher": weights_digest(teacher), "data": data_digest(ws.train_set),
-            **settings}
+    spec = {
+        "kind": "teacher_responses",
+        "teacher": weights_digest(teacher),
+        "data": data_digest(ws.train_set),
+        **settings,
+    }
 
     def decode(tmp) -> int:
         teacher.to(ws.plan.device)
         tok = ws.tokenizer
-        responses = decode_all(teacher, ws.train_set, ws.collator, ws.plan.device, ws.cfg.hardware.eval_batch_size,
-                               settings["num_beams"], settings["max_new_tokens"], tok.eos_token_id, tok.pad_token_id)
+        responses = decode_all(
+            teacher,
+            ws.train_set,
+            ws.collator,
+            ws.plan.device,
+            ws.cfg.hardware.eval_batch_size,
+            settings["num_beams"],
+            settings["max_new_tokens"],
+            tok.eos_token_id,
+            tok.pad_token_id,
+        )
         (tmp / "responses.json").write_text(json.dumps(responses))
         return len(responses)
 
     entry = cache.find_or_build(ws.plan.cache_root, "teacher_responses", spec, decode)  # rank 0 decodes
     if entry.built:
-        log.info("[%s] the teacher answered %d training prompts in %.1f s (%s); cached in %s", stage.name,
-                 entry.value, entry.seconds, _how(settings), entry.path)
+        log.info(
+            "[%s] the teacher answered %d training prompts in %.1f s (%s); cached in %s",
+            stage.name,
+            entry.value,
+            entry.seconds,
+            _how(settings),
+            entry.path,
+        )
     elif dist.is_main():
         log.info("[%s] reusing the teacher's responses (%s) from %s", stage.name, _how(settings), entry.path)
     responses = json.loads((entry.path / "responses.json").read_text())

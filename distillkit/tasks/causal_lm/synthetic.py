@@ -46,8 +46,18 @@ from distillkit.tasks.lexicon import (
     DOMAINS,
 )
 
-__all__ = ["KINDS", "KIND_WEIGHTS", "SEP", "TEMPLATES", "LMTaskData", "check", "generate", "parse",
-           "texts_for_tokenizer", "to_text"]
+__all__ = [
+    "KINDS",
+    "KIND_WEIGHTS",
+    "SEP",
+    "TEMPLATES",
+    "LMTaskData",
+    "check",
+    "generate",
+    "parse",
+    "texts_for_tokenizer",
+    "to_text",
+]
 
 KINDS: tuple[str, ...] = LM_SYNTHETIC_KINDS  # named in the config schema, which checks data.lm_synthetic.kinds
 # Examples of each kind per block of 20 (shuffled): 10% add, 20% sort, 15% reverse, 40% lookup, 15% count.
@@ -57,30 +67,44 @@ SEP = "\n"  # between prompt and response in a training text (`to_text`)
 # kind -> ((group, template), ...); the group decides how the payload is answered.
 TEMPLATES: dict[str, tuple[tuple[str, str], ...]] = {
     "add": (
-        ("sum", "What is {a} + {b}?"), ("sum", "Add {a} and {b}."), ("sum", "What is the sum of {a} and {b}?"),
-        ("sum", "{a} plus {b} equals what?"), ("sum", "Compute {a} + {b}."),
+        ("sum", "What is {a} + {b}?"),
+        ("sum", "Add {a} and {b}."),
+        ("sum", "What is the sum of {a} and {b}?"),
+        ("sum", "{a} plus {b} equals what?"),
+        ("sum", "Compute {a} + {b}."),
     ),
     "sort": (
-        ("num", "Sort in ascending order: {items}"), ("num", "Arrange these numbers from smallest to largest: {items}"),
-        ("num", "Put these numbers in increasing order: {items}"), ("word", "Sort these words alphabetically: {items}"),
-        ("word", "Put these words in alphabetical order: {items}"), ("word", "Arrange alphabetically: {items}"),
+        ("num", "Sort in ascending order: {items}"),
+        ("num", "Arrange these numbers from smallest to largest: {items}"),
+        ("num", "Put these numbers in increasing order: {items}"),
+        ("word", "Sort these words alphabetically: {items}"),
+        ("word", "Put these words in alphabetical order: {items}"),
+        ("word", "Arrange alphabetically: {items}"),
     ),
     "reverse": (
-        ("rev", "Reverse the list: {items}"), ("rev", "Reverse the order of these words: {items}"),
-        ("rev", "Write this list backwards: {items}"), ("rev", "List in reverse order: {items}"),
+        ("rev", "Reverse the list: {items}"),
+        ("rev", "Reverse the order of these words: {items}"),
+        ("rev", "Write this list backwards: {items}"),
+        ("rev", "List in reverse order: {items}"),
     ),
     "lookup": (
-        ("topic", "What topic is the word '{word}' about?"), ("topic", "Which topic does '{word}' belong to?"),
-        ("topic", "Name the topic of '{word}'."), ("topic", "Is '{word}' about food, travel, movies or music?"),
-        ("sentiment", "Is '{word}' positive or negative?"), ("sentiment", "What is the sentiment of '{word}'?"),
+        ("topic", "What topic is the word '{word}' about?"),
+        ("topic", "Which topic does '{word}' belong to?"),
+        ("topic", "Name the topic of '{word}'."),
+        ("topic", "Is '{word}' about food, travel, movies or music?"),
+        ("sentiment", "Is '{word}' positive or negative?"),
+        ("sentiment", "What is the sentiment of '{word}'?"),
         ("sentiment", "Does '{word}' sound positive or negative?"),
         ("sentiment", "Classify the word '{word}' as positive or negative."),
-        ("domain", "Which domain does '{word}' belong to?"), ("domain", "Is '{word}' hospitality or media?"),
+        ("domain", "Which domain does '{word}' belong to?"),
+        ("domain", "Is '{word}' hospitality or media?"),
         ("domain", "Name the domain of '{word}'."),
     ),
     "count": (
-        ("count", "Count the words: {items}"), ("count", "How many words are in this list: {items}"),
-        ("count", "Number of items in the list: {items}"), ("count", "How many items does this list have: {items}"),
+        ("count", "Count the words: {items}"),
+        ("count", "How many words are in this list: {items}"),
+        ("count", "Number of items in the list: {items}"),
+        ("count", "How many items does this list have: {items}"),
     ),
 }
 
@@ -101,12 +125,17 @@ def _facts() -> dict[str, dict[str, str]]:
 FACTS: dict[str, dict[str, str]] = _facts()
 _FACT_LIST: list[tuple[str, str]] = [(g, w) for g, table in FACTS.items() for w in table]
 # Single lexicon words of 3-6 letters: the items of sort/reverse/count lists.
-WORD_POOL: tuple[str, ...] = tuple(sorted({w for table in FACTS.values() for w in table
-                                           if w.isalpha() and 3 <= len(w) <= 6}))
+WORD_POOL: tuple[str, ...] = tuple(
+    sorted({w for table in FACTS.values() for w in table if w.isalpha() and 3 <= len(w) <= 6})
+)
 _WORD_SET = frozenset(WORD_POOL)
 
-_SLOT_RE = {"a": r"(0|[1-9]\d?)", "b": r"(0|[1-9]\d?)", "items": r"([a-z0-9]+(?:,? [a-z0-9]+)*)",
-            "word": r"([a-z][a-z -]*[a-z])"}
+_SLOT_RE = {
+    "a": r"(0|[1-9]\d?)",
+    "b": r"(0|[1-9]\d?)",
+    "items": r"([a-z0-9]+(?:,? [a-z0-9]+)*)",
+    "word": r"([a-z][a-z -]*[a-z])",
+}
 
 
 def _compile(template: str) -> re.Pattern:
@@ -233,7 +262,9 @@ class _Sampler:
 
 
 def _stream(seed: int, name: str) -> random.Random:
-    return random.Random(f"distillkit.lm_synthetic:{seed}:{name}")  # the module's old name: a seed, kept so the data stay the same
+    return random.Random(
+        f"distillkit.lm_synthetic:{seed}:{name}"
+    )  # the module's old name: a seed, kept so the data stay the same
 
 
 def _kinds_stream(rng: random.Random, kinds: Sequence[str], n: int) -> list[str]:
@@ -259,8 +290,10 @@ def _split(seed: int, name: str, n: int, kinds: Sequence[str], banned: set[str],
             if prompt not in seen:
                 break
         else:
-            raise ValueError(f"lm_synthetic: could not draw a new {kind!r} prompt for the {name} split after "
-                             f"{_MAX_REDRAWS} tries: the split is too large for the kinds chosen")
+            raise ValueError(
+                f"lm_synthetic: could not draw a new {kind!r} prompt for the {name} split after "
+                f"{_MAX_REDRAWS} tries: the split is too large for the kinds chosen"
+            )
         if unique:
             seen.add(prompt)
         rows.append({"prompt": prompt, "response": response, "kind": kind})
@@ -280,8 +313,7 @@ def _check_args(seed, n_train, n_eval, kinds) -> tuple[str, ...]:
     return tuple(k for k in KINDS if k in kinds)  # canonical order: the data do not depend on the order given
 
 
-def generate(seed: int = 0, n_train: int = 8000, n_eval: int = 500,
-             kinds: Sequence[str] | None = None) -> LMTaskData:
+def generate(seed: int = 0, n_train: int = 8000, n_eval: int = 500, kinds: Sequence[str] | None = None) -> LMTaskData:
     """Generate the train/eval splits (see the module docstring); `kinds` picks a subset of `KINDS`."""
     chosen = _check_args(seed, n_train, n_eval, kinds)
     eval_ = _split(int(seed), "eval", int(n_eval), chosen, banned=set(), unique=True)

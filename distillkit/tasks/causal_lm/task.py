@@ -37,15 +37,21 @@ class CausalLM(Task):
 
             s = cfg.lm_synthetic
             made = generate(seed=s.seed, n_train=s.n_train, n_eval=s.n_eval, kinds=s.kinds)
-            keep = lambda rows: datasets.Dataset.from_list(  # noqa: E731
-                [{"prompt": r["prompt"], "response": r["response"]} for r in rows])
+            keep = lambda rows: datasets.Dataset.from_list(  # noqa: E731 (a one-line local function)
+                [{"prompt": r["prompt"], "response": r["response"]} for r in rows]
+            )
             train, evals = keep(made.train), keep(made.eval)
         else:
             train, evals = (self._split(cfg, which) for which in ("train", "eval"))
         train = sample(train, cfg.max_train_samples, cfg.sample_seed, "train")
         evals = sample(evals, cfg.max_eval_samples, cfg.sample_seed, "eval")
-        require(len(train) > 0 and len(evals) > 0, "data", cfg.name, "has an empty train or eval split.",
-                "check the split names and files.")
+        require(
+            len(train) > 0 and len(evals) > 0,
+            "data",
+            cfg.name,
+            "has an empty train or eval split.",
+            "check the split names and files.",
+        )
         return TaskData(train, evals, [], has_pair=False)
 
     def _split(self, cfg, which: str):
@@ -59,18 +65,31 @@ class CausalLM(Task):
         else:
             key, spec = f"data.{which}_split", getattr(cfg, f"{which}_split")
             raw, source = lm_data.load_hub_split(cfg.path, cfg.config_name, spec, key), f"{cfg.path} {spec}"
-        return lm_data.to_pairs(raw, "data", source, cfg.prompt_field, cfg.response_field, cfg.messages_field,
-                                cfg.preset, drop_missing=cfg.drop_missing)
+        return lm_data.to_pairs(
+            raw,
+            "data",
+            source,
+            cfg.prompt_field,
+            cfg.response_field,
+            cfg.messages_field,
+            cfg.preset,
+            drop_missing=cfg.drop_missing,
+        )
 
     def tokenizer_texts(self, task_data) -> list[str]:
         from distillkit.errors import ConfigError
 
         if "messages" in task_data.train.column_names:
-            raise ConfigError("data.messages_field", "messages", "holds chat turns, which are rendered with the "
-                              "tokenizer's chat template, and the embedded teacher's tokenizer (a byte-level BPE "
-                              "trained here) has no chat template.", "use a chat model's checkpoint as the teacher "
-                              "(teacher=hub teacher.path=<id or dir>, e.g. teacher=qwen2.5-1.5b), or give prompt and "
-                              "response fields (data.prompt_field / data.response_field) instead of messages.")
+            raise ConfigError(
+                "data.messages_field",
+                "messages",
+                "holds chat turns, which are rendered with the "
+                "tokenizer's chat template, and the embedded teacher's tokenizer (a byte-level BPE "
+                "trained here) has no chat template.",
+                "use a chat model's checkpoint as the teacher "
+                "(teacher=hub teacher.path=<id or dir>, e.g. teacher=qwen2.5-1.5b), or give prompt and "
+                "response fields (data.prompt_field / data.response_field) instead of messages.",
+            )
         return [p + "\n" + r for p, r in zip(task_data.train["prompt"], task_data.train["response"])]
 
     def train_tokenizer(self, texts, vocab_size, out_dir):
@@ -81,12 +100,19 @@ class CausalLM(Task):
         dataset needs a chat template (rendering the first example raises the ConfigError)."""
         from distillkit.tasks.causal_lm import data as lm_data
 
-        require(tokenizer.eos_token_id is not None, "teacher.path", cfg.teacher.path, "has a tokenizer without an "
-                "end-of-sequence token, so a response could never end.", "use a causal LM's own tokenizer.")
+        require(
+            tokenizer.eos_token_id is not None,
+            "teacher.path",
+            cfg.teacher.path,
+            "has a tokenizer without an end-of-sequence token, so a response could never end.",
+            "use a causal LM's own tokenizer.",
+        )
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token  # GPT-2 and Llama ship none; padding is masked anyway
-            log.info("The tokenizer has no padding token: padding with its end-of-sequence token %r (masked).",
-                     tokenizer.eos_token)
+            log.info(
+                "The tokenizer has no padding token: padding with its end-of-sequence token %r (masked).",
+                tokenizer.eos_token,
+            )
         lm_data.render(task_data.train.select(range(1)), tokenizer, cfg.data.prompt_template)
 
     def tokenize(self, task_data, tokenizer, cfg):
@@ -97,9 +123,14 @@ class CausalLM(Task):
             rendered = lm_data.render(split, tokenizer, cfg.data.prompt_template)
             encoded, truncated = lm_data.encode(rendered, tokenizer, cfg.data.max_length)
             if truncated:
-                log.warning("data.max_length=%d: %d of the %s split's %d examples were truncated (the prompt cut "
-                            "from the left, long responses shortened).", cfg.data.max_length, truncated, name,
-                            len(split))
+                log.warning(
+                    "data.max_length=%d: %d of the %s split's %d examples were truncated (the prompt cut "
+                    "from the left, long responses shortened).",
+                    cfg.data.max_length,
+                    truncated,
+                    name,
+                    len(split),
+                )
             out.append(encoded)
         return out[0], out[1]
 
@@ -155,8 +186,10 @@ class CausalLM(Task):
         return stage_scores(model, source, eval_set, collator, tokenizer, device, cfg)
 
     def describe_scores(self, scores: dict) -> str:
-        text = (f"eval perplexity {scores['perplexity']:.3f}, exact match {scores['exact_match']:.4f}, "
-                f"ROUGE-L {scores['rouge_l']:.4f} ({scores['generated']} generated)")
+        text = (
+            f"eval perplexity {scores['perplexity']:.3f}, exact match {scores['exact_match']:.4f}, "
+            f"ROUGE-L {scores['rouge_l']:.4f} ({scores['generated']} generated)"
+        )
         if "agreement_with_teacher" in scores:
             text += f"; token agreement with its teacher {scores['agreement_with_teacher'] * 100:.1f}%"
         return text
@@ -193,10 +226,16 @@ def train_byte_bpe(texts: list[str], vocab_size: int, out_dir):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=[PAD, EOS],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=[PAD, EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS,
-                                   model_input_names=["input_ids", "attention_mask"])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, eos_token=EOS, model_input_names=["input_ids", "attention_mask"]
+    )
     fast.save_pretrained(out_dir)
     return fast

@@ -23,11 +23,18 @@ log = logging.getLogger("distillkit")
 def load_task(cfg: DataConfig) -> TaskData:
     """Load, map and check the splits named by ``cfg`` (no tokenisation yet)."""
     if cfg.source == "synthetic":
-        stray = [k for k in ("eval_text_field", "eval_text_pair_field", "eval_label_field", "label_names")
-                 if getattr(cfg, k) is not None]
-        require(not stray, f"data.{stray[0] if stray else ''}", getattr(cfg, stray[0]) if stray else None,
-                "does not apply to the synthetic task, which names its own columns and labels.",
-                "drop it, or use data=local or data=hub.")
+        stray = [
+            k
+            for k in ("eval_text_field", "eval_text_pair_field", "eval_label_field", "label_names")
+            if getattr(cfg, k) is not None
+        ]
+        require(
+            not stray,
+            f"data.{stray[0] if stray else ''}",
+            getattr(cfg, stray[0]) if stray else None,
+            "does not apply to the synthetic task, which names its own columns and labels.",
+            "drop it, or use data=local or data=hub.",
+        )
         task = _synthetic(cfg)
     else:
         from distillkit.tasks.classification.fields import map_splits
@@ -36,8 +43,13 @@ def load_task(cfg: DataConfig) -> TaskData:
         task = TaskData(train, evals, names, has_pair=bool(cfg.text_pair_field), dropped=dropped)
     task.train = sample(task.train, cfg.max_train_samples, cfg.sample_seed, "train", stratify_by="label")
     task.eval = sample(task.eval, cfg.max_eval_samples, cfg.sample_seed, "eval", stratify_by="label")
-    require(len(task.train) > 0 and len(task.eval) > 0, "data", cfg.name, "has an empty train or eval split.",
-            "check the split names and files.")
+    require(
+        len(task.train) > 0 and len(task.eval) > 0,
+        "data",
+        cfg.name,
+        "has an empty train or eval split.",
+        "check the split names and files.",
+    )
     return task
 
 
@@ -47,11 +59,14 @@ def _synthetic(cfg: DataConfig) -> TaskData:
     from distillkit.tasks.classification.synthetic import generate
 
     s = cfg.synthetic
-    splits = generate(seed=s.seed, n_train=s.n_train, n_eval=s.n_eval, label_noise=s.label_noise,
-                      sentences=s.sentences)
-    keep = lambda rows: [{"text": r["text"], "label": r["label"]} for r in rows]  # noqa: E731
-    return TaskData(datasets.Dataset.from_list(keep(splits.train)), datasets.Dataset.from_list(keep(splits.eval)),
-                    list(splits.label_names), has_pair=False)
+    splits = generate(seed=s.seed, n_train=s.n_train, n_eval=s.n_eval, label_noise=s.label_noise, sentences=s.sentences)
+    keep = lambda rows: [{"text": r["text"], "label": r["label"]} for r in rows]  # noqa: E731 (a one-line local function)
+    return TaskData(
+        datasets.Dataset.from_list(keep(splits.train)),
+        datasets.Dataset.from_list(keep(splits.eval)),
+        list(splits.label_names),
+        has_pair=False,
+    )
 
 
 def _splits(cfg: DataConfig):
@@ -62,17 +77,23 @@ def _splits(cfg: DataConfig):
     if cfg.text_pair_field:
         train_cols["text_pair"] = ("data.text_pair_field", cfg.text_pair_field)
     train_cols["label"] = ("data.label_field", cfg.label_field)
-    eval_cols = {f: (f"data.eval_{f}_field", getattr(cfg, f"eval_{f}_field")) if getattr(cfg, f"eval_{f}_field")
-                 else pair for f, pair in train_cols.items()}
+    eval_cols = {
+        f: (f"data.eval_{f}_field", getattr(cfg, f"eval_{f}_field")) if getattr(cfg, f"eval_{f}_field") else pair
+        for f, pair in train_cols.items()
+    }
     if cfg.source == "local":
         from distillkit.tasks.files import read_local
 
-        return (Split("train", read_local("data.train_file", cfg.train_file), train_cols, "data.train_file",
-                      cfg.train_file),
-                Split("eval", read_local("data.eval_file", cfg.eval_file), eval_cols, "data.eval_file", cfg.eval_file))
+        return (
+            Split(
+                "train", read_local("data.train_file", cfg.train_file), train_cols, "data.train_file", cfg.train_file
+            ),
+            Split("eval", read_local("data.eval_file", cfg.eval_file), eval_cols, "data.eval_file", cfg.eval_file),
+        )
     train, evals = _load_hub(cfg)
-    return Split("train", train, train_cols, source=cfg.train_split), Split("eval", evals, eval_cols,
-                                                                            source=cfg.eval_split)
+    return Split("train", train, train_cols, source=cfg.train_split), Split(
+        "eval", evals, eval_cols, source=cfg.eval_split
+    )
 
 
 def _load_hub(cfg: DataConfig):
@@ -91,12 +112,18 @@ def _load_hub(cfg: DataConfig):
         raise
     except Exception as err:  # datasets raises many types for "not found" / "offline"
         offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
-        hint = ("the hub is switched off here (HF_DATASETS_OFFLINE/HF_HUB_OFFLINE=1) and no cached copy exists"
-                if offline else "it is neither a readable local dataset nor reachable on the hub")
-        raise ConfigError("data.path", cfg.path,
-                          f"could not be loaded: {hint} ({type(err).__name__}: {str(err).splitlines()[0][:200]}).",
-                          "download it once with network, or save it with Dataset.save_to_disk, or as files "
-                          f"({EXTENSIONS}) and use data=local data.train_file=... data.eval_file=....") from None
+        hint = (
+            "the hub is switched off here (HF_DATASETS_OFFLINE/HF_HUB_OFFLINE=1) and no cached copy exists"
+            if offline
+            else "it is neither a readable local dataset nor reachable on the hub"
+        )
+        raise ConfigError(
+            "data.path",
+            cfg.path,
+            f"could not be loaded: {hint} ({type(err).__name__}: {str(err).splitlines()[0][:200]}).",
+            "download it once with network, or save it with Dataset.save_to_disk, or as files "
+            f"({EXTENSIONS}) and use data=local data.train_file=... data.eval_file=....",
+        ) from None
 
 
 def _split(raw, name: str, key: str):
@@ -130,10 +157,17 @@ def train_wordpiece(texts, vocab_size: int, out_dir: Path):
     tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
     tok.normalizer, tok.pre_tokenizer, tok.decoder = normalizer, splitter, decoders.WordPiece()
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]",
-                                   model_input_names=["input_ids", "token_type_ids", "attention_mask"])
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+    )
     fast.save_pretrained(out_dir)
     return fast
 
@@ -165,8 +199,13 @@ def unlabeled_texts(cfg: DataConfig, task: TaskData, source: str, size: int | No
     if source == "generated":
         from distillkit.tasks.classification.synthetic import unlabeled
 
-        require(cfg.source == "synthetic", "method.unlabeled", "generated", f"needs the embedded task's generator, "
-                f"and data={cfg.name} has none.", "use method.unlabeled=train or a text file of unlabeled examples.")
+        require(
+            cfg.source == "synthetic",
+            "method.unlabeled",
+            "generated",
+            f"needs the embedded task's generator, and data={cfg.name} has none.",
+            "use method.unlabeled=train or a text file of unlabeled examples.",
+        )
         return unlabeled(cfg.synthetic.seed, size or len(task.train))
     if source == "train":
         return list(task.train["text"])
@@ -182,8 +221,9 @@ def tokenize_texts(texts: list[str], tokenizer, max_length: int, first_idx: int 
     import datasets
 
     enc = tokenizer(texts, truncation=True, max_length=max_length)
-    return datasets.Dataset.from_dict({**enc, "labels": [-100] * len(texts),
-                                       "idx": list(range(first_idx, first_idx + len(texts)))})
+    return datasets.Dataset.from_dict(
+        {**enc, "labels": [-100] * len(texts), "idx": list(range(first_idx, first_idx + len(texts)))}
+    )
 
 
 def tokenize_text_file(path: str, tokenizer, max_length: int):

@@ -55,6 +55,7 @@ def agreement_metrics(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 def _timer(model, device, clock):
     """A function that runs ``model`` on one batch and returns the forward pass's time (s) on ``clock``."""
+
     def timed(batch) -> float:
         batch = {k: v.to(device) for k, v in model_inputs(batch).items()}
         sync(device)
@@ -62,6 +63,7 @@ def _timer(model, device, clock):
         model(**batch)
         sync(device)
         return clock() - t0
+
     return timed
 
 
@@ -88,8 +90,19 @@ def _repetitions(timers: dict, singles: list, fulls: list, repeats: int, warmup:
 
 
 @torch.no_grad()
-def measure_speed(teacher, student, dataset, collator, device, batch_size: int, latency_batches: int,
-                  throughput_batches: int, threads: int | None = 1, repeats: int = 5, warmup: int = 2) -> dict:
+def measure_speed(
+    teacher,
+    student,
+    dataset,
+    collator,
+    device,
+    batch_size: int,
+    latency_batches: int,
+    throughput_batches: int,
+    threads: int | None = 1,
+    repeats: int = 5,
+    warmup: int = 2,
+) -> dict:
     """Latency (median ms of single-example forward passes) and throughput (samples/s over eval batches) of
     teacher and student, timed in turn ``repeats`` times with ``threads`` CPU threads, after ``warmup``
     untimed passes, on the same examples. Each figure is the median over repetitions with its spread
@@ -114,32 +127,68 @@ def measure_speed(teacher, student, dataset, collator, device, batch_size: int, 
     t, s = reps["teacher"], reps["student"]
     lat, lat_spread = median_spread([a / b for a, b in zip(t["latency_ms"], s["latency_ms"])])
     thr, thr_spread = median_spread([b / a for a, b in zip(t["throughput_samples_s"], s["throughput_samples_s"])])
-    out["comparison"] = {"speedup": thr, "speedup_spread": thr_spread,
-                         "latency_speedup": lat, "latency_speedup_spread": lat_spread}
+    out["comparison"] = {
+        "speedup": thr,
+        "speedup_spread": thr_spread,
+        "latency_speedup": lat,
+        "latency_speedup_spread": lat_spread,
+    }
     out["speed"] = _how_measured(device, used, clock, repeats, warmup, singles, fulls, batch_size)
     return out
 
 
 def _how_measured(device, threads, clock, repeats, warmup, singles, fulls, batch_size) -> dict:
     """results.json's ``speed`` section: how the figures were measured."""
-    return {"device": torch.device(device).type, "threads": threads,
-            "clock": "thread_cpu" if clock is time.thread_time else "wall", "repeats": repeats, "warmup": warmup,
-            "latency_examples": len(singles), "throughput_batches": len(fulls), "batch_size": batch_size,
-            "spread": SPREAD}
+    return {
+        "device": torch.device(device).type,
+        "threads": threads,
+        "clock": "thread_cpu" if clock is time.thread_time else "wall",
+        "repeats": repeats,
+        "warmup": warmup,
+        "latency_examples": len(singles),
+        "throughput_batches": len(fulls),
+        "batch_size": batch_size,
+        "spread": SPREAD,
+    }
 
 
-def evaluate_pair(teacher, student, dataset, collator, num_labels: int, device, batch_size: int,
-                  latency_batches: int, throughput_batches: int, threads: int | None = 1, repeats: int = 5,
-                  warmup: int = 2) -> dict:
+def evaluate_pair(
+    teacher,
+    student,
+    dataset,
+    collator,
+    num_labels: int,
+    device,
+    batch_size: int,
+    latency_batches: int,
+    throughput_batches: int,
+    threads: int | None = 1,
+    repeats: int = 5,
+    warmup: int = 2,
+) -> dict:
     """The report's numbers: ``{"teacher": {...}, "student": {...}, "comparison": {...}, "speed": {...}}``."""
     t_logits, labels = predict(teacher, dataset, collator, batch_size, device)
     s_logits, _ = predict(student, dataset, collator, batch_size, device)
-    speed = measure_speed(teacher, student, dataset, collator, device, batch_size, latency_batches,
-                          throughput_batches, threads, repeats, warmup)
+    speed = measure_speed(
+        teacher,
+        student,
+        dataset,
+        collator,
+        device,
+        batch_size,
+        latency_batches,
+        throughput_batches,
+        threads,
+        repeats,
+        warmup,
+    )
     out = {}
     for name, model, logits in (("teacher", teacher, t_logits), ("student", student, s_logits)):
-        out[name] = {**classification_metrics(logits, labels, num_labels), "params": count_parameters(model),
-                     **speed[name]}
+        out[name] = {
+            **classification_metrics(logits, labels, num_labels),
+            "params": count_parameters(model),
+            **speed[name],
+        }
     t, s = out["teacher"], out["student"]
     out["comparison"] = {
         **agreement_metrics(s_logits, t_logits),
@@ -151,8 +200,19 @@ def evaluate_pair(teacher, student, dataset, collator, num_labels: int, device, 
     return out
 
 
-def evaluate_student(student, dataset, collator, num_labels: int, device, batch_size: int, latency_batches: int,
-                     throughput_batches: int, threads: int | None = 1, repeats: int = 5, warmup: int = 2) -> dict:
+def evaluate_student(
+    student,
+    dataset,
+    collator,
+    num_labels: int,
+    device,
+    batch_size: int,
+    latency_batches: int,
+    throughput_batches: int,
+    threads: int | None = 1,
+    repeats: int = 5,
+    warmup: int = 2,
+) -> dict:
     """The report's numbers when the run has no teacher (``teacher=none``): the student's metrics, size and
     speed; ``teacher`` and ``comparison`` are None."""
     logits, labels = predict(student, dataset, collator, batch_size, device)
@@ -165,17 +225,29 @@ def evaluate_student(student, dataset, collator, num_labels: int, device, batch_
     speed = {}
     for key, values in reps.items():
         speed[key], speed[f"{key}_spread"] = median_spread(values)
-    return {"teacher": None, "comparison": None,
-            "student": {**classification_metrics(logits, labels, num_labels), "params": count_parameters(student),
-                        **speed},
-            "speed": _how_measured(device, used, clock, repeats, warmup, singles, fulls, batch_size)}
+    return {
+        "teacher": None,
+        "comparison": None,
+        "student": {**classification_metrics(logits, labels, num_labels), "params": count_parameters(student), **speed},
+        "speed": _how_measured(device, used, clock, repeats, warmup, singles, fulls, batch_size),
+    }
 
 
 def evaluate_run(teacher, student, dataset, collator, num_labels: int, device, batch_size: int, ev) -> dict:
     """``evaluate_pair`` (or ``evaluate_student`` without a teacher) with the ``eval`` group's settings."""
     student.to(device)
-    args = (dataset, collator, num_labels, device, batch_size, ev.latency_batches, ev.throughput_batches,
-            ev.threads, ev.repeats, ev.warmup)
+    args = (
+        dataset,
+        collator,
+        num_labels,
+        device,
+        batch_size,
+        ev.latency_batches,
+        ev.throughput_batches,
+        ev.threads,
+        ev.repeats,
+        ev.warmup,
+    )
     if teacher is None:
         return evaluate_student(student, *args)
     teacher.to(device)
@@ -201,15 +273,19 @@ def stage_scores(model, source, dataset, collator, num_labels: int, device, batc
         teacher.append(out.logits.float().cpu())
     teacher = torch.cat(teacher)
     t_scores = classification_metrics(teacher, labels, num_labels)
-    return {**scores, "teacher_accuracy": t_scores["accuracy"],
-            "agreement_with_teacher": (logits.argmax(-1) == teacher.argmax(-1)).float().mean().item()}
+    return {
+        **scores,
+        "teacher_accuracy": t_scores["accuracy"],
+        "agreement_with_teacher": (logits.argmax(-1) == teacher.argmax(-1)).float().mean().item(),
+    }
 
 
 def describe_scores(scores: dict) -> str:
     text = f"eval accuracy {scores['accuracy']:.4f}, macro-F1 {scores['f1_macro']:.4f}"
     if "teacher_accuracy" in scores:
-        text += (f"; its teacher {scores['teacher_accuracy']:.4f}, agreement "
-                 f"{scores['agreement_with_teacher'] * 100:.1f}%")
+        text += (
+            f"; its teacher {scores['teacher_accuracy']:.4f}, agreement {scores['agreement_with_teacher'] * 100:.1f}%"
+        )
     return text
 
 

@@ -12,14 +12,20 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from distillkit.config.schema import DataConfig
 from distillkit.errors import ConfigError, require
 
+if TYPE_CHECKING:  # annotations only: datasets is imported where data are loaded
+    import datasets
+
 log = logging.getLogger("distillkit")
 
-EVAL_KEYS_NOTE = ("Each split may name its columns differently: data.eval_text_field, data.eval_text_pair_field and "
-                  "data.eval_label_field name the eval split's own (null = the train split's).")
+EVAL_KEYS_NOTE = (
+    "Each split may name its columns differently: data.eval_text_field, data.eval_text_pair_field and "
+    "data.eval_label_field name the eval split's own (null = the train split's)."
+)
 LABEL_KINDS = ("classlabel", "int", "text", "bool")
 
 
@@ -28,7 +34,7 @@ class Split:
     """One split on its way to the task, and what its messages need: where it came from."""
 
     name: str  # "train" | "eval"
-    data: "datasets.Dataset"  # noqa: F821
+    data: datasets.Dataset
     columns: dict  # canonical name → (config key, column), e.g. {"text": ("data.eval_text_field", "content")}
     file_key: str | None = None  # "data.train_file" / "data.eval_file" for a local file; None for a hub split
     source: str | None = None  # the file's path, or the hub split's name
@@ -113,18 +119,29 @@ def _check_columns(split: Split, other: Split) -> None:
     if not missing:
         used = [(key, col) for key, col in split.columns.values()]
         for i, (key, col) in enumerate(used):
-            twice = [k for k, c in used[i + 1:] if c == col]
-            require(not twice, key, col, f"is also named by {twice[0] if twice else ''}: each of text, text pair and "
-                    "label needs its own column.", f"point {key} or {twice[0] if twice else ''} at another column.")
+            twice = [k for k, c in used[i + 1 :] if c == col]
+            require(
+                not twice,
+                key,
+                col,
+                f"is also named by {twice[0] if twice else ''}: each of text, text pair and "
+                "label needs its own column.",
+                f"point {key} or {twice[0] if twice else ''} at another column.",
+            )
         return
-    problem = (f"has no column {', '.join(repr(col) + f' ({key})' for _, key, col in missing)}; "
-               f"its columns are: {', '.join(cols)}.")
+    problem = (
+        f"has no column {', '.join(repr(col) + f' ({key})' for _, key, col in missing)}; "
+        f"its columns are: {', '.join(cols)}."
+    )
     if set(cols) != set(other.data.column_names):
         problem += f" {other.what[0].upper()}{other.what[1:]} has: {', '.join(other.data.column_names)}."
     if len(cols) == 1 and ("," in cols[0] or "\t" in cols[0]):
-        raise split.error(missing[0][0], f"has its header read as the one column {cols[0]!r}: its delimiter is not the "
-                          "one its extension says (.csv: comma, .tsv: tab).",
-                          "rename it to .csv if it is comma-separated, to .tsv if it is tab-separated.")
+        raise split.error(
+            missing[0][0],
+            f"has its header read as the one column {cols[0]!r}: its delimiter is not the "
+            "one its extension says (.csv: comma, .tsv: tab).",
+            "rename it to .csv if it is comma-separated, to .tsv if it is tab-separated.",
+        )
     prefix = "data.eval_" if split.name == "eval" else "data."
     sets = " ".join(f"{prefix}{field}_field={_guess(split, other, field) or '<column>'}" for field, _, _ in missing)
     raise split.error(missing[0][0], problem, f"set {sets}. {EVAL_KEYS_NOTE}")
@@ -135,8 +152,11 @@ def _guess(split: Split, other: Split, field: str) -> str | None:
     split (the column the other split calls by another name)."""
     taken = {col for f, (_, col) in split.columns.items() if f != field}
     features = split.data.features
-    fits = [c for c in split.data.column_names if c not in taken
-            and kind(features[c]) in (("text",) if field != "label" else LABEL_KINDS)]
+    fits = [
+        c
+        for c in split.data.column_names
+        if c not in taken and kind(features[c]) in (("text",) if field != "label" else LABEL_KINDS)
+    ]
     fresh = [c for c in fits if c not in other.data.column_names]
     return next((group[0] for group in (fresh, fits) if len(group) == 1), None)
 
@@ -154,19 +174,29 @@ def _check_text_types(split: Split) -> None:
             values = _column(split, field)
             bad = [i for i, v in enumerate(values) if v is not None and not isinstance(v, str)]
             if bad:
-                raise split.error(field, f"column '{col}' ({key}) holds values that are not text on {split.where(bad)}, "
-                                  f"e.g. {values[bad[0]]!r}.", "write every text as a string (in JSON: in quotes).")
+                raise split.error(
+                    field,
+                    f"column '{col}' ({key}) holds values that are not text on {split.where(bad)}, "
+                    f"e.g. {values[bad[0]]!r}.",
+                    "write every text as a string (in JSON: in quotes).",
+                )
             continue
         texts = [c for c in split.data.column_names if kind(features[c]) == "text"]
         problem = f"column '{col}' ({key}) holds {_describe(features[col])}, not text."
         if col == split.columns["label"][1]:
             problem += " It is the label column."
         fix_key = ("data.eval_" if split.name == "eval" else "data.") + f"{field}_field"
-        fix = f"point {fix_key} at a text column ({', '.join(texts)})." if texts else \
-            f"point {fix_key} at a column of strings; this one has none."
+        fix = (
+            f"point {fix_key} at a text column ({', '.join(texts)})."
+            if texts
+            else f"point {fix_key} at a column of strings; this one has none."
+        )
         if _describe(features[col]) == "lists":
-            json_note = ("; a .json file that is one object of columns is read as a single row: write one record "
-                         "per line" if str(split.source).lower().endswith(".json") else "")
+            json_note = (
+                "; a .json file that is one object of columns is read as a single row: write one record per line"
+                if str(split.source).lower().endswith(".json")
+                else ""
+            )
             fix = f"give one string per example (join the pieces){json_note}. Or {fix}"
         raise split.error(field, problem, fix)
 
@@ -182,8 +212,12 @@ def _check_label_type(split: Split) -> None:
     if found == "float":
         bad = [i for i, v in enumerate(values) if not _is_missing(v) and not float(v).is_integer()]
         if bad:
-            raise split.error("label", f"label column '{col}' holds numbers that are not whole ({values[bad[0]]!r} on "
-                              f"{split.where(bad)}): a classifier needs class ids or names, not a score.", fix)
+            raise split.error(
+                "label",
+                f"label column '{col}' holds numbers that are not whole ({values[bad[0]]!r} on "
+                f"{split.where(bad)}): a classifier needs class ids or names, not a score.",
+                fix,
+            )
         return  # whole numbers read as floats (a csv's int column with empty cells): used as ints
     if found == "json":
         first = {}
@@ -191,8 +225,11 @@ def _check_label_type(split: Split) -> None:
             if v is not None:
                 first.setdefault(type(v).__name__, i)
         kinds = " and ".join(f"{t} ({split.where([i])})" for t, i in first.items())
-        raise split.error("label", f"label column '{col}' mixes {kinds} labels.",
-                          "write every label the same way: all class names, or all integer ids.")
+        raise split.error(
+            "label",
+            f"label column '{col}' mixes {kinds} labels.",
+            "write every label the same way: all class names, or all integer ids.",
+        )
     raise split.error("label", f"label column '{col}' ({key}) holds {_describe(feature)}, not class labels.", fix)
 
 
@@ -204,15 +241,21 @@ def _label_kind(split: Split) -> str | None:
 def _check_label_kinds(train: Split, evals: Split) -> None:
     a, b = _label_kind(train), _label_kind(evals)
     if a and b and a != b:
-        raise evals.error("label", f"has {b} labels in column '{evals.columns['label'][1]}', but {train.what} has "
-                          f"{a} labels in column '{train.columns['label'][1]}'.",
-                          "write the labels of both splits the same way (all class names, or all integer ids), "
-                          "or check data.eval_label_field.")
+        raise evals.error(
+            "label",
+            f"has {b} labels in column '{evals.columns['label'][1]}', but {train.what} has "
+            f"{a} labels in column '{train.columns['label'][1]}'.",
+            "write the labels of both splits the same way (all class names, or all integer ids), "
+            "or check data.eval_label_field.",
+        )
 
 
 def _is_missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or \
-        (isinstance(value, str) and not value.strip())
+    return (
+        value is None
+        or (isinstance(value, float) and math.isnan(value))
+        or (isinstance(value, str) and not value.strip())
+    )
 
 
 def _missing(cfg: DataConfig, split: Split) -> int:
@@ -226,19 +269,34 @@ def _missing(cfg: DataConfig, split: Split) -> int:
     if not empty:
         return 0
     drop = sorted(set().union(*empty.values()))
-    parts = "; ".join(f"{len(rows)} with an empty {'label' if f == 'label' else 'text'} in column "
-                      f"'{split.columns[f][1]}' ({split.where(rows)})" for f, rows in empty.items())
+    parts = "; ".join(
+        f"{len(rows)} with an empty {'label' if f == 'label' else 'text'} in column "
+        f"'{split.columns[f][1]}' ({split.where(rows)})"
+        for f, rows in empty.items()
+    )
     if not cfg.drop_missing:
-        raise split.error(next(iter(empty)), f"has {len(drop)} of {len(split.data)} rows with an empty text or label "
-                          f"(blank, null, or in a csv also NA/NaN/None): {parts}.", "fill them in or delete those rows, "
-                          "or add data.drop_missing=true to drop them (the run logs how many it drops).")
+        raise split.error(
+            next(iter(empty)),
+            f"has {len(drop)} of {len(split.data)} rows with an empty text or label "
+            f"(blank, null, or in a csv also NA/NaN/None): {parts}.",
+            "fill them in or delete those rows, "
+            "or add data.drop_missing=true to drop them (the run logs how many it drops).",
+        )
     if len(drop) == len(split.data):
-        raise split.error(next(iter(empty)), f"has no row with both a text and a label: {parts}.",
-                          "check the column keys (data.text_field, data.label_field and their data.eval_* forms).")
+        raise split.error(
+            next(iter(empty)),
+            f"has no row with both a text and a label: {parts}.",
+            "check the column keys (data.text_field, data.label_field and their data.eval_* forms).",
+        )
     dropped = set(drop)
     split.data = split.data.select([i for i in range(len(split.data)) if i not in dropped])
-    log.info("data.drop_missing=true: dropped %d of %d rows of %s: %s.", len(drop), len(split.data) + len(drop),
-             split.what, parts)
+    log.info(
+        "data.drop_missing=true: dropped %d of %d rows of %s: %s.",
+        len(drop),
+        len(split.data) + len(drop),
+        split.what,
+        parts,
+    )
     return len(drop)
 
 
@@ -250,15 +308,20 @@ def _labels(cfg: DataConfig, train: Split, evals: Split):
     feature = train.data.features[train.columns["label"][1]]
     if isinstance(feature, ClassLabel):  # ids are already 0..C-1
         names = list(feature.names)
-        require(given is None or len(given) == len(names), "data.label_names", given,
-                f"gives {len(given or [])} names but the dataset's labels have {len(names)} classes "
-                f"({', '.join(names)}).", f"give {len(names)} names in class-id order, or drop data.label_names.")
+        require(
+            given is None or len(given) == len(names),
+            "data.label_names",
+            given,
+            f"gives {len(given or [])} names but the dataset's labels have {len(names)} classes ({', '.join(names)}).",
+            f"give {len(names)} names in class-id order, or drop data.label_names.",
+        )
         return given or names, None
     values = set()
     for split in (train, evals):
         column = _column(split, "label")
-        values |= {int(v) for v in column} if kind(split.data.features[split.columns["label"][1]]) == "float" \
-            else set(column)
+        values |= (
+            {int(v) for v in column} if kind(split.data.features[split.columns["label"][1]]) == "float" else set(column)
+        )
     if given is None:  # integer labels in numeric order (0..C-1 keep their ids), string labels alphabetically
         ordered = sorted(values, key=lambda v: (isinstance(v, str), v))
         names, to_id = [str(v) for v in ordered], {v: i for i, v in enumerate(ordered)}
@@ -266,27 +329,45 @@ def _labels(cfg: DataConfig, train: Split, evals: Split):
         _agree(given, sorted(values - set(given)), [n for n in given if n not in values], "label")
         names, to_id = given, {name: i for i, name in enumerate(given)}
     else:  # label_names names the integer ids 0..C-1
-        _agree(given, sorted(v for v in values if not 0 <= v < len(given)),
-               [i for i in range(len(given)) if i not in values], "id")
+        _agree(
+            given,
+            sorted(v for v in values if not 0 <= v < len(given)),
+            [i for i in range(len(given)) if i not in values],
+            "id",
+        )
         names, to_id = given, {v: int(v) for v in values}
-    require(len(names) >= 2, train.columns["label"][0], train.columns["label"][1],
-            f"has {len(names)} distinct label(s).", "a classification task needs at least two classes; check the field.")
+    require(
+        len(names) >= 2,
+        train.columns["label"][0],
+        train.columns["label"][1],
+        f"has {len(names)} distinct label(s).",
+        "a classification task needs at least two classes; check the field.",
+    )
     rows = len(train.data) + len(evals.data)
     if len(names) > 100 and len(names) >= 0.8 * rows:  # nearly one class per row: a text column
-        raise train.error("label", f"label column '{train.columns['label'][1]}' has {len(names)} distinct values "
-                          f"in {rows} rows (train and eval): it looks like text, not class labels.",
-                          "check data.label_field and data.text_field (are they swapped?).")
+        raise train.error(
+            "label",
+            f"label column '{train.columns['label'][1]}' has {len(names)} distinct values "
+            f"in {rows} rows (train and eval): it looks like text, not class labels.",
+            "check data.label_field and data.text_field (are they swapped?).",
+        )
     return names, to_id
 
 
 def _agree(given: list, unnamed: list, unused: list, what: str) -> None:
     if what == "id":
-        problem = (f"names ids 0..{len(given) - 1}, but the data has label(s) {unnamed} outside that range."
-                   if unnamed else f"names {len(given)} classes, but id(s) {unused} never occur in the data.")
+        problem = (
+            f"names ids 0..{len(given) - 1}, but the data has label(s) {unnamed} outside that range."
+            if unnamed
+            else f"names {len(given)} classes, but id(s) {unused} never occur in the data."
+        )
         fix = "give one name per class id, in id order (id 0 first)."
     else:
-        problem = (f"lacks the label(s) {unnamed} found in the data." if unnamed
-                   else f"names {unused}, which never occur(s) in the data.")
+        problem = (
+            f"lacks the label(s) {unnamed} found in the data."
+            if unnamed
+            else f"names {unused}, which never occur(s) in the data."
+        )
         fix = "list every label value of the data exactly once, in the order the class ids should take."
     if unnamed or unused:
         raise ConfigError("data.label_names", given, problem, fix)

@@ -27,10 +27,17 @@ def encoder_config(arch, tokenizer):
     from transformers import AutoConfig
 
     return AutoConfig.for_model(
-        arch.model_type, vocab_size=len(tokenizer), hidden_size=arch.hidden_size, num_hidden_layers=arch.num_layers,
-        num_attention_heads=arch.num_heads, intermediate_size=arch.intermediate_size,
-        max_position_embeddings=arch.max_position_embeddings, pad_token_id=tokenizer.pad_token_id,
-        hidden_dropout_prob=arch.dropout, attention_probs_dropout_prob=arch.dropout)
+        arch.model_type,
+        vocab_size=len(tokenizer),
+        hidden_size=arch.hidden_size,
+        num_hidden_layers=arch.num_layers,
+        num_attention_heads=arch.num_heads,
+        intermediate_size=arch.intermediate_size,
+        max_position_embeddings=arch.max_position_embeddings,
+        pad_token_id=tokenizer.pad_token_id,
+        hidden_dropout_prob=arch.dropout,
+        attention_probs_dropout_prob=arch.dropout,
+    )
 
 
 def teacher_config(cfg: TeacherConfig, tokenizer, label_names: list[str]):
@@ -41,8 +48,11 @@ def teacher_config(cfg: TeacherConfig, tokenizer, label_names: list[str]):
         fit_labels(config, label_names)
         return config, False
     config = auto_config("teacher.path", cfg.path, cfg.revision, cfg.trust_remote_code)
-    fitted = bool(getattr(config, "architectures", None)) and any(
-        a.endswith("ForSequenceClassification") for a in config.architectures) and config.num_labels == len(label_names)
+    fitted = (
+        bool(getattr(config, "architectures", None))
+        and any(a.endswith("ForSequenceClassification") for a in config.architectures)
+        and config.num_labels == len(label_names)
+    )
     if not fitted:
         fit_labels(config, label_names)
     return config, fitted
@@ -54,9 +64,14 @@ def student_config(cfg: StudentConfig, teacher_cfg, tokenizer, label_names: list
     if cfg.path is not None:
         config = auto_config("student.path", cfg.path, cfg.revision, cfg.trust_remote_code)
         fit_labels(config, label_names)
-        require(config.vocab_size == teacher_cfg.vocab_size, "student.path", cfg.path,
-                f"has a vocabulary of {config.vocab_size} tokens, the teacher {teacher_cfg.vocab_size}: logits and "
-                "inputs would not line up.", "pick a student trained with the teacher's tokenizer.")
+        require(
+            config.vocab_size == teacher_cfg.vocab_size,
+            "student.path",
+            cfg.path,
+            f"has a vocabulary of {config.vocab_size} tokens, the teacher {teacher_cfg.vocab_size}: logits and "
+            "inputs would not line up.",
+            "pick a student trained with the teacher's tokenizer.",
+        )
         return config, None
     config = derive_config(cfg, teacher_cfg)
     fit_labels(config, label_names)

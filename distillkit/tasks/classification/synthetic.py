@@ -27,7 +27,6 @@ noise use separate `random.Random` streams: the eval split does not depend on n_
 not depend on label_noise, and a higher noise rate flips a superset of what a lower one flips.
 """
 
-
 from __future__ import annotations
 
 import bisect
@@ -86,10 +85,22 @@ _MAX_TOKENS = 36
 # scratch a foothold: with plain adjectives as rare as negated/contrasted ones it stays at chance on
 # sentiment), while roughly 40% of the examples need word order to be read correctly.
 _FRAME_WEIGHTS = {"simple": 0.60, "and": 0.14, "contrast": 0.12, "expect": 0.05, "aside": 0.09}
-_CLAUSE_WEIGHTS = {"copula": 0.80, "predicate": 0.08, "never_call": 0.03, "nothing_about": 0.03,
-                   "never_better": 0.03, "recommend": 0.03}
-_COMPLEMENT_WEIGHTS = {"plain": 0.70, "negated": 0.15, "anything_but": 0.03, "neither_nor": 0.03,
-                       "not_just": 0.03, "and": 0.06}
+_CLAUSE_WEIGHTS = {
+    "copula": 0.80,
+    "predicate": 0.08,
+    "never_call": 0.03,
+    "nothing_about": 0.03,
+    "never_better": 0.03,
+    "recommend": 0.03,
+}
+_COMPLEMENT_WEIGHTS = {
+    "plain": 0.70,
+    "negated": 0.15,
+    "anything_but": 0.03,
+    "neither_nor": 0.03,
+    "not_just": 0.03,
+    "and": 0.06,
+}
 
 
 @dataclass(frozen=True)
@@ -326,7 +337,9 @@ def _sample(rng: random.Random, label: int) -> tuple[str, dict]:
 def _stream(seed: int, name: str) -> random.Random:
     # A str seed is hashed with SHA-512 by `random` (version 2): stable across machines and runs,
     # independent of PYTHONHASHSEED.
-    return random.Random(f"distillkit.synthetic:{seed}:{name}")  # the module's old name: a seed, kept so the data stay the same
+    return random.Random(
+        f"distillkit.synthetic:{seed}:{name}"
+    )  # the module's old name: a seed, kept so the data stay the same
 
 
 def _labels_stream(rng: random.Random, n: int) -> list[int]:
@@ -393,8 +406,9 @@ def _check_args(seed, n_train, n_eval, label_noise) -> None:
         raise ValueError(f"label_noise must be a number in [0, 1), got {label_noise!r}")
 
 
-def generate(seed: int = 0, n_train: int = 8000, n_eval: int = 1000, label_noise: float = 0.1,
-             sentences: int = 1) -> SyntheticSplits:
+def generate(
+    seed: int = 0, n_train: int = 8000, n_eval: int = 1000, label_noise: float = 0.1, sentences: int = 1
+) -> SyntheticSplits:
     """Generate the synthetic train/eval splits (see the module docstring for the task design); ``sentences``
     > 1: every example is that many sentences of its class (its multi-sentence mode)."""
     _check_args(seed, n_train, n_eval, label_noise)

@@ -91,14 +91,16 @@ class Classification(Task):
         from distillkit.tasks.classification import evaluate
 
         num_labels = student.config.num_labels
-        return evaluate.evaluate_run(teacher, student, eval_set, collator, num_labels, device,
-                                     cfg.hardware.eval_batch_size, cfg.eval)
+        return evaluate.evaluate_run(
+            teacher, student, eval_set, collator, num_labels, device, cfg.hardware.eval_batch_size, cfg.eval
+        )
 
     def stage_scores(self, model, source, eval_set, collator, tokenizer, device, cfg) -> dict:
         from distillkit.tasks.classification import evaluate
 
-        return evaluate.stage_scores(model, source, eval_set, collator, model.config.num_labels, device,
-                                     cfg.hardware.eval_batch_size)
+        return evaluate.stage_scores(
+            model, source, eval_set, collator, model.config.num_labels, device, cfg.hardware.eval_batch_size
+        )
 
     def describe_scores(self, scores: dict) -> str:
         from distillkit.tasks.classification import evaluate
