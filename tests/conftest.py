@@ -42,6 +42,33 @@ TINY = [
     "eval.throughput_batches=1",
 ]
 
+# A 2-layer × 32 teacher, a 1-layer × 16 student, 128 examples: seconds.
+TINY_LM = [
+    "task=causal_lm",
+    "logger=none",
+    "hardware=cpu",
+    "data.lm_synthetic.n_train=128",
+    "data.lm_synthetic.n_eval=24",
+    "teacher.arch.num_layers=2",
+    "teacher.arch.hidden_size=32",
+    "teacher.arch.num_heads=2",
+    "teacher.arch.intermediate_size=64",
+    "teacher.arch.vocab_size=300",
+    "teacher.prepare_epochs=1",
+    "student.hidden_size=16",
+    "student.intermediate_size=32",
+    "train.max_steps=4",
+    "train.logging_steps=2",
+    "train.save_steps=2",
+    "hardware.per_device_batch_size=16",
+    "eval.repeats=1",
+    "eval.warmup=0",
+    "task.max_new_tokens=6",
+    "task.eval_generations=16",
+    "task.stage_generations=8",
+    "task.speed_batches=1",
+]
+
 
 def compose_config(overrides=()):
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
