@@ -214,8 +214,15 @@ def test_decide_says_why_not(tmp_path, stage, cfg, words):
 
 
 def test_consistency_does_not_reach_a_stage_that_reads_no_logits(tmp_path):
-    stage = stage_like(reads_logits=False)
-    assert tc.decide(cfg_like(online=["consistency"]), stage, 100, 1000, 10000, FeatureSpec(), DIMS, tmp_path).use
+    """augmentation=consistency is a term on the logits: it keeps the teacher of a stage that reads them online,
+    and a stage that reads no logits is decided as if no online augmentation were on (cached, for that reason)."""
+    decide = lambda cfg, stage: tc.decide(cfg, stage, 100, 1000, 10000, FeatureSpec(), DIMS, tmp_path)  # noqa: E731
+    consistency = cfg_like(online=["consistency"])
+    reads_logits = decide(consistency, stage_like())
+    assert not reads_logits.use and "online augmentation (consistency)" in reads_logits.reason
+    features_only = decide(consistency, stage_like(reads_logits=False))
+    assert features_only == decide(cfg_like(), stage_like(reads_logits=False))
+    assert features_only.use and features_only.reason.startswith("frozen teacher, the same inputs every epoch")
 
 
 def test_auto_weighs_the_size_against_the_budget(tmp_path):
