@@ -1,0 +1,113 @@
+"""The command line as a user runs it: subprocesses, a multirun, W&B offline files, error exits."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from tests.conftest import TINY
+from tests.helpers import cli
+from tests.wandb_records import read_run
+
+
+@pytest.mark.parametrize("override,key,at_plan_time", [
+    ("method.temperature=0", "method.temperature", False),
+    ("student.init=uniform student.num_layers=20", "student.num_layers", True),
+    ("method=pkd method.layer_map.strategy=list method.layer_map.layers=[9]", "method.layer_map.layers", True),
+    ("teacher=hub teacher.path=no-such-org/no-such-model", "teacher.path", True),
+    pytest.param("hardware=gpu", "hardware.accelerator", True,
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
+])
+def test_bad_input_is_one_paragraph_and_exit_2(tmp_path, cache_dir, override, key, at_plan_time):
+    tiny = [o for o in TINY if not (override.startswith("teacher=") and o.startswith("teacher.arch"))]
+    args = ["distillkit", *tiny, f"cache_dir={cache_dir}", *override.split(), "hydra.run.dir=run"]
+    proc = cli(args, tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    error_lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 1 and error_lines[0].startswith(f"error: {key}=") and "Fix:" in error_lines[0]
+    assert not (tmp_path / "run" / "results.json").exists()
+    if at_plan_time:  # found once the run had its folder: the reason is kept there
+        assert (tmp_path / "run" / "error.txt").read_text().startswith(f"error: {key}=")
+    else:  # refused before Hydra started: no folder at all
+        assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_multirun_sweep_wandb_offline_and_compare(tmp_path, cache_dir):
+    tiny = [o for o in TINY if o != "logger=none"]
+    proc = cli(["distillkit", "-m", *tiny, f"cache_dir={cache_dir}", "logger=wandb", "method=none,kd",
+                "hydra.sweep.dir=sweep"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "wandb sync" in proc.stdout + proc.stderr  # says how to upload the offline runs
+    jobs = sorted((tmp_path / "sweep").glob("[0-9]"))
+    assert len(jobs) == 2
+    groups = set()
+    for job in jobs:
+        results = json.loads((job / "results.json").read_text())
+        assert results["status"] == "complete" and results["run"]["output_dir"] == str(job)
+        run_dirs = list((job / "wandb").glob("offline-run-*"))
+        assert len(run_dirs) == 1  # run files under the job's own directory
+        record = read_run(run_dirs[0])
+        groups.add(record["group"])
+        assert record["name"] == results["run"]["name"] and record["name"].startswith("method=")
+        assert json.loads(record["config"]["method.name"]) == results["run"]["method"]
+        assert {"distill/loss", "distill/loss/ce", "distill/step"} <= record["history_keys"]
+        assert json.loads(record["summary"]["student/accuracy"]) == pytest.approx(results["student"]["accuracy"])
+        assert "comparison/retention" in record["summary"]
+    assert len(groups) == 1 and groups.pop().startswith("sweep-")  # one group per sweep
+
+    proc = cli(["distillkit.compare", "sweep"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "method=none" in proc.stdout and "method=kd" in proc.stdout
+    assert (tmp_path / "sweep" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+METHOD_STAGES = {"none": ["distill"], "kd": ["distill"], "fitnets": ["hints", "distill"], "rkd": ["distill"],
+                 "attention_transfer": ["distill"], "crd": ["distill"], "pkd": ["distill"], "distilbert": ["distill"],
+                 "tinybert": ["intermediate", "prediction"], "minilm": ["relations", "finetune"],
+                 "born_again": ["gen0", "gen1", "gen2", "gen3"], "self_kd": ["distill"], "snapshot_ensemble": ["distill"],
+                 "ema_teacher": ["distill"], "noisy_student": ["round1"], "takd": ["assistant3", "student"]}
+LM_METHODS = ("forward_kl", "gkd", "reverse_kl", "seq_kd", "sft")  # task=causal_lm (tests/test_causal_lm.py)
+
+
+@pytest.mark.slow
+def test_every_method_in_one_glob_sweep(tmp_path, cache_dir):
+    # 48 examples, batch 16: 3 steps an epoch, 3 epochs (epoch snapshots need epochs, not a step cap)
+    proc = cli(["distillkit", "-m", *TINY, f"cache_dir={cache_dir}", "method=glob(*)", "train.max_steps=-1",
+                "train.epochs=3", "data.synthetic.n_train=48", "hydra.sweep.dir=sweep"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted((tmp_path / "sweep").glob("[0-9]*"), key=lambda p: int(p.name))
+    seen = {}
+    skipped = [job for job in jobs if (job / "skipped.txt").exists()]  # the causal-LM methods: another task
+    assert len(skipped) == len(LM_METHODS) and not any((job / "results.json").exists() for job in skipped)
+    assert all("task is classification" in (job / "skipped.txt").read_text() for job in skipped)
+    for job in (job for job in jobs if job not in skipped):
+        results = json.loads((job / "results.json").read_text())
+        method = results["run"]["method"]
+        seen[method] = [s["name"] for s in results["stages"] if s["name"] != "teacher_prep"]
+        trained = [s for s in results["stages"] if s["name"] != "teacher_prep"]
+        # 3 epochs of 16-example batches over the stage's data view (noisy student's holds an unlabeled pool too)
+        assert all(s["steps"] == 3 * math.ceil(s["train_examples"] / 16) and s["final_loss_terms"] for s in trained)
+        produced = [s for s in trained if s.get("eval")]  # every model a stage produced is evaluated
+        assert produced and produced[-1]["name"] == seen[method][-1], method
+        metrics = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+        assert {m["stage"] for m in metrics} >= set(seen[method])  # every stage logs under its own name
+    assert seen == METHOD_STAGES
+    # tinybert fits pre-softmax scores from hooks by default: no method in the sweep needs eager attention
+    assert "eager attention" not in proc.stderr + proc.stdout
+
+    proc = cli(["distillkit.compare", "sweep"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert all(f"method={m}" in proc.stdout for m in METHOD_STAGES)
+
+
+def test_help_is_fast_and_lists_groups(tmp_path):
+    proc = cli(["distillkit", "--help"], tmp_path, timeout=60)
+    assert proc.returncode == 0
+    methods = ("method: attention_transfer, born_again, crd, distilbert, ema_teacher, fitnets, forward_kl, gkd, kd, "
+               "minilm, noisy_student, none, pkd, reverse_kl, rkd, self_kd, seq_kd, sft, snapshot_ensemble, takd, "
+               "tinybert")
+    for group in (methods, "student:", "teacher:", "hardware:", "logger:"):
+        assert group in proc.stdout
