@@ -8,6 +8,7 @@ blocks of chunks, each with a 7-byte header (crc32c, little-endian length, type:
 from __future__ import annotations
 
 import struct
+import time
 from pathlib import Path
 
 BLOCK = 32 * 1024
@@ -35,11 +36,12 @@ def _payloads(data: bytes):
 
 
 def read_run(run_dir: Path) -> dict:
-    """{"group", "name", "config": {key: json}, "history_keys": set, "summary": {key: json}} of one run."""
+    """{"group", "name", "config": {key: json}, "history_keys": set, "summary": {key: json}, "exited": bool} of one
+    run; ``exited``: the file holds the run's exit record (its last)."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     path = next(Path(run_dir).glob("run-*.wandb"))
-    out = {"group": None, "name": None, "config": {}, "history_keys": set(), "summary": {}}
+    out = {"group": None, "name": None, "config": {}, "history_keys": set(), "summary": {}, "exited": False}
     for payload in _payloads(path.read_bytes()):
         record = pb.Record()
         record.ParseFromString(payload)
@@ -53,4 +55,21 @@ def read_run(run_dir: Path) -> dict:
             out["history_keys"] |= {i.key or "/".join(i.nested_key) for i in record.history.item}
         elif kind == "summary":
             out["summary"].update({(i.key or "/".join(i.nested_key)): i.value_json for i in record.summary.update})
+        elif kind == "exit":
+            out["exited"] = True
     return out
+
+
+def read_finished_run(run_dir: Path, timeout: float = 60.0) -> dict:
+    """``read_run`` once the file holds the exit record. An in-process run's last records (history, summary, exit)
+    are written by W&B's service process after ``run.finish()`` returns: on a busy machine, seconds later."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            run = read_run(run_dir)
+        except Exception:  # noqa: BLE001 (the file is missing or ends in a half-written chunk: read again)
+            run = None
+        if run is not None and run["exited"]:
+            return run
+        time.sleep(0.1)
+    return read_run(run_dir)

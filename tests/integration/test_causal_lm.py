@@ -266,12 +266,12 @@ def test_objectives_without_a_topk_form_are_not_cached(run_lm, method, why):
 
 
 def test_wandb_gets_the_generations_table_and_the_task_metrics(run_lm, tmp_path, monkeypatch):
-    from tests.wandb_records import read_run
+    from tests.wandb_records import read_finished_run
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     results, out = run_lm(["logger=wandb", "method=forward_kl"])
     (run_dir,) = (out / "wandb").glob("offline-run-*")
-    record = read_run(run_dir)
+    record = read_finished_run(run_dir)
     assert {"generations/_type", "generations/nrows", "distill/loss/kd"} <= record["history_keys"]  # a wandb.Table
     assert json.loads(record["summary"]["generations/nrows"]) == 8 and json.loads(record["summary"]["generations/ncols"]) == 4
     assert json.loads(record["summary"]["student/exact_match"]) == pytest.approx(results["student"]["exact_match"])

@@ -12,10 +12,9 @@ def test_run_reports_speed_with_spreads_in_results_wandb_and_readme(run_tiny, mo
     """The keys the measurement adds reach results.json, the W&B summary and the schema in docs/."""
     import json
     import re
-    import time
 
     from distillkit.report import summary_for_wandb
-    from tests.wandb_records import read_run
+    from tests.wandb_records import read_finished_run
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     before = torch.get_num_threads()
@@ -26,11 +25,7 @@ def test_run_reports_speed_with_spreads_in_results_wandb_and_readme(run_tiny, mo
     assert {"latency_ms_spread", "throughput_samples_s_spread"} <= set(on_disk["student"])
     assert {"speedup_spread", "latency_speedup_spread"} <= set(on_disk["comparison"])
     run_dir = next((out / "wandb").glob("offline-run-*"))
-    for _ in range(100):  # wandb's own service process may still be writing the run file's last records
-        summary = read_run(run_dir)["summary"]
-        if summary:
-            break
-        time.sleep(0.1)
+    summary = read_finished_run(run_dir)["summary"]  # W&B's service process may still be writing the last records
     assert set(summary_for_wandb(on_disk)) <= set(summary)
     assert json.loads(summary["speed/threads"]) == 1
     documented_in = (REPO / "docs" / "resume-and-outputs.md").read_text()
