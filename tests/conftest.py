@@ -25,13 +25,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # working (a 16-wide BART's layer norm took 11 ms instead of 0.1: back-translating 6 texts 13 s instead of 1.2).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path  # noqa: E402 (after the offline environment is set)
 
-import pytest  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
+import pytest  # noqa: E402 (after the offline environment is set)
+from hydra import compose, initialize_config_dir  # noqa: E402 (after the offline environment is set)
 
-from distillkit import conf_dir  # noqa: E402
-from distillkit.config.schema import register_schemas, validate  # noqa: E402
+from distillkit import conf_dir  # noqa: E402 (after the offline environment is set)
+from distillkit.config.schema import register_schemas, validate  # noqa: E402 (after the offline environment is set)
 
 register_schemas()
 
@@ -108,8 +108,10 @@ def pytest_collection_modifyitems(config, items):
         if lane is None:
             continue
         if lane not in LANES:
-            raise pytest.UsageError(f"{item.path.relative_to(TESTS.parent)}: every test lives in a lane, tests/"
-                                    f"{{unit/<package>,integration,faults,benchmarks}}/ (tests/conftest.py)")
+            raise pytest.UsageError(
+                f"{item.path.relative_to(TESTS.parent)}: every test lives in a lane, tests/"
+                f"{{unit/<package>,integration,faults,benchmarks}}/ (tests/conftest.py)"
+            )
         for marker in LANES[lane]:
             item.add_marker(marker)
 
@@ -122,8 +124,10 @@ def _unit_tests_start_no_process(request, monkeypatch):
         import multiprocessing.process
 
         def refuse(*args, **kwargs):
-            raise RuntimeError(f"{request.node.nodeid} starts a process: move it to tests/integration/ "
-                               "(tests/unit/ neither trains nor starts processes)")
+            raise RuntimeError(
+                f"{request.node.nodeid} starts a process: move it to tests/integration/ "
+                "(tests/unit/ neither trains nor starts processes)"
+            )
 
         monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
         monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", refuse)

@@ -14,5 +14,12 @@ def cli(args, tmp_path, env=None, timeout=600):
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "MPLBACKEND": "Agg", **(env or {})}
     full_env.pop("WANDB_MODE", None)  # the logger must go offline by itself
     full_env.pop("WANDB_API_KEY", None)
-    return subprocess.run([sys.executable, "-m", *args], cwd=tmp_path, env=full_env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=tmp_path,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )

@@ -24,10 +24,10 @@ def _payloads(data: bytes):
         if left_in_block < CHUNK_HEADER:  # block trailer padding
             pos += left_in_block
             continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + CHUNK_HEADER])
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + CHUNK_HEADER])
         if kind == 0 and length == 0:
             break
-        chunk = data[pos + CHUNK_HEADER: pos + CHUNK_HEADER + length]
+        chunk = data[pos + CHUNK_HEADER : pos + CHUNK_HEADER + length]
         pos += CHUNK_HEADER + length
         pending = chunk if kind in (1, 2) else pending + chunk
         if kind in (1, 4):

@@ -12,9 +12,23 @@ def test_benchmark_script_smoke(tmp_path):
     import os
     import subprocess
 
-    proc = subprocess.run([sys.executable, "scripts/bench_augment.py", "--work", str(tmp_path), "--seeds", "1",
-                           "--quick", "--only", "small_kd"], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "scripts/bench_augment.py",
+            "--work",
+            str(tmp_path),
+            "--seeds",
+            "1",
+            "--quick",
+            "--only",
+            "small_kd",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     accuracy, cost = proc.stdout.split("student accuracy per configuration")[1].split("augmentation cost")
     assert all(f"small_kd              kd           {a}" in accuracy for a in ("none", "synonym", "mixup"))

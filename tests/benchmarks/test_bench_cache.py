@@ -13,9 +13,28 @@ def test_benchmark_script_smoke(tmp_path):
     from tests.conftest import TINY
 
     overrides = [arg for o in TINY if not o.startswith("logger") for arg in ("--override", o)]
-    proc = subprocess.run([sys.executable, "scripts/bench_cache.py", "all", "--work", str(tmp_path), "--steps", "4",
-                           "--repeats", "1", "--rows", "300", "--temperatures", "1,2", *overrides], capture_output=True, text=True,
-                          timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "scripts/bench_cache.py",
+            "all",
+            "--work",
+            str(tmp_path),
+            "--steps",
+            "4",
+            "--repeats",
+            "1",
+            "--rows",
+            "300",
+            "--temperatures",
+            "1,2",
+            *overrides,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "cached kd epoch / label-only epoch:" in out and "hand loop (kd online)" in out

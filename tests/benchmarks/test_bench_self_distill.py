@@ -10,9 +10,23 @@ def test_benchmark_script_smoke(tmp_path):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "scripts/bench_self_distill.py", "--work", str(tmp_path), "--seeds", "1",
-                           "--quick", "--only", "baseline,born_again"], capture_output=True, text=True, timeout=600,
-                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "scripts/bench_self_distill.py",
+            "--work",
+            str(tmp_path),
+            "--seeds",
+            "1",
+            "--quick",
+            "--only",
+            "baseline,born_again",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "method=kd" in proc.stdout and "gen1: " in proc.stdout and "ensemble: " in proc.stdout
     assert "× kd's ms/step" in proc.stdout and "born_again" in proc.stdout.split("training cost")[1]

@@ -27,8 +27,16 @@ RESULTS = {
     "teacher": {"accuracy": 0.9, "params": 4000, "latency_ms": 3.25, "throughput_samples_s": 812.5},
     "student": {"accuracy": 0.8125, "f1_macro": 0.79, "latency_ms_spread": 0.02},
     "comparison": {"agreement": 0.875, "retention": 0.9027, "speedup": 2.1, "gen_speedup": 1.7},
-    "stages": [{"name": "distill", "steps": 6, "wall_time_s": 3.5, "train_samples_per_s": 27.4,
-                "final_loss_terms": {"kd": 0.5, "ce": 1.25}, "train_loss": 0.75}],
+    "stages": [
+        {
+            "name": "distill",
+            "steps": 6,
+            "wall_time_s": 3.5,
+            "train_samples_per_s": 27.4,
+            "final_loss_terms": {"kd": 0.5, "ce": 1.25},
+            "train_loss": 0.75,
+        }
+    ],
     "speed": {"device": "cpu", "threads": 1, "repeats": 5},
     "generations": [{"prompt": "2 + 2 =", "student": "4"}],
 }

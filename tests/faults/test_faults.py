@@ -24,8 +24,15 @@ def _env():
 
 
 def _start(args, cwd):
-    return subprocess.Popen([sys.executable, "-m", "distillkit", *args], cwd=cwd, env=_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "distillkit", *args],
+        cwd=cwd,
+        env=_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _wait_for(path, predicate, timeout=300):
@@ -42,8 +49,12 @@ def test_sigterm_leaves_error_txt_and_resume_continues_the_same_run(tmp_path, ca
     args = [*tiny, f"cache_dir={cache_dir}", "logger=wandb", "train.max_steps=40", "hydra.run.dir=run"]
     proc = _start(args, tmp_path)
     metrics = tmp_path / "run" / "metrics.jsonl"
-    _wait_for(metrics, lambda text: any(json.loads(line)["stage"] == "distill" and json.loads(line)["step"] >= 4
-                                        for line in text.splitlines()))
+    _wait_for(
+        metrics,
+        lambda text: any(
+            json.loads(line)["stage"] == "distill" and json.loads(line)["step"] >= 4 for line in text.splitlines()
+        ),
+    )
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
@@ -54,8 +65,15 @@ def test_sigterm_leaves_error_txt_and_resume_continues_the_same_run(tmp_path, ca
     first_id = json.loads((tmp_path / "run" / "run.json").read_text())["wandb_id"]
     assert first_id
 
-    resumed = subprocess.run([sys.executable, "-m", "distillkit", "resume=run"], cwd=tmp_path, env=_env(),
-                             capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "distillkit", "resume=run"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     # recorded as the run it continues, not as the resume command
@@ -71,8 +89,10 @@ def test_sigterm_leaves_error_txt_and_resume_continues_the_same_run(tmp_path, ca
 
 def test_two_runs_on_one_empty_cache_prepare_the_teacher_once(tmp_path, cache_dir):
     cache = tmp_path / "shared-cache"
-    procs = [_start([*TINY, f"cache_dir={cache}", "teacher.prepare_epochs=3", f"hydra.run.dir=run{i}"], tmp_path)
-             for i in range(2)]
+    procs = [
+        _start([*TINY, f"cache_dir={cache}", "teacher.prepare_epochs=3", f"hydra.run.dir=run{i}"], tmp_path)
+        for i in range(2)
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-3000:]
@@ -84,11 +104,29 @@ def test_two_runs_on_one_empty_cache_prepare_the_teacher_once(tmp_path, cache_di
 
 @pytest.mark.parametrize("ddp", [False, True])
 def test_a_diverging_run_exits_3_with_its_reason_in_error_txt(tmp_path, cache_dir, ddp):
-    hardware = ["hardware=ddp", "hardware.devices=2", "hardware.accelerator=cpu",
-                "hardware.per_device_batch_size=8"] if ddp else []
-    proc = subprocess.run([sys.executable, "-m", "distillkit", *TINY, f"cache_dir={cache_dir}", *hardware,
-                           "train.learning_rate=1e30", "hydra.run.dir=run"], cwd=tmp_path, env=_env(),
-                          capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    hardware = (
+        ["hardware=ddp", "hardware.devices=2", "hardware.accelerator=cpu", "hardware.per_device_batch_size=8"]
+        if ddp
+        else []
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "distillkit",
+            *TINY,
+            f"cache_dir={cache_dir}",
+            *hardware,
+            "train.learning_rate=1e30",
+            "hydra.run.dir=run",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 3, proc.stderr[-3000:]
     error = (tmp_path / "run" / "error.txt").read_text()
     assert error.startswith("error: ") and "Traceback" not in error and "train.learning_rate=" in error
@@ -96,20 +134,36 @@ def test_a_diverging_run_exits_3_with_its_reason_in_error_txt(tmp_path, cache_di
 
 
 def test_kill_9_then_resume_reproduces_the_uninterrupted_run_and_no_secret_is_written(tmp_path, cache_dir):
-    secrets = {"WANDB_API_KEY": "wandb-secret-0123456789abcdef0123456789abcdef", "HF_TOKEN": "hf_secretTOKEN42",
-               "AWS_SECRET_ACCESS_KEY": "aws-secret-key-xyz"}
+    secrets = {
+        "WANDB_API_KEY": "wandb-secret-0123456789abcdef0123456789abcdef",
+        "HF_TOKEN": "hf_secretTOKEN42",
+        "AWS_SECRET_ACCESS_KEY": "aws-secret-key-xyz",
+    }
     tiny = [o for o in TINY if not o.startswith(("train.max_steps", "logger="))]
     # Enough steps after checkpoint-6 that the kill lands mid-run: with the teacher's outputs cached a tiny step
     # takes milliseconds, and 30 steps could finish before the poll below sees the checkpoint.
     args = [*tiny, f"cache_dir={cache_dir}", "logger=wandb", "logger.mode=offline", "train.max_steps=150"]
     env = {**_env(), **secrets}
-    reference = subprocess.run([sys.executable, "-m", "distillkit", *args, "hydra.run.dir=ref"], cwd=tmp_path,
-                               env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    reference = subprocess.run(
+        [sys.executable, "-m", "distillkit", *args, "hydra.run.dir=ref"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
     assert reference.returncode == 0, reference.stderr[-3000:]
 
-    proc = subprocess.Popen([sys.executable, "-m", "distillkit", *args, "hydra.run.dir=run"], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "distillkit", *args, "hydra.run.dir=run"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     checkpoints = tmp_path / "run" / "checkpoints" / "distill"
     deadline = time.time() + 300
     while not list(checkpoints.glob("checkpoint-6/trainer_state.json")) and time.time() < deadline:
@@ -120,15 +174,26 @@ def test_kill_9_then_resume_reproduces_the_uninterrupted_run_and_no_secret_is_wr
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     assert not (tmp_path / "run" / "results.json").exists()
-    resumed = subprocess.run([sys.executable, "-m", "distillkit", "resume=run"], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "distillkit", "resume=run"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     ref = json.loads((tmp_path / "ref" / "results.json").read_text())
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     assert res["stages"][-1]["resumed_from"] and res["stages"][-1]["steps"] == 150
-    for section, key in (("student", "accuracy"), ("student", "f1_macro"), ("comparison", "kl_to_teacher"),
-                         ("comparison", "agreement")):
+    for section, key in (
+        ("student", "accuracy"),
+        ("student", "f1_macro"),
+        ("comparison", "kl_to_teacher"),
+        ("comparison", "agreement"),
+    ):
         assert res[section][key] == ref[section][key], (section, key)
     assert res["stages"][-1]["final_loss_terms"] == pytest.approx(ref["stages"][-1]["final_loss_terms"], rel=1e-5)
 
@@ -162,8 +227,12 @@ def test_resume_waits_for_a_killed_runs_wandb_service_to_release_the_run_id():
         _init(fake, {}, None, wait_s=0)  # not a resume: the error is not ours to wait out
     assert len(calls) == 1
     calls.clear()
-    held = SimpleNamespace(init=lambda **kwargs: calls.append(kwargs) or (
-        "new run" if "id" not in kwargs else (_ for _ in ()).throw(RuntimeError("run ID x is in use"))))
+    held = SimpleNamespace(
+        init=lambda **kwargs: (
+            calls.append(kwargs)
+            or ("new run" if "id" not in kwargs else (_ for _ in ()).throw(RuntimeError("run ID x is in use")))
+        )
+    )
     assert _init(held, {"id": "x", "resume": "allow", "dir": "d"}, "x", attempts=2, wait_s=0) == "new run"
     assert calls == [{"id": "x", "resume": "allow", "dir": "d"}] * 2 + [{"dir": "d"}]  # then a new W&B run
 
@@ -199,8 +268,15 @@ def test_a_resume_whose_wandb_run_id_a_shared_service_still_holds_continues_in_a
     Settings object) and the resume failed. Real wandb, offline."""
     env = _env()
     env["WANDB_MODE"] = "offline"
-    done = subprocess.run([sys.executable, "-c", _HELD_BY_A_SHARED_SERVICE, str(tmp_path)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-c", _HELD_BY_A_SHARED_SERVICE, str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     new_id = done.stdout.split("resumed-into", 1)[1].split()[0]
     assert new_id != "held0001"

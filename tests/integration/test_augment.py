@@ -37,8 +37,9 @@ def test_teacher_sees_the_augmented_inputs_and_eval_is_untouched(run_tiny, monke
     assert distill["train_examples"] == 256 + aug["examples"] == aug["train_examples"]
     assert results["task"]["eval_examples"] == 64 and results["task"]["train_examples"] == 256
     cfg, plan = _plan(overrides, cache_dir)
-    entry = cache.entry_dir(plan.cache_root, "augmented",
-                            offline.entry_spec(cfg, plan, "synonym", list(plan.task.train["text"])))
+    entry = cache.entry_dir(
+        plan.cache_root, "augmented", offline.entry_spec(cfg, plan, "synonym", list(plan.task.train["text"]))
+    )
     tokenizer = AutoTokenizer.from_pretrained(out / "student")
     encoded = {tuple(tokenizer(r["text"], truncation=True, max_length=48)["input_ids"]) for r in offline._read(entry)}
     assert len(encoded) > 100 and len(encoded & set(seen)) == len(encoded)  # the teacher ran on every new text
@@ -48,8 +49,16 @@ def test_teacher_sees_the_augmented_inputs_and_eval_is_untouched(run_tiny, monke
 def test_self_distillation_on_augmented_data_each_stage_sees_what_it_can_use(run_tiny):
     """The seed recipe (augment, then self-distil): born-again's gen0 learns from labels, so it gets the new
     examples that keep a label; gen1 learns from gen0, so it also gets the teacher-only ones."""
-    results, _ = run_tiny(["teacher=none", "method=born_again", "method.generations=1", "method.gen0=labels",
-                           "augmentation=[synonym,teacher_pseudo_data]", "train.max_steps=2"])
+    results, _ = run_tiny(
+        [
+            "teacher=none",
+            "method=born_again",
+            "method.generations=1",
+            "method.gen0=labels",
+            "augmentation=[synonym,teacher_pseudo_data]",
+            "train.max_steps=2",
+        ]
+    )
     aug = results["augmentation"]
     by_name = {s["name"]: s for s in results["stages"]}
     assert aug["with_labels"] == aug["kept"]["synonym"] and 0 < aug["with_labels"] < aug["examples"]
@@ -68,10 +77,22 @@ def _tiny_translation_models(tmp_path) -> Path:
     out = tmp_path / "tiny-mt"
     tokenizer = train_wordpiece([r["text"] for r in generate(0, 64, 1, 0.0).train], 120, out)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("[PAD]", "[CLS]", "[SEP]")}
-    config = BartConfig(vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1,
-                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
-                        max_position_embeddings=128, pad_token_id=ids["[PAD]"], bos_token_id=ids["[CLS]"],
-                        eos_token_id=ids["[SEP]"], decoder_start_token_id=ids["[CLS]"], forced_eos_token_id=None)
+    config = BartConfig(
+        vocab_size=len(tokenizer),
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=128,
+        pad_token_id=ids["[PAD]"],
+        bos_token_id=ids["[CLS]"],
+        eos_token_id=ids["[SEP]"],
+        decoder_start_token_id=ids["[CLS]"],
+        forced_eos_token_id=None,
+    )
     torch.manual_seed(0)
     BartForConditionalGeneration(config).save_pretrained(out)
     return out
@@ -82,10 +103,24 @@ def test_every_option_in_one_glob_sweep(tmp_path, cache_dir):
     from tests.helpers import cli
 
     mt = _tiny_translation_models(tmp_path)
-    proc = cli(["distillkit", "-m", *TINY, f"cache_dir={cache_dir}", "augmentation=glob(*)", "train.max_steps=-1",
-                "train.epochs=1", "data.synthetic.n_train=64", "augmentation.mlm_replace.train_steps=20",
-                f"augmentation.back_translation.forward={mt}", f"augmentation.back_translation.backward={mt}",
-                "augmentation.back_translation.max_new_tokens=12", "hydra.sweep.dir=sweep"], tmp_path)
+    proc = cli(
+        [
+            "distillkit",
+            "-m",
+            *TINY,
+            f"cache_dir={cache_dir}",
+            "augmentation=glob(*)",
+            "train.max_steps=-1",
+            "train.epochs=1",
+            "data.synthetic.n_train=64",
+            "augmentation.mlm_replace.train_steps=20",
+            f"augmentation.back_translation.forward={mt}",
+            f"augmentation.back_translation.backward={mt}",
+            "augmentation.back_translation.max_new_tokens=12",
+            "hydra.sweep.dir=sweep",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     seen = {}
     for job in sorted((tmp_path / "sweep").glob("[0-9]*"), key=lambda p: int(p.name)):

@@ -30,8 +30,9 @@ def _masked_loss(model, tokenizer, texts) -> float:
     ids = enc["input_ids"]
     pick = (torch.rand(ids.shape, generator=gen) < 0.15) & (ids > 4)  # ids 0-4: the special tokens
     with torch.no_grad():
-        logits = model(input_ids=ids.masked_fill(pick, tokenizer.mask_token_id),
-                       attention_mask=enc["attention_mask"]).logits
+        logits = model(
+            input_ids=ids.masked_fill(pick, tokenizer.mask_token_id), attention_mask=enc["attention_mask"]
+        ).logits
     return torch.nn.functional.cross_entropy(logits[pick], ids[pick]).item()
 
 

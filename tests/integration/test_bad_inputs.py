@@ -22,18 +22,21 @@ def _refused(proc, key: str) -> str:
     return errors[0]
 
 
-@pytest.mark.parametrize("args,key,words", [
-    # Hydra's own composition errors, in distillkit's words (Hydra alone exits 1 and suggests +key=...)
-    (["train.epoks=3"], "train.epoks", ["not a setting of train", "epochs", "learning_rate"]),
-    (["method.temprature=3"], "method.temprature", ["method=kd", "temperature", "ce_weight"]),
-    (["method=kdd"], "method", ["not an option of the method group", *METHODS]),
-    (["method.ce_weight=abc"], "method.ce_weight", ["wrong type", "Float"]),
-    (["seed=[1"], "override", ["cannot be parsed"]),
-    (["method=none,kd"], "override", ["without -m", "-m"]),
-    # distillkit's own schema checks, same path
-    (["+foo=1"], "foo", ["top-level"]),
-    (["method.temperature=0"], "method.temperature", ["positive"]),
-])
+@pytest.mark.parametrize(
+    "args,key,words",
+    [
+        # Hydra's own composition errors, in distillkit's words (Hydra alone exits 1 and suggests +key=...)
+        (["train.epoks=3"], "train.epoks", ["not a setting of train", "epochs", "learning_rate"]),
+        (["method.temprature=3"], "method.temprature", ["method=kd", "temperature", "ce_weight"]),
+        (["method=kdd"], "method", ["not an option of the method group", *METHODS]),
+        (["method.ce_weight=abc"], "method.ce_weight", ["wrong type", "Float"]),
+        (["seed=[1"], "override", ["cannot be parsed"]),
+        (["method=none,kd"], "override", ["without -m", "-m"]),
+        # distillkit's own schema checks, same path
+        (["+foo=1"], "foo", ["top-level"]),
+        (["method.temperature=0"], "method.temperature", ["positive"]),
+    ],
+)
 def test_command_line_errors_are_one_paragraph_before_any_folder(tmp_path, args, key, words):
     proc = cli(["distillkit", *args, "hydra.run.dir=run"], tmp_path, timeout=120)
     line = _refused(proc, key)
@@ -43,17 +46,20 @@ def test_command_line_errors_are_one_paragraph_before_any_folder(tmp_path, args,
 
 
 def test_preflight_checks_without_importing_torch_or_transformers():
-    code = ("import sys; from distillkit.config.schema import register_schemas; from distillkit import preflight; "
-            "register_schemas(); preflight.check(['method=kd', 'seed=3']);"
-            "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))")
+    code = (
+        "import sys; from distillkit.config.schema import register_schemas; from distillkit import preflight; "
+        "register_schemas(); preflight.check(['method=kd', 'seed=3']);"
+        "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 
 
 def test_a_sweep_with_a_bad_job_is_refused_before_its_folder_exists(tmp_path):
-    proc = cli(["distillkit", "-m", "method=kd,pkd", "method.temperature=0,2", "hydra.sweep.dir=sweep"], tmp_path,
-               timeout=120)
+    proc = cli(
+        ["distillkit", "-m", "method=kd,pkd", "method.temperature=0,2", "hydra.sweep.dir=sweep"], tmp_path, timeout=120
+    )
     line = _refused(proc, "method.temperature")
     assert "sweep job" in line and "no job was started" in line
     assert not (tmp_path / "sweep").exists()
@@ -78,8 +84,10 @@ def test_the_cache_lock_makes_a_second_builder_wait(tmp_path):
     from distillkit import store as cache
 
     final = tmp_path / "teachers" / "abc"
-    code = (f"import time; from pathlib import Path; from distillkit import store as cache\n"
-            f"with cache.locked(Path({str(final)!r})):\n    print('got', time.time(), flush=True)\n")
+    code = (
+        f"import time; from pathlib import Path; from distillkit import store as cache\n"
+        f"with cache.locked(Path({str(final)!r})):\n    print('got', time.time(), flush=True)\n"
+    )
     with cache.locked(final):
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
         time.sleep(2.0)

@@ -11,11 +11,15 @@ import pytest
 
 from distillkit.config.schema import validate
 from distillkit.errors import ConfigError
-
 from tests.conftest import TINY_LM, compose_config
 
-LOSS_TERMS = {"sft": {"ntp"}, "forward_kl": {"kd", "ntp"}, "reverse_kl": {"reverse_kl", "on_policy_batches"},
-              "gkd": {"jsd", "on_policy_batches"}, "seq_kd": {"ntp"}}
+LOSS_TERMS = {
+    "sft": {"ntp"},
+    "forward_kl": {"kd", "ntp"},
+    "reverse_kl": {"reverse_kl", "on_policy_batches"},
+    "gkd": {"jsd", "on_policy_batches"},
+    "seq_kd": {"ntp"},
+}
 
 
 @pytest.fixture
@@ -48,7 +52,8 @@ def _check_results(results: dict, method: str) -> None:
     assert all(math.isfinite(v) for v in distill["final_loss_terms"].values())
     assert distill["eval"]["generated"] == 8 and distill["eval"]["perplexity"] > 1.0
     assert len(results["generations"]) == 8 and {"prompt", "reference", "teacher", "student"} <= set(
-        results["generations"][0])
+        results["generations"][0]
+    )
 
 
 @pytest.mark.parametrize("method", ["sft", "forward_kl"])
@@ -113,13 +118,23 @@ def test_a_sweep_of_the_on_policy_methods_with_a_key_the_default_method_lacks(tm
     (forward_kl, no ntp_weight) first and refused the key before preflight handed it over as ++."""
     from tests.helpers import cli
 
-    proc = cli(["distillkit", "-m", *TINY_LM, f"cache_dir={cache_dir}", "method=reverse_kl,gkd",
-                "method.ntp_weight=0.25", "method.sampling.max_new_tokens=4", "hydra.sweep.dir=sweep"], tmp_path)
+    proc = cli(
+        [
+            "distillkit",
+            "-m",
+            *TINY_LM,
+            f"cache_dir={cache_dir}",
+            "method=reverse_kl,gkd",
+            "method.ntp_weight=0.25",
+            "method.sampling.max_new_tokens=4",
+            "hydra.sweep.dir=sweep",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/results.json"))]
     assert [r["run"]["method"] for r in runs] == ["reverse_kl", "gkd"]
-    assert all("ntp" in r["stages"][-1]["final_loss_terms"] and "0.25·NTP" in r["stages"][-1]["formula"]
-               for r in runs)
+    assert all("ntp" in r["stages"][-1]["final_loss_terms"] and "0.25·NTP" in r["stages"][-1]["formula"] for r in runs)
 
 
 def test_seq_kd_trains_on_cached_teacher_responses(run_lm, tmp_path, monkeypatch):
@@ -143,8 +158,17 @@ def test_local_files_train_with_the_loss_on_responses(run_lm, tmp_path):
     made = generate(0, 64, 16)
     train = _jsonl(tmp_path / "train.jsonl", [{"q": r["prompt"], "a": r["response"]} for r in made.train])
     evals = _jsonl(tmp_path / "dev.jsonl", [{"q": r["prompt"], "a": r["response"]} for r in made.eval])
-    results, _ = run_lm(["data=lm_local", f"data.train_file={train}", f"data.eval_file={evals}", "data.max_length=64",
-                         "data.prompt_field=q", "data.response_field=a", "method=sft"])
+    results, _ = run_lm(
+        [
+            "data=lm_local",
+            f"data.train_file={train}",
+            f"data.eval_file={evals}",
+            "data.max_length=64",
+            "data.prompt_field=q",
+            "data.response_field=a",
+            "method=sft",
+        ]
+    )
     assert results["task"]["train_examples"] == 64 and results["task"]["eval_examples"] == 16
     assert results["generations"][0]["reference"] == made.eval[0]["response"]
 
@@ -152,11 +176,21 @@ def test_local_files_train_with_the_loss_on_responses(run_lm, tmp_path):
 def test_alpaca_preset_on_a_local_dataset_directory(run_lm, tmp_path):
     import datasets
 
-    rows = [{"instruction": f"Repeat the word {w}.", "input": "" if i % 2 else "twice", "output": f"{w} {w}"}
-            for i, w in enumerate(["cozy", "soup", "album", "ferry", "pasta", "spa"] * 6)]
+    rows = [
+        {"instruction": f"Repeat the word {w}.", "input": "" if i % 2 else "twice", "output": f"{w} {w}"}
+        for i, w in enumerate(["cozy", "soup", "album", "ferry", "pasta", "spa"] * 6)
+    ]
     datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "alpaca"))
-    results, _ = run_lm(["data=alpaca", f"data.path={tmp_path / 'alpaca'}", "data.train_split='train[:-6]'",
-                         "data.eval_split='train[-6:]'", "method=sft", "task.eval_generations=6"])
+    results, _ = run_lm(
+        [
+            "data=alpaca",
+            f"data.path={tmp_path / 'alpaca'}",
+            "data.train_split='train[:-6]'",
+            "data.eval_split='train[-6:]'",
+            "method=sft",
+            "task.eval_generations=6",
+        ]
+    )
     assert results["task"]["train_examples"] == 30 and results["task"]["eval_examples"] == 6
     assert results["generations"][0]["prompt"].startswith("### Instruction:\n")
 
@@ -170,9 +204,17 @@ def _saved_decoder(path: Path, vocab_rows: int | None = None, layers: int = 2):
     from distillkit.tasks.causal_lm.task import train_byte_bpe
 
     tok = train_byte_bpe(texts_for_tokenizer(generate(0, 128, 8)), 300, path)
-    config = LlamaConfig(vocab_size=vocab_rows or len(tok), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
-                         max_position_embeddings=128, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=vocab_rows or len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(config).save_pretrained(path)
     return tok
@@ -182,9 +224,16 @@ def test_hub_teacher_and_student_from_local_dirs_with_padded_vocabularies(run_lm
     caplog.set_level("INFO", logger="distillkit")
     tok = _saved_decoder(tmp_path / "teacher", layers=2)
     _saved_decoder(tmp_path / "student", vocab_rows=len(tok) + 20, layers=1)
-    results, _ = run_lm(["teacher=hub", f"teacher.path={tmp_path / 'teacher'}", "student=hub",
-                         f"student.path={tmp_path / 'student'}", "method=forward_kl"],
-                        without=("teacher.", "student."))
+    results, _ = run_lm(
+        [
+            "teacher=hub",
+            f"teacher.path={tmp_path / 'teacher'}",
+            "student=hub",
+            f"student.path={tmp_path / 'student'}",
+            "method=forward_kl",
+        ],
+        without=("teacher.", "student."),
+    )
     assert [s["name"] for s in results["stages"]] == ["distill"]  # a causal LM checkpoint is used as it is
     assert "rows beyond" in caplog.text  # the padded rows: said, and sliced off by the losses
 
@@ -193,8 +242,9 @@ def test_hub_teacher_and_student_from_local_dirs_with_padded_vocabularies(run_lm
 def test_every_method_of_the_task_in_one_glob_sweep(tmp_path, cache_dir):
     from tests.helpers import cli
 
-    proc = cli(["distillkit", "-m", *TINY_LM, f"cache_dir={cache_dir}", "method=glob(*)", "hydra.sweep.dir=sweep"],
-               tmp_path)
+    proc = cli(
+        ["distillkit", "-m", *TINY_LM, f"cache_dir={cache_dir}", "method=glob(*)", "hydra.sweep.dir=sweep"], tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "will be skipped: its method distils classification models and its task is causal_lm" in proc.stdout
     ran = {}
@@ -212,24 +262,49 @@ def test_every_method_of_the_task_in_one_glob_sweep(tmp_path, cache_dir):
 
 def test_chat_messages_are_rendered_with_the_teachers_chat_template(run_lm, tmp_path):
     tok = _saved_decoder(tmp_path / "teacher")
-    tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
-                         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    tok.chat_template = (
+        "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
     tok.save_pretrained(tmp_path / "teacher")
-    rows = [{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"Say {w}."},
-                          {"role": "assistant", "content": w}]} for w in ["cozy", "soup", "album", "ferry"] * 8]
+    rows = [
+        {
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": f"Say {w}."},
+                {"role": "assistant", "content": w},
+            ]
+        }
+        for w in ["cozy", "soup", "album", "ferry"] * 8
+    ]
     data = _jsonl(tmp_path / "chat.jsonl", rows)
-    results, _ = run_lm(["teacher=hub", f"teacher.path={tmp_path / 'teacher'}", "data=lm_local", "method=sft",
-                         f"data.train_file={data}", f"data.eval_file={data}", "data.messages_field=messages",
-                         "task.eval_generations=4"], without=("teacher.",))
+    results, _ = run_lm(
+        [
+            "teacher=hub",
+            f"teacher.path={tmp_path / 'teacher'}",
+            "data=lm_local",
+            "method=sft",
+            f"data.train_file={data}",
+            f"data.eval_file={data}",
+            "data.messages_field=messages",
+            "task.eval_generations=4",
+        ],
+        without=("teacher.",),
+    )
     shown = results["generations"][0]
     assert shown["prompt"] == "<|system|>Be brief.\n<|user|>Say cozy.\n<|assistant|>" and shown["reference"] == "cozy"
 
 
 def test_topk_cache_with_k_covering_the_vocabulary_follows_the_online_run(run_lm, tmp_path):
-    """k >= V in fp32: the cached top-k targets are the teacher's whole distribution, so the cached run's losses equal the
-    online run's step by step; the second run reads the entry (built once)."""
-    common = ["method=forward_kl", "method.temperature=2", "teacher.cache_topk=400", "teacher.cache_precision=fp32",
-              "train.logging_steps=1"]
+    """k >= V in fp32: the cached top-k targets are the teacher's whole distribution, so the cached run's losses
+    equal the online run's step by step; the second run reads the entry (built once)."""
+    common = [
+        "method=forward_kl",
+        "method.temperature=2",
+        "teacher.cache_topk=400",
+        "teacher.cache_precision=fp32",
+        "train.logging_steps=1",
+    ]
     online, out_online = run_lm(common + ["teacher.cache_outputs=never"], out=tmp_path / "online")
     cached, out_cached = run_lm(common, out=tmp_path / "cached")
     again, _ = run_lm(common, out=tmp_path / "again")
@@ -237,8 +312,10 @@ def test_topk_cache_with_k_covering_the_vocabulary_follows_the_online_run(run_lm
     assert record["used"] and record["built"] and record["topk"] == 300  # k capped at the vocabulary
     assert again["stages"][-1]["teacher_cache"]["built"] is False
     assert online["stages"][-1]["teacher_cache"] == {"used": False, "reason": "teacher.cache_outputs=never"}
-    steps = [[json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-             for out in (out_online, out_cached)]
+    steps = [
+        [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        for out in (out_online, out_cached)
+    ]
     kd = [[r["loss/kd"] for r in rows if r["stage"] == "distill" and "loss/kd" in r] for rows in steps]
     assert len(kd[0]) == 4 and kd[0] == pytest.approx(kd[1], rel=1e-4, abs=1e-6)
     assert cached["student"]["perplexity"] == pytest.approx(online["student"]["perplexity"], rel=1e-4)
@@ -259,8 +336,13 @@ def test_topk_cache_keeps_k_tokens_and_the_tail_mass(run_lm):
 
 @pytest.mark.parametrize("method,why", [("gkd", "whole next-token distribution"), ("reverse_kl", "on-policy")])
 def test_objectives_without_a_topk_form_are_not_cached(run_lm, method, why):
-    results, _ = run_lm([f"method={method}", "method.on_policy=0.0" if method == "gkd" else "method.on_policy=1.0",
-                         "method.sampling.max_new_tokens=4"])
+    results, _ = run_lm(
+        [
+            f"method={method}",
+            "method.on_policy=0.0" if method == "gkd" else "method.on_policy=1.0",
+            "method.sampling.max_new_tokens=4",
+        ]
+    )
     record = results["stages"][-1]["teacher_cache"]
     assert record["used"] is False and why in record["reason"]
 
@@ -273,6 +355,9 @@ def test_wandb_gets_the_generations_table_and_the_task_metrics(run_lm, tmp_path,
     (run_dir,) = (out / "wandb").glob("offline-run-*")
     record = read_finished_run(run_dir)
     assert {"generations/_type", "generations/nrows", "distill/loss/kd"} <= record["history_keys"]  # a wandb.Table
-    assert json.loads(record["summary"]["generations/nrows"]) == 8 and json.loads(record["summary"]["generations/ncols"]) == 4
+    assert (
+        json.loads(record["summary"]["generations/nrows"]) == 8
+        and json.loads(record["summary"]["generations/ncols"]) == 4
+    )
     assert json.loads(record["summary"]["student/exact_match"]) == pytest.approx(results["student"]["exact_match"])
     assert "comparison/gen_speedup" in record["summary"] and "comparison/agreement" in record["summary"]

@@ -11,14 +11,21 @@ from tests.helpers import cli
 from tests.wandb_records import read_run
 
 
-@pytest.mark.parametrize("override,key,at_plan_time", [
-    ("method.temperature=0", "method.temperature", False),
-    ("student.init=uniform student.num_layers=20", "student.num_layers", True),
-    ("method=pkd method.layer_map.strategy=list method.layer_map.layers=[9]", "method.layer_map.layers", True),
-    ("teacher=hub teacher.path=no-such-org/no-such-model", "teacher.path", True),
-    pytest.param("hardware=gpu", "hardware.accelerator", True,
-                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
-])
+@pytest.mark.parametrize(
+    "override,key,at_plan_time",
+    [
+        ("method.temperature=0", "method.temperature", False),
+        ("student.init=uniform student.num_layers=20", "student.num_layers", True),
+        ("method=pkd method.layer_map.strategy=list method.layer_map.layers=[9]", "method.layer_map.layers", True),
+        ("teacher=hub teacher.path=no-such-org/no-such-model", "teacher.path", True),
+        pytest.param(
+            "hardware=gpu",
+            "hardware.accelerator",
+            True,
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU"),
+        ),
+    ],
+)
 def test_bad_input_is_one_paragraph_and_exit_2(tmp_path, cache_dir, override, key, at_plan_time):
     tiny = [o for o in TINY if not (override.startswith("teacher=") and o.startswith("teacher.arch"))]
     args = ["distillkit", *tiny, f"cache_dir={cache_dir}", *override.split(), "hydra.run.dir=run"]
@@ -37,8 +44,18 @@ def test_bad_input_is_one_paragraph_and_exit_2(tmp_path, cache_dir, override, ke
 @pytest.mark.slow
 def test_multirun_sweep_wandb_offline_and_compare(tmp_path, cache_dir):
     tiny = [o for o in TINY if o != "logger=none"]
-    proc = cli(["distillkit", "-m", *tiny, f"cache_dir={cache_dir}", "logger=wandb", "method=none,kd",
-                "hydra.sweep.dir=sweep"], tmp_path)
+    proc = cli(
+        [
+            "distillkit",
+            "-m",
+            *tiny,
+            f"cache_dir={cache_dir}",
+            "logger=wandb",
+            "method=none,kd",
+            "hydra.sweep.dir=sweep",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "wandb sync" in proc.stdout + proc.stderr  # says how to upload the offline runs
     jobs = sorted((tmp_path / "sweep").glob("[0-9]"))
@@ -64,19 +81,44 @@ def test_multirun_sweep_wandb_offline_and_compare(tmp_path, cache_dir):
     assert (tmp_path / "sweep" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-METHOD_STAGES = {"none": ["distill"], "kd": ["distill"], "fitnets": ["hints", "distill"], "rkd": ["distill"],
-                 "attention_transfer": ["distill"], "crd": ["distill"], "pkd": ["distill"], "distilbert": ["distill"],
-                 "tinybert": ["intermediate", "prediction"], "minilm": ["relations", "finetune"],
-                 "born_again": ["gen0", "gen1", "gen2", "gen3"], "self_kd": ["distill"], "snapshot_ensemble": ["distill"],
-                 "ema_teacher": ["distill"], "noisy_student": ["round1"], "takd": ["assistant3", "student"]}
+METHOD_STAGES = {
+    "none": ["distill"],
+    "kd": ["distill"],
+    "fitnets": ["hints", "distill"],
+    "rkd": ["distill"],
+    "attention_transfer": ["distill"],
+    "crd": ["distill"],
+    "pkd": ["distill"],
+    "distilbert": ["distill"],
+    "tinybert": ["intermediate", "prediction"],
+    "minilm": ["relations", "finetune"],
+    "born_again": ["gen0", "gen1", "gen2", "gen3"],
+    "self_kd": ["distill"],
+    "snapshot_ensemble": ["distill"],
+    "ema_teacher": ["distill"],
+    "noisy_student": ["round1"],
+    "takd": ["assistant3", "student"],
+}
 LM_METHODS = ("forward_kl", "gkd", "reverse_kl", "seq_kd", "sft")  # task=causal_lm (tests/test_causal_lm.py)
 
 
 @pytest.mark.slow
 def test_every_method_in_one_glob_sweep(tmp_path, cache_dir):
     # 48 examples, batch 16: 3 steps an epoch, 3 epochs (epoch snapshots need epochs, not a step cap)
-    proc = cli(["distillkit", "-m", *TINY, f"cache_dir={cache_dir}", "method=glob(*)", "train.max_steps=-1",
-                "train.epochs=3", "data.synthetic.n_train=48", "hydra.sweep.dir=sweep"], tmp_path)
+    proc = cli(
+        [
+            "distillkit",
+            "-m",
+            *TINY,
+            f"cache_dir={cache_dir}",
+            "method=glob(*)",
+            "train.max_steps=-1",
+            "train.epochs=3",
+            "data.synthetic.n_train=48",
+            "hydra.sweep.dir=sweep",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted((tmp_path / "sweep").glob("[0-9]*"), key=lambda p: int(p.name))
     seen = {}
@@ -106,8 +148,10 @@ def test_every_method_in_one_glob_sweep(tmp_path, cache_dir):
 def test_help_is_fast_and_lists_groups(tmp_path):
     proc = cli(["distillkit", "--help"], tmp_path, timeout=60)
     assert proc.returncode == 0
-    methods = ("method: attention_transfer, born_again, crd, distilbert, ema_teacher, fitnets, forward_kl, gkd, kd, "
-               "minilm, noisy_student, none, pkd, reverse_kl, rkd, self_kd, seq_kd, sft, snapshot_ensemble, takd, "
-               "tinybert")
+    methods = (
+        "method: attention_transfer, born_again, crd, distilbert, ema_teacher, fitnets, forward_kl, gkd, kd, "
+        "minilm, noisy_student, none, pkd, reverse_kl, rkd, self_kd, seq_kd, sft, snapshot_ensemble, takd, "
+        "tinybert"
+    )
     for group in (methods, "student:", "teacher:", "hardware:", "logger:"):
         assert group in proc.stdout

@@ -7,9 +7,21 @@ from tests.helpers import cli
 def test_a_bad_eval_file_on_the_command_line(tmp_path):
     (tmp_path / "train.csv").write_text("sentence,label\ngood,1\nbad,0\n")
     (tmp_path / "dev.csv").write_text("content,label\nnice,1\nawful,0\n")
-    proc = cli(["distillkit", "data=local", "data.train_file=train.csv", "data.eval_file=dev.csv",
-                "data.text_field=sentence", "logger=none", "hardware=cpu", f"cache_dir={tmp_path / 'cache'}",
-                "hydra.run.dir=run"], tmp_path, timeout=300)
+    proc = cli(
+        [
+            "distillkit",
+            "data=local",
+            "data.train_file=train.csv",
+            "data.eval_file=dev.csv",
+            "data.text_field=sentence",
+            "logger=none",
+            "hardware=cpu",
+            f"cache_dir={tmp_path / 'cache'}",
+            "hydra.run.dir=run",
+        ],
+        tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]

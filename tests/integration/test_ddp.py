@@ -12,18 +12,39 @@ pytestmark = pytest.mark.slow
 
 # Enough steps at a high learning rate for the student to move away from its initialisation.
 SETTINGS = [o for o in TINY if not o.startswith(("train.max_steps", "hardware.per_device_batch_size"))] + [
-    "train.max_steps=16", "train.learning_rate=2e-3", "teacher.prepare_learning_rate=2e-3"]
+    "train.max_steps=16",
+    "train.learning_rate=2e-3",
+    "teacher.prepare_learning_rate=2e-3",
+]
 
 
 def test_two_process_ddp_matches_single_process_and_exits_cleanly(tmp_path, cache_dir):
-    single = cli(["distillkit", *SETTINGS, f"cache_dir={cache_dir}-ddp", "hardware.per_device_batch_size=16",
-                  "hydra.run.dir=single"], tmp_path)
+    single = cli(
+        [
+            "distillkit",
+            *SETTINGS,
+            f"cache_dir={cache_dir}-ddp",
+            "hardware.per_device_batch_size=16",
+            "hydra.run.dir=single",
+        ],
+        tmp_path,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
     runs = []
     for attempt in range(2):  # exits 0 every time, not just once
-        proc = cli(["distillkit", *SETTINGS, f"cache_dir={cache_dir}-ddp", "hardware=ddp", "hardware.devices=2",
-                    "hardware.accelerator=cpu", "hardware.per_device_batch_size=8", f"hydra.run.dir=ddp{attempt}"],
-                   tmp_path)
+        proc = cli(
+            [
+                "distillkit",
+                *SETTINGS,
+                f"cache_dir={cache_dir}-ddp",
+                "hardware=ddp",
+                "hardware.devices=2",
+                "hardware.accelerator=cpu",
+                "hardware.per_device_batch_size=8",
+                f"hydra.run.dir=ddp{attempt}",
+            ],
+            tmp_path,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "Starting 2 data-parallel workers" in proc.stdout + proc.stderr
         runs.append(json.loads((tmp_path / f"ddp{attempt}" / "results.json").read_text()))
@@ -76,9 +97,21 @@ def test_adapter_gradients_are_averaged_over_processes(tmp_path):
 
 
 def test_ddp_run_of_a_two_stage_method_with_adapters(tmp_path, cache_dir):
-    proc = cli(["distillkit", *SETTINGS, f"cache_dir={cache_dir}-ddp", "method=fitnets", "hardware=ddp",
-                "hardware.devices=2", "hardware.accelerator=cpu", "hardware.per_device_batch_size=8",
-                "train.max_steps=4", "hydra.run.dir=ddp-fitnets"], tmp_path)
+    proc = cli(
+        [
+            "distillkit",
+            *SETTINGS,
+            f"cache_dir={cache_dir}-ddp",
+            "method=fitnets",
+            "hardware=ddp",
+            "hardware.devices=2",
+            "hardware.accelerator=cpu",
+            "hardware.per_device_batch_size=8",
+            "train.max_steps=4",
+            "hydra.run.dir=ddp-fitnets",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "ddp-fitnets" / "results.json").read_text())
     assert [s["name"] for s in results["stages"]][-2:] == ["hints", "distill"] and results["run"]["world_size"] == 2
@@ -86,9 +119,15 @@ def test_ddp_run_of_a_two_stage_method_with_adapters(tmp_path, cache_dir):
     assert 0 < hint < float("inf")  # an MSE between different models' states: positive and finite
 
 
-@pytest.mark.parametrize("method", [["method=born_again", "method.generations=1"], ["method=ema_teacher"],
-                                    ["method=kd", "augmentation=[synonym,mixup,consistency]"]],
-                         ids=["born_again", "ema_teacher", "augmentation"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        ["method=born_again", "method.generations=1"],
+        ["method=ema_teacher"],
+        ["method=kd", "augmentation=[synonym,mixup,consistency]"],
+    ],
+    ids=["born_again", "ema_teacher", "augmentation"],
+)
 def test_two_process_self_distillation_matches_single_process(tmp_path, cache_dir, method):
     """Generations (a stage's teacher: the model an earlier stage produced), the EMA teacher (updated from
     the student's weights after each step, the same on every process) and augmentation (the offline pool made
@@ -96,8 +135,18 @@ def test_two_process_self_distillation_matches_single_process(tmp_path, cache_di
     common = [*SETTINGS, f"cache_dir={cache_dir}-ddp", *method]
     single = cli(["distillkit", *common, "hardware.per_device_batch_size=16", "hydra.run.dir=single"], tmp_path)
     assert single.returncode == 0, single.stderr[-3000:]
-    ddp = cli(["distillkit", *common, "hardware=ddp", "hardware.devices=2", "hardware.accelerator=cpu",
-               "hardware.per_device_batch_size=8", "hydra.run.dir=ddp"], tmp_path)
+    ddp = cli(
+        [
+            "distillkit",
+            *common,
+            "hardware=ddp",
+            "hardware.devices=2",
+            "hardware.accelerator=cpu",
+            "hardware.per_device_batch_size=8",
+            "hydra.run.dir=ddp",
+        ],
+        tmp_path,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     ref, res = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("single", "ddp"))
     assert res["run"]["world_size"] == 2
@@ -117,11 +166,30 @@ def test_two_processes_build_the_teacher_cache_once_in_shards_and_read_it(tmp_pa
     import numpy as np
 
     common = [*SETTINGS, f"cache_dir={cache_dir}-ddp", "data.synthetic.seed=21"]
-    ddp = cli(["distillkit", *common, "teacher.cache_outputs=always", "hardware=ddp", "hardware.devices=2",
-               "hardware.accelerator=cpu", "hardware.per_device_batch_size=8", "hydra.run.dir=ddp"], tmp_path)
+    ddp = cli(
+        [
+            "distillkit",
+            *common,
+            "teacher.cache_outputs=always",
+            "hardware=ddp",
+            "hardware.devices=2",
+            "hardware.accelerator=cpu",
+            "hardware.per_device_batch_size=8",
+            "hydra.run.dir=ddp",
+        ],
+        tmp_path,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    single = cli(["distillkit", *common, "teacher.cache_outputs=never", "hardware.per_device_batch_size=16",
-                  "hydra.run.dir=single"], tmp_path)
+    single = cli(
+        [
+            "distillkit",
+            *common,
+            "teacher.cache_outputs=never",
+            "hardware.per_device_batch_size=16",
+            "hydra.run.dir=single",
+        ],
+        tmp_path,
+    )
     assert single.returncode == 0, single.stderr[-3000:]
     ref, res = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("single", "ddp"))
     record = res["stages"][-1]["teacher_cache"]
@@ -140,11 +208,24 @@ def test_two_process_causal_lm_matches_single_process(tmp_path, cache_dir, metho
     from tests.conftest import TINY_LM
 
     base = [o for o in TINY_LM if not o.startswith(("train.max_steps", "hardware.per_device_batch_size"))] + [
-        "train.max_steps=8", f"method={method}", f"cache_dir={cache_dir}-lm-ddp"]
+        "train.max_steps=8",
+        f"method={method}",
+        f"cache_dir={cache_dir}-lm-ddp",
+    ]
     if method == "gkd":  # with an NTP anchor: the samples and the dataset's rows in one DDP forward per step
         base += ["method.on_policy=1.0", "method.sampling.max_new_tokens=4", "method.ntp_weight=0.25"]
-    proc = cli(["distillkit", *base, "hardware=ddp", "hardware.devices=2", "hardware.accelerator=cpu",
-                "hardware.per_device_batch_size=8", "hydra.run.dir=ddp"], tmp_path)
+    proc = cli(
+        [
+            "distillkit",
+            *base,
+            "hardware=ddp",
+            "hardware.devices=2",
+            "hardware.accelerator=cpu",
+            "hardware.per_device_batch_size=8",
+            "hydra.run.dir=ddp",
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     single = cli(["distillkit", *base, "hardware.per_device_batch_size=16", "hydra.run.dir=single"], tmp_path)
     assert single.returncode == 0, single.stderr[-3000:]
@@ -170,8 +251,14 @@ def test_teacher_sharded_with_fsdp_follows_the_replicated_teacher(tmp_path, cach
 
     tiny = TINY_LM if task == "causal_lm" else TINY
     base = [o for o in tiny if not o.startswith(("train.max_steps", "hardware.per_device_batch_size"))] + [
-        "train.max_steps=6", f"cache_dir={cache_dir}-shard-{task}", "hardware=ddp", "hardware.devices=2",
-        "hardware.accelerator=cpu", "hardware.per_device_batch_size=8", "teacher.cache_outputs=never"]
+        "train.max_steps=6",
+        f"cache_dir={cache_dir}-shard-{task}",
+        "hardware=ddp",
+        "hardware.devices=2",
+        "hardware.accelerator=cpu",
+        "hardware.per_device_batch_size=8",
+        "teacher.cache_outputs=never",
+    ]
     runs = {}
     for name, extra in (("replicated", []), ("sharded", ["hardware.shard_teacher=true"])):
         proc = cli(["distillkit", *base, *extra, f"hydra.run.dir={name}"], tmp_path)

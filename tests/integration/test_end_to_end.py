@@ -83,8 +83,9 @@ def test_gradient_accumulation_gives_the_same_trajectory(run_tiny, tmp_path):
     # the same order and must take the same optimizer steps (the loss is a per-batch mean).
     common = ["method=kd", "teacher.arch.dropout=0", "hardware.eval_batch_size=64"]
     a, out_a = run_tiny(common + ["hardware.per_device_batch_size=16"], out=tmp_path / "a")
-    b, out_b = run_tiny(common + ["hardware.per_device_batch_size=8", "hardware.gradient_accumulation_steps=2"],
-                        out=tmp_path / "b")
+    b, out_b = run_tiny(
+        common + ["hardware.per_device_batch_size=8", "hardware.gradient_accumulation_steps=2"], out=tmp_path / "b"
+    )
     assert b["stages"][0]["cached"]  # same global batch: the same prepared teacher
     losses = []
     for out in (out_a, out_b):
@@ -133,8 +134,9 @@ def test_multi_stage_run_resumes_in_the_stage_it_stopped_in(run_tiny, tmp_path, 
     finished = torch.load(out / "checkpoints" / "intermediate" / "done" / "student.pt")
 
     calls = []
-    monkeypatch.setattr("distillkit.run.run_stage",
-                        lambda stage, *a, **k: calls.append(stage.name) or original(stage, *a, **k))
+    monkeypatch.setattr(
+        "distillkit.run.run_stage", lambda stage, *a, **k: calls.append(stage.name) or original(stage, *a, **k)
+    )
     results, _ = run_tiny(["method=tinybert"], out=out, resume=True)
     assert calls == ["prediction"]  # the finished stage is not trained again
     names = [s["name"] for s in results["stages"]]
@@ -143,9 +145,12 @@ def test_multi_stage_run_resumes_in_the_stage_it_stopped_in(run_tiny, tmp_path, 
     assert intermediate["resumed_from"] == "done"
     assert set(intermediate["final_loss_terms"]) == {"embedding", "attention", "hidden"}
     assert prediction["resumed_from"].endswith("checkpoint-4") and prediction["steps"] == 6
-    assert not torch.equal(finished["bert.embeddings.word_embeddings.weight"],
-                           AutoModelForSequenceClassification.from_pretrained(out / "student").state_dict()[
-                               "bert.embeddings.word_embeddings.weight"])  # prediction trained on from there
+    assert not torch.equal(
+        finished["bert.embeddings.word_embeddings.weight"],
+        AutoModelForSequenceClassification.from_pretrained(out / "student").state_dict()[
+            "bert.embeddings.word_embeddings.weight"
+        ],
+    )  # prediction trained on from there
     logged = {json.loads(line)["stage"] for line in (out / "metrics.jsonl").read_text().splitlines()}
     assert {"intermediate", "prediction"} <= logged
 
@@ -185,8 +190,13 @@ def test_adapters_train_with_the_student_but_stay_out_of_the_exported_model(run_
         return record
 
     monkeypatch.setattr("distillkit.run.run_stage", keep)
-    overrides = ["method=fitnets", "student.hidden_size=16", "student.num_heads=2", "student.intermediate_size=32",
-                 "student.init=random"]
+    overrides = [
+        "method=fitnets",
+        "student.hidden_size=16",
+        "student.num_heads=2",
+        "student.intermediate_size=32",
+        "student.init=random",
+    ]
     results, out = run_tiny(overrides)
     assert [s["name"] for s in results["stages"]] == ["teacher_prep", "hints", "distill"]
     assert set(after["hints"]) == {"hint_1.weight", "hint_1.bias", "hint_2.weight", "hint_2.bias"}
@@ -208,8 +218,9 @@ def test_attention_and_hook_methods_on_a_local_bert_checkpoint(run_tiny, tmp_pat
 
     ckpt = tmp_path / "bert-checkpoint"
     tokenizer = train_wordpiece([r["text"] for r in generate(n_train=256, n_eval=8).train], 300, ckpt)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
-                        intermediate_size=64)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64
+    )
     assert BertForSequenceClassification(config).config._attn_implementation != "eager"
     BertForSequenceClassification(config).save_pretrained(ckpt)
     results, out = run_tiny([f"method={method}", "teacher=hub", f"teacher.path={ckpt}"], without=("teacher.arch",))

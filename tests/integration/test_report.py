@@ -9,11 +9,14 @@ from distillkit import tracking
 from distillkit.config.schema import LoggerConfig
 
 
-@pytest.mark.parametrize("mode, env, reason", [
-    ("offline", {}, "logger.mode=offline"),
-    ("auto", {"WANDB_MODE": "offline"}, "WANDB_MODE=offline in the environment"),
-    ("auto", {}, "no W&B credentials: WANDB_API_KEY is unset"),
-])
+@pytest.mark.parametrize(
+    "mode, env, reason",
+    [
+        ("offline", {}, "logger.mode=offline"),
+        ("auto", {"WANDB_MODE": "offline"}, "WANDB_MODE=offline in the environment"),
+        ("auto", {}, "no W&B credentials: WANDB_API_KEY is unset"),
+    ],
+)
 def test_offline_message_says_why(tmp_path, monkeypatch, caplog, mode, env, reason):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)

@@ -24,8 +24,10 @@ def test_each_generation_learns_from_exactly_the_previous_generation(run_tiny, m
 
     def spy(stage, ws):
         source = ws.source(stage)
-        seen[stage.name] = {"teacher": _digest(source.model) if hasattr(source, "model") else None,
-                            "start": _digest(ws.model(stage))}
+        seen[stage.name] = {
+            "teacher": _digest(source.model) if hasattr(source, "model") else None,
+            "start": _digest(ws.model(stage)),
+        }
         record = original(stage, ws)
         seen[stage.name]["end"] = _digest(ws.model(stage))
         return record
@@ -83,8 +85,10 @@ def test_teacher_none_with_a_student_checkpoint_uses_its_tokenizer(run_tiny, tmp
 
     # a vocabulary of 350, not the 300 teacher=none's template would train: only the checkpoint's own tokenizer fits
     _, first = run_tiny(["method=none", "train.max_steps=2", "teacher.arch.vocab_size=350"], out=tmp_path / "first")
-    results, out = run_tiny(["teacher=none", "student=hub", f"student.path={first / 'student'}", "method=ema_teacher"],
-                            out=tmp_path / "second")
+    results, out = run_tiny(
+        ["teacher=none", "student=hub", f"student.path={first / 'student'}", "method=ema_teacher"],
+        out=tmp_path / "second",
+    )
     assert results["teacher"] is None and results["stages"][-1]["eval"]["accuracy"] is not None
     exported = AutoTokenizer.from_pretrained(out / "student")
     assert exported.get_vocab() == AutoTokenizer.from_pretrained(first / "student").get_vocab()

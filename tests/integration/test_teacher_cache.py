@@ -19,11 +19,14 @@ def losses(out: Path, stage: str = "distill") -> list[float]:
     return [r["loss"] for r in records if r["stage"] == stage and "loss" in r]
 
 
-@pytest.mark.parametrize("method", [
-    ["method=kd"],
-    ["method=tinybert", "teacher.cache_precision=fp32"],  # hidden states + hooked queries and keys
-    ["method=tinybert", "method.attention_target=probs", "teacher.cache_precision=fp32"],  # attention maps
-])
+@pytest.mark.parametrize(
+    "method",
+    [
+        ["method=kd"],
+        ["method=tinybert", "teacher.cache_precision=fp32"],  # hidden states + hooked queries and keys
+        ["method=tinybert", "method.attention_target=probs", "teacher.cache_precision=fp32"],  # attention maps
+    ],
+)
 def test_a_cached_run_follows_the_online_run_step_by_step(run_tiny, tmp_path, method):
     """Dropout is off in the frozen teacher, so the stored outputs are the online ones: same loss at every step."""
     common = method + ["train.logging_steps=1", "train.max_steps=10"]

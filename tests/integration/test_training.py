@@ -11,7 +11,6 @@ from safetensors.torch import load_file
 
 from distillkit.errors import TrainingDiverged
 
-
 FROZEN = ["train.learning_rate=1e-12", "train.layer_learning_rate=1e-12"]  # the metric cannot improve
 
 
@@ -63,8 +62,10 @@ def test_keep_best_ends_on_the_best_checkpoint(run_tiny, monkeypatch):
     assert record["best_step"] == best_step
     assert record["checkpoint"] == f"best (step {best_step}, accuracy {best_accuracy:.4f})"
     ckpts = out / "checkpoints" / "distill"
-    best, last = load_file(ckpts / f"checkpoint-{best_step}" / "model.safetensors"), \
-        load_file(ckpts / "checkpoint-6" / "model.safetensors")
+    best, last = (
+        load_file(ckpts / f"checkpoint-{best_step}" / "model.safetensors"),
+        load_file(ckpts / "checkpoint-6" / "model.safetensors"),
+    )
     student = _student(out)
     assert all(torch.equal(student[k], best[k]) for k in best)
     assert not all(torch.equal(student[k], last[k]) for k in last)

@@ -9,7 +9,6 @@ import pytest
 
 from distillkit import preflight
 from distillkit.errors import ConfigError
-
 from tests.conftest import TINY
 
 
@@ -17,17 +16,25 @@ def test_sweeping_methods_with_a_method_specific_key_skips_the_jobs_it_does_not_
     checked = preflight.check(["-m", "method=none,kd", "method.temperature=2,4", "seed=1"])
     assert checked.skip_keys == ["method.temperature"] and checked.jobs == 4
     assert "++method.temperature=2,4" in checked.argv and "seed=1" in checked.argv
-    assert list(checked.skipped.values()) == [2] and "method=none has no method.temperature" in \
-        next(iter(checked.skipped))
+    assert list(checked.skipped.values()) == [2] and "method=none has no method.temperature" in next(
+        iter(checked.skipped)
+    )
 
 
 def test_a_key_every_swept_method_has_but_the_default_lacks_is_set_with_plus_plus():
     """Hydra's multirun composes the defaults with the unswept overrides before any job: with task=causal_lm the
     default method is forward_kl, which has no ntp_weight, so the key is handed to Hydra as ++ (no job skips)."""
-    checked = preflight.check(["-m", "task=causal_lm", "method=reverse_kl,gkd", "method.ntp_weight=0.5",
-                               "method.sft_share=0", "seed=1"])
-    assert checked.argv == ["-m", "task=causal_lm", "method=reverse_kl,gkd", "++method.ntp_weight=0.5",
-                            "++method.sft_share=0", "seed=1"]
+    checked = preflight.check(
+        ["-m", "task=causal_lm", "method=reverse_kl,gkd", "method.ntp_weight=0.5", "method.sft_share=0", "seed=1"]
+    )
+    assert checked.argv == [
+        "-m",
+        "task=causal_lm",
+        "method=reverse_kl,gkd",
+        "++method.ntp_weight=0.5",
+        "++method.sft_share=0",
+        "seed=1",
+    ]
     assert checked.skip_keys == [] and checked.jobs == 2 and checked.skipped == {}
     mixed = preflight.check(["-m", "task=causal_lm", "method=sft,gkd", "method.ntp_weight=0.5"])
     assert mixed.skip_keys == ["method.ntp_weight"] and "++method.ntp_weight=0.5" in mixed.argv  # sft skips
@@ -62,7 +69,6 @@ def test_resume_refuses_other_overrides(tmp_path):
 def _plan(overrides, cache_dir):
     from distillkit.config.schema import validate
     from distillkit.run import make_plan
-
     from tests.conftest import compose_config
 
     return make_plan(validate(compose_config(TINY + [f"cache_dir={cache_dir}"] + list(overrides))))
@@ -80,8 +86,10 @@ def test_an_unusable_cache_dir_is_a_config_error(tmp_path, where):
 
 def test_a_stage_whose_every_weight_is_zero_is_refused(cache_dir):
     with pytest.raises(ConfigError) as info:
-        _plan(["method=tinybert", "method.embedding_weight=0", "method.attention_weight=0",
-               "method.hidden_weight=0"], cache_dir)
+        _plan(
+            ["method=tinybert", "method.embedding_weight=0", "method.attention_weight=0", "method.hidden_weight=0"],
+            cache_dir,
+        )
     assert info.value.key == "method" and "'intermediate'" in info.value.problem and "weight of 0" in info.value.problem
 
 
@@ -102,7 +110,6 @@ def _key(overrides, cache_dir):
 
 def _config(overrides, cache_dir):
     from distillkit.config.schema import validate
-
     from tests.conftest import compose_config
 
     return validate(compose_config(TINY + [f"cache_dir={cache_dir}"] + list(overrides)))
@@ -111,12 +118,24 @@ def _config(overrides, cache_dir):
 def test_teacher_key_follows_what_reaches_preparation_and_ignores_the_hardware(cache_dir):
     base = _key([], cache_dir)
     # settings that change the prepared weights make a new teacher ...
-    for changed in (["train.group_by_length=false"], ["train.weight_decay=0.1"], ["train.warmup_ratio=0.2"],
-                    ["teacher.prepare_batch_size=8"], ["teacher.prepare_epochs=2"], ["hardware.precision=bf16"]):
+    for changed in (
+        ["train.group_by_length=false"],
+        ["train.weight_decay=0.1"],
+        ["train.warmup_ratio=0.2"],
+        ["teacher.prepare_batch_size=8"],
+        ["teacher.prepare_epochs=2"],
+        ["hardware.precision=bf16"],
+    ):
         assert _key(changed, cache_dir) != base, changed
     # ... how the work is spread and logged does not: every process count reuses one teacher
-    for same in (["hardware.devices=2"], ["hardware.per_device_batch_size=8"], ["train.logging_steps=7"],
-                 ["train.save_steps=9"], ["seed=5"], ["method=none"]):
+    for same in (
+        ["hardware.devices=2"],
+        ["hardware.per_device_batch_size=8"],
+        ["train.logging_steps=7"],
+        ["train.save_steps=9"],
+        ["seed=5"],
+        ["method=none"],
+    ):
         assert _key(same, cache_dir) == base, same
 
 

@@ -1,4 +1,5 @@
 """Tests for distillkit.compare on hand-written fake sweep directories (no torch needed)."""
+
 import io
 import json
 import math
@@ -28,17 +29,40 @@ def results(method, seed, acc, agreement, kl, **extra):
     data = {
         "schema_version": 1,
         "status": "complete",
-        "run": {"name": f"method={method},seed={seed}", "output_dir": "x",
-                "overrides": [f"method={method}", f"seed={seed}"], "method": method,
-                "teacher": "embedded-bert-12l", "student": "bert-4l", "data": "synthetic",
-                "seed": seed, "started_at": "2026-11-22T19:00:00", "wall_time_s": 61.25},
+        "run": {
+            "name": f"method={method},seed={seed}",
+            "output_dir": "x",
+            "overrides": [f"method={method}", f"seed={seed}"],
+            "method": method,
+            "teacher": "embedded-bert-12l",
+            "student": "bert-4l",
+            "data": "synthetic",
+            "seed": seed,
+            "started_at": "2026-11-22T19:00:00",
+            "wall_time_s": 61.25,
+        },
         "task": {"metric": "accuracy", "num_labels": 8, "eval_examples": 1000},
-        "teacher": {"accuracy": TEACHER_ACC, "f1_macro": 0.89, "params": 3012345,
-                    "latency_ms": 3.1, "throughput_samples_s": 900.0},
-        "student": {"accuracy": acc, "f1_macro": acc - 0.01, "params": 1100000,
-                    "latency_ms": 1.2, "throughput_samples_s": 2400.0},
-        "comparison": {"agreement": agreement, "kl_to_teacher": kl,
-                       "retention": acc / TEACHER_ACC, "compression": 2.74, "speedup": 2.6},
+        "teacher": {
+            "accuracy": TEACHER_ACC,
+            "f1_macro": 0.89,
+            "params": 3012345,
+            "latency_ms": 3.1,
+            "throughput_samples_s": 900.0,
+        },
+        "student": {
+            "accuracy": acc,
+            "f1_macro": acc - 0.01,
+            "params": 1100000,
+            "latency_ms": 1.2,
+            "throughput_samples_s": 2400.0,
+        },
+        "comparison": {
+            "agreement": agreement,
+            "kl_to_teacher": kl,
+            "retention": acc / TEACHER_ACC,
+            "compression": 2.74,
+            "speedup": 2.6,
+        },
         "stages": [{"name": "distill", "cached": False, "steps": 750, "wall_time_s": 40.2}],
         "some_future_key": {"ignored": True},  # unknown extra keys must be tolerated
     }
@@ -59,8 +83,7 @@ def write_job(sweep, name, data=None, overrides=None):
 def fake_sweep(tmp_path):
     root = tmp_path / "multirun" / "2026-11-22" / "19-00-00"
     for name, method, seed, acc, agr, kl in JOBS:
-        write_job(root, name, results(method, seed, acc, agr, kl),
-                  overrides=[f"method={method}", f"seed={seed}"])
+        write_job(root, name, results(method, seed, acc, agr, kl), overrides=[f"method={method}", f"seed={seed}"])
     write_job(root, "7", None, overrides=["method=kd", "seed=4"])  # crashed: no results.json
     failed = results("kd", 5, 0.1, 0.1, 9.9)
     failed["status"] = "failed"

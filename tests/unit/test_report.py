@@ -7,28 +7,63 @@ from distillkit.report import format_table, stage_line, summary_for_wandb
 
 def test_stage_lines_say_what_each_stage_did():
     assert stage_line({"name": "teacher_prep", "cached": True, "cache_dir": "/c/t"}) == "teacher_prep   cached (/c/t)"
-    line = stage_line({"name": "intermediate", "steps": 750, "wall_time_s": 61.4, "resumed_from": None,
-                       "final_loss_terms": {"embedding": 0.0012345, "hidden": 0.25}})
+    line = stage_line(
+        {
+            "name": "intermediate",
+            "steps": 750,
+            "wall_time_s": 61.4,
+            "resumed_from": None,
+            "final_loss_terms": {"embedding": 0.0012345, "hidden": 0.25},
+        }
+    )
     assert line == "intermediate   750 steps · 61 s · embedding=0.001234 hidden=0.25"
-    resumed = stage_line({"name": "prediction", "steps": 6, "wall_time_s": 2.0, "resumed_from": "done",
-                          "final_loss_terms": {}})
+    resumed = stage_line(
+        {"name": "prediction", "steps": 6, "wall_time_s": 2.0, "resumed_from": "done", "final_loss_terms": {}}
+    )
     assert resumed == "prediction     6 steps · 2 s · resumed"
 
 
-SPEED = {"device": "cpu", "threads": 1, "clock": "thread_cpu", "repeats": 5, "warmup": 2, "latency_examples": 20,
-         "throughput_batches": 2, "batch_size": 128,
-         "spread": "half the min-max range of the repetitions, relative to their median"}
+SPEED = {
+    "device": "cpu",
+    "threads": 1,
+    "clock": "thread_cpu",
+    "repeats": 5,
+    "warmup": 2,
+    "latency_examples": 20,
+    "throughput_batches": 2,
+    "batch_size": 128,
+    "spread": "half the min-max range of the repetitions, relative to their median",
+}
 
 
 def results(speed=SPEED):
-    model = {"accuracy": 0.7, "f1_macro": 0.69, "params": 1000, "latency_ms": 5.5, "latency_ms_spread": 0.031,
-             "throughput_samples_s": 400.0, "throughput_samples_s_spread": 0.02}
-    return {"run": {"teacher": "t", "student": "s", "method": "kd", "data": "synthetic", "seed": 1, "wall_time_s": 9},
-            "task": {"eval_examples": 64}, "teacher": model, "student": {**model, "latency_ms": 1.9},
-            "comparison": {"retention": 1.0, "compression": 2.5, "agreement": 0.9, "kl_to_teacher": 0.1,
-                           "latency_speedup": 2.9, "latency_speedup_spread": 0.04, "speedup": 3.1,
-                           "speedup_spread": 0.123},
-            "speed": speed, "stages": []}
+    model = {
+        "accuracy": 0.7,
+        "f1_macro": 0.69,
+        "params": 1000,
+        "latency_ms": 5.5,
+        "latency_ms_spread": 0.031,
+        "throughput_samples_s": 400.0,
+        "throughput_samples_s_spread": 0.02,
+    }
+    return {
+        "run": {"teacher": "t", "student": "s", "method": "kd", "data": "synthetic", "seed": 1, "wall_time_s": 9},
+        "task": {"eval_examples": 64},
+        "teacher": model,
+        "student": {**model, "latency_ms": 1.9},
+        "comparison": {
+            "retention": 1.0,
+            "compression": 2.5,
+            "agreement": 0.9,
+            "kl_to_teacher": 0.1,
+            "latency_speedup": 2.9,
+            "latency_speedup_spread": 0.04,
+            "speedup": 3.1,
+            "speedup_spread": 0.123,
+        },
+        "speed": speed,
+        "stages": [],
+    }
 
 
 def test_speed_rows_show_the_spread_and_how_speed_was_measured():
@@ -51,16 +86,31 @@ def test_wandb_summary_holds_the_spreads_and_the_measurement():
 
 
 def test_stage_lines_and_wandb_summary_say_whether_the_teacher_was_cached():
-    cached = {"used": True, "reason": "r", "entry": "/c/teacher_outputs/k", "size_bytes": 320_512, "built": False,
-              "build_s": 0.0, "saved_s": 31.4, "precision": {"logits": "fp32", "features": "fp16"}}
-    stage = {"name": "distill", "steps": 750, "wall_time_s": 35.2, "resumed_from": None, "final_loss_terms": {},
-             "teacher_cache": cached}
+    cached = {
+        "used": True,
+        "reason": "r",
+        "entry": "/c/teacher_outputs/k",
+        "size_bytes": 320_512,
+        "built": False,
+        "build_s": 0.0,
+        "saved_s": 31.4,
+        "precision": {"logits": "fp32", "features": "fp16"},
+    }
+    stage = {
+        "name": "distill",
+        "steps": 750,
+        "wall_time_s": 35.2,
+        "resumed_from": None,
+        "final_loss_terms": {},
+        "teacher_cache": cached,
+    }
     assert stage_line(stage) == "distill        750 steps · 35 s · teacher outputs cached (0.3 MB, reused, saved ~31 s)"
     built = dict(cached, built=True, build_s=9.2, size_bytes=2.5e9, saved_s=-3.0)
     assert "(2.50 GB, built in 9 s, saved ~-3 s)" in stage_line(dict(stage, teacher_cache=built))
     online = {"used": False, "reason": "online augmentation (mixup) changes the inputs at every step"}
     assert stage_line(dict(stage, teacher_cache=online)).endswith(
-        "· teacher online (online augmentation (mixup) changes the inputs at every step)")
+        "· teacher online (online augmentation (mixup) changes the inputs at every step)"
+    )
     flat = summary_for_wandb(dict(results(), stages=[stage]))
     assert flat["stages/distill/teacher_cache_used"] is True and flat["stages/distill/teacher_cache_saved_s"] == 31.4
     assert flat["stages/distill/teacher_cache_size_bytes"] == 320_512

@@ -1,13 +1,12 @@
 """Speed figures that two measurements agree on: fixed threads (restored after), the models timed in turn,
 speed-ups per repetition, the median and its spread; and the benchmark that measures one pair three times."""
 
-
 import pytest
 import torch
 
 from distillkit import speed
-from distillkit.tasks.classification import evaluate
 from distillkit.errors import ConfigError
+from distillkit.tasks.classification import evaluate
 from tests.conftest import compose_config
 from tests.helpers import ROOT
 
@@ -35,8 +34,14 @@ def test_models_take_turns_batch_by_batch_the_first_alternating():
     calls = []
     timers = {name: (lambda batch, name=name: calls.append((name, batch)) or 0.0) for name in ("teacher", "student")}
     speed.in_turn(timers, ["a", "b", "c"], start=1)
-    assert calls == [("student", "a"), ("teacher", "a"), ("teacher", "b"), ("student", "b"),
-                     ("student", "c"), ("teacher", "c")]
+    assert calls == [
+        ("student", "a"),
+        ("teacher", "a"),
+        ("teacher", "b"),
+        ("student", "b"),
+        ("student", "c"),
+        ("teacher", "c"),
+    ]
 
 
 def test_speed_ups_divide_out_a_change_in_machine_load():
@@ -48,6 +53,7 @@ def test_speed_ups_divide_out_a_change_in_machine_load():
         def timed(batch):
             calls["n"] += 1
             return work * len(batch["input_ids"]) * (4.0 if calls["n"] > 150 else 1.0)
+
         return timed
 
     singles, fulls = [{"input_ids": [0]}] * 20, [{"input_ids": [0] * 8}] * 2
@@ -80,26 +86,52 @@ def collate(rows):
 def test_measure_speed_reports_medians_spreads_and_how():
     dataset = [{"input_ids": [1, 2, 3]}] * 64
     before = torch.get_num_threads()
-    out = evaluate.measure_speed(Burn(120), Burn(40), dataset, collate, "cpu", batch_size=16, latency_batches=8,
-                                 throughput_batches=2, threads=1, repeats=3, warmup=1)
+    out = evaluate.measure_speed(
+        Burn(120),
+        Burn(40),
+        dataset,
+        collate,
+        "cpu",
+        batch_size=16,
+        latency_batches=8,
+        throughput_batches=2,
+        threads=1,
+        repeats=3,
+        warmup=1,
+    )
     assert torch.get_num_threads() == before
-    assert out["speed"] == {"device": "cpu", "threads": 1, "clock": "thread_cpu", "repeats": 3, "warmup": 1,
-                            "latency_examples": 8, "throughput_batches": 2, "batch_size": 16,
-                            "spread": speed.SPREAD}
+    assert out["speed"] == {
+        "device": "cpu",
+        "threads": 1,
+        "clock": "thread_cpu",
+        "repeats": 3,
+        "warmup": 1,
+        "latency_examples": 8,
+        "throughput_batches": 2,
+        "batch_size": 16,
+        "spread": speed.SPREAD,
+    }
     for name in ("teacher", "student"):
-        assert set(out[name]) == {"latency_ms", "latency_ms_spread", "throughput_samples_s",
-                                  "throughput_samples_s_spread"}
+        assert set(out[name]) == {
+            "latency_ms",
+            "latency_ms_spread",
+            "throughput_samples_s",
+            "throughput_samples_s_spread",
+        }
         assert out[name]["latency_ms"] > 0 and out[name]["latency_ms_spread"] >= 0
     c = out["comparison"]
     assert 2.0 < c["latency_speedup"] < 4.0 and 2.0 < c["speedup"] < 4.0  # 3× the work
     assert c["latency_speedup_spread"] >= 0 and c["speedup_spread"] >= 0
-    wall = evaluate.measure_speed(Burn(3), Burn(1), dataset, collate, "cpu", 16, 2, 1, threads=None, repeats=1,
-                                  warmup=0)["speed"]
+    wall = evaluate.measure_speed(
+        Burn(3), Burn(1), dataset, collate, "cpu", 16, 2, 1, threads=None, repeats=1, warmup=0
+    )["speed"]
     assert wall["clock"] == ("thread_cpu" if before == 1 else "wall") and wall["threads"] == before
 
 
-@pytest.mark.parametrize("override, key", [("eval.threads=0", "eval.threads"), ("eval.repeats=0", "eval.repeats"),
-                                           ("eval.warmup=-1", "eval.warmup")])
+@pytest.mark.parametrize(
+    "override, key",
+    [("eval.threads=0", "eval.threads"), ("eval.repeats=0", "eval.repeats"), ("eval.warmup=-1", "eval.warmup")],
+)
 def test_bad_speed_settings_name_the_key(override, key):
     from distillkit.config.schema import validate
 

@@ -11,8 +11,7 @@ import time
 
 import pytest
 
-from distillkit import dist
-from distillkit import store
+from distillkit import dist, store
 
 SPEC = {"what": "a test entry", "n": 3}
 

@@ -18,8 +18,8 @@ from distillkit.augment.generate import (
     load_seq2seq,
     mlm_replace,
 )
-from distillkit.tasks.classification.data import train_wordpiece
 from distillkit.errors import ConfigError
+from distillkit.tasks.classification.data import train_wordpiece
 from distillkit.tasks.classification.synthetic import generate
 
 PROTECTED = frozenset({"the", "a", "and", "not", "never", "was", "is", "i"})
@@ -42,8 +42,15 @@ def mlm(tokenizer):
     from transformers import BertConfig, BertForMaskedLM
 
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     return BertForMaskedLM(config).eval()
 
 
@@ -200,12 +207,23 @@ def translators(tokenizer, tmp_path_factory):
     generates the end-of-sequence token."""
     from transformers import BartConfig, BartForConditionalGeneration
 
-    config = BartConfig(vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1,
-                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
-                        max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id,
-                        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
-                        decoder_start_token_id=tokenizer.cls_token_id, forced_eos_token_id=None,
-                        init_std=1.0)  # large weights: the greedy output depends on the input
+    config = BartConfig(
+        vocab_size=len(tokenizer),
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        decoder_start_token_id=tokenizer.cls_token_id,
+        forced_eos_token_id=None,
+        init_std=1.0,
+    )  # large weights: the greedy output depends on the input
     pairs = []
     for seed in (0, 1, 2):
         torch.manual_seed(seed)

@@ -45,6 +45,7 @@ def token_batch():
 
 # sample_beta / sample_mix
 
+
 @pytest.mark.parametrize("alpha", [0.2, 0.4, 1.0, 4.0])
 def test_sample_beta_moments(alpha):
     # Beta(α, α): mean 1/2, variance 1/(4(2α+1)). With n = 40 000 the standard error of the mean is
@@ -92,6 +93,7 @@ def test_sample_mix_rejects_bad_share():
 
 # mix_embeddings
 
+
 def test_mix_embeddings_clean_rows_returned_exactly():
     e = torch.randn(3, 4, 5, generator=gen())
     mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]])
@@ -117,6 +119,7 @@ def test_mix_embeddings_mask_is_the_union_for_mixed_rows():
 
 
 # mix_logits / mixed_cross_entropy
+
 
 def test_mix_logits_zero_weight_is_log_softmax():
     z = torch.randn(4, 6, generator=gen())
@@ -182,6 +185,7 @@ def test_mixed_cross_entropy_no_labels_is_zero_with_grad():
 
 # cutmix_tokens
 
+
 def test_cutmix_tokens_share_matches_replaced_positions():
     ids, mask = token_batch()
     real = mask.bool() & ~torch.isin(ids, torch.tensor(sorted(SPECIAL)))
@@ -229,6 +233,7 @@ def test_cutmix_tokens_deterministic_and_accepts_a_tensor_of_special_ids():
 
 # cutmix_images
 
+
 def test_cutmix_images_share_is_the_pasted_fraction():
     x = torch.stack([torch.zeros(3, 16, 16), torch.ones(3, 16, 16)])
     shares = []
@@ -243,6 +248,7 @@ def test_cutmix_images_share_is_the_pasted_fraction():
 
 
 # token_noise
+
 
 def test_token_noise_rate_and_untouched_specials():
     ids = torch.randint(1000, 2000, (64, 40), generator=gen())
@@ -275,11 +281,14 @@ def test_token_noise_zero_rate_is_identity_and_seeded():
     assert torch.equal(a, token_noise(ids, mask, 0.5, "replace", gen(4), SPECIAL, vocab_size=5000))
 
 
-@pytest.mark.parametrize("mode,kwargs,match", [
-    ("mask", {"vocab_size": 100}, "mask_id"),
-    ("replace", {"mask_id": MASK}, "vocab_size"),
-    ("swap", {"mask_id": MASK, "vocab_size": 100}, "mode"),
-])
+@pytest.mark.parametrize(
+    "mode,kwargs,match",
+    [
+        ("mask", {"vocab_size": 100}, "mask_id"),
+        ("replace", {"mask_id": MASK}, "vocab_size"),
+        ("swap", {"mask_id": MASK, "vocab_size": 100}, "mode"),
+    ],
+)
 def test_token_noise_rejects_missing_arguments(mode, kwargs, match):
     ids, mask = token_batch()
     with pytest.raises(ValueError, match=match):
@@ -287,6 +296,7 @@ def test_token_noise_rejects_missing_arguments(mode, kwargs, match):
 
 
 # consistency_kl
+
 
 def test_consistency_kl_zero_for_equal_logits():
     z = torch.randn(4, 5, generator=gen())
@@ -300,8 +310,9 @@ def test_consistency_kl_two_classes_hand_computed(temperature):
     # KL = 0.25·ln 0.5 + 0.75·ln 1.5, times T² = 4.
     teacher = torch.tensor([[0.0, 2 * math.log(3)]])
     student = torch.zeros(1, 2)
-    expected = {1.0: 0.1 * math.log(0.2) + 0.9 * math.log(1.8),
-                2.0: 4 * (0.25 * math.log(0.5) + 0.75 * math.log(1.5))}[temperature]
+    expected = {1.0: 0.1 * math.log(0.2) + 0.9 * math.log(1.8), 2.0: 4 * (0.25 * math.log(0.5) + 0.75 * math.log(1.5))}[
+        temperature
+    ]
     assert consistency_kl(teacher, student, temperature).item() == pytest.approx(expected, rel=1e-6)
 
 

@@ -24,8 +24,15 @@ from distillkit.errors import ConfigError
 from distillkit.tasks.classification.synthetic import generate
 from distillkit.tasks.lexicon import _GENERIC_ADJ, _GENERIC_NOUNS, _NEGATORS, _NOUNS, _TOPIC_ADJ
 
-TABLE = {"movie": ["film", "picture"], "good": ["fine", "nice"], "plot": ["story"], "the": ["this"],
-         "dull": ["boring"], "not": ["indeed"], "but": ["and"]}
+TABLE = {
+    "movie": ["film", "picture"],
+    "good": ["fine", "nice"],
+    "plot": ["story"],
+    "the": ["this"],
+    "dull": ["boring"],
+    "not": ["indeed"],
+    "but": ["and"],
+}
 
 
 def table_synonyms(word: str) -> list[str]:
@@ -66,8 +73,12 @@ def test_synonym_replace_takes_multi_word_synonyms():
 
 
 def test_synonym_replace_keeps_punctuation_and_case():
-    out = synonym_replace("The Movie, however, wasn't good.", random.Random(0), 1.0,
-                          lambda w: {"movie": ["film"], "good": ["not good"], "wasn't": ["was"]}.get(w, []))
+    out = synonym_replace(
+        "The Movie, however, wasn't good.",
+        random.Random(0),
+        1.0,
+        lambda w: {"movie": ["film"], "good": ["not good"], "wasn't": ["was"]}.get(w, []),
+    )
     assert out == "The Film, however, wasn't good."  # "not good" contains a negation: never inserted
 
 
@@ -129,8 +140,14 @@ def test_insertion_adds_the_expected_count():
     words = TEXT.split()
     n_words = sum(1 for w in words if w not in {",", "."})  # 10
     for rate, expected in ((0.1, 1), (0.3, 3), (1.0, 10)):
-        out = perturb(TEXT, random.Random(0), insert=rate, delete=0.0, swap=0.0,
-                      synonyms=lambda w: {"movie": ["film"], "plot": ["story"]}.get(w, [])).split()
+        out = perturb(
+            TEXT,
+            random.Random(0),
+            insert=rate,
+            delete=0.0,
+            swap=0.0,
+            synonyms=lambda w: {"movie": ["film"], "plot": ["story"]}.get(w, []),
+        ).split()
         assert len(out) == len(words) + expected == len(words) + round(rate * n_words)
         assert Counter(out) - Counter(words) <= Counter({"film": expected, "story": expected})
 

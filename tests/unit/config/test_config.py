@@ -8,7 +8,6 @@ from hydra.errors import ConfigCompositionException
 from distillkit import conf_dir
 from distillkit.config.schema import METHOD_SCHEMAS, validate
 from distillkit.errors import ConfigError
-
 from tests.conftest import compose_config
 
 # Options that need a value the user must supply (marked ??? in their YAML).
@@ -19,11 +18,14 @@ NEEDS = {
     ("data", "lm_hub"): ["data.path=HuggingFaceH4/no_robots"],
 }
 # Options of the causal-LM task: composed with task=causal_lm (the default task is classification).
-CAUSAL = {("data", o) for o in ("lm_synthetic", "lm_local", "lm_hub", "alpaca", "dolly")} | \
-    {("method", o) for o in ("sft", "forward_kl", "reverse_kl", "gkd", "seq_kd")} | \
-    {("teacher", o) for o in ("embedded-llama", "gpt2-medium", "qwen2.5-1.5b")} | \
-    {("student", o) for o in ("llama-small", "gpt2", "qwen2.5-0.5b")} | {("task", "causal_lm")} | \
-    {("pair", "embedded-llama_llama-small")}
+CAUSAL = (
+    {("data", o) for o in ("lm_synthetic", "lm_local", "lm_hub", "alpaca", "dolly")}
+    | {("method", o) for o in ("sft", "forward_kl", "reverse_kl", "gkd", "seq_kd")}
+    | {("teacher", o) for o in ("embedded-llama", "gpt2-medium", "qwen2.5-1.5b")}
+    | {("student", o) for o in ("llama-small", "gpt2", "qwen2.5-0.5b")}
+    | {("task", "causal_lm")}
+    | {("pair", "embedded-llama_llama-small")}
+)
 
 
 def _options():
@@ -67,8 +69,9 @@ def test_embedded_teacher_trains_its_students_from_scratch_with_its_own_recipe()
         cfg = validate(compose_config([f"student={student}"]))
         assert (cfg.student.init, cfg.train.learning_rate, cfg.train.layer_learning_rate) == ("random", 3e-3, 1e-4)
     # the command line wins over the pair file
-    cfg = validate(compose_config(["student.init=uniform", "train.learning_rate=1e-4",
-                                   "train.layer_learning_rate=null"]))
+    cfg = validate(
+        compose_config(["student.init=uniform", "train.learning_rate=1e-4", "train.layer_learning_rate=null"])
+    )
     assert (cfg.student.init, cfg.train.learning_rate, cfg.train.layer_learning_rate) == ("uniform", 1e-4, None)
     # a pre-trained teacher keeps the DistilBERT-style copy and one learning rate
     cfg = validate(compose_config(["teacher=bert-base"]))
@@ -87,29 +90,32 @@ def _error(overrides) -> ConfigError:
     return info.value
 
 
-@pytest.mark.parametrize("overrides,key,words", [
-    (["method.temperature=0"], "method.temperature", "positive"),
-    (["method.temperature=-2"], "method.temperature", "positive"),
-    (["method.ce_weight=1.5"], "method.ce_weight", "[0, 1]"),
-    (["method.ce_weight=-0.1"], "method.ce_weight", "[0, 1]"),
-    (["+method.temprature=3"], "method.temprature", "valid keys are: name, temperature, ce_weight"),
-    (["+train.epoks=3"], "train.epoks", "valid keys"),
-    (["+foo=1"], "foo", "top-level"),
-    (["student.layers=[1,2]"], "student.layers", "init=list"),
-    (["student.init=list", "student.layers=[1,2]"], "student.layers", "exactly num_layers=4"),
-    (["student.init=copy"], "student.init", "uniform, first, last, list, random"),
-    (["teacher=hub"], "teacher.path", "teacher.path"),
-    (["teacher.prepare=never"], "teacher.prepare", "never seen the task"),
-    (["hardware.devices=0"], "hardware.devices", ">= 1"),
-    (["hardware=cpu", "hardware.precision=fp16"], "hardware.precision", "CPU"),
-    (["hardware.precision=fp8"], "hardware.precision", "fp32, bf16, fp16"),
-    (["data.synthetic.label_noise=1.0"], "data.synthetic.label_noise", "[0, 1)"),
-    (["logger.mode=sometimes"], "logger.mode", "auto, online, offline, disabled"),
-    (["train.warmup_ratio=2"], "train.warmup_ratio", "[0, 1]"),
-    (["train.layer_learning_rate=0"], "train.layer_learning_rate", "null for train.learning_rate"),
-    (["data=local"], "data.train_file", "data.train_file=PATH"),
-    (["data=local", "data.train_file=/no/such.csv", "data.eval_file=/no/such.csv"], "data.train_file", "readable"),
-])
+@pytest.mark.parametrize(
+    "overrides,key,words",
+    [
+        (["method.temperature=0"], "method.temperature", "positive"),
+        (["method.temperature=-2"], "method.temperature", "positive"),
+        (["method.ce_weight=1.5"], "method.ce_weight", "[0, 1]"),
+        (["method.ce_weight=-0.1"], "method.ce_weight", "[0, 1]"),
+        (["+method.temprature=3"], "method.temprature", "valid keys are: name, temperature, ce_weight"),
+        (["+train.epoks=3"], "train.epoks", "valid keys"),
+        (["+foo=1"], "foo", "top-level"),
+        (["student.layers=[1,2]"], "student.layers", "init=list"),
+        (["student.init=list", "student.layers=[1,2]"], "student.layers", "exactly num_layers=4"),
+        (["student.init=copy"], "student.init", "uniform, first, last, list, random"),
+        (["teacher=hub"], "teacher.path", "teacher.path"),
+        (["teacher.prepare=never"], "teacher.prepare", "never seen the task"),
+        (["hardware.devices=0"], "hardware.devices", ">= 1"),
+        (["hardware=cpu", "hardware.precision=fp16"], "hardware.precision", "CPU"),
+        (["hardware.precision=fp8"], "hardware.precision", "fp32, bf16, fp16"),
+        (["data.synthetic.label_noise=1.0"], "data.synthetic.label_noise", "[0, 1)"),
+        (["logger.mode=sometimes"], "logger.mode", "auto, online, offline, disabled"),
+        (["train.warmup_ratio=2"], "train.warmup_ratio", "[0, 1]"),
+        (["train.layer_learning_rate=0"], "train.layer_learning_rate", "null for train.learning_rate"),
+        (["data=local"], "data.train_file", "data.train_file=PATH"),
+        (["data=local", "data.train_file=/no/such.csv", "data.eval_file=/no/such.csv"], "data.train_file", "readable"),
+    ],
+)
 def test_bad_values_name_key_value_and_fix(overrides, key, words):
     err = _error(overrides)
     assert err.key == key
@@ -138,13 +144,16 @@ def test_packaged_config_dir_is_found():
     assert Path(conf_dir(), "method", "kd.yaml").is_file()
 
 
-@pytest.mark.parametrize("overrides,rate,epochs", [
-    (["task=causal_lm"], 3e-3, 6.0),  # the embedded student from scratch: its pair file's recipe beats the task's
-    (["task=causal_lm", "teacher=gpt2-medium", "student=gpt2"], 2e-5, 3.0),  # pretrained: the fine-tuning rate
-    (["task=causal_lm", "teacher=qwen2.5-1.5b", "student=qwen2.5-0.5b"], 2e-5, 3.0),
-    (["task=causal_lm", "train.learning_rate=1e-3", "train.epochs=2"], 1e-3, 2.0),  # the command line beats both
-    ([], 3e-3, 3.0),  # classification: the embedded pair's rate, the global budget
-])
+@pytest.mark.parametrize(
+    "overrides,rate,epochs",
+    [
+        (["task=causal_lm"], 3e-3, 6.0),  # the embedded student from scratch: its pair file's recipe beats the task's
+        (["task=causal_lm", "teacher=gpt2-medium", "student=gpt2"], 2e-5, 3.0),  # pretrained: the fine-tuning rate
+        (["task=causal_lm", "teacher=qwen2.5-1.5b", "student=qwen2.5-0.5b"], 2e-5, 3.0),
+        (["task=causal_lm", "train.learning_rate=1e-3", "train.epochs=2"], 1e-3, 2.0),  # the command line beats both
+        ([], 3e-3, 3.0),  # classification: the embedded pair's rate, the global budget
+    ],
+)
 def test_a_pair_recipe_wins_over_the_task_defaults_and_the_command_line_over_both(overrides, rate, epochs):
     cfg = validate(compose_config(overrides))
     assert (cfg.train.learning_rate, cfg.train.epochs) == (rate, epochs)

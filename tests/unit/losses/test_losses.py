@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from distillkit.config.schema import KDMethodConfig, NoneMethodConfig
-from distillkit.models.features import Features
 from distillkit.losses.logits import cross_entropy, kl_per_example, soft_target_kl
-from distillkit.recipe.objective import LossInputs
 from distillkit.methods import build_objective
+from distillkit.models.features import Features
+from distillkit.recipe.objective import LossInputs
 
 
 def test_cross_entropy_hand_computed():

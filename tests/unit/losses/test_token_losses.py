@@ -370,8 +370,9 @@ def test_next_token_loss_equals_cross_entropy_and_chunks_agree():
     labels = torch.randint(0, 11, (3, 7))
     labels[:, :3] = -100
     labels[1, 5:] = -100
-    reference = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1),
-                                                  ignore_index=-100)
+    reference = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1), ignore_index=-100
+    )
     value = next_token_loss(logits, labels)
     assert value.item() == pytest.approx(reference.item(), rel=1e-6)
     (grad,) = torch.autograd.grad(value, logits)

@@ -4,29 +4,31 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, BertConfig
 
-from distillkit.models import features
-from distillkit.models import loading as models
 from distillkit.config.schema import validate
 from distillkit.errors import ConfigError
+from distillkit.methods import build_stages
+from distillkit.models import features
+from distillkit.models import loading as models
 from distillkit.models.features import FeatureSpec, HookSpec, layer_pairs
 from distillkit.recipe.objective import Dims
 from distillkit.recipe.stage import EMAOptions, ResponsesOptions, SnapshotOptions
-from distillkit.methods import build_stages
 from distillkit.run import make_plan
-
 from tests.conftest import TINY, compose_config
 
 
 # ------------------------------------------------------------------------------------ layer maps
-@pytest.mark.parametrize("strategy,m,n,final,expected", [
-    ("uniform", 4, 12, True, [3, 6, 9, 12]),  # TinyBERT: g(m) = m·N/M
-    ("uniform", 6, 12, True, [2, 4, 6, 8, 10, 12]),
-    ("uniform", 5, 12, True, [2, 5, 7, 10, 12]),  # not a divisor: rounded, still ends on the last layer
-    ("skip", 6, 12, False, [2, 4, 6, 8, 10]),  # PKD-Skip
-    ("skip", 5, 12, True, [2, 4, 6, 8, 10]),  # fixed stride 12 // 5 = 2
-    ("last", 6, 12, False, [7, 8, 9, 10, 11]),  # PKD-Last
-    ("last", 3, 12, True, [10, 11, 12]),
-])
+@pytest.mark.parametrize(
+    "strategy,m,n,final,expected",
+    [
+        ("uniform", 4, 12, True, [3, 6, 9, 12]),  # TinyBERT: g(m) = m·N/M
+        ("uniform", 6, 12, True, [2, 4, 6, 8, 10, 12]),
+        ("uniform", 5, 12, True, [2, 5, 7, 10, 12]),  # not a divisor: rounded, still ends on the last layer
+        ("skip", 6, 12, False, [2, 4, 6, 8, 10]),  # PKD-Skip
+        ("skip", 5, 12, True, [2, 4, 6, 8, 10]),  # fixed stride 12 // 5 = 2
+        ("last", 6, 12, False, [7, 8, 9, 10, 11]),  # PKD-Last
+        ("last", 3, 12, True, [10, 11, 12]),
+    ],
+)
 def test_layer_map_strategies(strategy, m, n, final, expected):
     pairs = layer_pairs("method.layer_map", strategy, m, n, final=final)
     assert [s for s, _ in pairs] == list(range(1, len(expected) + 1))
@@ -52,8 +54,11 @@ def test_auto_layer_map_follows_the_layers_the_student_was_copied_from(caplog):
     # precedence: an explicit strategy > the pair file > the copied layers > uniform
     caplog.clear()
     with caplog.at_level("INFO", logger="distillkit"):
-        assert layer_pairs("k", "auto", 3, 6, pair_layers=[2, 4, 5], copied_layers=[0, 2, 5]) == [(1, 2), (2, 4),
-                                                                                                (3, 5)]
+        assert layer_pairs("k", "auto", 3, 6, pair_layers=[2, 4, 5], copied_layers=[0, 2, 5]) == [
+            (1, 2),
+            (2, 4),
+            (3, 5),
+        ]
     assert "pair file" in caplog.text
     assert layer_pairs("k", "list", 3, 6, [1, 2, 3], pair_layers=[2, 4, 5], copied_layers=[0, 2, 5])[1] == (2, 2)
     assert layer_pairs("k", "uniform", 3, 6, copied_layers=[0, 2, 5]) == [(1, 2), (2, 4), (3, 6)]
@@ -75,13 +80,16 @@ def test_plan_maps_a_copied_student_to_its_source_layers(cache_dir):
     assert "student→teacher layers [(1, 2), (2, 4)]" in scratch.stages[-2].objective.notes
 
 
-@pytest.mark.parametrize("kwargs,key,text", [
-    ({"strategy": "list", "layers": [1, 2]}, "method.layer_map.layers", "each of the 3 mapped student layers"),
-    ({"strategy": "list", "layers": [1, 2, 13]}, "method.layer_map.layers", "outside the teacher's 1..12"),
-    ({"strategy": "list", "layers": [0, 2, 3]}, "method.layer_map.layers", "outside the teacher's 1..12"),
-    ({"strategy": "last", "n_student": 14}, "method.layer_map.strategy", "outside the teacher's 1..12"),
-    ({"strategy": "uniform", "n_student": 1, "final": False}, "method.layer_map.final", "leaves no student layer"),
-])
+@pytest.mark.parametrize(
+    "kwargs,key,text",
+    [
+        ({"strategy": "list", "layers": [1, 2]}, "method.layer_map.layers", "each of the 3 mapped student layers"),
+        ({"strategy": "list", "layers": [1, 2, 13]}, "method.layer_map.layers", "outside the teacher's 1..12"),
+        ({"strategy": "list", "layers": [0, 2, 3]}, "method.layer_map.layers", "outside the teacher's 1..12"),
+        ({"strategy": "last", "n_student": 14}, "method.layer_map.strategy", "outside the teacher's 1..12"),
+        ({"strategy": "uniform", "n_student": 1, "final": False}, "method.layer_map.final", "leaves no student layer"),
+    ],
+)
 def test_layer_map_errors_name_key_and_range(kwargs, key, text):
     args = {"strategy": "uniform", "n_student": 3, "n_teacher": 12, "layers": None, "final": True, **kwargs}
     with pytest.raises(ConfigError) as info:
@@ -91,14 +99,24 @@ def test_layer_map_errors_name_key_and_range(kwargs, key, text):
 
 # ------------------------------------------------------------------------------ feature capture
 def _bert(layers=3, hidden=16, heads=2, attn="eager"):
-    config = BertConfig(vocab_size=50, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                        intermediate_size=32, num_labels=3, attn_implementation=attn)
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=32,
+        num_labels=3,
+        attn_implementation=attn,
+    )
     return models.build_from_config(config, seed=0, model_class=AutoModelForSequenceClassification).eval()
 
 
-BATCH = {"input_ids": torch.tensor([[2, 5, 7, 9, 3], [2, 6, 3, 0, 0]]),
-         "attention_mask": torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]), "labels": torch.tensor([0, 1]),
-         "idx": torch.tensor([4, 7])}
+BATCH = {
+    "input_ids": torch.tensor([[2, 5, 7, 9, 3], [2, 6, 3, 0, 0]]),
+    "attention_mask": torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]),
+    "labels": torch.tensor([0, 1]),
+    "idx": torch.tensor([4, 7]),
+}
 
 
 def test_forward_features_keeps_only_what_the_spec_asks_for():
@@ -166,22 +184,47 @@ def _plan(overrides, cache_dir):
 
 
 def _dims(**kw):
-    base = dict(student_layers=4, teacher_layers=12, student_hidden=64, teacher_hidden=128, student_heads=4,
-                teacher_heads=4, train_examples=100)
+    base = dict(
+        student_layers=4,
+        teacher_layers=12,
+        student_hidden=64,
+        teacher_hidden=128,
+        student_heads=4,
+        teacher_heads=4,
+        train_examples=100,
+    )
     dims = Dims(**{**base, **kw})
     for who in ("student", "teacher"):  # hook paths are resolved on a weightless model of each config
         if getattr(dims, f"{who}_config") is None:
-            setattr(dims, f"{who}_config", BertConfig(
-                vocab_size=50, hidden_size=getattr(dims, f"{who}_hidden"), intermediate_size=32,
-                num_hidden_layers=getattr(dims, f"{who}_layers"), num_attention_heads=getattr(dims, f"{who}_heads")))
+            setattr(
+                dims,
+                f"{who}_config",
+                BertConfig(
+                    vocab_size=50,
+                    hidden_size=getattr(dims, f"{who}_hidden"),
+                    intermediate_size=32,
+                    num_hidden_layers=getattr(dims, f"{who}_layers"),
+                    num_attention_heads=getattr(dims, f"{who}_heads"),
+                ),
+            )
     return dims
 
 
-@pytest.mark.parametrize("method,stages", [
-    ("none", ["distill"]), ("kd", ["distill"]), ("fitnets", ["hints", "distill"]),
-    ("attention_transfer", ["distill"]), ("rkd", ["distill"]), ("crd", ["distill"]), ("pkd", ["distill"]),
-    ("distilbert", ["distill"]), ("tinybert", ["intermediate", "prediction"]), ("minilm", ["relations", "finetune"]),
-])
+@pytest.mark.parametrize(
+    "method,stages",
+    [
+        ("none", ["distill"]),
+        ("kd", ["distill"]),
+        ("fitnets", ["hints", "distill"]),
+        ("attention_transfer", ["distill"]),
+        ("rkd", ["distill"]),
+        ("crd", ["distill"]),
+        ("pkd", ["distill"]),
+        ("distilbert", ["distill"]),
+        ("tinybert", ["intermediate", "prediction"]),
+        ("minilm", ["relations", "finetune"]),
+    ],
+)
 def test_every_method_plans_its_stages_with_budgets(method, stages, cache_dir):
     plan = _plan([f"method={method}", "train.epochs=2", "train.learning_rate=3e-4"], cache_dir)
     planned = [s for s in plan.stages if s.name != "teacher_prep"]
@@ -193,42 +236,60 @@ def test_every_method_plans_its_stages_with_budgets(method, stages, cache_dir):
 
 
 def test_stage_budgets_override_the_run_budget(cache_dir):
-    plan = _plan(["method=tinybert", "method.general.epochs=1", "method.intermediate.epochs=4",
-                  "method.prediction.learning_rate=5e-5"], cache_dir)
+    plan = _plan(
+        [
+            "method=tinybert",
+            "method.general.epochs=1",
+            "method.intermediate.epochs=4",
+            "method.prediction.learning_rate=5e-5",
+        ],
+        cache_dir,
+    )
     by_name = {s.name: s for s in plan.stages}
     assert [s.name for s in plan.stages][-3:] == ["general", "intermediate", "prediction"]
     assert by_name["general"].budget.epochs == 1 and by_name["intermediate"].budget.epochs == 4
     assert by_name["prediction"].budget.learning_rate == 5e-5 and by_name["prediction"].budget.epochs == 3.0
 
 
-@pytest.mark.parametrize("overrides,key", [
-    (["method=distilbert", "student.hidden_size=16", "student.num_heads=2", "student.init=random"],
-     "student.hidden_size"),
-    (["method=pkd", "student.hidden_size=16", "student.num_heads=2", "student.init=random"], "student.hidden_size"),
-    (["method=tinybert", "student.num_heads=4", "student.init=random"], "student.num_heads"),
-    (["method=minilm", "method.relation_heads=3"], "method.relation_heads"),
-    (["method=minilm", "method.teacher_layer=9"], "method.teacher_layer"),
-    (["method=minilm", "method.value_path='bert.encoder.layer.{layer}.nope'"], "method.value_path"),
-    (["method=tinybert", "method.key_path='bert.encoder.layer.{layer}.nope'"], "method.key_path"),
-    (["method=pkd", "method.layer_map.strategy=list", "method.layer_map.layers=[9]"], "method.layer_map.layers"),
-    (["method=fitnets", "method.layer_map.strategy=list", "method.layer_map.layers=[1]"], "method.layer_map.layers"),
-    (["method=crd", "method.num_negatives=100000"], "method.num_negatives"),
-])
+@pytest.mark.parametrize(
+    "overrides,key",
+    [
+        (
+            ["method=distilbert", "student.hidden_size=16", "student.num_heads=2", "student.init=random"],
+            "student.hidden_size",
+        ),
+        (["method=pkd", "student.hidden_size=16", "student.num_heads=2", "student.init=random"], "student.hidden_size"),
+        (["method=tinybert", "student.num_heads=4", "student.init=random"], "student.num_heads"),
+        (["method=minilm", "method.relation_heads=3"], "method.relation_heads"),
+        (["method=minilm", "method.teacher_layer=9"], "method.teacher_layer"),
+        (["method=minilm", "method.value_path='bert.encoder.layer.{layer}.nope'"], "method.value_path"),
+        (["method=tinybert", "method.key_path='bert.encoder.layer.{layer}.nope'"], "method.key_path"),
+        (["method=pkd", "method.layer_map.strategy=list", "method.layer_map.layers=[9]"], "method.layer_map.layers"),
+        (
+            ["method=fitnets", "method.layer_map.strategy=list", "method.layer_map.layers=[1]"],
+            "method.layer_map.layers",
+        ),
+        (["method=crd", "method.num_negatives=100000"], "method.num_negatives"),
+    ],
+)
 def test_model_dependent_method_errors_come_from_the_plan(overrides, key, cache_dir):
     with pytest.raises(ConfigError) as info:
         _plan(overrides, cache_dir)
     assert info.value.key == key and "Fix:" in str(info.value)
 
 
-@pytest.mark.parametrize("overrides,key", [
-    (["method=pkd", "method.layer_map.strategy=sideways"], "method.layer_map.strategy"),
-    (["method=fitnets", "method.layer_map.layers=[1,2]"], "method.layer_map.layers"),
-    (["method=rkd", "method.distance_weight=-1"], "method.distance_weight"),
-    (["method=crd", "method.momentum=1.0"], "method.momentum"),
-    (["method=tinybert", "method.general.epochs=-1"], "method.general.epochs"),
-    (["method=tinybert", "method.attention_target=logits"], "method.attention_target"),
-    (["method=minilm", "method.relations.learning_rate=0"], "method.relations.learning_rate"),
-])
+@pytest.mark.parametrize(
+    "overrides,key",
+    [
+        (["method=pkd", "method.layer_map.strategy=sideways"], "method.layer_map.strategy"),
+        (["method=fitnets", "method.layer_map.layers=[1,2]"], "method.layer_map.layers"),
+        (["method=rkd", "method.distance_weight=-1"], "method.distance_weight"),
+        (["method=crd", "method.momentum=1.0"], "method.momentum"),
+        (["method=tinybert", "method.general.epochs=-1"], "method.general.epochs"),
+        (["method=tinybert", "method.attention_target=logits"], "method.attention_target"),
+        (["method=minilm", "method.relations.learning_rate=0"], "method.relations.learning_rate"),
+    ],
+)
 def test_value_errors_come_from_the_schema(overrides, key):
     with pytest.raises(ConfigError) as info:
         validate(compose_config(TINY + overrides))
@@ -248,14 +309,18 @@ def test_pair_group_supplies_the_layer_map_for_its_teacher_and_student():
 
 
 def test_feature_specs_ask_only_for_mapped_layers():
-    cfg = validate(compose_config(["method=tinybert", "student=bert-4l", "method.layer_map.strategy=uniform",
-                                   "method.attention_target=probs"]))
+    cfg = validate(
+        compose_config(
+            ["method=tinybert", "student=bert-4l", "method.layer_map.strategy=uniform", "method.attention_target=probs"]
+        )
+    )
     intermediate = build_stages(cfg.method, _dims(student_hidden=128))[0].objective
     assert intermediate.student_features.hidden_states == (0, 1, 2, 3, 4)
     assert intermediate.teacher_features.hidden_states == (0, 3, 6, 9, 12)
     assert intermediate.teacher_features.attentions == (3, 6, 9, 12) and intermediate.needs_attentions
-    pkd = build_stages(validate(compose_config(["method=pkd", "student=bert-6l"])).method,
-                       _dims(student_layers=6, student_hidden=128))[0].objective
+    pkd = build_stages(
+        validate(compose_config(["method=pkd", "student=bert-6l"])).method, _dims(student_layers=6, student_hidden=128)
+    )[0].objective
     assert pkd.teacher_features.hidden_states == (2, 4, 6, 8, 10) and not pkd.needs_attentions
 
 
@@ -295,8 +360,9 @@ def test_layer_learning_rate_splits_the_encoder_layers_into_their_own_groups():
     model = _bert()
     decay = [p for n, p in model.named_parameters() if "bias" not in n and "LayerNorm" not in n]
     rest = [p for n, p in model.named_parameters() if "bias" in n or "LayerNorm" in n]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}],
-                                  lr=3e-3)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}], lr=3e-3
+    )
     split_layer_groups(optimizer, model, 1e-4)
     rates = {id(p): (g["lr"], g["weight_decay"]) for g in optimizer.param_groups for p in g["params"]}
     named = dict(model.named_parameters())
@@ -310,13 +376,20 @@ def test_layer_learning_rate_splits_the_encoder_layers_into_their_own_groups():
 def test_stage_plan_gives_every_student_stage_the_layer_learning_rate():
     from distillkit.stages.planning import plan_stages
 
-    cfg = validate(compose_config(["method=fitnets", "method.hints.learning_rate=1e-3",
-                                   "train.layer_learning_rate=5e-5"]))
+    cfg = validate(
+        compose_config(["method=fitnets", "method.hints.learning_rate=1e-3", "train.layer_learning_rate=5e-5"])
+    )
     stages = plan_stages(cfg, True, _dims(student_hidden=128, pair_layers=cfg.pair.layer_map))
     assert [s.name for s in stages] == ["teacher_prep", "hints", "distill"]
     prep, hints, distill = stages
-    assert (prep.budget.learning_rate, prep.budget.layer_learning_rate) == (3e-3, 1e-4)  # the teacher's own preparation rates
-    assert (hints.budget.learning_rate, hints.budget.layer_learning_rate) == (1e-3, 5e-5)  # a phase's rate, the run's layer rate
+    assert (prep.budget.learning_rate, prep.budget.layer_learning_rate) == (
+        3e-3,
+        1e-4,
+    )  # the teacher's own preparation rates
+    assert (hints.budget.learning_rate, hints.budget.layer_learning_rate) == (
+        1e-3,
+        5e-5,
+    )  # a phase's rate, the run's layer rate
     assert (distill.budget.learning_rate, distill.budget.layer_learning_rate) == (3e-3, 5e-5)
     single = validate(compose_config(["train.layer_learning_rate=null"]))
     assert plan_stages(single, False, _dims(student_hidden=128))[0].budget.layer_learning_rate is None
@@ -324,16 +397,19 @@ def test_stage_plan_gives_every_student_stage_the_layer_learning_rate():
 
 def test_tinybert_attention_target_scores_reads_hooks_and_probs_reads_attention_maps():
     dims = _dims(student_hidden=128)
-    scores = build_stages(validate(compose_config(["method=tinybert", "student=bert-4l",
-                                                   "method.layer_map.strategy=uniform"])).method, dims)[0].objective
+    scores = build_stages(
+        validate(compose_config(["method=tinybert", "student=bert-4l", "method.layer_map.strategy=uniform"])).method,
+        dims,
+    )[0].objective
     assert scores.student_features.attentions == () and not scores.needs_attentions  # no eager attention needed
     hooks = {h.name: h for h in scores.teacher_features.hooks}
     assert set(hooks) == {"query", "key"} and hooks["key"].layers == (3, 6, 9, 12)
     assert hooks["query"].template == "bert.encoder.layer.{layer}.attention.self.query"
     assert {h.name: h.layers for h in scores.student_features.hooks} == {"query": (1, 2, 3, 4), "key": (1, 2, 3, 4)}
     assert "A = QKᵀ/√d" in scores.notes
-    probs = build_stages(validate(compose_config(["method=tinybert", "student=bert-4l",
-                                                  "method.attention_target=probs"])).method, dims)[0].objective
+    probs = build_stages(
+        validate(compose_config(["method=tinybert", "student=bert-4l", "method.attention_target=probs"])).method, dims
+    )[0].objective
     assert probs.student_features.hooks == () and probs.needs_attentions and "A = softmax(QKᵀ/√d)" in probs.notes
 
 
@@ -342,8 +418,12 @@ def test_hooked_scores_are_the_models_pre_softmax_attention():
     from distillkit.losses.features import attention_scores
 
     model = _bert(layers=2, hidden=16, heads=2)
-    spec = FeatureSpec(attentions=(2,), hooks=tuple(
-        HookSpec(p, features.projection_template(model, p, None, "k"), (2,), "k") for p in ("query", "key")))
+    spec = FeatureSpec(
+        attentions=(2,),
+        hooks=tuple(
+            HookSpec(p, features.projection_template(model, p, None, "k"), (2,), "k") for p in ("query", "key")
+        ),
+    )
     f = features.forward_features(model, BATCH, spec)
     scores = attention_scores(f.captured["query"][2], f.captured["key"][2], heads=2)  # (B, 2, 5, 5)
     keys = BATCH["attention_mask"].bool()[:, None, None, :]
@@ -358,8 +438,12 @@ def test_stage_options_are_typed_per_teacher_source_and_view():
 
     assert TeacherSpec("ema", options=EMAOptions(0.99)).describe() == "ema(τ=0.99)"
     assert TeacherSpec("snapshots", options=SnapshotOptions(3, 50)).describe() == "snapshots(k=3, every 50)"
-    for kind, options in [("ema", {"momentum": 0.9}), ("ema", SnapshotOptions()), ("snapshots", None),
-                          ("prepared", EMAOptions(0.9))]:
+    for kind, options in [
+        ("ema", {"momentum": 0.9}),
+        ("ema", SnapshotOptions()),
+        ("snapshots", None),
+        ("prepared", EMAOptions(0.9)),
+    ]:
         with pytest.raises(TypeError, match=kind):
             TeacherSpec(kind, options=options)
     assert DataView("teacher_responses", options=ResponsesOptions(2, 16, True)).options.num_beams == 2
@@ -376,8 +460,9 @@ def test_method_builders_give_their_sources_typed_options():
     from distillkit.methods.llm import build_seq_kd
     from distillkit.methods.self_distill import build_ema_teacher, build_snapshot_ensemble
 
-    ema = build_ema_teacher(sc.EMATeacherMethodConfig(momentum=0.9, schedule="cosine", final_momentum=0.999,
-                                                      center_momentum=0.8), None)[0]
+    ema = build_ema_teacher(
+        sc.EMATeacherMethodConfig(momentum=0.9, schedule="cosine", final_momentum=0.999, center_momentum=0.8), None
+    )[0]
     assert ema.teacher.options == EMAOptions(0.9, "cosine", 0.999, 0.8)
     snap = build_snapshot_ensemble(sc.SnapshotEnsembleMethodConfig(k=4, every=25), None)[0]
     assert snap.teacher.options == SnapshotOptions(4, 25)

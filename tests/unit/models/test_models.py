@@ -4,11 +4,11 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, BertConfig
 
-from distillkit.models import loading as models
 from distillkit.config.schema import StudentConfig, TeacherConfig
+from distillkit.errors import ConfigError
+from distillkit.models import loading as models
 from distillkit.tasks.classification.data import train_wordpiece
 from distillkit.tasks.classification.models import student_config, teacher_config
-from distillkit.errors import ConfigError
 
 LABELS = ["a", "b", "c"]
 CLASSIFIER = AutoModelForSequenceClassification  # the classification task's models (Task.model_class)
@@ -21,19 +21,28 @@ def tokenizer(tmp_path_factory):
 
 
 def _teacher(tokenizer, layers=6):
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
-                        intermediate_size=32, num_labels=3)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=3,
+    )
     return models.build_from_config(config, seed=0, model_class=CLASSIFIER)
 
 
-@pytest.mark.parametrize("init,k,n,expected", [
-    ("uniform", 6, 12, [0, 2, 4, 7, 9, 11]),  # DistilBERT's choice
-    ("uniform", 4, 12, [0, 4, 7, 11]),
-    ("uniform", 1, 12, [11]),
-    ("first", 3, 12, [0, 1, 2]),
-    ("last", 3, 12, [9, 10, 11]),
-    ("random", 3, 12, None),
-])
+@pytest.mark.parametrize(
+    "init,k,n,expected",
+    [
+        ("uniform", 6, 12, [0, 2, 4, 7, 9, 11]),  # DistilBERT's choice
+        ("uniform", 4, 12, [0, 4, 7, 11]),
+        ("uniform", 1, 12, [11]),
+        ("first", 3, 12, [0, 1, 2]),
+        ("last", 3, 12, [9, 10, 11]),
+        ("random", 3, 12, None),
+    ],
+)
 def test_select_layers(init, k, n, expected):
     assert models.select_layers(StudentConfig(num_layers=k, init=init), n) == expected
 
@@ -63,8 +72,10 @@ def test_random_init_does_not_copy(tokenizer):
     teacher = _teacher(tokenizer)
     s_cfg, layers = student_config(StudentConfig(num_layers=2, init="random"), teacher.config, tokenizer, LABELS)
     student = models.derive_student(teacher, s_cfg, layers, seed=0, model_class=CLASSIFIER)
-    assert not torch.equal(student.bert.encoder.layer[0].attention.self.query.weight,
-                           teacher.bert.encoder.layer[0].attention.self.query.weight)
+    assert not torch.equal(
+        student.bert.encoder.layer[0].attention.self.query.weight,
+        teacher.bert.encoder.layer[0].attention.self.query.weight,
+    )
     assert not torch.equal(student.bert.encoder.layer[0].attention.self.value.weight, torch.eye(16))
 
 
@@ -83,8 +94,10 @@ def test_student_from_scratch_starts_with_the_teachers_identity_attention(tokeni
     # a student copied from the teacher keeps the teacher's weights
     s_cfg, layers = student_config(StudentConfig(num_layers=2, init="first"), teacher.config, tokenizer, LABELS)
     copied = models.derive_student(teacher, s_cfg, layers, seed=0, identity_layers=1, model_class=CLASSIFIER)
-    assert torch.equal(copied.bert.encoder.layer[0].attention.self.value.weight,
-                       teacher.bert.encoder.layer[0].attention.self.value.weight)
+    assert torch.equal(
+        copied.bert.encoder.layer[0].attention.self.value.weight,
+        teacher.bert.encoder.layer[0].attention.self.value.weight,
+    )
 
 
 def test_narrower_student_needs_random_init(tokenizer):
@@ -92,12 +105,12 @@ def test_narrower_student_needs_random_init(tokenizer):
     with pytest.raises(ConfigError, match="width differs") as info:
         student_config(StudentConfig(num_layers=2, hidden_size=8), teacher.config, tokenizer, LABELS)
     assert info.value.key == "student.init"
-    s_cfg, layers = student_config(StudentConfig(num_layers=2, hidden_size=8, init="random"), teacher.config,
-                                          tokenizer, LABELS)
+    s_cfg, layers = student_config(
+        StudentConfig(num_layers=2, hidden_size=8, init="random"), teacher.config, tokenizer, LABELS
+    )
     assert s_cfg.hidden_size == 8 and layers is None
     with pytest.raises(ConfigError, match="does not divide"):
-        student_config(StudentConfig(num_layers=2, hidden_size=9, init="random"), teacher.config, tokenizer,
-                              LABELS)
+        student_config(StudentConfig(num_layers=2, hidden_size=9, init="random"), teacher.config, tokenizer, LABELS)
 
 
 def test_local_checkpoint_teacher_and_head_detection(tokenizer, tmp_path):
@@ -136,9 +149,17 @@ def test_hub_student_vocabulary_must_match(tokenizer, tmp_path):
 def test_identity_attention_makes_cls_start_as_the_mean_of_the_layer_inputs(tokenizer):
     from transformers import AutoConfig
 
-    config = AutoConfig.for_model("megatron-bert", vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=3,
-                                  num_attention_heads=2, intermediate_size=32, num_labels=3,
-                                  attention_probs_dropout_prob=0.0, hidden_dropout_prob=0.0)
+    config = AutoConfig.for_model(
+        "megatron-bert",
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=3,
+        attention_probs_dropout_prob=0.0,
+        hidden_dropout_prob=0.0,
+    )
     model = models.build_from_config(config, seed=0, model_class=CLASSIFIER).eval()
     models.identity_attention(model, 1)
     first, second = model.bert.encoder.layer[0].attention, model.bert.encoder.layer[1].attention
@@ -162,6 +183,7 @@ def _break_config(**fields):
         config = json.loads((path / "config.json").read_text())
         config.update(fields)
         (path / "config.json").write_text(json.dumps(config))
+
     return mutate
 
 
@@ -169,6 +191,7 @@ def _remove(*names):
     def mutate(path):
         for name in names:
             (path / name).unlink()
+
     return mutate
 
 
@@ -179,17 +202,22 @@ def saved_teacher(tokenizer, tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("mutate,text", [
-    (_remove("config.json"), "is a directory but has no config.json"),
-    (lambda p: (p / "config.json").write_text("{\"model_type\": \"bert\","), "config.json that is not valid JSON"),
-    (_break_config(model_type="my-bert", auto_map={"AutoConfig": "code.MyConfig"}),
-     "contains custom code (config.json's auto_map, model_type 'my-bert'); distillkit does not run it unless "
-     "teacher.trust_remote_code=true"),
-    (_break_config(model_type="no-such-architecture"), "model_type 'no-such-architecture', which transformers"),
-    (_break_config(model_type=None), "config.json without model_type"),
-    (_remove("model.safetensors"), "has a config.json but no weights file"),
-    (_remove("tokenizer.json", "tokenizer_config.json"), "has no tokenizer files"),
-])
+@pytest.mark.parametrize(
+    "mutate,text",
+    [
+        (_remove("config.json"), "is a directory but has no config.json"),
+        (lambda p: (p / "config.json").write_text('{"model_type": "bert",'), "config.json that is not valid JSON"),
+        (
+            _break_config(model_type="my-bert", auto_map={"AutoConfig": "code.MyConfig"}),
+            "contains custom code (config.json's auto_map, model_type 'my-bert'); distillkit does not run it unless "
+            "teacher.trust_remote_code=true",
+        ),
+        (_break_config(model_type="no-such-architecture"), "model_type 'no-such-architecture', which transformers"),
+        (_break_config(model_type=None), "config.json without model_type"),
+        (_remove("model.safetensors"), "has a config.json but no weights file"),
+        (_remove("tokenizer.json", "tokenizer_config.json"), "has no tokenizer files"),
+    ],
+)
 def test_a_local_directory_that_cannot_be_loaded_says_what_is_wrong(saved_teacher, tmp_path, mutate, text, tokenizer):
     import shutil
 

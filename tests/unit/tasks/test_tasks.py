@@ -14,7 +14,6 @@ from distillkit import tasks
 from distillkit.config.schema import TaskConfig, validate
 from distillkit.config.task import DEFAULT_TASK, TASKS
 from distillkit.errors import ConfigError
-
 from tests.conftest import compose_config
 
 PACKAGE = Path(tasks.__file__).resolve().parents[1]  # distillkit/
@@ -36,8 +35,14 @@ def test_the_default_task_is_the_first_row():
     assert tasks.get(None).name == tasks.get("").name == DEFAULT_TASK == next(iter(TASKS)) == TaskConfig().name
 
 
-@pytest.mark.parametrize("lookup", [lambda: tasks.get("image_classification"), lambda: TaskConfig(name="regression"),
-                                    lambda: validate(compose_config(["task.name=summarisation"]))])
+@pytest.mark.parametrize(
+    "lookup",
+    [
+        lambda: tasks.get("image_classification"),
+        lambda: TaskConfig(name="regression"),
+        lambda: validate(compose_config(["task.name=summarisation"])),
+    ],
+)
 def test_an_unknown_task_is_a_config_error_naming_task_name(lookup):
     with pytest.raises(ConfigError) as err:
         lookup()
@@ -71,9 +76,14 @@ def _code_strings_and_names(path: Path):
     """(line, text) of the identifiers and non-docstring string constants of a module: what its code says, not its
     comments and docstrings."""
     tree = ast.parse(path.read_text())
-    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
             yield node.lineno, node.value
@@ -96,8 +106,11 @@ def test_shared_code_never_names_a_task():
     for path in sorted(PACKAGE.rglob("*.py")):
         if path.is_relative_to(PACKAGE / "tasks") or path == table:
             continue
-        found += [f"{path.relative_to(PACKAGE)}:{line}: {text!r}" for line, text in _code_strings_and_names(path)
-                  if pattern.search(text)]
+        found += [
+            f"{path.relative_to(PACKAGE)}:{line}: {text!r}"
+            for line, text in _code_strings_and_names(path)
+            if pattern.search(text)
+        ]
     assert not found, "\n".join(found)
 
 

@@ -8,13 +8,12 @@ import pytest
 import torch
 
 from distillkit.config.schema import validate
-from distillkit.errors import ConfigError
-from distillkit.models.features import FeatureSpec
-from distillkit.methods import build_stages
-from distillkit.recipe.objective import LossInputs
 from distillkit.config.self_distill import SelfKDMethodConfig
+from distillkit.errors import ConfigError
+from distillkit.methods import build_stages
+from distillkit.models.features import FeatureSpec
+from distillkit.recipe.objective import LossInputs
 from distillkit.teachers.sources import EMATeacher, Ensemble, Snapshots
-
 from tests.conftest import TINY, compose_config
 
 
@@ -30,6 +29,7 @@ class Tiny(torch.nn.Module):
     def forward(self, input_ids=None, attention_mask=None, **kwargs):
         class Out:
             pass
+
         out = Out()
         out.logits = self.linear(input_ids.float())
         out.hidden_states = out.attentions = None
@@ -153,15 +153,17 @@ def test_self_kd_kl_directions_against_hand_values(direction):
     current, previous = torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 0.0]])
     p = [1 / (1 + math.exp(-2)), math.exp(-2) / (1 + math.exp(-2))]  # softmax([2, 0])
     q = [0.5, 0.5]
-    kl = lambda a, b: sum(x * math.log(x / y) for x, y in zip(a, b))  # noqa: E731
+    kl = lambda a, b: sum(x * math.log(x / y) for x, y in zip(a, b))  # noqa: E731 (a one-line local function)
     expected = kl(p, q) if direction == "current_previous" else kl(q, p)  # 0.3808 vs 0.4338
     student, teacher = type("F", (), {"logits": current})(), type("F", (), {"logits": previous})()
-    loss, terms = stage.objective(LossInputs(student, teacher, torch.tensor([0]), torch.ones(1, 2),
-                                             stage.objective.adapters))
+    loss, terms = stage.objective(
+        LossInputs(student, teacher, torch.tensor([0]), torch.ones(1, 2), stage.objective.adapters)
+    )
     assert terms["self_kd"].item() == pytest.approx(expected, rel=1e-5)
     assert ("KL(softmax(z_s/T) ‖ softmax(z_prev/T))" in stage.objective.formula()) == (direction == "current_previous")
-    _, none_yet = stage.objective(LossInputs(student, None, torch.tensor([0]), torch.ones(1, 2),
-                                             stage.objective.adapters))
+    _, none_yet = stage.objective(
+        LossInputs(student, None, torch.tensor([0]), torch.ones(1, 2), stage.objective.adapters)
+    )
     assert none_yet["self_kd"].item() == 0.0  # no snapshot yet: the term waits
 
 
@@ -197,34 +199,53 @@ def test_takd_chain_order_and_shapes(cache_dir):
     assert plan.model_configs["student"][0].num_hidden_layers == 2
 
 
-@pytest.mark.parametrize("overrides,key", [
-    (["method=born_again", "method.generations=0"], "method.generations"),
-    (["method=noisy_student", "method.rounds=0"], "method.rounds"),
-    (["method=ema_teacher", "method.momentum=1.0"], "method.momentum"),
-    (["method=ema_teacher", "method.momentum=-0.1"], "method.momentum"),
-    (["method=snapshot_ensemble", "method.k=1"], "method.k"),
-    (["method=noisy_student", "method.unlabeled=/nonexistent/unlabeled.txt"], "method.unlabeled"),
-    (["method=takd", "method.assistants=[2,3]"], "method.assistants"),
-    (["method=born_again", "method.inner={name: none}"], "method.inner.name"),
-    (["method=takd", "method.inner.temperature=0"], "method.inner.temperature"),
-])
+@pytest.mark.parametrize(
+    "overrides,key",
+    [
+        (["method=born_again", "method.generations=0"], "method.generations"),
+        (["method=noisy_student", "method.rounds=0"], "method.rounds"),
+        (["method=ema_teacher", "method.momentum=1.0"], "method.momentum"),
+        (["method=ema_teacher", "method.momentum=-0.1"], "method.momentum"),
+        (["method=snapshot_ensemble", "method.k=1"], "method.k"),
+        (["method=noisy_student", "method.unlabeled=/nonexistent/unlabeled.txt"], "method.unlabeled"),
+        (["method=takd", "method.assistants=[2,3]"], "method.assistants"),
+        (["method=born_again", "method.inner={name: none}"], "method.inner.name"),
+        (["method=takd", "method.inner.temperature=0"], "method.inner.temperature"),
+    ],
+)
 def test_bad_values_fail_at_validation(overrides, key):
     with pytest.raises(ConfigError) as info:
         _cfg(overrides)
     assert info.value.key == key, str(info.value)
 
 
-@pytest.mark.parametrize("overrides,key,words", [
-    (["method=takd", "student=bert-2l", "method.assistants=[5]"], "method.assistants", "deeper than the teacher"),
-    (["method=takd", "student=bert-2l", "method.assistants=[2]"], "method.assistants", "shallower than the student"),
-    (["method=snapshot_ensemble", "method.k=3", "method.every=2"], "method.k", "leave room for 2"),
-    (["method=self_kd"], "method.every", "leave room for 0"),  # 6 steps, 16 a epoch: no epoch ends in time
-    (["teacher=none", "method=kd"], "teacher", "distils from the prepared teacher"),
-    (["teacher=none", "method=born_again", "method.gen0=teacher"], "teacher", "prepared teacher"),
-    (["teacher=none", "method=self_kd", "method.every=2", "student.init=uniform"], "teacher", "teacher layers"),
-    (["method=noisy_student", "method.unlabeled=generated", "data=local", "data.train_file=x.csv",
-      "data.eval_file=x.csv"], "method.unlabeled", "no generator"),
-])
+@pytest.mark.parametrize(
+    "overrides,key,words",
+    [
+        (["method=takd", "student=bert-2l", "method.assistants=[5]"], "method.assistants", "deeper than the teacher"),
+        (
+            ["method=takd", "student=bert-2l", "method.assistants=[2]"],
+            "method.assistants",
+            "shallower than the student",
+        ),
+        (["method=snapshot_ensemble", "method.k=3", "method.every=2"], "method.k", "leave room for 2"),
+        (["method=self_kd"], "method.every", "leave room for 0"),  # 6 steps, 16 a epoch: no epoch ends in time
+        (["teacher=none", "method=kd"], "teacher", "distils from the prepared teacher"),
+        (["teacher=none", "method=born_again", "method.gen0=teacher"], "teacher", "prepared teacher"),
+        (["teacher=none", "method=self_kd", "method.every=2", "student.init=uniform"], "teacher", "teacher layers"),
+        (
+            [
+                "method=noisy_student",
+                "method.unlabeled=generated",
+                "data=local",
+                "data.train_file=x.csv",
+                "data.eval_file=x.csv",
+            ],
+            "method.unlabeled",
+            "no generator",
+        ),
+    ],
+)
 def test_plan_errors_before_any_weight_is_loaded(overrides, key, words, cache_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "x.csv").write_text("text,label\na b c,0\nd e f,1\n")

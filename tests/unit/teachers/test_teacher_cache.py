@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from distillkit.teachers import output_store as store
-from distillkit.teachers import output_cache as tc
 from distillkit.errors import ConfigError
 from distillkit.models.features import FeatureSpec, HookSpec, forward_features
+from distillkit.teachers import output_cache as tc
+from distillkit.teachers import output_store as store
 from distillkit.teachers.sources import EMATeacher, FrozenModel
 
 QUERY = HookSpec("query", "bert.encoder.layer.{layer}.attention.self.query", (1, 2), "test")
@@ -25,9 +25,18 @@ def tiny_model(seed: int = 0, hidden: int = 16):
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=50, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=32, num_labels=3, max_position_embeddings=64, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0, attn_implementation="eager")
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=3,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        attn_implementation="eager",
+    )
     return BertForSequenceClassification(config).eval()
 
 
@@ -37,8 +46,14 @@ def dataset(n: int = 37, seed: int = 0, max_len: int = 12):
     rng = np.random.default_rng(seed)
     lengths = rng.integers(2, max_len, n)
     ids = [[1] + rng.integers(5, 50, int(k) - 1).tolist() for k in lengths]
-    return datasets.Dataset.from_dict({"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids],
-                                       "labels": rng.integers(0, 3, n).tolist(), "idx": list(range(n))})
+    return datasets.Dataset.from_dict(
+        {
+            "input_ids": ids,
+            "attention_mask": [[1] * len(x) for x in ids],
+            "labels": rng.integers(0, 3, n).tolist(),
+            "idx": list(range(n)),
+        }
+    )
 
 
 def collate(rows, left: bool = False):
@@ -74,8 +89,9 @@ def test_layout_offsets_and_token_index():
 def test_row_lengths_follow_the_attention_masks():
     import datasets
 
-    data = datasets.Dataset.from_dict({"input_ids": [[1, 2, 3], [4], [5, 6]],
-                                       "attention_mask": [[1, 1, 0], [1], [1, 1]]})
+    data = datasets.Dataset.from_dict(
+        {"input_ids": [[1, 2, 3], [4], [5, 6]], "attention_mask": [[1, 1, 0], [1], [1, 1]]}
+    )
     assert tc.row_lengths(data).tolist() == [2, 1, 2]
     assert tc.row_lengths(data.select([2, 0])).tolist() == [2, 2]
 
@@ -92,8 +108,10 @@ def test_data_digest_is_the_content_row_by_row():
     assert store.data_digest(datasets.Dataset.from_dict(changed)) != store.data_digest(data)
     assert store.data_digest(data.select(range(1, len(data)))) != store.data_digest(data)  # rows are addressed by index
     moved = data.to_dict()  # the same tokens, split differently between two rows
-    moved["input_ids"][0], moved["input_ids"][1] = moved["input_ids"][0] + moved["input_ids"][1][:1], \
-        moved["input_ids"][1][1:]
+    moved["input_ids"][0], moved["input_ids"][1] = (
+        moved["input_ids"][0] + moved["input_ids"][1][:1],
+        moved["input_ids"][1][1:],
+    )
     moved["attention_mask"] = [[1] * len(x) for x in moved["input_ids"]]
     assert store.data_digest(datasets.Dataset.from_dict(moved)) != store.data_digest(data)
 
@@ -126,11 +144,13 @@ def test_served_features_equal_the_online_teacher_at_real_tokens(tmp_path, left)
     for layer in FULL.attentions:
         pairs = mask[:, None, :, None] & mask[:, None, None, :]
         pairs = pairs.expand_as(online.attentions[layer])
-        torch.testing.assert_close(served.attentions[layer][pairs], online.attentions[layer][pairs], atol=1e-5,
-                                   rtol=1e-5)
+        torch.testing.assert_close(
+            served.attentions[layer][pairs], online.attentions[layer][pairs], atol=1e-5, rtol=1e-5
+        )
     for layer in QUERY.layers:
-        torch.testing.assert_close(served.captured["query"][layer][mask], online.captured["query"][layer][mask],
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            served.captured["query"][layer][mask], online.captured["query"][layer][mask], atol=1e-5, rtol=1e-5
+        )
     assert cached.served_rows == len(rows)
 
 
@@ -170,8 +190,9 @@ def test_fp16_overflow_is_reported_not_stored(tmp_path):
     model, data = tiny_model(), dataset()
     with torch.no_grad():
         model.bert.embeddings.LayerNorm.weight.mul_(1e6)  # hidden state 0 beyond fp16
-    meta, problem = store.build(tmp_path, FrozenModel(model), data, FeatureSpec(hidden_states=(0,)), collate, 8,
-                             torch.device("cpu"), "fp16")
+    meta, problem = store.build(
+        tmp_path, FrozenModel(model), data, FeatureSpec(hidden_states=(0,)), collate, 8, torch.device("cpu"), "fp16"
+    )
     assert problem is not None and "teacher.cache_precision=fp16" in problem and "bf16" in problem
 
 
@@ -179,18 +200,26 @@ def test_fp16_overflow_is_reported_not_stored(tmp_path):
 def stage_like(kind="prepared", models=(), online=(), epochs=3.0, model="student", reads_logits=True):
     from distillkit.recipe.stage import Budget, EMAOptions, SnapshotOptions, StudentSpec, TeacherSpec
 
-    objective = SimpleNamespace(reads_logits=reads_logits, teacher_features=FeatureSpec(), needs_teacher=True,
-                                uncacheable=None, topk=None)
+    objective = SimpleNamespace(
+        reads_logits=reads_logits, teacher_features=FeatureSpec(), needs_teacher=True, uncacheable=None, topk=None
+    )
     options = {"ema": EMAOptions(0.9), "snapshots": SnapshotOptions()}.get(kind)
-    return SimpleNamespace(name="distill", teacher=TeacherSpec(kind, tuple(models), options),
-                           student=StudentSpec(model), objective=objective, budget=Budget(epochs=epochs),
-                           trains_teacher=False)
+    return SimpleNamespace(
+        name="distill",
+        teacher=TeacherSpec(kind, tuple(models), options),
+        student=StudentSpec(model),
+        objective=objective,
+        budget=Budget(epochs=epochs),
+        trains_teacher=False,
+    )
 
 
 def cfg_like(mode="auto", online=(), budget=8.0, precision="fp16"):
-    return SimpleNamespace(teacher=SimpleNamespace(cache_outputs=mode, cache_budget_gb=budget,
-                                                   cache_precision=precision),
-                           augmentation=SimpleNamespace(online=list(online)), method=SimpleNamespace(name="kd"))
+    return SimpleNamespace(
+        teacher=SimpleNamespace(cache_outputs=mode, cache_budget_gb=budget, cache_precision=precision),
+        augmentation=SimpleNamespace(online=list(online)),
+        method=SimpleNamespace(name="kd"),
+    )
 
 
 DIMS = {"num_labels": 2, "hidden_size": 768, "num_heads": 12}
@@ -201,14 +230,17 @@ def test_decide_caches_a_frozen_teacher_on_fixed_inputs(tmp_path):
     assert decision.use and "logits" in decision.reason
 
 
-@pytest.mark.parametrize("stage, cfg, words", [
-    (stage_like("ema"), cfg_like(), "changes as the student trains"),
-    (stage_like("snapshots"), cfg_like(), "changes as the student trains"),
-    (stage_like("stage", ("student",)), cfg_like(), "the model the stage trains"),
-    (stage_like(), cfg_like(online=["mixup"]), "online augmentation (mixup)"),
-    (stage_like(), cfg_like("never"), "teacher.cache_outputs=never"),
-    (stage_like("stage", ("gen0",), epochs=1.0), cfg_like(), "seen for one epoch"),
-])
+@pytest.mark.parametrize(
+    "stage, cfg, words",
+    [
+        (stage_like("ema"), cfg_like(), "changes as the student trains"),
+        (stage_like("snapshots"), cfg_like(), "changes as the student trains"),
+        (stage_like("stage", ("student",)), cfg_like(), "the model the stage trains"),
+        (stage_like(), cfg_like(online=["mixup"]), "online augmentation (mixup)"),
+        (stage_like(), cfg_like("never"), "teacher.cache_outputs=never"),
+        (stage_like("stage", ("gen0",), epochs=1.0), cfg_like(), "seen for one epoch"),
+    ],
+)
 def test_decide_says_why_not(tmp_path, stage, cfg, words):
     decision = tc.decide(cfg, stage, 100, 1000, 10000, FeatureSpec(), DIMS, tmp_path)
     assert not decision.use and words in decision.reason
@@ -217,7 +249,7 @@ def test_decide_says_why_not(tmp_path, stage, cfg, words):
 def test_consistency_does_not_reach_a_stage_that_reads_no_logits(tmp_path):
     """augmentation=consistency is a term on the logits: it keeps the teacher of a stage that reads them online,
     and a stage that reads no logits is decided as if no online augmentation were on (cached, for that reason)."""
-    decide = lambda cfg, stage: tc.decide(cfg, stage, 100, 1000, 10000, FeatureSpec(), DIMS, tmp_path)  # noqa: E731
+    decide = lambda cfg, stage: tc.decide(cfg, stage, 100, 1000, 10000, FeatureSpec(), DIMS, tmp_path)  # noqa: E731 (a one-line local function)
     consistency = cfg_like(online=["consistency"])
     reads_logits = decide(consistency, stage_like())
     assert not reads_logits.use and "online augmentation (consistency)" in reads_logits.reason
@@ -250,10 +282,16 @@ def test_always_refuses_a_stage_it_cannot_cache_before_anything_runs():
 
 # --------------------------------------------------------------------------------- prepare, in a stage
 def workspace(tmp_path, mode="auto"):
-    cfg = SimpleNamespace(teacher=SimpleNamespace(cache_outputs=mode, cache_budget_gb=8.0, cache_precision="fp32"),
-                          augmentation=SimpleNamespace(online=[]), method=SimpleNamespace(name="kd"))
-    return SimpleNamespace(cfg=cfg, plan=SimpleNamespace(cache_root=tmp_path, kind=SimpleNamespace(teacher_outputs="outputs")),
-                           collator=collate)
+    cfg = SimpleNamespace(
+        teacher=SimpleNamespace(cache_outputs=mode, cache_budget_gb=8.0, cache_precision="fp32"),
+        augmentation=SimpleNamespace(online=[]),
+        method=SimpleNamespace(name="kd"),
+    )
+    return SimpleNamespace(
+        cfg=cfg,
+        plan=SimpleNamespace(cache_root=tmp_path, kind=SimpleNamespace(teacher_outputs="outputs")),
+        collator=collate,
+    )
 
 
 def stage_with(spec):
@@ -313,8 +351,9 @@ def test_overflow_in_prepare_runs_the_stage_online_and_says_why(tmp_path, caplog
     with torch.no_grad():
         model.bert.embeddings.LayerNorm.weight.mul_(1e6)  # hidden state 0 beyond fp16
     source = FrozenModel(model)
-    same, view, record = tc.prepare(stage_with(FeatureSpec(hidden_states=(0,))), source, data, ws,
-                                    torch.device("cpu"), 8)
+    same, view, record = tc.prepare(
+        stage_with(FeatureSpec(hidden_states=(0,))), source, data, ws, torch.device("cpu"), 8
+    )
     assert same is source and view is data and not record["used"] and "fp16" in record["reason"]
     assert "runs with the teacher online" in caplog.text
     assert [p for p in (tmp_path / tc.KIND).iterdir() if not p.name.endswith(".lock")] == []
@@ -345,11 +384,11 @@ def test_concurrent_jobs_build_one_entry(tmp_path, monkeypatch):
     assert sorted(r["built"] for r in results) == [False, True]
 
 
-@pytest.mark.parametrize("overrides", [["teacher.cache_outputs=sometimes"], ["teacher.cache_precision=int8"],
-                                       ["teacher.cache_budget_gb=0"]])
+@pytest.mark.parametrize(
+    "overrides", [["teacher.cache_outputs=sometimes"], ["teacher.cache_precision=int8"], ["teacher.cache_budget_gb=0"]]
+)
 def test_bad_cache_settings_are_refused(overrides):
     from distillkit.config.schema import validate
-
     from tests.conftest import TINY, compose_config
 
     with pytest.raises(ConfigError) as err:

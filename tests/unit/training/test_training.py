@@ -13,7 +13,6 @@ import torch
 
 from distillkit.config.schema import NoneMethodConfig, validate
 from distillkit.errors import ConfigError
-
 from tests.conftest import TINY, compose_config
 
 
@@ -34,22 +33,30 @@ def test_eval_metrics_go_to_wandb_under_the_stage(tmp_path):
 
     run = Run()
     callback = MetricsCallback("distill", tmp_path / "metrics.jsonl", run)
-    callback.on_log(None, TrainerState(global_step=4, epoch=0.5), TrainerControl(),
-                    logs={"eval_accuracy": 0.75, "eval_f1_macro": 0.5, "epoch": 0.5})
-    assert run.logged == [{"distill/step": 4, "distill/eval/accuracy": 0.75, "distill/eval/f1_macro": 0.5,
-                           "distill/epoch": 0.5}]
+    callback.on_log(
+        None,
+        TrainerState(global_step=4, epoch=0.5),
+        TrainerControl(),
+        logs={"eval_accuracy": 0.75, "eval_f1_macro": 0.5, "epoch": 0.5},
+    )
+    assert run.logged == [
+        {"distill/step": 4, "distill/eval/accuracy": 0.75, "distill/eval/f1_macro": 0.5, "distill/epoch": 0.5}
+    ]
     assert json.loads((tmp_path / "metrics.jsonl").read_text())["eval/accuracy"] == 0.75
 
 
-@pytest.mark.parametrize("overrides, key", [
-    (["eval.keep=best"], "eval.keep"),
-    (["eval.early_stopping_patience=2"], "eval.early_stopping_patience"),
-    (["eval.every=0"], "eval.every"),
-    (["eval.every=steps"], "eval.every"),
-    (["eval.every=2", "eval.early_stopping_patience=0"], "eval.early_stopping_patience"),
-    (["eval.every=2", "eval.keep=first"], "eval.keep"),
-    (["train.nonfinite_patience=-1"], "train.nonfinite_patience"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["eval.keep=best"], "eval.keep"),
+        (["eval.early_stopping_patience=2"], "eval.early_stopping_patience"),
+        (["eval.every=0"], "eval.every"),
+        (["eval.every=steps"], "eval.every"),
+        (["eval.every=2", "eval.early_stopping_patience=0"], "eval.early_stopping_patience"),
+        (["eval.every=2", "eval.keep=first"], "eval.keep"),
+        (["train.nonfinite_patience=-1"], "train.nonfinite_patience"),
+    ],
+)
 def test_bad_eval_and_divergence_settings_are_config_errors(overrides, key):
     with pytest.raises(ConfigError) as err:
         validate(compose_config(TINY + overrides))
@@ -76,11 +83,18 @@ def test_warmup_ratio_is_a_ratio_of_the_stage_steps(tmp_path, ratio, warmup):
     from distillkit.training.trainer import DistillationTrainer
 
     cfg = validate(compose_config(TINY + [f"train.warmup_ratio={ratio}"]))
-    stage = Stage("distill", build_objective(NoneMethodConfig()), teacher=None, budget=Budget(1.0, 1e-3, seed=0, max_steps=10))
-    model = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1,
-                                                     num_attention_heads=2, intermediate_size=8))
-    trainer = DistillationTrainer(model=model, args=training_arguments(cfg, stage, tmp_path, True),
-                                  objective=stage.objective, warmup_ratio=cfg.train.warmup_ratio)
+    stage = Stage(
+        "distill", build_objective(NoneMethodConfig()), teacher=None, budget=Budget(1.0, 1e-3, seed=0, max_steps=10)
+    )
+    model = BertForSequenceClassification(
+        BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
+    )
+    trainer = DistillationTrainer(
+        model=model,
+        args=training_arguments(cfg, stage, tmp_path, True),
+        objective=stage.objective,
+        warmup_ratio=cfg.train.warmup_ratio,
+    )
     trainer.create_optimizer_and_scheduler(num_training_steps=10)
     factors = [trainer.lr_scheduler.lr_lambdas[0](step) for step in range(10)]
     assert factors[:warmup] == pytest.approx([k / warmup for k in range(warmup)])  # the linear ramp

@@ -12,16 +12,20 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from distillkit.errors import ConfigError
 from distillkit.tasks.causal_lm import data as lm_data
 from distillkit.tasks.causal_lm import synthetic as lm_synthetic
 from distillkit.tasks.files import read_local
-from distillkit.errors import ConfigError
 
-CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
-        "{% if add_generation_prompt %}<|assistant|>{% endif %}")
-ROWS = [{"prompt": "What is 47 + 8?", "response": "55"},
-        {"prompt": "Reverse the list: pasta dull ferry", "response": "ferry dull pasta"},
-        {"prompt": "Is 'stale' positive or negative?", "response": "negative"}]
+CHAT = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+ROWS = [
+    {"prompt": "What is 47 + 8?", "response": "55"},
+    {"prompt": "Reverse the list: pasta dull ferry", "response": "ferry dull pasta"},
+    {"prompt": "Is 'stale' positive or negative?", "response": "negative"},
+]
 
 
 def tiny_tokenizer(texts, vocab=300, bos=False):
@@ -29,8 +33,13 @@ def tiny_tokenizer(texts, vocab=300, bos=False):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     special = ["<pad>", "<eos>"] + (["<bos>"] if bos else [])
-    trainer = trainers.BpeTrainer(vocab_size=vocab, min_frequency=2, special_tokens=special,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab,
+        min_frequency=2,
+        special_tokens=special,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer=trainer)
     extra = {}
     if bos:  # a Llama-like tokenizer: BOS in front of every encoded text
@@ -72,6 +81,7 @@ def _pairs(tok, rows, template=lm_data.DEFAULT_TEMPLATE, max_length=128):
 
 # ------------------------------------------------------------------ files and fields
 
+
 @pytest.mark.parametrize("ext", ["jsonl", "csv", "parquet"])
 def test_files_map_to_prompt_response(tmp_path, ext):
     path = _write(tmp_path / f"train.{ext}", [dict(r, extra=i) for i, r in enumerate(ROWS)])
@@ -83,16 +93,18 @@ def test_files_map_to_prompt_response(tmp_path, ext):
 def test_custom_field_names(tmp_path):
     rows = [{"question": r["prompt"], "answer": r["response"], "prompt": "decoy"} for r in ROWS]
     path = _write(tmp_path / "qa.jsonl", rows)
-    pairs = lm_data.to_pairs(read_local("data.train_file", path), "data", path, prompt_field="question",
-                             response_field="answer")
+    pairs = lm_data.to_pairs(
+        read_local("data.train_file", path), "data", path, prompt_field="question", response_field="answer"
+    )
     assert pairs.to_list() == ROWS
 
 
 def test_missing_field_names_key_value_columns_and_guess(tmp_path):
     path = _write(tmp_path / "qa.jsonl", [{"question": r["prompt"], "output": r["response"]} for r in ROWS])
     with pytest.raises(ConfigError) as err:
-        lm_data.to_pairs(read_local("data.train_file", path), "data", path, prompt_field="question",
-                         response_field="reply")
+        lm_data.to_pairs(
+            read_local("data.train_file", path), "data", path, prompt_field="question", response_field="reply"
+        )
     e = err.value
     assert (e.key, e.value) == ("data.response_field", "reply")
     assert "question, output" in e.problem and path in e.problem
@@ -110,8 +122,11 @@ def test_missing_preset_column_names_the_preset():
 
 
 def test_empty_responses_refused_or_dropped(tmp_path, caplog):
-    rows = ROWS + [{"prompt": "Count the words: a, b", "response": ""}, {"prompt": "Hello?", "response": None},
-                   {"prompt": "  ", "response": "x"}]
+    rows = ROWS + [
+        {"prompt": "Count the words: a, b", "response": ""},
+        {"prompt": "Hello?", "response": None},
+        {"prompt": "  ", "response": "x"},
+    ]
     path = _write(tmp_path / "gaps.jsonl", rows)
     raw = read_local("data.train_file", path)
     with pytest.raises(ConfigError) as err:
@@ -133,13 +148,16 @@ def test_all_rows_empty_is_an_error_even_when_dropping():
 
 # ------------------------------------------------------------------ conversations
 
+
 def _conv(*turns):
     return [{"role": r, "content": c} for r, c in turns]
 
 
 def test_messages_rendered_with_chat_template(tmp_path, chat_tok):
-    convs = [_conv(("system", "Be brief."), ("user", "What is 2 + 3?"), ("assistant", "5")),
-             _conv(("user", "Reverse: a b"), ("assistant", "b a"))]
+    convs = [
+        _conv(("system", "Be brief."), ("user", "What is 2 + 3?"), ("assistant", "5")),
+        _conv(("user", "Reverse: a b"), ("assistant", "b a")),
+    ]
     path = _write(tmp_path / "chat.jsonl", [{"conversation": c, "id": i} for i, c in enumerate(convs)])
     pairs = lm_data.to_pairs(read_local("data.train_file", path), "data", path, messages_field="conversation")
     assert pairs.column_names == ["messages"] and pairs[0]["messages"] == convs[0]
@@ -155,13 +173,18 @@ def test_messages_as_json_text_in_a_csv(tmp_path, chat_tok):
     conv = _conv(("user", "Count the words: a, b"), ("assistant", "2"))
     path = _write(tmp_path / "chat.csv", [{"messages": json.dumps(conv)}])
     pairs = lm_data.to_pairs(read_local("data.train_file", path), "data", path, messages_field="messages")
-    assert lm_data.render(pairs, chat_tok) == [{"prompt_text": "<|user|>Count the words: a, b\n<|assistant|>",
-                                                "response_text": "2", "chat": True}]
+    assert lm_data.render(pairs, chat_tok) == [
+        {"prompt_text": "<|user|>Count the words: a, b\n<|assistant|>", "response_text": "2", "chat": True}
+    ]
 
 
 def test_messages_without_chat_template_refused(tok):
-    pairs = lm_data.to_pairs(datasets.Dataset.from_dict({"messages": [_conv(("user", "hi"), ("assistant", "yo"))]}),
-                             "data", "train", messages_field="messages")
+    pairs = lm_data.to_pairs(
+        datasets.Dataset.from_dict({"messages": [_conv(("user", "hi"), ("assistant", "yo"))]}),
+        "data",
+        "train",
+        messages_field="messages",
+    )
     assert tok.chat_template is None
     with pytest.raises(ConfigError) as err:
         lm_data.render(pairs, tok)
@@ -170,8 +193,14 @@ def test_messages_without_chat_template_refused(tok):
 
 
 def test_last_turn_must_be_assistant():
-    ds = datasets.Dataset.from_dict({"messages": [_conv(("user", "hi"), ("assistant", "yo")),
-                                                  _conv(("user", "hi"), ("assistant", "yo"), ("user", "again"))]})
+    ds = datasets.Dataset.from_dict(
+        {
+            "messages": [
+                _conv(("user", "hi"), ("assistant", "yo")),
+                _conv(("user", "hi"), ("assistant", "yo"), ("user", "again")),
+            ]
+        }
+    )
     with pytest.raises(ConfigError) as err:
         lm_data.to_pairs(ds, "data", "train", messages_field="messages")
     assert err.value.key == "data.messages_field" and "row 2" in err.value.problem
@@ -186,28 +215,41 @@ def test_malformed_messages_refused():
 
 # ------------------------------------------------------------------ presets and hub splits
 
+
 def _alpaca(n=6):
-    return {"instruction": [f"Say {i}." for i in range(n)], "input": ["" if i % 2 else f"ctx {i}" for i in range(n)],
-            "output": [str(i) for i in range(n)]}
+    return {
+        "instruction": [f"Say {i}." for i in range(n)],
+        "input": ["" if i % 2 else f"ctx {i}" for i in range(n)],
+        "output": [str(i) for i in range(n)],
+    }
 
 
 def test_alpaca_preset_from_save_to_disk(tmp_path):
     datasets.DatasetDict({"train": datasets.Dataset.from_dict(_alpaca())}).save_to_disk(str(tmp_path / "alpaca"))
     split = lm_data.load_hub_split(str(tmp_path / "alpaca"), None, "train[:3]", "data.train_split")
     pairs = lm_data.to_pairs(split, "data", "train[:3]", preset="alpaca")
-    assert pairs.to_list() == [{"prompt": "Say 0.\n\nctx 0", "response": "0"}, {"prompt": "Say 1.", "response": "1"},
-                               {"prompt": "Say 2.\n\nctx 2", "response": "2"}]
+    assert pairs.to_list() == [
+        {"prompt": "Say 0.\n\nctx 0", "response": "0"},
+        {"prompt": "Say 1.", "response": "1"},
+        {"prompt": "Say 2.\n\nctx 2", "response": "2"},
+    ]
     assert lm_data.PRESETS["alpaca"]["path"] == "tatsu-lab/alpaca"
 
 
 def test_dolly_preset_with_negative_and_percentage_slices(tmp_path):
     n = 20
-    dolly = {"instruction": [f"Q{i}" for i in range(n)], "context": ["" if i % 3 else f"C{i}" for i in range(n)],
-             "response": [f"A{i}" for i in range(n)], "category": ["qa"] * n}
+    dolly = {
+        "instruction": [f"Q{i}" for i in range(n)],
+        "context": ["" if i % 3 else f"C{i}" for i in range(n)],
+        "response": [f"A{i}" for i in range(n)],
+        "category": ["qa"] * n,
+    }
     datasets.DatasetDict({"train": datasets.Dataset.from_dict(dolly)}).save_to_disk(str(tmp_path / "dolly"))
     last = lm_data.load_hub_split(str(tmp_path / "dolly"), None, "train[-2:]", "data.eval_split")
     assert lm_data.to_pairs(last, "data", "train[-2:]", preset="dolly").to_list() == [
-        {"prompt": "Q18\n\nC18", "response": "A18"}, {"prompt": "Q19", "response": "A19"}]
+        {"prompt": "Q18\n\nC18", "response": "A18"},
+        {"prompt": "Q19", "response": "A19"},
+    ]
     head = lm_data.load_hub_split(str(tmp_path / "dolly"), None, "train[:10%]", "data.train_split")
     assert head["instruction"] == ["Q0", "Q1"]
     rest = lm_data.load_hub_split(str(tmp_path / "dolly"), None, "train[:-25%]", "data.train_split")
@@ -237,11 +279,19 @@ def test_unreachable_hub_dataset_names_path_and_fix(tmp_path):
     assert "HF_DATASETS_OFFLINE" in e.problem and "save_to_disk" in e.fix and "data=lm_local" in e.fix
 
 
-@pytest.mark.parametrize("spec, expected", [
-    ("train", ("train", None)), ("train[:500]", ("train", slice(None, 500))),
-    ("train[-500:]", ("train", slice(-500, None))), ("train[500:]", ("train", slice(500, None))),
-    ("train[:-500]", ("train", slice(None, -500))), ("train[:5%]", ("train", slice(None, "5%"))),
-    ("validation[-5%:]", ("validation", slice("-5%", None))), (" test [ 10 : 20 ] ", ("test", slice(10, 20)))])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("train", ("train", None)),
+        ("train[:500]", ("train", slice(None, 500))),
+        ("train[-500:]", ("train", slice(-500, None))),
+        ("train[500:]", ("train", slice(500, None))),
+        ("train[:-500]", ("train", slice(None, -500))),
+        ("train[:5%]", ("train", slice(None, "5%"))),
+        ("validation[-5%:]", ("validation", slice("-5%", None))),
+        (" test [ 10 : 20 ] ", ("test", slice(10, 20))),
+    ],
+)
 def test_split_spec(spec, expected):
     assert lm_data.split_spec(spec) == expected
 
@@ -259,6 +309,7 @@ def test_resolve_slice_percentages():
 
 
 # ------------------------------------------------------------------ encode, collate, references
+
 
 def test_encode_masks_exactly_the_prompt(tok):
     enc, truncated = _pairs(tok, ROWS, lm_data.ALPACA_TEMPLATE)
@@ -290,9 +341,9 @@ def test_truncation_keeps_response_and_eos_and_cuts_prompt_from_left(tok, task):
     assert truncated == 1
     row, eos = enc[1], tok.eos_token_id
     response = tok(long["response"], add_special_tokens=False)["input_ids"]
-    assert len(row["input_ids"]) == 24 and row["labels"][-len(response) - 1:] == response + [eos]
+    assert len(row["input_ids"]) == 24 and row["labels"][-len(response) - 1 :] == response + [eos]
     full_prompt = tok(long["prompt"] + "\n")["input_ids"]
-    assert row["input_ids"][: row["prompt_length"]] == full_prompt[-row["prompt_length"]:]  # the tail survives
+    assert row["input_ids"][: row["prompt_length"]] == full_prompt[-row["prompt_length"] :]  # the tail survives
     assert enc[0]["input_ids"] == _pairs(tok, [ROWS[0]])[0][0]["input_ids"]  # short rows untouched
     huge = {"prompt": long["prompt"], "response": " ".join(["pasta dull ferry"] * 20)}  # both parts too long
     enc, truncated = _pairs(tok, [huge], max_length=16)
@@ -322,7 +373,7 @@ def test_collator_pads_and_left_pads_prompts(tok):
         assert batch["labels"][i, :n].tolist() == r["labels"]
         assert (batch["input_ids"][i, n:] == tok.pad_token_id).all() and (batch["labels"][i, n:] == -100).all()
         assert batch["attention_mask"][i].tolist() == [1] * n + [0] * (s - n)
-        assert batch["prompt_ids"][i, p - k:].tolist() == r["input_ids"][:k]
+        assert batch["prompt_ids"][i, p - k :].tolist() == r["input_ids"][:k]
         assert batch["prompt_mask"][i].tolist() == [0] * (p - k) + [1] * k
     assert batch["idx"].tolist() == [0, 1, 2] and batch["teacher_row"].tolist() == [10, 11, 12]
     assert batch["idx"].dtype == torch.long

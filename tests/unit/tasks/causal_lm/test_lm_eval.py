@@ -1,6 +1,6 @@
-"""Tests for distillkit.tasks.causal_lm.evaluate: token metrics against hand computations, greedy generation against a manual
-argmax loop, generations / scores, generation speed and on-policy rollouts, on tiny Llama models built from a
-config (no network)."""
+"""Tests for distillkit.tasks.causal_lm.evaluate: token metrics against hand computations, greedy generation
+against a manual argmax loop, generations / scores, generation speed and on-policy rollouts, on tiny Llama models
+built from a config (no network)."""
 
 from __future__ import annotations
 
@@ -13,17 +13,33 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
 
 from distillkit.tasks.causal_lm import evaluate as lm_eval
-from distillkit.tasks.causal_lm.evaluate import (generate, generation_scores, generation_speed, generations, rollout, shift,
-                                token_pass)
+from distillkit.tasks.causal_lm.evaluate import (
+    generate,
+    generation_scores,
+    generation_speed,
+    generations,
+    rollout,
+    shift,
+    token_pass,
+)
 
 PAD, EOS, V = 0, 1, 40
 
 
 def tiny_lm(seed: int, layers: int = 2) -> torch.nn.Module:
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
-                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64,
-                      pad_token_id=PAD, eos_token_id=EOS, bos_token_id=EOS)
+    cfg = LlamaConfig(
+        vocab_size=V,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,
+        pad_token_id=PAD,
+        eos_token_id=EOS,
+        bos_token_id=EOS,
+    )
     return AutoModelForCausalLM.from_config(cfg).eval()
 
 
@@ -41,19 +57,24 @@ def collate(examples, garbage: int | None = None) -> dict:
     seqs = [list(p) + list(r) + [EOS] for p, r in examples]
     width, pwidth = max(map(len, seqs)), max(len(p) for p, _ in examples)
     b = len(examples)
-    out = {"input_ids": torch.full((b, width), PAD), "attention_mask": torch.zeros(b, width, dtype=torch.long),
-           "labels": torch.full((b, width), -100), "prompt_ids": torch.full((b, pwidth), PAD),
-           "prompt_mask": torch.zeros(b, pwidth, dtype=torch.long), "idx": torch.arange(b)}
+    out = {
+        "input_ids": torch.full((b, width), PAD),
+        "attention_mask": torch.zeros(b, width, dtype=torch.long),
+        "labels": torch.full((b, width), -100),
+        "prompt_ids": torch.full((b, pwidth), PAD),
+        "prompt_mask": torch.zeros(b, pwidth, dtype=torch.long),
+        "idx": torch.arange(b),
+    }
     if garbage is not None:
         g = torch.Generator().manual_seed(garbage)
         out["input_ids"] = torch.randint(2, V, (b, width), generator=g)
         out["prompt_ids"] = torch.randint(2, V, (b, pwidth), generator=g)
     for i, ((p, _), s) in enumerate(zip(examples, seqs)):
-        out["input_ids"][i, :len(s)] = torch.tensor(s)
-        out["attention_mask"][i, :len(s)] = 1
-        out["labels"][i, len(p):len(s)] = torch.tensor(s[len(p):])
-        out["prompt_ids"][i, pwidth - len(p):] = torch.tensor(p)
-        out["prompt_mask"][i, pwidth - len(p):] = 1
+        out["input_ids"][i, : len(s)] = torch.tensor(s)
+        out["attention_mask"][i, : len(s)] = 1
+        out["labels"][i, len(p) : len(s)] = torch.tensor(s[len(p) :])
+        out["prompt_ids"][i, pwidth - len(p) :] = torch.tensor(p)
+        out["prompt_mask"][i, pwidth - len(p) :] = 1
     return out
 
 
@@ -61,7 +82,7 @@ EXAMPLES = [([5, 6, 7], [8, 9]), ([10, 11], [12, 13, 14, 15]), ([3, 4, 5, 6, 7],
 
 
 def loader(garbage=None, size=2):
-    return [collate(EXAMPLES[i:i + size], garbage) for i in range(0, len(EXAMPLES), size)]
+    return [collate(EXAMPLES[i : i + size], garbage) for i in range(0, len(EXAMPLES), size)]
 
 
 def greedy_manual(model, prompt: list[int], steps: int, eos: int | None = None) -> list[int]:
@@ -129,8 +150,9 @@ def test_token_pass_agreement_with_itself_and_reference_choice():
     out = token_pass({"teacher": model, "student": model}, loader(), "cpu")
     assert out["student"]["agreement"] == 1.0
     assert "agreement" not in token_pass({"student": other}, loader(), "cpu")["student"]
-    assert "agreement" not in token_pass({"teacher": model, "student": other}, loader(), "cpu",
-                                         reference=None)["student"]
+    assert (
+        "agreement" not in token_pass({"teacher": model, "student": other}, loader(), "cpu", reference=None)["student"]
+    )
     by_student = token_pass({"teacher": model, "student": other}, loader(), "cpu", reference="student")
     assert "agreement" in by_student["teacher"] and "agreement" not in by_student["student"]
 
@@ -173,8 +195,8 @@ def test_generate_stops_at_eos_and_pads_after():
     eos = free[k]  # treat the token greedy decoding emits at step k as eos
     other = greedy_manual(model, long, 8)
     new, lengths = generate(model, collate([(short, [2]), (long, [2])]), 8, eos_token_id=eos, pad_token_id=PAD)
-    assert new[0, :k + 1].tolist() == free[:k + 1]
-    assert (new[0, k + 1:] == PAD).all()
+    assert new[0, : k + 1].tolist() == free[: k + 1]
+    assert (new[0, k + 1 :] == PAD).all()
     assert lengths[0] == k + 1
     other_len = other.index(eos) + 1 if eos in other else 8
     assert lengths[1] == other_len
@@ -216,7 +238,7 @@ def fake_perfect_generate(model, batch, max_new_tokens, eos_token_id, pad_token_
     width = max(len(r) for r in rows)
     new = torch.full((len(rows), width), pad_token_id)
     for i, r in enumerate(rows):
-        new[i, :len(r)] = r
+        new[i, : len(r)] = r
     return new, torch.tensor([len(r) for r in rows])
 
 
@@ -257,8 +279,17 @@ def test_generation_speed_structure_and_equal_work():
     # an eos that the student emits at once: without min_new_tokens it would stop early and the timer raise
     eos = greedy_manual(student, list(EXAMPLES[0][0]), 1)[0]
     threads = torch.get_num_threads()
-    out = generation_speed({"teacher": teacher, "student": student}, batches, "cpu", max_new_tokens=4,
-                           eos_token_id=eos, pad_token_id=PAD, threads=1, repeats=2, warmup=1)
+    out = generation_speed(
+        {"teacher": teacher, "student": student},
+        batches,
+        "cpu",
+        max_new_tokens=4,
+        eos_token_id=eos,
+        pad_token_id=PAD,
+        threads=1,
+        repeats=2,
+        warmup=1,
+    )
     assert torch.get_num_threads() == threads
     for name in ("teacher", "student"):
         assert out[name]["gen_tokens_per_s"] > 0 and out[name]["gen_tokens_per_s_spread"] >= 0
@@ -331,8 +362,8 @@ def test_an_on_policy_step_reads_the_dataset_batch_from_one_stacked_forward():
     """An NTP anchor on an on-policy step (method.ntp_weight): the student runs once on the sampled rows and the
     dataset's rows stacked (right padding to the wider); its logits on each part equal a separate forward's at every
     real position, and the on_data term reads the dataset's labels while the KD term reads the samples'."""
-    from distillkit.models.features import FeatureSpec
     from distillkit.methods.llm import ntp_term
+    from distillkit.models.features import FeatureSpec
     from distillkit.recipe.objective import LossInputs, LossTerm, Objective
 
     model = tiny_lm(0)
@@ -342,8 +373,10 @@ def test_an_on_policy_step_reads_the_dataset_batch_from_one_stacked_forward():
     seen = {}
     kd = LossTerm("kd", 0.5, lambda x: seen.setdefault("kd", x.labels).float().sum() * 0, "KD")
     objective = Objective(name="t", terms=[kd, ntp_term(0.5, on_data=True)], needs_teacher=False)
-    assert objective.data_terms and not Objective(name="u", terms=[kd, ntp_term(0.0, on_data=True)],
-                                                  needs_teacher=False).data_terms
+    assert (
+        objective.data_terms
+        and not Objective(name="u", terms=[kd, ntp_term(0.0, on_data=True)], needs_teacher=False).data_terms
+    )
     with torch.no_grad():
         student, on_data_features = lm_eval.forward_on_both(model, objective, sampled, data, PAD)
         for part, logits in ((sampled, student.logits), (data, on_data_features.logits)):
@@ -351,19 +384,27 @@ def test_an_on_policy_step_reads_the_dataset_batch_from_one_stacked_forward():
             real = part["attention_mask"].bool()
             assert logits.shape == alone.shape and torch.allclose(logits[real], alone[real], atol=1e-5)
     on_data = LossInputs(on_data_features, None, data["labels"], data["attention_mask"], objective.adapters, data)
-    total, terms = objective(LossInputs(student, None, sampled["labels"], sampled["attention_mask"],
-                                        objective.adapters, sampled), on_data)
+    total, terms = objective(
+        LossInputs(student, None, sampled["labels"], sampled["attention_mask"], objective.adapters, sampled), on_data
+    )
     assert seen["kd"] is sampled["labels"]  # the KD term read the samples
     from distillkit.losses.token import next_token_loss
+
     assert torch.allclose(terms["ntp"], next_token_loss(on_data.student.logits, data["labels"]))
     assert torch.allclose(total, 0.5 * terms["ntp"])
     # without a dataset batch (an off-policy step) every term reads the batch it is given
     seen.clear()
-    _, terms = objective(LossInputs(on_data.student, None, data["labels"], data["attention_mask"],
-                                    objective.adapters, data))
-    assert seen["kd"] is data["labels"] and torch.allclose(terms["ntp"], next_token_loss(on_data.student.logits,
-                                                                                         data["labels"]))
-    hidden = Objective(name="f", terms=[ntp_term(0.5, on_data=True)], needs_teacher=False,
-                       student_features=FeatureSpec(hidden_states=(1,)))
+    _, terms = objective(
+        LossInputs(on_data.student, None, data["labels"], data["attention_mask"], objective.adapters, data)
+    )
+    assert seen["kd"] is data["labels"] and torch.allclose(
+        terms["ntp"], next_token_loss(on_data.student.logits, data["labels"])
+    )
+    hidden = Objective(
+        name="f",
+        terms=[ntp_term(0.5, on_data=True)],
+        needs_teacher=False,
+        student_features=FeatureSpec(hidden_states=(1,)),
+    )
     with pytest.raises(ValueError, match="logits only"):
         lm_eval.forward_on_both(model, hidden, sampled, data, PAD)

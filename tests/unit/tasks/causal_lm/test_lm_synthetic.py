@@ -1,4 +1,4 @@
-"""Tests for distillkit.tasks.causal_lm.synthetic, the embedded instruction-following task for causal LMs (fast: ~1 s)."""
+"""Tests for distillkit.tasks.causal_lm.synthetic, the embedded instruction-following task for causal LMs."""
 
 from __future__ import annotations
 
@@ -8,15 +8,25 @@ import re
 import pytest
 
 from distillkit.tasks.causal_lm import synthetic as lm_synthetic
-from distillkit.tasks.causal_lm.synthetic import KINDS, SEP, LMTaskData, check, generate, parse, texts_for_tokenizer, to_text
+from distillkit.tasks.causal_lm.synthetic import (
+    KINDS,
+    SEP,
+    LMTaskData,
+    check,
+    generate,
+    parse,
+    texts_for_tokenizer,
+    to_text,
+)
 from distillkit.tasks.lexicon import _GENERIC_ADJ, _GENERIC_NOUNS, _NOUNS, _TOPIC_ADJ
 
 # Independent answer keys, read straight from the lexicon.
 TOPIC_OF = {w: t for t, ws in _NOUNS.items() for w in ws}
 TOPIC_OF.update({w: t for t, d in _TOPIC_ADJ.items() for ws in d.values() for w in ws})
 POLARITY_OF = {w: ("positive" if p > 0 else "negative") for p, ws in _GENERIC_ADJ.items() for w in ws}
-POLARITY_OF.update({w: ("positive" if p > 0 else "negative") for d in _TOPIC_ADJ.values() for p, ws in d.items()
-                    for w in ws})
+POLARITY_OF.update(
+    {w: ("positive" if p > 0 else "negative") for d in _TOPIC_ADJ.values() for p, ws in d.items() for w in ws}
+)
 DOMAIN_OF = {w: ("hospitality" if t in ("food", "travel") else "media") for t, ws in _NOUNS.items() for w in ws}
 DOMAIN_OF.update({w: d for d, ws in _GENERIC_NOUNS.items() for w in ws})
 
@@ -98,11 +108,11 @@ def test_check_on_hand_written_examples():
     assert not check({"prompt": "What is 47 + 8?", "response": "56", "kind": "add"})
     assert check({"prompt": "Sort in ascending order: 7 2 9 2", "response": "2 2 7 9", "kind": "sort"})
     assert not check({"prompt": "Sort in ascending order: 7 2 9 2", "response": "2 7 9", "kind": "sort"})
-    assert check({"prompt": "Arrange alphabetically: soup, cozy, album", "response": "album cozy soup",
-                  "kind": "sort"})
+    assert check({"prompt": "Arrange alphabetically: soup, cozy, album", "response": "album cozy soup", "kind": "sort"})
     assert check({"prompt": "Reverse the list: pasta dull ferry", "response": "ferry dull pasta", "kind": "reverse"})
-    assert not check({"prompt": "Reverse the list: pasta dull ferry", "response": "pasta dull ferry",
-                      "kind": "reverse"})
+    assert not check(
+        {"prompt": "Reverse the list: pasta dull ferry", "response": "pasta dull ferry", "kind": "reverse"}
+    )
     assert check({"prompt": "Count the words: cast, soup, dull, spa", "response": "4", "kind": "count"})
     assert check({"prompt": "What topic is the word 'risotto' about?", "response": "food", "kind": "lookup"})
     assert check({"prompt": "Is 'stale' positive or negative?", "response": "negative", "kind": "lookup"})
@@ -124,8 +134,9 @@ def corruptions(ex: dict) -> list[str]:
     if len(toks) > 1:
         out += [" ".join(toks[:-1]), " ".join(toks[::-1]) if toks != toks[::-1] else r + " x", ",".join(toks)]
     if ex["kind"] == "lookup":
-        out += [a for a in ("food", "travel", "movies", "music", "positive", "negative", "hospitality", "media")
-                if a != r]
+        out += [
+            a for a in ("food", "travel", "movies", "music", "positive", "negative", "hospitality", "media") if a != r
+        ]
     return [bad for bad in out if bad != r]  # e.g. "55".upper() is no corruption
 
 
@@ -201,8 +212,9 @@ def test_difficulty_spread(default):
 def test_lookup_facts_cover_all_groups_and_recur_in_train(default):
     groups = collections.Counter(parse(ex["prompt"])[1] for ex in default.train if ex["kind"] == "lookup")
     assert set(groups) == {"topic", "sentiment", "domain"}
-    train_facts = collections.Counter((parse(ex["prompt"])[1], quoted(ex["prompt"]))
-                                      for ex in default.train if ex["kind"] == "lookup")
+    train_facts = collections.Counter(
+        (parse(ex["prompt"])[1], quoted(ex["prompt"])) for ex in default.train if ex["kind"] == "lookup"
+    )
     assert len(train_facts) == len(TOPIC_OF) + len(POLARITY_OF) + len(DOMAIN_OF)
     assert min(train_facts.values()) >= 8  # 3200 look-ups dealt in rounds of 376 facts
     # Every eval look-up asks a fact that train teaches, under another phrasing.
@@ -218,10 +230,19 @@ def test_kinds_subset():
     assert {ex["kind"] for ex in generate(seed=0, n_train=50, n_eval=10, kinds=["reverse"]).train} == {"reverse"}
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"seed": 1.5}, {"seed": True}, {"n_train": 0}, {"n_eval": -1}, {"n_train": 2.0},
-    {"kinds": []}, {"kinds": ["add", "multiply"]}, {"kinds": "add"},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"seed": 1.5},
+        {"seed": True},
+        {"n_train": 0},
+        {"n_eval": -1},
+        {"n_train": 2.0},
+        {"kinds": []},
+        {"kinds": ["add", "multiply"]},
+        {"kinds": "add"},
+    ],
+)
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         generate(**{"n_train": 10, "n_eval": 5, **kwargs})

@@ -6,9 +6,9 @@ import datasets
 import pytest
 
 from distillkit.config.schema import ArchConfig, DataConfig, TeacherConfig
+from distillkit.errors import ConfigError
 from distillkit.tasks.classification.data import load_task, tokenize, train_wordpiece
 from distillkit.tasks.splits import stratified_sample
-from distillkit.errors import ConfigError
 
 
 def _write(tmp_path, name, rows):
@@ -23,14 +23,23 @@ def _write(tmp_path, name, rows):
     return str(path)
 
 
-ROWS = [{"review": "good food", "stars": "pos"}, {"review": "bad film", "stars": "neg"},
-        {"review": "fine trip", "stars": "pos"}]
+ROWS = [
+    {"review": "good food", "stars": "pos"},
+    {"review": "bad film", "stars": "neg"},
+    {"review": "fine trip", "stars": "pos"},
+]
 
 
 @pytest.mark.parametrize("ext", ["csv", "jsonl", "parquet"])
 def test_local_files_map_fields_and_string_labels(tmp_path, ext):
-    cfg = DataConfig(name="local", source="local", train_file=_write(tmp_path, f"train.{ext}", ROWS),
-                     eval_file=_write(tmp_path, f"eval.{ext}", ROWS[:2]), text_field="review", label_field="stars")
+    cfg = DataConfig(
+        name="local",
+        source="local",
+        train_file=_write(tmp_path, f"train.{ext}", ROWS),
+        eval_file=_write(tmp_path, f"eval.{ext}", ROWS[:2]),
+        text_field="review",
+        label_field="stars",
+    )
     task = load_task(cfg)
     assert task.label_names == ["neg", "pos"]
     assert task.train["label"] == [1, 0, 1] and task.train["text"][0] == "good food"
@@ -38,8 +47,14 @@ def test_local_files_map_fields_and_string_labels(tmp_path, ext):
 
 
 def test_missing_field_lists_the_columns(tmp_path):
-    cfg = DataConfig(name="local", source="local", train_file=_write(tmp_path, "t.csv", ROWS),
-                     eval_file=_write(tmp_path, "e.csv", ROWS), text_field="text", label_field="stars")
+    cfg = DataConfig(
+        name="local",
+        source="local",
+        train_file=_write(tmp_path, "t.csv", ROWS),
+        eval_file=_write(tmp_path, "e.csv", ROWS),
+        text_field="text",
+        label_field="stars",
+    )
     with pytest.raises(ConfigError, match="its columns are: review, stars") as info:
         load_task(cfg)
     assert info.value.key == "data.train_file" and info.value.value == cfg.train_file  # the file, then the field
@@ -48,12 +63,18 @@ def test_missing_field_lists_the_columns(tmp_path):
 
 def test_text_pairs_and_saved_dataset_directory(tmp_path):
     rows = [{"s1": "a cat", "s2": "a dog", "y": 0}, {"s1": "same", "s2": "same", "y": 1}]
-    features = datasets.Features({"s1": datasets.Value("string"), "s2": datasets.Value("string"),
-                                  "y": datasets.ClassLabel(names=["different", "same"])})
+    features = datasets.Features(
+        {
+            "s1": datasets.Value("string"),
+            "s2": datasets.Value("string"),
+            "y": datasets.ClassLabel(names=["different", "same"]),
+        }
+    )
     split = datasets.Dataset.from_list(rows, features=features)
     datasets.DatasetDict({"train": split, "validation": split}).save_to_disk(str(tmp_path / "ds"))
-    cfg = DataConfig(name="hub", source="hub", path=str(tmp_path / "ds"), text_field="s1", text_pair_field="s2",
-                     label_field="y")
+    cfg = DataConfig(
+        name="hub", source="hub", path=str(tmp_path / "ds"), text_field="s1", text_pair_field="s2", label_field="y"
+    )
     task = load_task(cfg)
     assert task.has_pair and task.label_names == ["different", "same"]
     tok = train_wordpiece(["a cat", "a dog", "same"] * 5, 105, tmp_path / "tok")
@@ -88,26 +109,45 @@ def test_wordpiece_tokenizer_is_deterministic(tmp_path):
 def _local(tmp_path, train: str, evals: str, **settings) -> DataConfig:
     (tmp_path / "train.csv").write_text(train)
     (tmp_path / "dev.csv").write_text(evals)
-    return DataConfig(name="local", source="local", train_file=str(tmp_path / "train.csv"),
-                      eval_file=str(tmp_path / "dev.csv"), **settings)
+    return DataConfig(
+        name="local",
+        source="local",
+        train_file=str(tmp_path / "train.csv"),
+        eval_file=str(tmp_path / "dev.csv"),
+        **settings,
+    )
 
 
 def test_each_split_has_its_own_column_names(tmp_path):
-    cfg = _local(tmp_path, "sentence,s2,y\ngood,a,1\nbad,b,0\n", "content,c2,gold\nnice,c,1\nawful,d,0\n",
-                 text_field="sentence", text_pair_field="s2",
-                 label_field="y", eval_text_field="content", eval_text_pair_field="c2", eval_label_field="gold")
+    cfg = _local(
+        tmp_path,
+        "sentence,s2,y\ngood,a,1\nbad,b,0\n",
+        "content,c2,gold\nnice,c,1\nawful,d,0\n",
+        text_field="sentence",
+        text_pair_field="s2",
+        label_field="y",
+        eval_text_field="content",
+        eval_text_pair_field="c2",
+        eval_label_field="gold",
+    )
     task = load_task(cfg)
     assert task.has_pair and set(task.eval.column_names) == {"text", "text_pair", "label"}
-    assert task.eval.to_list() == [{"text": "nice", "text_pair": "c", "label": 1},
-                                   {"text": "awful", "text_pair": "d", "label": 0}]
+    assert task.eval.to_list() == [
+        {"text": "nice", "text_pair": "c", "label": 1},
+        {"text": "awful", "text_pair": "d", "label": 0},
+    ]
     assert task.train["text"] == ["good", "bad"]
 
 
 def test_label_names_name_integer_labels_in_the_exported_config(tmp_path):
     from distillkit.tasks.classification.models import teacher_config
 
-    cfg = _local(tmp_path, "text,label\ngood,1\nbad,0\nfine,1\n", "text,label\nnice,1\nawful,0\n",
-                 label_names=["negative", "positive"])
+    cfg = _local(
+        tmp_path,
+        "text,label\ngood,1\nbad,0\nfine,1\n",
+        "text,label\nnice,1\nawful,0\n",
+        label_names=["negative", "positive"],
+    )
     task = load_task(cfg)
     assert task.label_names == ["negative", "positive"] and task.train["label"] == [1, 0, 1]  # ids unchanged
     tok = train_wordpiece(["good bad fine nice awful"] * 5, 100, tmp_path / "tok")
@@ -119,8 +159,9 @@ def test_label_names_name_integer_labels_in_the_exported_config(tmp_path):
 
 
 def test_label_names_order_string_labels(tmp_path):
-    task = load_task(_local(tmp_path, "text,label\ngood,pos\nbad,neg\n", "text,label\nnice,pos\n",
-                            label_names=["pos", "neg"]))
+    task = load_task(
+        _local(tmp_path, "text,label\ngood,pos\nbad,neg\n", "text,label\nnice,pos\n", label_names=["pos", "neg"])
+    )
     assert task.label_names == ["pos", "neg"] and task.train["label"] == [0, 1] and task.eval["label"] == [0]
 
 
@@ -139,8 +180,7 @@ def test_drop_missing_drops_and_counts_rows_with_an_empty_text_or_label(tmp_path
 
 def test_drop_missing_restores_integer_labels(tmp_path):
     """A csv's integer column with an empty cell reads as floats; once the row is dropped the labels are ints."""
-    task = load_task(_local(tmp_path, "text,label\na,0\nb,\nc,1\n", "text,label\nd,1\ne,0\n",
-                            drop_missing=True))
+    task = load_task(_local(tmp_path, "text,label\na,0\nb,\nc,1\n", "text,label\nd,1\ne,0\n", drop_missing=True))
     assert task.label_names == ["0", "1"] and task.train["label"] == [0, 1] and task.dropped["train"] == 1
 
 
@@ -167,13 +207,21 @@ def test_max_samples_draw_a_seeded_stratified_sample(tmp_path):
 
 def test_new_data_keys_compose_from_the_command_line(tmp_path):
     from distillkit.config.schema import validate
-
     from tests.conftest import compose_config
 
     (tmp_path / "t.csv").write_text("text,label\na,0\n")
-    cfg = validate(compose_config(["data=local", f"data.train_file={tmp_path / 't.csv'}",
-                                   f"data.eval_file={tmp_path / 't.csv'}", "data.eval_text_field=content",
-                                   "data.label_names=[negative,positive]", "data.drop_missing=true",
-                                   "data.sample_seed=3"]))
+    cfg = validate(
+        compose_config(
+            [
+                "data=local",
+                f"data.train_file={tmp_path / 't.csv'}",
+                f"data.eval_file={tmp_path / 't.csv'}",
+                "data.eval_text_field=content",
+                "data.label_names=[negative,positive]",
+                "data.drop_missing=true",
+                "data.sample_seed=3",
+            ]
+        )
+    )
     assert cfg.data.eval_text_field == "content" and cfg.data.label_names == ["negative", "positive"]
     assert cfg.data.drop_missing is True and cfg.data.sample_seed == 3

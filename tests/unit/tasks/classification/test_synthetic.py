@@ -115,16 +115,28 @@ def test_golden_output_is_stable_across_machines_and_versions():
     s = generate(seed=0, n_train=2, n_eval=2, label_noise=0.1)
     assert [(e["text"], s.label_names[e["label"]]) for e in s.train + s.eval] == [
         ("all in all , i found the location near the station not great with my friends .", "travel/negative"),
-        ("i would never call the balcony weak and the much-hyped lodge during our stay in rome deserves "
-         "every award .", "travel/positive"),
-        ("the band seemed neither soulful nor brilliant , and this little live set felt repetitive .",
-         "music/negative"),
+        (
+            "i would never call the balcony weak and the much-hyped lodge during our stay in rome deserves "
+            "every award .",
+            "travel/positive",
+        ),
+        (
+            "the band seemed neither soulful nor brilliant , and this little live set felt repetitive .",
+            "music/negative",
+        ),
         ("our burger at the steakhouse is alright .", "food/positive"),
     ]
     train = generate(seed=0, n_train=100, n_eval=1, label_noise=0.1).train
     assert [e["label"] for e in train[:16]] == [3, 2, 6, 0, 5, 0, 7, 4, 0, 4, 3, 6, 7, 2, 1, 5]
     assert [(i, e["label"]) for i, e in enumerate(train) if e["noisy"]] == [
-        (3, 0), (34, 3), (41, 2), (49, 2), (55, 4), (56, 1), (62, 4), (96, 4)
+        (3, 0),
+        (34, 3),
+        (41, 2),
+        (49, 2),
+        (55, 4),
+        (56, 1),
+        (62, 4),
+        (96, 4),
     ]
 
 
@@ -152,7 +164,7 @@ def test_texts_do_not_depend_on_label_noise_and_flips_are_nested():
     high = generate(seed=2, n_train=2000, n_eval=100, label_noise=0.3)
     assert [e["text"] for e in clean.train] == [e["text"] for e in low.train] == [e["text"] for e in high.train]
     assert clean.eval == low.eval == high.eval
-    for c, lo, hi in zip(clean.train, low.train, high.train):
+    for _, lo, hi in zip(clean.train, low.train, high.train):
         if lo["noisy"]:
             assert hi["noisy"] and hi["label"] == lo["label"]
 
@@ -174,9 +186,10 @@ def test_every_class_present_and_balanced(default):
 
 def test_eval_labels_are_clean(default):
     assert not any(e["noisy"] for e in default.eval)
-    assert generate(seed=0, n_train=10, n_eval=500, label_noise=0.6).eval == generate(
-        seed=0, n_train=10, n_eval=500, label_noise=0.0
-    ).eval
+    assert (
+        generate(seed=0, n_train=10, n_eval=500, label_noise=0.6).eval
+        == generate(seed=0, n_train=10, n_eval=500, label_noise=0.0).eval
+    )
 
 
 def test_zero_noise_gives_no_noisy_examples():
