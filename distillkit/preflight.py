@@ -353,7 +353,7 @@ def _translate(err: Exception, job: list[str]) -> ConfigError:
             merging.group(1),
             merging.group(2),
             f"has the wrong type ({reason}).",
-            "give a value of the setting's type (see its default in conf/ or distillkit/config.py).",
+            "give a value of the setting's type (see its default in conf/ or distillkit/config/schema.py).",
         )
     if "Ambiguous value" in text or "multirun" in text.lower():
         return ConfigError(

@@ -1,7 +1,7 @@
 """results.json (the run's contract with every other tool) and the printed table.
 
 results.json is written atomically, and only when a run completed: a failed run has none (its
-``error.txt`` says why). The schema is documented in the README ("Outputs"); ``results()`` builds it.
+``error.txt`` says why). The schema is documented in docs/resume-and-outputs.md; ``results()`` builds it.
 Version 2 (the stage redesign): each stage record names its ``model``, ``objective`` and ``teacher``
 (source) instead of ``method``; stages that produce a model of the report carry ``eval``; ``teacher`` and
 ``comparison`` are null for a run without a teacher (``teacher=none``).

@@ -1,4 +1,4 @@
-"""The teacher-output cache (distillkit/teacher_cache.py), measured. Prints figures; asserts nothing.
+"""The teacher-output cache (distillkit/teachers/output_cache.py), measured. Prints figures; asserts nothing.
 
     python scripts/bench_cache.py steps     # ms/step: method=none, kd online, kd cached (warm), a hand-written kd loop
     python scripts/bench_cache.py sweep     # -m method.temperature=1,2,4,8: wall time without and with the cache

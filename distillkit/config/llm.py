@@ -1,5 +1,5 @@
 """Schema dataclasses of the ``method`` group's causal-LM family (``task=causal_lm``): sft, forward_kl, reverse_kl,
-gkd, seq_kd. Their builders are in ``distillkit/methods/llm.py``; the table is ``distillkit/registry.py``.
+gkd, seq_kd. Their builders are in ``distillkit/methods/llm.py``; the table is ``distillkit/config/registry.py``.
 Every token-level term is a mean over response tokens (prompt and padding masked)."""
 
 from __future__ import annotations

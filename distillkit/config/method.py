@@ -1,5 +1,5 @@
 """Schema dataclasses of the ``method`` group's classic families (logits, features, relations); the table
-that maps each method's name to its schema and builder is ``distillkit/registry.py``.
+that maps each method's name to its schema and builder is ``distillkit/config/registry.py``.
 
 Each ``conf/method/<name>.yaml`` extends its schema (``/schema/method_<name>@_here_``); ``__post_init__``
 checks what can be checked from the values alone. Checks against the models (layer maps, widths, head

@@ -25,7 +25,7 @@ from distillkit.errors import ConfigError, one_of, require
 class MethodEntry:
     schema: type
     builder: str  # "family_module:function" under distillkit.methods
-    family: str  # the README's grouping: logits, features, relations, self-distillation, chains, llm; a task's
+    family: str  # the docs' grouping (docs/methods.md): logits, features, relations, self-distillation, chains, llm; a task's
     #              row (config/task.py TASKS) names the families whose methods apply to it
 
     def build(self, cfg, dims):

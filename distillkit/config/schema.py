@@ -124,7 +124,7 @@ class TeacherConfig:
     revision: Optional[str] = None
     trust_remote_code: bool = False
     # The teacher's outputs computed once per training example, stored content-addressed, served by index
-    # (distillkit/teacher_cache.py): auto (stages whose teacher is frozen and inputs fixed, within the budget)
+    # (distillkit/teachers/output_cache.py): auto (stages whose teacher is frozen and inputs fixed, within the budget)
     # | always (refuse a run where a stage cannot be cached) | never.
     cache_outputs: str = "auto"
     cache_budget_gb: float = 8.0  # auto: the largest entry it makes (hidden states and attention maps grow fast)
@@ -236,7 +236,7 @@ class HardwareConfig:
     gradient_accumulation_steps: int = 1
     dataloader_workers: int = 0
     # The frozen teacher sharded with FSDP over the processes (devices > 1): for a teacher that does not fit one
-    # device. Its outputs are then not cached, and evaluations run on every process (distillkit/sharding.py).
+    # device. Its outputs are then not cached, and evaluations run on every process (distillkit/teachers/sharding.py).
     shard_teacher: bool = False
 
     def __post_init__(self):

@@ -1,5 +1,5 @@
 """Method builders, one module per family (``logits``, ``features``, ``relations``, ``self_distill``,
-``chains``); ``distillkit/registry.py`` maps each method's name to its schema and builder."""
+``chains``); ``distillkit/config/registry.py`` maps each method's name to its schema and builder."""
 
 from __future__ import annotations
 

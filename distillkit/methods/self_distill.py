@@ -2,7 +2,7 @@
 own snapshots) or from a teacher's pseudo-labels on unlabeled text. ``born_again`` (Furlanello et al. 2018),
 ``self_kd`` (KL to the previous self), ``snapshot_ensemble``, ``ema_teacher`` (mean teacher / DINO),
 ``noisy_student`` (Xie et al. 2020). Each is a list of stages over the teacher sources of
-``distillkit/teachers.py``; the trainer is the one every method uses."""
+``distillkit/teachers/sources.py``; the trainer is the one every method uses."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ _OPTIONS = {"ema": EMAOptions, "snapshots": SnapshotOptions}
 
 @dataclass(frozen=True)
 class TeacherSpec:
-    """Where a stage's targets come from (``distillkit/teachers.py`` builds the source):
+    """Where a stage's targets come from (``distillkit/teachers/sources.py`` builds the source):
 
     - ``prepared``: the run's teacher (fine-tuned on the task when needed, cached);
     - ``stage``: the model named ``models[0]`` that an earlier stage produced, frozen;

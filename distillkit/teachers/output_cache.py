@@ -16,7 +16,7 @@ difference; a value beyond fp16's range makes the stage run online instead, and 
 stored (padding is masked out of every loss), each example's tokens at its offset; served, they are placed at
 the batch's real positions and the padding is zero.
 
-The entry (``distillkit/output_store.py``) is keyed by everything that determines the outputs: a digest of
+The entry (``distillkit/teachers/output_store.py``) is keyed by everything that determines the outputs: a digest of
 the teacher's weights (each member's, for an ensemble), a digest of the stage's data view exactly as the teacher
 sees it (token ids, attention masks, token types, row by row: the data, its tokenisation, the view and any offline
 augmented copies are all in it), the feature spec, the precision, the attention implementation and the format.

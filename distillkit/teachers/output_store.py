@@ -1,4 +1,4 @@
-"""Where the ``cached`` teacher source keeps a teacher's outputs (``distillkit/teacher_cache.py`` decides and
+"""Where the ``cached`` teacher source keeps a teacher's outputs (``distillkit/teachers/output_cache.py`` decides and
 serves): the entry's key (digests of the teacher's weights and of the data view as the teacher sees it), its
 layout (logits per row; hidden states and hooked outputs per real token; attention maps per pair of real
 tokens, each example's block at its offset) and the build, sharded over processes. Memory-mapped ``.npy``

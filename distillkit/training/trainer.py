@@ -1,6 +1,6 @@
 """One trainer for every method: ``DistillationTrainer`` (a ``transformers.Trainer``).
 
-``compute_loss`` asks the stage's teacher source (``distillkit/teachers.py``) for the teacher's features when the
+``compute_loss`` asks the stage's teacher source (``distillkit/teachers/sources.py``) for the teacher's features when the
 objective reads a teacher, runs the student with the features the objective asks for, and sums the objective's
 weighted terms. Online augmentation (``distillkit/augment/online.py``: mixup, cutmix, consistency) changes the
 training batch the two models see and adds its own term, in this one place. Each term's unweighted value is

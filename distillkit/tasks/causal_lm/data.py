@@ -1,7 +1,7 @@
 """Data for the ``causal_lm`` task: prompt/response examples, rendered to text, tokenised, collated.
 
 Sources: local files (``data_files.read_local``), hub datasets or ``save_to_disk`` directories
-(``load_hub_split``), and the embedded generator (``lm_synthetic``). ``to_pairs`` maps a raw split onto
+(``load_hub_split``), and the embedded generator (``causal_lm.synthetic``). ``to_pairs`` maps a raw split onto
 canonical columns (``prompt``/``response``, or ``messages``), ``render`` writes each row as a prompt text
 and a response text (a plain template or the tokenizer's chat template), ``encode`` tokenises with the loss
 on response tokens only (labels -100 on the prompt), and ``LMCollator`` pads a batch (and left-pads the
