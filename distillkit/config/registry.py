@@ -25,8 +25,9 @@ from distillkit.errors import ConfigError, one_of, require
 class MethodEntry:
     schema: type
     builder: str  # "family_module:function" under distillkit.methods
-    family: str  # the docs' grouping (docs/methods.md): logits, features, relations, self-distillation, chains, llm; a task's
-    #              row (config/task.py TASKS) names the families whose methods apply to it
+    # the docs' grouping (docs/methods.md): logits, features, relations, self-distillation, chains, llm; a task's
+    # row (config/task.py TASKS) names the families whose methods apply to it
+    family: str
 
     def build(self, cfg, dims):
         module, function = self.builder.split(":")

@@ -1,7 +1,7 @@
-"""The embedded task's lexicon: topic nouns and contexts, adjectives by topic and polarity, intensifiers,
-hedges, negators, fixed mild phrases, predicates, prefixes and suffixes. Data only; the grammar that
-combines them is in ``distillkit/tasks/classification/synthetic.py``. Changing any entry changes every generated example (and so
-every cache key built from the embedded data)."""
+"""The embedded task's lexicon: topic nouns and contexts, adjectives by topic and polarity, intensifiers, hedges,
+negators, fixed mild phrases, predicates, prefixes and suffixes. Data only; the grammar that combines them is in
+``distillkit/tasks/classification/synthetic.py``. Changing any entry changes every generated example (and so every
+cache key built from the embedded data)."""
 
 from __future__ import annotations
 

@@ -79,7 +79,7 @@ class FrozenModel(TeacherSource):
         self.model, self.kind, self.name, self.shard = model, kind, name, shard
 
     def setup(self, student, device, world_size=1):
-        if self.shard and world_size > 1:  # hardware.shard_teacher: FSDP over the processes (distillkit/teachers/sharding.py)
+        if self.shard and world_size > 1:  # hardware.shard_teacher: FSDP over the processes (teachers/sharding.py)
             from distillkit.teachers.sharding import shard_frozen
 
             shard_frozen(self.model, device)

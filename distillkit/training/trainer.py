@@ -1,11 +1,11 @@
 """One trainer for every method: ``DistillationTrainer`` (a ``transformers.Trainer``).
 
-``compute_loss`` asks the stage's teacher source (``distillkit/teachers/sources.py``) for the teacher's features when the
-objective reads a teacher, runs the student with the features the objective asks for, and sums the objective's
-weighted terms. Online augmentation (``distillkit/augment/online.py``: mixup, cutmix, consistency) changes the
-training batch the two models see and adds its own term, in this one place. Each term's unweighted value is
-averaged over the logging window and logged under ``loss/<name>``. Objectives never subclass the trainer; the per-
-step data flow is the same for all of them. The source's hooks run after every optimizer step and epoch
+``compute_loss`` asks the stage's teacher source (``distillkit/teachers/sources.py``) for the teacher's features
+when the objective reads a teacher, runs the student with the features the objective asks for, and sums the
+objective's weighted terms. Online augmentation (``distillkit/augment/online.py``: mixup, cutmix, consistency)
+changes the training batch the two models see and adds its own term, in this one place. Each term's unweighted
+value is averaged over the logging window and logged under ``loss/<name>``. Objectives never subclass the trainer;
+the per- step data flow is the same for all of them. The source's hooks run after every optimizer step and epoch
 (``SourceCallback``) and its state is saved with every checkpoint (``teacher_source.pt``) and restored on resume.
 
 Evaluation during training (``eval.every``) reads the student's logits only, through the Trainer's own

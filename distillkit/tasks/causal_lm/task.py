@@ -1,11 +1,11 @@
 """Causal language models: prompt → response pairs, the loss on response tokens (prompt and padding masked).
 
-Data: the embedded instruction task (``causal_lm.synthetic``), local files or hub datasets (``causal_lm.data``: prompt/response
-fields, chat messages rendered with the tokenizer's chat template, alpaca/dolly presets). The embedded tokenizer is
-a byte-level BPE trained on the training texts (deterministic). Evaluation (``causal_lm.evaluate``): held-out perplexity of
-teacher and student, greedy generations scored by exact match and ROUGE-L against the references, top-1 token
-agreement with the teacher, generation tokens/s of each and the speed-up, parameters and compression.
-"""
+Data: the embedded instruction task (``causal_lm.synthetic``), local files or hub datasets (``causal_lm.data``:
+prompt/response fields, chat messages rendered with the tokenizer's chat template, alpaca/dolly presets). The
+embedded tokenizer is a byte-level BPE trained on the training texts (deterministic). Evaluation
+(``causal_lm.evaluate``): held-out perplexity of teacher and student, greedy generations scored by exact match and
+ROUGE-L against the references, top-1 token agreement with the teacher, generation tokens/s of each and the speed-
+up, parameters and compression."""
 
 from __future__ import annotations
 
