@@ -264,3 +264,22 @@ def row_lines(path: str, rows: int) -> list[int] | None:
                     lines.append(start)
             lines = lines[1:]  # the header
     return lines if len(lines) == rows else None
+
+
+def unloadable_dataset(key: str, path: str, err: Exception, files_fix: str) -> ConfigError:
+    """The error for a dataset (``key`` = its path setting) that neither loads from disk nor from the hub: why
+    (the hub switched off with no cached copy, or not found) and the ways out, ``files_fix`` naming the task's own
+    file settings."""
+    offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
+    hint = (
+        "the hub is switched off here (HF_DATASETS_OFFLINE/HF_HUB_OFFLINE=1) and no cached copy exists"
+        if offline
+        else "it is neither a readable local dataset nor reachable on the hub"
+    )
+    return ConfigError(
+        key,
+        path,
+        f"could not be loaded: {hint} ({type(err).__name__}: {str(err).splitlines()[0][:200]}).",
+        f"download it once with network, or save it with Dataset.save_to_disk, or as files ({EXTENSIONS}) and "
+        f"{files_fix}.",
+    )

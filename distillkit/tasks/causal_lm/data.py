@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 from pathlib import Path
 
@@ -299,7 +298,7 @@ def load_hub_split(path: str, config_name, spec: str, key: str):
 def _load_raw(path: str, config_name, key: str):
     import datasets
 
-    from distillkit.tasks.files import EXTENSIONS
+    from distillkit.tasks.files import unloadable_dataset
 
     section = key.rsplit(".", 1)[0] if "." in key else key
     try:
@@ -308,20 +307,8 @@ def _load_raw(path: str, config_name, key: str):
             return datasets.load_from_disk(path)
         return datasets.load_dataset(path, config_name)
     except Exception as err:  # datasets raises many types for "not found" / "offline"
-        offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
-        hint = (
-            "the hub is switched off here (HF_DATASETS_OFFLINE/HF_HUB_OFFLINE=1) and no cached copy exists"
-            if offline
-            else "it is neither a readable local dataset nor reachable on the hub"
-        )
-        raise ConfigError(
-            f"{section}.path",
-            path,
-            f"could not be loaded: {hint} ({type(err).__name__}: {str(err).splitlines()[0][:200]}).",
-            "download it once with network, or save it with Dataset.save_to_disk, or as files "
-            f"({EXTENSIONS}) and use data=lm_local with {section}.train_file=... "
-            f"{section}.eval_file=....",
-        ) from None
+        files = f"use data=lm_local with {section}.train_file=... {section}.eval_file=..."
+        raise unloadable_dataset(f"{section}.path", path, err, files) from None
 
 
 def render(pairs, tokenizer, template: str = DEFAULT_TEMPLATE, key: str = "data.messages_field") -> list[dict]:

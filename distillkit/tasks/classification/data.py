@@ -10,7 +10,6 @@ own (``data_files.py``) so an error names the file at fault. Field names are map
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from distillkit.config.schema import DataConfig
@@ -100,7 +99,7 @@ def _load_hub(cfg: DataConfig):
     """A dataset by hub name/config, or a local directory saved with ``save_to_disk`` (``data=hub``)."""
     import datasets
 
-    from distillkit.tasks.files import EXTENSIONS
+    from distillkit.tasks.files import unloadable_dataset
 
     try:
         if Path(cfg.path).is_dir() and any(Path(cfg.path).glob("dataset_dict.json")):
@@ -111,19 +110,8 @@ def _load_hub(cfg: DataConfig):
     except ConfigError:
         raise
     except Exception as err:  # datasets raises many types for "not found" / "offline"
-        offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
-        hint = (
-            "the hub is switched off here (HF_DATASETS_OFFLINE/HF_HUB_OFFLINE=1) and no cached copy exists"
-            if offline
-            else "it is neither a readable local dataset nor reachable on the hub"
-        )
-        raise ConfigError(
-            "data.path",
-            cfg.path,
-            f"could not be loaded: {hint} ({type(err).__name__}: {str(err).splitlines()[0][:200]}).",
-            "download it once with network, or save it with Dataset.save_to_disk, or as files "
-            f"({EXTENSIONS}) and use data=local data.train_file=... data.eval_file=....",
-        ) from None
+        files = "use data=local data.train_file=... data.eval_file=..."
+        raise unloadable_dataset("data.path", cfg.path, err, files) from None
 
 
 def _split(raw, name: str, key: str):
