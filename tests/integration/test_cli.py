@@ -99,7 +99,8 @@ METHOD_STAGES = {
     "noisy_student": ["round1"],
     "takd": ["assistant3", "student"],
 }
-LM_METHODS = ("forward_kl", "gkd", "reverse_kl", "seq_kd", "sft")  # task=causal_lm (tests/test_causal_lm.py)
+# task=causal_lm (tests/integration/test_causal_lm.py)
+LM_METHODS = ("forward_kl", "gkd", "reverse_kl", "seq_kd", "sft")
 
 
 @pytest.mark.slow
