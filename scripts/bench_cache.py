@@ -108,7 +108,15 @@ def bench_steps(work: Path, steps: int, repeats: int) -> None:
             )
             times[kind].append(rec["wall_time_s"] / rec["steps"])
         rate = hand_kd_loop(
-            teacher, plan.student_config, plan.student_layers, identity, cfg, train_set, collator, steps
+            teacher,
+            plan.student_config,
+            plan.student_layers,
+            identity,
+            cfg,
+            train_set,
+            collator,
+            steps,
+            plan.kind.model_class(),
         )
         times["hand loop (kd online)"].append(batch / rate)
     med = {k: statistics.median(v) for k, v in times.items()}
