@@ -11,7 +11,9 @@ Conventions shared by every loss here:
 * p = softmax(z / T); with ``scale_by_t2`` (the default) the result is multiplied by T² (Hinton et al. 2015):
   the gradient of the un-scaled divergence w.r.t. z_s carries a 1/T factor and shrinks like 1/T² for large T,
   and T² keeps its magnitude independent of T (exactly as ``logits.soft_target_kl``);
-* 0 · log 0 = 0: vocabulary entries of zero probability (logit −inf) contribute nothing;
+* 0 · log 0 = 0: vocabulary entries of zero probability (logit −inf) contribute nothing, to the loss and to the
+  gradients, also when they are −inf in both the student and the teacher (a masked vocabulary): no loss here
+  returns a NaN gradient for them;
 * ``chunk_size``: the rows of the true positions are gathered first (padding costs nothing), then the
   per-token terms are computed ``chunk_size`` rows at a time and summed. When a gradient is needed each chunk is
   recomputed in the backward pass (``torch.utils.checkpoint``), so the fp32 (rows, V) temporaries of only one
@@ -218,6 +220,13 @@ def _gjsd_rows(log_s: torch.Tensor, log_t: torch.Tensor, beta: float) -> torch.T
         return _kl_rows(log_t, log_s)
     if beta == 1.0:
         return _kl_rows(log_s, log_t)
+    # An entry of probability 0 under both (−inf in both, e.g. a masked vocabulary) would make log m = −inf, and
+    # logaddexp's backward there is exp(−inf − (−inf)) = NaN, which reaches every logit of the row through
+    # log_softmax. Clamped to the dtype's lowest finite value, log m stays finite and exp of it is still 0, so the
+    # loss is unchanged (those entries weigh 0 in both KL terms) and their gradient is 0; any finite log-prob is
+    # above the clamp and unchanged.
+    floor = torch.finfo(log_s.dtype).min
+    log_s, log_t = log_s.clamp_min(floor), log_t.clamp_min(floor)
     log_m = torch.logaddexp(log_t + math.log(beta), log_s + math.log1p(-beta))
     return beta * _kl_rows(log_t, log_m) + (1.0 - beta) * _kl_rows(log_s, log_m)
 
@@ -242,8 +251,15 @@ def next_token_loss(logits: torch.Tensor, labels: torch.Tensor, chunk_size: int 
 
 
 def _tail_logprob(log_p: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
-    """log of the probability mass outside ``kept``: logsumexp over the entries not kept (−inf when all are)."""
-    return log_p.scatter(-1, kept, float("-inf")).logsumexp(dim=-1)
+    """log of the probability mass outside ``kept``: logsumexp over the entries not kept (−inf when all are, or
+    when every entry left out is −inf, e.g. a masked vocabulary).
+
+    A row with no mass left is computed on zeros and set to −inf afterwards: logsumexp's backward on a row of only
+    −inf is exp(−inf − (−inf)) = NaN, which would reach every logit of the row through log_softmax."""
+    rest = log_p.scatter(-1, kept, float("-inf"))
+    empty = torch.isneginf(rest).all(dim=-1)
+    tail = torch.where(empty[..., None], torch.zeros_like(rest), rest).logsumexp(dim=-1)
+    return torch.where(empty, torch.full_like(tail, float("-inf")), tail)
 
 
 def _full_vocab_loss(

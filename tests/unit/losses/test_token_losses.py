@@ -233,6 +233,67 @@ def test_chunked_gradient_also_reaches_teacher_logits_when_asked():
     torch.testing.assert_close(chunked, ref)
 
 
+# ------------------------------------------------------------------------------------------------ masked vocabulary
+def _masked_vocab_case(chunk_size):
+    """Logits over V = 11 whose entries 3, 7 and 10 are −inf in both models (a masked vocabulary), and the same
+    logits over the 8 entries left: both give the same distributions."""
+    student, teacher, mask = _random_case(seed=21)
+    banned = torch.tensor([3, 7, 10])
+    keep = torch.ones(11, dtype=torch.bool).index_fill(0, banned, False)
+    student[..., banned], teacher[..., banned] = float("-inf"), float("-inf")
+    return student, teacher, mask, keep, dict(temperature=1.5, chunk_size=chunk_size)
+
+
+def _value_and_grads(loss, student, teacher, mask, kw):
+    s, t = student.clone().requires_grad_(True), teacher.clone().requires_grad_(True)
+    value = loss(s, t, mask, **kw)
+    return (value, *torch.autograd.grad(value, (s, t)))
+
+
+@pytest.mark.parametrize("chunk_size", [None, 4])
+@pytest.mark.parametrize("beta", [0.0, 0.1, 0.5, 0.9, 1.0])
+def test_jsd_on_a_masked_vocabulary_equals_the_sub_vocabulary_with_finite_gradients(beta, chunk_size):
+    # logaddexp(−inf, −inf) in the mixture had a NaN backward for 0 < β < 1, through log_softmax to the whole row.
+    student, teacher, mask, keep, kw = _masked_vocab_case(chunk_size)
+    loss = lambda s, t, m, **k: generalized_jsd(s, t, m, beta=beta, **k)  # noqa: E731 (a one-line local function)
+    value, grad_s, grad_t = _value_and_grads(loss, student, teacher, mask, kw)
+    sub, sub_grad_s, sub_grad_t = _value_and_grads(loss, student[..., keep], teacher[..., keep], mask, kw)
+    assert torch.isfinite(grad_s).all() and torch.isfinite(grad_t).all()
+    assert sub.item() > 1e-3 and value.item() == pytest.approx(sub.item(), rel=1e-5)
+    torch.testing.assert_close(grad_s[..., keep], sub_grad_s, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(grad_t[..., keep], sub_grad_t, rtol=1e-4, atol=1e-7)
+    assert not grad_s[..., ~keep].any() and not grad_t[..., ~keep].any()  # the masked entries get no gradient
+
+
+@pytest.mark.parametrize("name", ["forward_kl", "reverse_kl"])
+def test_kl_on_a_masked_vocabulary_equals_the_sub_vocabulary_with_finite_gradients(name):
+    student, teacher, mask, keep, kw = _masked_vocab_case(None)
+    value, grad_s, grad_t = _value_and_grads(LOSSES[name], student, teacher, mask, kw)
+    sub, sub_grad_s, _ = _value_and_grads(LOSSES[name], student[..., keep], teacher[..., keep], mask, kw)
+    assert torch.isfinite(grad_s).all() and torch.isfinite(grad_t).all()
+    assert value.item() == pytest.approx(sub.item(), rel=1e-5)
+    torch.testing.assert_close(grad_s[..., keep], sub_grad_s, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("k", [3, 8, 9, 11])
+def test_topk_on_a_masked_vocabulary_equals_the_sub_vocabulary_with_finite_gradients(k):
+    # k = 8 keeps every entry the mask leaves (k = 9: and one −inf): the student's tail was logsumexp over only −inf,
+    # whose backward is NaN. The teacher's tail is −inf there (mass 0), as with k = V.
+    student, teacher, mask, keep, kw = _masked_vocab_case(None)
+    leaf = student.clone().requires_grad_(True)
+    targets = topk_targets(teacher, k, temperature=1.5)
+    value = forward_kl_topk(leaf, *targets, mask, **kw)
+    (grad,) = torch.autograd.grad(value, leaf)
+    sub_leaf = student[..., keep].clone().requires_grad_(True)
+    sub = forward_kl_topk(sub_leaf, *topk_targets(teacher[..., keep], min(k, 8), temperature=1.5), mask, **kw)
+    (sub_grad,) = torch.autograd.grad(sub, sub_leaf)
+    assert torch.isfinite(grad).all()
+    assert (targets[2] == float("-inf")).all() == (k >= 8)
+    assert value.item() == pytest.approx(sub.item(), rel=1e-5)
+    torch.testing.assert_close(grad[..., keep], sub_grad, rtol=1e-4, atol=1e-7)
+    assert not grad[..., ~keep].any()
+
+
 # ------------------------------------------------------------------------------------------------------------ top-k
 
 
