@@ -1,7 +1,7 @@
-"""What a stage optimises: the inputs a loss term reads (``LossInputs``), a weighted term (``LossTerm``),
-a stage's objective (``Objective``: terms + the features they read + adapters) and the two models' shapes
-builders check against (``Dims``). "Method" is the user's recipe (``method=kd``); a method's builder in
-``distillkit/methods/`` turns it into stages, each with its own objective."""
+"""What a stage optimises: the inputs a loss term reads (``LossInputs``, with the training's ``Progress``), a
+weighted term (``LossTerm``), a stage's objective (``Objective``: terms + the features they read + adapters) and
+the two models' shapes builders check against (``Dims``). "Method" is the user's recipe (``method=kd``); a
+method's builder in ``distillkit/methods/`` turns it into stages, each with its own objective."""
 
 from __future__ import annotations
 
@@ -11,6 +11,27 @@ from dataclasses import dataclass, field
 import torch
 
 from distillkit.models.features import Features, FeatureSpec
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a stage's training is when a batch's loss is computed, in the Trainer's own count: ``step``
+    optimizer steps done (0 for the first batch), of the stage's ``steps``; ``steps_per_epoch`` optimizer steps make
+    one pass over the stage's data view (the Trainer's ``num_update_steps_per_epoch``)."""
+
+    step: int
+    steps: int
+    steps_per_epoch: int
+
+    @property
+    def epochs_done(self) -> int:
+        """Whole epochs completed before this batch (0 during the first)."""
+        return self.step // self.steps_per_epoch
+
+    @property
+    def epochs(self) -> float:
+        """The stage's length in epochs, fractional when its budget is (``train.epochs=2.5``, a ``max_steps`` cap)."""
+        return self.steps / self.steps_per_epoch
 
 
 @dataclass
@@ -24,6 +45,7 @@ class LossInputs:
     adapters: torch.nn.ModuleDict
     batch: dict = field(default_factory=dict)  # the collated batch (e.g. "idx", the examples' dataset indices)
     label_mix: tuple | None = None  # mixup/cutmix: (w (B,), perm (B,)): row i's label is (1 − w)·y_i + w·y_perm(i)
+    progress: Progress | None = None  # where the stage's training stands (set by the trainer; None outside it)
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 ``compute_loss`` asks the stage's teacher source (``distillkit/teachers/sources.py``) for the teacher's features
 when the objective reads a teacher, runs the student with the features the objective asks for, and sums the
-objective's weighted terms. Online augmentation (``distillkit/augment/online.py``: mixup, cutmix, consistency)
+objective's weighted terms (``LossInputs.progress`` tells a term where the stage's training stands: optimizer steps
+done, of how many, per epoch). Online augmentation (``distillkit/augment/online.py``: mixup, cutmix, consistency)
 changes the training batch the two models see and adds its own term, in this one place. Each term's unweighted
 value is averaged over the logging window and logged under ``loss/<name>``. Objectives never subclass the trainer;
 the per- step data flow is the same for all of them. The source's hooks run after every optimizer step and epoch
@@ -32,7 +33,7 @@ from distillkit.augment.mixing import mix_logits
 from distillkit.errors import TrainingDiverged
 from distillkit.models.features import forward_features, model_inputs
 from distillkit.models.loading import LAYER_KEY
-from distillkit.recipe.objective import LossInputs, Objective
+from distillkit.recipe.objective import LossInputs, Objective, Progress
 
 ADAPTERS_FILE = "adapters.pt"
 SOURCE_FILE = "teacher_source.pt"
@@ -89,6 +90,7 @@ class DistillationTrainer(Trainer):
         self.model_accepts_loss_kwargs = False
         self._term_sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=self.args.device))
         self._term_count = 0
+        self._steps_per_epoch: int | None = None  # the Trainer's optimizer steps per epoch, when training begins
 
     # ------------------------------------------------------------------------------------ the loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -98,12 +100,13 @@ class DistillationTrainer(Trainer):
         generator = augment.generator(self.state.global_step) if augment is not None else None
         mixed = augment.mix(inputs, generator) if augment is not None else None
         batch = mixed.batch if mixed is not None else inputs
+        progress = self._progress()
         if data is not None and self.objective.data_terms:  # an NTP anchor: the dataset's rows in the same forward
             student, on_data = self.on_policy.forward_on_both(
                 model, self.objective, batch, data, self.processing_class.pad_token_id
             )
             data_inputs = LossInputs(
-                on_data, None, data["labels"], data["attention_mask"], self.objective.adapters, data
+                on_data, None, data["labels"], data["attention_mask"], self.objective.adapters, data, None, progress
             )
         else:
             student, data_inputs = forward_features(model, batch, self.objective.student_features), None
@@ -111,7 +114,14 @@ class DistillationTrainer(Trainer):
         label_mix = (mixed.weight_other, mixed.perm) if mixed is not None else None
         loss, terms = self.objective(
             LossInputs(
-                student, teacher, inputs["labels"], batch["attention_mask"], self.objective.adapters, batch, label_mix
+                student,
+                teacher,
+                inputs["labels"],
+                batch["attention_mask"],
+                self.objective.adapters,
+                batch,
+                label_mix,
+                progress,
             ),
             data_inputs,
         )
@@ -126,6 +136,19 @@ class DistillationTrainer(Trainer):
                 self._term_sums[name] += value.float()
             self._term_count += 1
         return (loss, student) if return_outputs else loss
+
+    def set_initial_training_values(self, args, dataloader):
+        """The Trainer's own count of the stage's length (called as training begins, a resumed stage included); its
+        optimizer steps per epoch are kept for ``LossInputs.progress``."""
+        values = super().set_initial_training_values(args, dataloader)
+        self._steps_per_epoch = values[1]  # (num_train_epochs, num_update_steps_per_epoch, …)
+        return values
+
+    def _progress(self) -> Progress | None:
+        """Where the stage's training stands (``recipe.objective.Progress``); None before training begins."""
+        if self._steps_per_epoch is None or not self.state.max_steps:
+            return None
+        return Progress(self.state.global_step, self.state.max_steps, self._steps_per_epoch)
 
     def _rollout(self, model, inputs: dict) -> dict | None:
         """On-policy objectives (GKD, reverse KL): with probability ``rollout.fraction`` the batch's responses become
