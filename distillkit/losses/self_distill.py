@@ -1,5 +1,5 @@
 """Losses and helpers for self-distillation: reverse KL, DINO centering, Noisy Student pseudo-labels,
-ensemble (BAN / snapshot) predictions and EMA teachers.
+ensemble (BAN / snapshot) predictions, EMA teachers and PS-KD's progressively refined targets.
 
 Like ``distillkit.losses.logits``: pure functions, tensors in, a scalar tensor out, reduced in fp32 whatever
 the input dtype, in log space. Only ``centered_kl`` detaches its teacher (DINO's stop-gradient); elsewhere
@@ -182,3 +182,70 @@ def cosine_momentum(base: float, step: int, total_steps: int, final: float = 1.0
         return base
     k = min(max(step, 0), total_steps)
     return final - (final - base) * (math.cos(math.pi * k / total_steps) + 1.0) / 2.0
+
+
+def ps_kd_alpha(final_alpha: float, progress: float) -> float:
+    """PS-KD's schedule (Kim, Ji, Yoon & Hwang 2021, "Self-Knowledge Distillation with Progressive Refinement of
+    Targets", §3): α_t = α_T · t/T grows linearly, here as α = α_T · progress with ``progress`` the share of the
+    training done (clamped to [0, 1]; the caller says which share: completed epochs / total epochs)."""
+    if not 0.0 <= final_alpha <= 1.0:
+        raise ValueError(f"final_alpha must be in [0, 1], got {final_alpha}")
+    return final_alpha * min(max(progress, 0.0), 1.0)
+
+
+def label_distribution(labels: torch.Tensor, classes: int) -> torch.Tensor:
+    """Labels as an (N, C) fp32 distribution: class ids (N,) one-hot, an ``IGNORE_INDEX`` row all zeros; an (N, C)
+    float distribution (a mixup batch's mixed labels) as it is, detached."""
+    if labels.is_floating_point():
+        if labels.shape[-1] != classes:
+            raise ValueError(f"a label distribution of shape {tuple(labels.shape)} for {classes} classes")
+        return labels.detach().float()
+    labeled = (labels != IGNORE_INDEX)[:, None]
+    return F.one_hot(labels.clamp_min(0).long(), classes).float() * labeled
+
+
+def ps_kd_targets(
+    labels: torch.Tensor, previous_logits: torch.Tensor | None, alpha: float, classes: int | None = None
+) -> torch.Tensor:
+    """PS-KD's target (Kim et al. 2021, §3), the label softened by the model's own earlier prediction:
+
+        P̃_t = (1 − α_t)·y + α_t·P_{t−1},   P_{t−1} = softmax(previous_logits)
+
+    ``labels``: (N,) class ids or an (N, C) label distribution (``label_distribution``). ``previous_logits``: (N, C),
+    the earlier model's logits (or log-probabilities: softmax gives back the probabilities); None (no earlier
+    prediction yet) gives y whatever α, and then ``classes`` (C) is needed for class ids. Returns (N, C) fp32,
+    detached: a target, not a path for gradients."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if previous_logits is None:
+        if classes is None and not labels.is_floating_point():
+            raise ValueError("ps_kd_targets needs `classes` for class-id labels when there are no previous logits")
+        return label_distribution(labels, classes if classes is not None else labels.shape[-1])
+    y = label_distribution(labels, previous_logits.shape[-1])
+    if previous_logits.shape != y.shape:
+        raise ValueError(f"previous logits have shape {tuple(previous_logits.shape)}, the labels {tuple(y.shape)}")
+    return (1.0 - alpha) * y + alpha * F.softmax(previous_logits.detach().float(), dim=-1)
+
+
+def ps_kd_loss(
+    student_logits: torch.Tensor, labels: torch.Tensor, previous_logits: torch.Tensor | None, alpha: float
+) -> torch.Tensor:
+    """PS-KD's loss (Kim et al. 2021, §3): the cross-entropy of the student against ``ps_kd_targets``,
+
+        L = −(1/N) Σ_i Σ_c P̃_t,ic · log softmax(z_s)_ic
+
+    averaged over the N labeled rows (an ``IGNORE_INDEX`` label, or an all-zero label distribution, does not count;
+    no labeled row gives 0 with the graph kept). At α = 0, or with no earlier prediction (None), it is the plain
+    CE(y, softmax(z_s)). student_logits: (N, C) · labels: (N,) or (N, C) · previous_logits: (N, C) or None."""
+    if labels.is_floating_point():
+        check_same_shape(student_logits, labels)
+    elif labels.shape != student_logits.shape[:-1]:
+        raise ValueError(f"labels have shape {tuple(labels.shape)}, logits {tuple(student_logits.shape)}")
+    if previous_logits is not None:
+        check_same_shape(student_logits, previous_logits)
+    target = ps_kd_targets(labels, previous_logits, alpha, student_logits.shape[-1])
+    rows = label_distribution(labels, student_logits.shape[-1]).sum(dim=-1) > 0
+    if not bool(rows.any()):
+        return student_logits.float().sum() * 0.0  # keeps the graph; no labeled row, no loss
+    log_p = F.log_softmax(student_logits.float(), dim=-1)
+    return -(target[rows] * log_p[rows]).sum(dim=-1).mean()

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from distillkit.losses import IGNORE_INDEX
 from distillkit.losses.logits import kl_per_example, soft_target_kl
 from distillkit.losses.self_distill import (
     batch_center,
@@ -13,6 +14,9 @@ from distillkit.losses.self_distill import (
     cosine_momentum,
     ema_update_,
     mean_probability_logits,
+    ps_kd_alpha,
+    ps_kd_loss,
+    ps_kd_targets,
     pseudo_label_loss,
     reverse_soft_kl,
     update_center,
@@ -329,3 +333,82 @@ def test_cosine_momentum_schedule():
     assert cosine_momentum(base, 250, total) == pytest.approx(1.0)
     assert cosine_momentum(base, 7, 0) == 0.996
     assert cosine_momentum(0.5, 10, 10, final=0.9) == pytest.approx(0.9)
+
+
+# ------------------------------------------------------------------------------------------ PS-KD (Kim et al. 2021)
+# Two examples, three classes: labels 0 and 2, the previous epoch's predictions P_prev, the student's q.
+PS_LABELS = torch.tensor([0, 2])
+PS_PREVIOUS = [[0.5, 0.3, 0.2], [0.1, 0.6, 0.3]]
+PS_STUDENT = [[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]]
+
+
+def _log(rows):
+    return torch.tensor(rows).log()  # logits whose softmax is exactly these rows
+
+
+def test_ps_kd_targets_by_hand():
+    # (1 − α)·y + α·P_prev at α = 0.25: 0.75·[1, 0, 0] + 0.25·[0.5, 0.3, 0.2] and 0.75·[0, 0, 1] + 0.25·[0.1, 0.6, 0.3]
+    expected = torch.tensor([[0.875, 0.075, 0.05], [0.025, 0.15, 0.825]])
+    targets = ps_kd_targets(PS_LABELS, _log(PS_PREVIOUS), 0.25)
+    torch.testing.assert_close(targets, expected)
+    one_hot = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    torch.testing.assert_close(ps_kd_targets(PS_LABELS, _log(PS_PREVIOUS), 0.0), one_hot)  # α = 0: y
+    torch.testing.assert_close(ps_kd_targets(PS_LABELS, None, 0.7, classes=3), one_hot)  # no prediction yet: y
+    torch.testing.assert_close(ps_kd_targets(PS_LABELS, _log(PS_PREVIOUS), 1.0), torch.tensor(PS_PREVIOUS))
+    # the previous model's raw logits serve as well as its log-probabilities (softmax is shift invariant)
+    torch.testing.assert_close(ps_kd_targets(PS_LABELS, _log(PS_PREVIOUS) + 3.0, 0.25), expected)
+    # a label distribution (a mixup batch): 0.6·e_0 + 0.4·e_1 for the first row
+    mixed = torch.tensor([[0.6, 0.4, 0.0], [0.0, 0.0, 1.0]])
+    torch.testing.assert_close(
+        ps_kd_targets(mixed, _log(PS_PREVIOUS), 0.25), torch.tensor([[0.575, 0.375, 0.05], [0.025, 0.15, 0.825]])
+    )
+
+
+def test_ps_kd_loss_is_the_cross_entropy_against_the_mixed_target_by_hand():
+    student = _log(PS_STUDENT).requires_grad_(True)
+    loss = ps_kd_loss(student, PS_LABELS, _log(PS_PREVIOUS), 0.25)
+    # −½ [0.875 ln 0.6 + 0.075 ln 0.3 + 0.05 ln 0.1 + 0.025 ln 0.2 + 0.15 ln 0.2 + 0.825 ln 0.6] ≈ 0.677741
+    ln = math.log
+    expected = -0.5 * (
+        0.875 * ln(0.6) + 0.075 * ln(0.3) + 0.05 * ln(0.1) + 0.025 * ln(0.2) + 0.15 * ln(0.2) + 0.825 * ln(0.6)
+    )
+    assert loss.item() == pytest.approx(expected, rel=1e-6) and expected == pytest.approx(0.677741, abs=1e-6)
+    (grad,) = torch.autograd.grad(loss, student)
+    # d/dz_s of the mean CE against a fixed target: (q − P̃)/N; nothing flows into the target
+    target = torch.tensor([[0.875, 0.075, 0.05], [0.025, 0.15, 0.825]])
+    torch.testing.assert_close(grad, (torch.tensor(PS_STUDENT) - target) / 2)
+    plain = -0.5 * (ln(0.6) + ln(0.6))  # α = 0 or no previous prediction: CE(y, q) ≈ 0.510826
+    assert ps_kd_loss(student, PS_LABELS, _log(PS_PREVIOUS), 0.0).item() == pytest.approx(plain, rel=1e-6)
+    assert ps_kd_loss(student, PS_LABELS, None, 0.8).item() == pytest.approx(plain, rel=1e-6)
+
+
+def test_ps_kd_loss_skips_unlabeled_rows_and_checks_inputs():
+    student, previous = _log(PS_STUDENT), _log(PS_PREVIOUS)
+    only_first = ps_kd_loss(student[:1], PS_LABELS[:1], previous[:1], 0.25)
+    # −(0.875 ln 0.6 + 0.075 ln 0.3 + 0.05 ln 0.1) ≈ 0.652400
+    assert only_first.item() == pytest.approx(0.652400, abs=1e-6)
+    assert ps_kd_loss(student, torch.tensor([0, IGNORE_INDEX]), previous, 0.25).item() == pytest.approx(
+        only_first.item(), rel=1e-6
+    )
+    leaf = student.clone().requires_grad_(True)
+    none = ps_kd_loss(leaf, torch.tensor([IGNORE_INDEX, IGNORE_INDEX]), previous, 0.25)
+    assert none.item() == 0.0 and torch.autograd.grad(none, leaf)[0].abs().sum() == 0
+    with pytest.raises(ValueError, match="alpha"):
+        ps_kd_loss(student, PS_LABELS, previous, 1.5)
+    with pytest.raises(ValueError, match="shape"):
+        ps_kd_loss(student, PS_LABELS, previous[:, :2], 0.25)
+    with pytest.raises(ValueError, match="labels"):
+        ps_kd_loss(student, PS_LABELS[:1], previous, 0.25)
+
+
+@pytest.mark.parametrize(
+    "progress, alpha",
+    [(0.0, 0.0), (0.25, 0.2), (0.5, 0.4), (3 / 7, 0.8 * 3 / 7), (1.0, 0.8), (1.5, 0.8), (-0.1, 0.0)],
+)
+def test_ps_kd_alpha_grows_linearly_to_alpha_T_and_is_clamped(progress, alpha):
+    assert ps_kd_alpha(0.8, progress) == pytest.approx(alpha, abs=1e-12)
+
+
+def test_ps_kd_alpha_rejects_a_weight_outside_the_unit_interval():
+    with pytest.raises(ValueError, match="final_alpha"):
+        ps_kd_alpha(1.2, 0.5)
