@@ -52,6 +52,7 @@ REGISTRY: dict[str, MethodEntry] = {
     "snapshot_ensemble": MethodEntry(
         sc.SnapshotEnsembleMethodConfig, "self_distill:build_snapshot_ensemble", "self-distillation"
     ),
+    "ps_kd": MethodEntry(sc.PSKDMethodConfig, "self_distill:build_ps_kd", "self-distillation"),
     "ema_teacher": MethodEntry(sc.EMATeacherMethodConfig, "self_distill:build_ema_teacher", "self-distillation"),
     "noisy_student": MethodEntry(sc.NoisyStudentMethodConfig, "self_distill:build_noisy_student", "self-distillation"),
     "takd": MethodEntry(sc.TAKDMethodConfig, "chains:build_takd", "chains"),

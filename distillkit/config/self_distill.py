@@ -1,5 +1,5 @@
 """Schema dataclasses of the self-distillation and teacher-chain methods (``born_again``, ``self_kd``,
-``snapshot_ensemble``, ``ema_teacher``, ``noisy_student``, ``takd``). Checks on values alone run in
+``snapshot_ensemble``, ``ps_kd``, ``ema_teacher``, ``noisy_student``, ``takd``). Checks on values alone run in
 ``__post_init__``; checks that need the models (assistant depths) or the budget (snapshots a stage can take)
 run at plan time, still before any weight is loaded.
 
@@ -17,7 +17,7 @@ from distillkit.errors import non_negative, one_of, positive, require, unit_inte
 
 # Methods an inner link may use: one stage per model, reading a teacher (the single-stage methods of the table,
 # and the multi-stage ones whose stages all train the same model).
-INNER_EXCLUDED = ("born_again", "self_kd", "snapshot_ensemble", "ema_teacher", "noisy_student", "takd")
+INNER_EXCLUDED = ("born_again", "self_kd", "snapshot_ensemble", "ps_kd", "ema_teacher", "noisy_student", "takd")
 
 
 def _snapshot_every(key: str, value) -> None:
@@ -104,6 +104,28 @@ class SnapshotEnsembleMethodConfig(SelfKDMethodConfig):
             "must be at least 2 snapshots (k = 1 is method=self_kd).",
             "use e.g. method.k=3, or method=self_kd.",
         )
+
+
+@dataclass
+class PSKDMethodConfig:
+    """PS-KD (Kim, Ji, Yoon & Hwang 2021): L = CE((1 − α_t)·y + α_t·p_prev, softmax(z_s)), p_prev the student's own
+    prediction from its snapshot at the end of the previous epoch (or ``every`` steps), α_t = α_T · progress, the
+    progress the share of the stage's optimizer steps done when that snapshot was taken (every=epoch: completed
+    epochs / the stage's epochs)."""
+
+    name: str = "ps_kd"
+    alpha_T: float = 0.8  # α_T, the weight of the previous prediction at the end of training (the paper's 0.8)
+    every: Any = "epoch"  # snapshot (and α step) each epoch (the paper's), or every N optimizer steps
+
+    def __post_init__(self):
+        require(
+            isinstance(self.alpha_T, (int, float)) and not isinstance(self.alpha_T, bool) and 0 <= self.alpha_T <= 1,
+            "method.alpha_T",
+            self.alpha_T,
+            "is outside [0, 1]: it is the weight of the previous prediction in the target, (1 − α)·y + α·p_prev.",
+            "use a weight between 0 and 1, e.g. method.alpha_T=0.8 (the paper's); 0 trains on the labels alone.",
+        )
+        _snapshot_every("method.every", self.every)
 
 
 @dataclass

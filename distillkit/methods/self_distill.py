@@ -1,8 +1,8 @@
 """Self-distillation: the student learns from itself (its earlier generations, its own moving average, its
 own snapshots) or from a teacher's pseudo-labels on unlabeled text. ``born_again`` (Furlanello et al. 2018),
-``self_kd`` (KL to the previous self), ``snapshot_ensemble``, ``ema_teacher`` (mean teacher / DINO),
-``noisy_student`` (Xie et al. 2020). Each is a list of stages over the teacher sources of
-``distillkit/teachers/sources.py``; the trainer is the one every method uses."""
+``self_kd`` (KL to the previous self), ``snapshot_ensemble``, ``ps_kd`` (Kim et al. 2021, progressively refined
+targets), ``ema_teacher`` (mean teacher / DINO), ``noisy_student`` (Xie et al. 2020). Each is a list of stages
+over the teacher sources of ``distillkit/teachers/sources.py``; the trainer is the one every method uses."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from distillkit.losses import IGNORE_INDEX
 from distillkit.losses import logits as logit_losses
 from distillkit.losses import self_distill as self_losses
 from distillkit.methods.common import ce_term, link_stages, stage, without_teacher_yet
-from distillkit.recipe.objective import Dims, LossInputs, LossTerm, Objective
+from distillkit.recipe.objective import Dims, LossInputs, LossTerm, Objective, Progress
 from distillkit.recipe.stage import PREPARED, DataView, EMAOptions, SnapshotOptions, Stage, StudentSpec, TeacherSpec
 
 
@@ -88,6 +88,48 @@ def build_snapshot_ensemble(cfg: sc.SnapshotEnsembleMethodConfig, dims: Dims) ->
     """The same with the mean prediction of the last K snapshots as the target."""
     when = "each epoch" if cfg.every == "epoch" else f"every {cfg.every} steps"
     return [_self_stage(cfg, cfg.k, "z_ens", f"log of the mean softmax of the last {cfg.k} snapshots (taken {when})")]
+
+
+def snapshot_progress(progress: Progress, every) -> float:
+    """The share of the stage's optimizer steps done when its latest snapshot was taken (0 before the first): with
+    ``every="epoch"`` completed epochs / the stage's epochs (fractional when its budget is), with ``every=N``
+    ⌊step/N⌋·N / steps. Constant between two snapshots, so PS-KD's α steps when its target model does."""
+    if every == "epoch":
+        return progress.epochs_done / progress.epochs
+    return (progress.step // every) * every / progress.steps
+
+
+def build_ps_kd(cfg: sc.PSKDMethodConfig, dims: Dims) -> list[Stage]:
+    """L = CE((1 − α_t)·y + α_t·softmax(z_prev), softmax(z_s)), z_prev the student's snapshot of the previous epoch
+    (the ``snapshots`` source, k = 1), α_t = α_T · ``snapshot_progress``; y alone until the first snapshot."""
+
+    def refined_target_ce(x: LossInputs):
+        if x.progress is None:
+            raise ValueError("ps_kd's α follows the training (LossInputs.progress), which the trainer sets")
+        alpha = self_losses.ps_kd_alpha(cfg.alpha_T, snapshot_progress(x.progress, cfg.every))
+        labels = x.labels
+        if x.label_mix is not None:  # mixup/cutmix: row i's label is (1 − w)·y_i + w·y_perm(i)
+            classes = x.student.logits.shape[-1]
+            w, perm = (t.to(labels.device) for t in x.label_mix)
+            one_hot = self_losses.label_distribution(labels, classes)
+            labels = (1.0 - w.float())[:, None] * one_hot + w.float()[:, None] * one_hot[perm]
+        previous = x.teacher.logits if x.teacher is not None else None
+        return self_losses.ps_kd_loss(x.student.logits, labels, previous, alpha)
+
+    when = "end of the previous epoch" if cfg.every == "epoch" else f"last multiple of {cfg.every} steps"
+    progress = (
+        "completed epochs / the stage's epochs" if cfg.every == "epoch" else f"⌊step/{cfg.every}⌋·{cfg.every} / steps"
+    )
+    objective = Objective(
+        name=cfg.name,
+        terms=[
+            LossTerm("ps_kd", 1.0, refined_target_ce, "CE((1 − α_t)·y + α_t·softmax(z_prev), softmax(z_s))"),
+        ],
+        needs_teacher=True,
+        notes=f"α_t = α_T·t/T, α_T={cfg.alpha_T:g}, t/T = {progress}; z_prev = the student's own logits at its "
+        f"snapshot ({when}); the target is y until the first snapshot",
+    )
+    return [stage("distill", objective, teacher=TeacherSpec("snapshots", options=SnapshotOptions(1, cfg.every)))]
 
 
 def build_ema_teacher(cfg: sc.EMATeacherMethodConfig, dims: Dims) -> list[Stage]:
