@@ -95,6 +95,7 @@ METHOD_STAGES = {
     "born_again": ["gen0", "gen1", "gen2", "gen3"],
     "self_kd": ["distill"],
     "snapshot_ensemble": ["distill"],
+    "ps_kd": ["distill"],
     "ema_teacher": ["distill"],
     "noisy_student": ["round1"],
     "takd": ["assistant3", "student"],
@@ -146,12 +147,27 @@ def test_every_method_in_one_glob_sweep(tmp_path, cache_dir):
     assert all(f"method={m}" in proc.stdout for m in METHOD_STAGES)
 
 
+@pytest.mark.slow
+def test_ps_kd_from_the_command_line(tmp_path, cache_dir):
+    """method=ps_kd as a user runs it, without a teacher: 7 steps of 3 an epoch, so two epoch snapshots refine the
+    target (the α schedule step by step: tests/integration/test_self_distill.py)."""
+    overrides = ["teacher=none", "method=ps_kd", "data.synthetic.n_train=48", "train.max_steps=7"]
+    proc = cli(["distillkit", *TINY, f"cache_dir={cache_dir}", *overrides, "hydra.run.dir=run"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["status"] == "complete" and results["run"]["method"] == "ps_kd" and results["teacher"] is None
+    assert [s["name"] for s in results["stages"]] == ["distill"] and results["stages"][0]["steps"] == 7
+    assert "L = 1·CE((1 − α_t)·y + α_t·softmax(z_prev), softmax(z_s))" in proc.stdout + proc.stderr  # printed
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss/ps_kd" in m for m in metrics)
+
+
 def test_help_is_fast_and_lists_groups(tmp_path):
     proc = cli(["distillkit", "--help"], tmp_path, timeout=60)
     assert proc.returncode == 0
     methods = (
         "method: attention_transfer, born_again, crd, distilbert, ema_teacher, fitnets, forward_kl, gkd, kd, "
-        "minilm, noisy_student, none, pkd, reverse_kl, rkd, self_kd, seq_kd, sft, snapshot_ensemble, takd, "
+        "minilm, noisy_student, none, pkd, ps_kd, reverse_kl, rkd, self_kd, seq_kd, sft, snapshot_ensemble, takd, "
         "tinybert"
     )
     for group in (methods, "student:", "teacher:", "hardware:", "logger:"):

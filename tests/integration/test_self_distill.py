@@ -92,3 +92,26 @@ def test_teacher_none_with_a_student_checkpoint_uses_its_tokenizer(run_tiny, tmp
     assert results["teacher"] is None and results["stages"][-1]["eval"]["accuracy"] is not None
     exported = AutoTokenizer.from_pretrained(out / "student")
     assert exported.get_vocab() == AutoTokenizer.from_pretrained(first / "student").get_vocab()
+
+
+@pytest.mark.slow
+def test_ps_kd_target_moves_from_the_labels_to_the_previous_epoch_snapshot(run_tiny, monkeypatch):
+    """PS-KD on 48 examples, 3 steps an epoch, stopped at 7 steps (7/3 epochs): the first epoch learns from y alone
+    (no snapshot), then α = 0.8 · completed epochs / (7/3) against the snapshot of the epoch before."""
+    from distillkit.losses import self_distill as self_losses
+
+    real, calls = self_losses.ps_kd_loss, []
+
+    def spy(student_logits, labels, previous_logits, alpha):
+        calls.append((round(alpha, 6), previous_logits is not None))
+        return real(student_logits, labels, previous_logits, alpha)
+
+    monkeypatch.setattr(self_losses, "ps_kd_loss", spy)
+    results, _ = run_tiny(["teacher=none", "method=ps_kd", "data.synthetic.n_train=48", "train.max_steps=7"])
+    a1, a2 = round(0.8 * 3 / 7, 6), round(0.8 * 6 / 7, 6)
+    assert calls == [(0.0, False)] * 3 + [(a1, True)] * 3 + [(a2, True)]  # one call per optimizer step
+    (stage,) = results["stages"]
+    assert stage["name"] == "distill" and stage["steps"] == 7 and "ps_kd" in stage["final_loss_terms"]
+    assert stage["formula"].startswith("L = 1·CE((1 − α_t)·y + α_t·softmax(z_prev), softmax(z_s))")
+    # the stage's own teacher is its last snapshot (taken after epoch 2), reported beside the student
+    assert stage["eval"]["accuracy"] is not None and "teacher_accuracy" in stage["eval"]
