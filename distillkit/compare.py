@@ -44,6 +44,8 @@ SORT_KEYS = (
     "compression",
     "speedup",
     "wall_s",
+    "steps",
+    "examples",
 )
 
 
@@ -108,7 +110,61 @@ def _row(data: dict, job_dir: Path) -> dict:
         "compression": cmp_.get("compression"),
         "speedup": cmp_.get("speedup", cmp_.get("gen_speedup")),
         "wall_s": run.get("wall_time_s"),
+        **spent(data),
     }
+
+
+def spent(data: dict) -> dict:
+    """The distillation's budget a run spent (results' ``budget.total``): optimizer steps, training examples,
+    teacher forward rows; for results written before that section, the steps its stages' records add up to."""
+    total = (data.get("budget") or {}).get("total")
+    if total:
+        return {
+            "steps": total.get("steps"),
+            "examples": total.get("examples"),
+            "teacher_fwd": total.get("teacher_forwards"),
+        }
+    steps = [s.get("steps") for s in data.get("stages") or [] if s.get("name") != "teacher_prep"]
+    return {"steps": sum(x for x in steps if isinstance(x, int)) or None, "examples": None, "teacher_fwd": None}
+
+
+BUDGET_TOLERANCE = 0.05
+
+
+def budget_mismatches(rows: list[dict], tolerance: float = BUDGET_TOLERANCE) -> tuple[dict, list[dict]]:
+    """(the reference budget: the median steps and examples over ``rows``, the rows whose steps or examples differ
+    from it by more than ``tolerance``). Methods compare fairly only at the same budget."""
+    reference, off = {}, []
+    for key in ("steps", "examples"):
+        values = [v for v in (_num(r.get(key)) for r in rows) if v is not None]
+        if values:
+            reference[key] = statistics.median(values)
+    for r in rows:
+        diffs = [
+            abs(_num(r.get(k)) - ref) / ref
+            for k, ref in reference.items()
+            if ref and _num(r.get(k)) is not None and abs(_num(r.get(k)) - ref) / ref > tolerance
+        ]
+        if diffs:
+            off.append(r)
+    return reference, off
+
+
+def budget_warning(rows: list[dict]) -> str:
+    """The lines compare prints first when runs spent different budgets (else "")."""
+    reference, off = budget_mismatches(rows)
+    if not off:
+        return ""
+    ref = ", ".join(f"{v:,.0f} {'optimizer steps' if k == 'steps' else k}" for k, v in reference.items())
+    lines = [
+        f"BUDGET MISMATCH: {len(off)} of {len(rows)} runs spent a budget more than {BUDGET_TOLERANCE:.0%} away from "
+        f"the median ({ref}); their figures do not compare at equal compute (train.epochs / train.max_steps are "
+        "the whole distillation's budget; method.<stage>.epochs pins a stage on top of it):"
+    ]
+    for r in off:
+        examples = f", {r['examples']:,} examples" if _num(r.get("examples")) is not None else ""
+        lines.append(f"  {r['job']}: {r.get('steps')} steps{examples}")
+    return "\n".join(lines)
 
 
 def _why_no_results(job_dir: Path) -> str:
@@ -203,7 +259,7 @@ def group_seeds(rows: list[dict]) -> list[dict]:
             "seeds": [m["seed"] for m in members],
             "dirs": [m["dir"] for m in members],
         }
-        for stat in ("teacher_metric",) + GROUP_STATS:
+        for stat in ("teacher_metric", "steps", "examples", "teacher_fwd") + GROUP_STATS:
             vals = [x for x in (_num(m[stat]) for m in members) if x is not None]
             g[stat] = statistics.mean(vals) if vals else None
             if stat in GROUP_STATS:
@@ -234,6 +290,7 @@ def _columns(metric: str, grouped: bool) -> list[tuple]:
         ("agreement %", "agreement", 1, 100),
         ("KL", "kl", 4, 1),
     ]
+    cols += [("steps", "steps", 0, 1), ("examples", "examples", 0, 1), ("teacher fwd", "teacher_fwd", 0, 1)]
     if not grouped:
         cols += [("compression ×", "compression", 2, 1), ("speed-up ×", "speedup", 2, 1), ("wall s", "wall_s", 1, 1)]
     return cols
@@ -344,6 +401,9 @@ def compare(
     out = out or sys.stdout
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
     rows, failed, warnings = load(paths, stages)
+    mismatch = budget_warning(rows) if not stages else ""
+    if mismatch:
+        print(mismatch + "\n", file=out)
     for w in warnings:
         print(w, file=out)
     if group_by_seed:

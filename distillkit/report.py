@@ -75,9 +75,53 @@ def results(cfg, ctx, plan, outcome: Outcome) -> dict:
             **(augmented.summary() if augmented else {}),
         },
         **outcome.numbers,
+        "budget": budget_section(cfg, n_train, outcome.stages),
         "stages": outcome.stages,
         "artifacts": {"student": "student", "metrics": "metrics.jsonl", "config": "config.yaml"},
     }
+
+
+BUDGET_KEYS = ("steps", "examples", "teacher_forwards", "wall_time_s")
+
+
+def budget_section(cfg, train_examples: int, stages: list[dict]) -> dict:
+    """What the distillation spent, per stage and in total: optimizer steps, training examples, teacher forward
+    rows, wall seconds. The budget is every stage after teacher_prep (``stages.split_budget``); teacher_prep is
+    listed apart (cached across runs, it is no part of a method's cost)."""
+    from distillkit.stages.planning import total_steps
+
+    per_epoch, planned = total_steps(cfg, train_examples)
+    spent = [s for s in stages if s["name"] != "teacher_prep"]
+    rows = [{"name": s["name"], "share": s.get("share"), **{k: s.get(k) for k in BUDGET_KEYS}} for s in spent]
+    prep = next((s for s in stages if s["name"] == "teacher_prep"), None)
+    return {
+        "planned_steps": planned,  # train.max_steps, or train.epochs × steps_per_epoch
+        "steps_per_epoch": per_epoch,  # of the training split, at the hardware group's global batch
+        "pinned": [s["name"] for s in spent if s.get("share") is None],  # method.<stage>.epochs: on top of the plan
+        "stages": rows,
+        "total": {k: _sum(r[k] for r in rows) for k in BUDGET_KEYS},
+        "teacher_prep": None
+        if prep is None
+        else {"cached": bool(prep.get("steps") == 0), **{k: prep.get(k) for k in BUDGET_KEYS}},
+    }
+
+
+def _sum(values):
+    values = [v for v in values if v is not None]
+    return round(sum(values), 3) if values else None
+
+
+def budget_line(budget: dict | None) -> str:
+    """``budget: 750 steps (planned 750) · 24,000 examples · 24,000 teacher forwards · 41 s`` (or "" for results
+    written before the budget section existed)."""
+    if not budget:
+        return ""
+    t = budget["total"]
+    pinned = f" · pinned on top: {', '.join(budget['pinned'])}" if budget["pinned"] else ""
+    return (
+        f"budget: {t['steps']} optimizer steps (planned {budget['planned_steps']}) · {t['examples'] or 0:,} examples · "
+        f"{t['teacher_forwards'] or 0:,} teacher forwards · {t['wall_time_s'] or 0:.0f} s{pinned}"
+    )
 
 
 def _task(results: dict):
@@ -106,6 +150,14 @@ def summary_for_wandb(results: dict) -> dict:
     for section in ("teacher", "student", "comparison", "speed"):
         for key, value in (results.get(section) or {}).items():
             flat[f"{section}/{key}"] = value
+    budget = results.get("budget") or {}
+    for key, value in (budget.get("total") or {}).items():
+        flat[f"budget/{key}"] = value
+    if budget:
+        flat["budget/planned_steps"] = budget["planned_steps"]
+    for row in budget.get("stages") or []:
+        for key in BUDGET_KEYS + ("share",):
+            flat[f"stages/{row['name']}/{key}"] = row[key]
     for stage in results.get("stages", []):
         for key, value in (stage.get("eval") or {}).items():
             flat[f"stages/{stage['name']}/{key}"] = value
@@ -145,6 +197,9 @@ def format_table(results: dict) -> str:
     lines = [title, fmt(head), "-" * len(fmt(head))] + [fmt(r) for r in rows] + ([note] if note else [])
     lines += ["", "stages:"]
     lines += [f"  {stage_line(stage)}" for stage in results["stages"]]
+    budget = budget_line(results.get("budget"))
+    if budget:
+        lines += [budget]
     evaluated = [stage for stage in results["stages"] if stage.get("eval")]
     if len(evaluated) > 1:
         lines += ["", "models the stages produced (eval split):"]
@@ -167,8 +222,11 @@ def stage_line(stage: dict) -> str:
             kept += f" (eval accuracy {stage['eval_accuracy']:.4f})"
     stopped = " · stopped early" if stage.get("stopped_early") else ""
     kept += _cache_text(stage.get("teacher_cache"))
-    return f"{stage['name']:<14} {stage['steps']} steps · {stage['wall_time_s']:.0f} s{resumed}{stopped}{kept}" + (
-        f" · {terms}" if terms else ""
+    share = stage.get("share")
+    part = f" ({share:.0%} of the budget)" if share is not None else " (pinned)" if "share" in stage else ""
+    return (
+        f"{stage['name']:<14} {stage['steps']} steps{part} · {stage['wall_time_s']:.0f} s{resumed}{stopped}{kept}"
+        + (f" · {terms}" if terms else "")
     )
 
 

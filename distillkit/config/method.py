@@ -46,10 +46,14 @@ class LayerMapConfig:
 
 @dataclass
 class PhaseConfig:
-    """The budget of one stage of a multi-stage method; null = the run's train.epochs / train.learning_rate."""
+    """The budget of one stage of a multi-stage method. ``share``: this fraction of the run's budget (train.epochs
+    or train.max_steps, the whole distillation); null = an equal part of what the stages with a share leave.
+    ``epochs``: pin the stage to this many epochs of its own data instead, on top of the split. ``learning_rate``:
+    the stage's peak rate; null = train.learning_rate."""
 
     epochs: Optional[float] = None
     learning_rate: Optional[float] = None
+    share: Optional[float] = None
 
     def check(self, key: str) -> None:
         for name in ("epochs", "learning_rate"):
@@ -59,8 +63,27 @@ class PhaseConfig:
                 f"{key}.{name}",
                 value,
                 "must be positive.",
-                f"use a positive value, or null for train.{name}.",
+                "use a positive value, or null for "
+                + ("its part of train.epochs." if name == "epochs" else f"train.{name}."),
             )
+        self._check_share(key, pinned=self.epochs is not None)
+
+    def _check_share(self, key: str, pinned: bool) -> None:
+        require(
+            self.share is None or 0 < self.share <= 1,
+            f"{key}.share",
+            self.share,
+            "is outside (0, 1]: it is the fraction of the run's budget (train.epochs / train.max_steps) the stage "
+            "takes.",
+            "use e.g. 0.5, or null for an equal part of what the other stages leave.",
+        )
+        require(
+            self.share is None or not pinned,
+            f"{key}.share",
+            self.share,
+            f"and {key}.epochs={self.epochs} both set the stage's budget.",
+            f"keep one: {key}.share (a fraction of the run's budget) or {key}.epochs (a fixed budget on top of it).",
+        )
 
     def _check_rate(self, key: str) -> None:
         require(
@@ -74,10 +97,15 @@ class PhaseConfig:
 
 @dataclass
 class GeneralPhaseConfig(PhaseConfig):
-    """TinyBERT's general-distillation stage: ``epochs: 0`` leaves it out."""
+    """TinyBERT's general-distillation stage: left out while ``epochs`` is 0 and ``share`` null; ``epochs`` > 0 pins
+    it to that many epochs of its text, on top of the run's budget; ``share`` gives it that part of the budget."""
 
     epochs: Optional[float] = 0.0
     text_file: Optional[str] = None  # plain text, one example per line; null = the training texts (labels unread)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.epochs) or self.share is not None
 
     def check(self, key: str) -> None:
         require(
@@ -88,6 +116,7 @@ class GeneralPhaseConfig(PhaseConfig):
             "use 0 or e.g. 1.",
         )
         self._check_rate(key)
+        self._check_share(key, pinned=bool(self.epochs))
         if self.text_file is not None:
             require(
                 os.path.isfile(self.text_file) and os.access(self.text_file, os.R_OK),

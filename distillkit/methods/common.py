@@ -19,15 +19,19 @@ def stage(
     epochs: float | None = None,
     learning_rate: float | None = None,
     text_file: str | None = None,
+    share: float | None = None,
     **kwargs,
 ) -> Stage:
     """A stage trained against the prepared teacher (or none, when the objective reads no teacher) on the
-    training split, or on ``text_file``; budget None = the run's. ``kwargs`` go to ``Stage``."""
+    training split, or on ``text_file``. Its budget: ``epochs`` pins it (on top of the run's budget), ``share``
+    takes that part of the run's budget, neither an equal part of what is left (``stages.split_budget``); rate
+    None = the run's. ``kwargs`` go to ``Stage``."""
     data = kwargs.pop("data", None) or (DataView("text_file", text_file) if text_file else DataView())
     budget = Budget(
         epochs,
         learning_rate,
         learning_rate_key=f"method.{name}.learning_rate" if learning_rate is not None else "train.learning_rate",
+        share=share,
     )
     kwargs.setdefault("teacher", PREPARED if objective.needs_teacher else None)
     return Stage(name, objective, data=data, budget=budget, **kwargs)

@@ -49,7 +49,7 @@ def build_fitnets(cfg: mc.FitNetsMethodConfig, dims: Dims) -> list[Stage]:
         reads_logits=False,
     )
     return [
-        stage("hints", hints, cfg.hints.epochs, cfg.hints.learning_rate),
+        stage("hints", hints, cfg.hints.epochs, cfg.hints.learning_rate, share=cfg.hints.share),
         stage("distill", kd_objective(f"{cfg.name}/kd", cfg.temperature, cfg.ce_weight)),
     ]
 
@@ -212,14 +212,15 @@ def _tinybert_intermediate(cfg: mc.TinyBERTMethodConfig, dims: Dims, name: str) 
 def build_tinybert(cfg: mc.TinyBERTMethodConfig, dims: Dims) -> list[Stage]:
     """Jiao et al. 2020: [general →] intermediate-layer distillation → prediction-layer distillation."""
     stages = []
-    if cfg.general.epochs:
+    if cfg.general.enabled:
         stages.append(
             stage(
                 "general",
                 _tinybert_intermediate(cfg, dims, f"{cfg.name}/general"),
-                cfg.general.epochs,
+                cfg.general.epochs or None,
                 cfg.general.learning_rate,
                 cfg.general.text_file,
+                share=cfg.general.share,
             )
         )
     stages.append(
@@ -228,6 +229,7 @@ def build_tinybert(cfg: mc.TinyBERTMethodConfig, dims: Dims) -> list[Stage]:
             _tinybert_intermediate(cfg, dims, f"{cfg.name}/intermediate"),
             cfg.intermediate.epochs,
             cfg.intermediate.learning_rate,
+            share=cfg.intermediate.share,
         )
     )
     stages.append(
@@ -236,6 +238,7 @@ def build_tinybert(cfg: mc.TinyBERTMethodConfig, dims: Dims) -> list[Stage]:
             kd_objective(f"{cfg.name}/prediction", cfg.temperature, cfg.ce_weight),
             cfg.prediction.epochs,
             cfg.prediction.learning_rate,
+            share=cfg.prediction.share,
         )
     )
     return stages

@@ -142,6 +142,6 @@ def build_minilm(cfg: mc.MiniLMMethodConfig, dims: Dims) -> list[Stage]:
     )
     finetune = Objective(name=f"{cfg.name}/finetune", terms=[ce_term(1.0)], needs_teacher=False)
     return [
-        stage("relations", transfer, cfg.relations.epochs, cfg.relations.learning_rate),
-        stage("finetune", finetune, cfg.finetune.epochs, cfg.finetune.learning_rate),
+        stage("relations", transfer, cfg.relations.epochs, cfg.relations.learning_rate, share=cfg.relations.share),
+        stage("finetune", finetune, cfg.finetune.epochs, cfg.finetune.learning_rate, share=cfg.finetune.share),
     ]

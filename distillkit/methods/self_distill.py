@@ -91,12 +91,13 @@ def build_snapshot_ensemble(cfg: sc.SnapshotEnsembleMethodConfig, dims: Dims) ->
 
 
 def snapshot_progress(progress: Progress, every) -> float:
-    """The share of the stage's optimizer steps done when its latest snapshot was taken (0 before the first): with
-    ``every="epoch"`` completed epochs / the stage's epochs (fractional when its budget is), with ``every=N``
-    ⌊step/N⌋·N / steps. Constant between two snapshots, so PS-KD's α steps when its target model does."""
+    """PS-KD's t/T: the share of the stage's training done at the end of the current snapshot interval, as the
+    authors' code counts it (α_T·(e+1)/T in epoch e from 0, so the last epoch trains at α_T): with ``every="epoch"``
+    (completed epochs + 1) / the stage's epochs (fractional when its budget is), with ``every=N``
+    (⌊step/N⌋ + 1)·N / steps; at most 1. Constant between two snapshots, so α steps when its target model does."""
     if every == "epoch":
-        return progress.epochs_done / progress.epochs
-    return (progress.step // every) * every / progress.steps
+        return min(1.0, (progress.epochs_done + 1) / progress.epochs)
+    return min(1.0, (progress.step // every + 1) * every / progress.steps)
 
 
 def build_ps_kd(cfg: sc.PSKDMethodConfig, dims: Dims) -> list[Stage]:
@@ -106,7 +107,8 @@ def build_ps_kd(cfg: sc.PSKDMethodConfig, dims: Dims) -> list[Stage]:
     def refined_target_ce(x: LossInputs):
         if x.progress is None:
             raise ValueError("ps_kd's α follows the training (LossInputs.progress), which the trainer sets")
-        alpha = self_losses.ps_kd_alpha(cfg.alpha_T, snapshot_progress(x.progress, cfg.every))
+        # no snapshot yet (the first interval): the target is y alone
+        alpha = self_losses.ps_kd_alpha(cfg.alpha_T, snapshot_progress(x.progress, cfg.every)) if x.teacher else 0.0
         labels = x.labels
         if x.label_mix is not None:  # mixup/cutmix: row i's label is (1 − w)·y_i + w·y_perm(i)
             classes = x.student.logits.shape[-1]
@@ -118,7 +120,9 @@ def build_ps_kd(cfg: sc.PSKDMethodConfig, dims: Dims) -> list[Stage]:
 
     when = "end of the previous epoch" if cfg.every == "epoch" else f"last multiple of {cfg.every} steps"
     progress = (
-        "completed epochs / the stage's epochs" if cfg.every == "epoch" else f"⌊step/{cfg.every}⌋·{cfg.every} / steps"
+        "(completed epochs + 1) / the stage's epochs"
+        if cfg.every == "epoch"
+        else f"(⌊step/{cfg.every}⌋ + 1)·{cfg.every} / steps"
     )
     objective = Objective(
         name=cfg.name,

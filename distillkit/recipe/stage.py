@@ -132,7 +132,10 @@ class DataView:
 
 @dataclass
 class Budget:
-    """How long and how fast a stage trains; None = the run's (``train.*``), filled in by ``plan_stages``."""
+    """How long and how fast a stage trains; None = the run's (``train.*``), filled in by ``plan_stages``. A method
+    sets ``epochs`` to pin a stage (its own epochs, on top of the run's budget) or ``share`` to give it that part of
+    the run's budget; ``stages.split_budget`` gives every other stage an equal part of the rest and turns shares into
+    ``max_steps``."""
 
     epochs: float | None = None
     learning_rate: float | None = None
@@ -143,7 +146,7 @@ class Budget:
     max_steps: int = -1
     batch_size: int | None = None  # per-device batch and accumulation steps; None = the hardware group's
     accumulation_steps: int | None = None
-    share: float | None = None  # epochs = this share of train.epochs (a method splitting the run's budget)
+    share: float | None = None  # this fraction of the run's budget (train.epochs / train.max_steps, in steps)
 
 
 @dataclass

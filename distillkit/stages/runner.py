@@ -183,6 +183,8 @@ def run_stage(stage: Stage, ws) -> dict:
     if cached is not None:
         if cached["used"]:
             cached["saved_s"] = source.saved_s(cached["build_s"])
+            if cached["built"]:  # this run ran the teacher over the whole view to fill the entry
+                record["teacher_forwards"] += len(train_set)
         record["teacher_cache"] = cached
     return record
 
@@ -227,7 +229,7 @@ def _record(
         terms = {k.split("/", 1)[1]: v for k, v in record.items() if k.startswith("loss/")}
         if terms:
             break
-    max_steps = trainer.state.max_steps
+    max_steps, world = trainer.state.max_steps, trainer.args.world_size
     return {
         "name": stage.name,
         "cached": False,
@@ -236,7 +238,11 @@ def _record(
         "formula": stage.objective.formula(),
         "teacher": source.describe() if source is not None else None,
         "steps": trainer.state.global_step,
+        "share": stage.budget.share,  # of the run's budget; null: pinned by method.<stage>.epochs (on top of it)
+        "planned_steps": max_steps,
         "epochs": stage.budget.epochs,
+        "examples": trainer.counts["examples"] * world,  # training examples the stage's steps consumed
+        "teacher_forwards": trainer.counts["teacher_forwards"] * world,  # examples the teacher source's models ran on
         "train_examples": len(train_set),
         "wall_time_s": round(wall, 3),
         "train_samples_per_s": output.metrics.get("train_samples_per_second"),

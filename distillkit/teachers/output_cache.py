@@ -109,7 +109,7 @@ def decide(cfg, stage, rows: int, tokens: int, pairs: int, spec: FeatureSpec, di
             f"the outputs it reads ({describe_spec(spec)}) would take {_gb(size)}, over "
             f"teacher.cache_budget_gb={cfg.teacher.cache_budget_gb:g}",
         )
-    if stage.teacher.kind != "prepared" and (stage.budget.epochs or 0) <= 1 and stage.budget.max_steps <= 0:
+    if stage.teacher.kind != "prepared" and (stage.budget.epochs or 0) <= 1:
         return Decision(False, "a teacher trained in this run, seen for one epoch: nothing would be read twice")
     return Decision(True, f"frozen teacher, the same inputs every epoch; {describe_spec(spec)}: {_gb(size)}")
 
@@ -163,6 +163,11 @@ class CachedSource(TeacherSource):
 
     def setup(self, student, device, world_size=1):
         self.inner.setup(student, device, world_size)
+
+    @property
+    def forward_rows(self) -> int:
+        """Only the batches the entry cannot serve (evaluation batches, features it does not hold) run the teacher."""
+        return self.inner.forward_rows
 
     def _holds(self, spec: FeatureSpec) -> bool:
         return (

@@ -30,6 +30,11 @@ from distillkit.models.loading import unwrap
 log = logging.getLogger("distillkit")
 
 
+def batch_rows(batch: dict) -> int:
+    """The examples in a batch: the first dimension of its inputs."""
+    return int(next(v.shape[0] for v in batch.values() if isinstance(v, torch.Tensor) and v.dim() > 0))
+
+
 def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     twin = copy.deepcopy(unwrap(model)).eval()
     twin.requires_grad_(False)
@@ -43,6 +48,7 @@ class TeacherSource:
     logits_only = False  # True: the source can give logits only, not hidden states, attentions or hooks
 
     total_steps = 0  # the stage's optimizer steps, set when training begins (the EMA's cosine schedule reads it)
+    forward_rows = 0  # examples the source's models have run on (an ensemble of k counts each example k times)
 
     def setup(self, student: torch.nn.Module, device, world_size: int = 1) -> None:
         """Called once per stage before training, with the student about to be trained."""
@@ -89,6 +95,7 @@ class FrozenModel(TeacherSource):
 
     @torch.no_grad()
     def outputs(self, batch, spec, training=True):
+        self.forward_rows += batch_rows(batch)
         return forward_features(self.model, batch, spec)
 
     def modules(self):
@@ -133,6 +140,7 @@ class EMATeacher(TeacherSource):
 
     @torch.no_grad()
     def outputs(self, batch, spec, training=True):
+        self.forward_rows += batch_rows(batch)
         features = forward_features(self.model, batch, spec)
         if self.center_momentum is None:
             return features
@@ -196,6 +204,7 @@ class Snapshots(TeacherSource):
     def outputs(self, batch, spec, training=True):
         if not self.taken:
             return None
+        self.forward_rows += batch_rows(batch) * len(self.taken)
         return Features(mean_probability_logits([forward_features(m, batch, FeatureSpec()).logits for m in self.taken]))
 
     def _take(self, student, step: int) -> None:
@@ -242,6 +251,10 @@ class Ensemble(TeacherSource):
 
     def __init__(self, models: dict[str, torch.nn.Module]):
         self.members = [FrozenModel(m, "stage", name) for name, m in models.items()]
+
+    @property
+    def forward_rows(self) -> int:
+        return sum(m.forward_rows for m in self.members)
 
     def setup(self, student, device, world_size=1):
         for member in self.members:

@@ -53,6 +53,10 @@ class TopKSource(TeacherSource):
     def setup(self, student, device, world_size=1):
         self.inner.setup(student, device, world_size)
 
+    @property
+    def forward_rows(self) -> int:
+        return self.inner.forward_rows  # only batches the entry does not serve run the teacher
+
     def modules(self):
         return self.inner.modules()
 

@@ -34,9 +34,11 @@ from distillkit.errors import TrainingDiverged
 from distillkit.models.features import forward_features, model_inputs
 from distillkit.models.loading import LAYER_KEY
 from distillkit.recipe.objective import LossInputs, Objective, Progress
+from distillkit.teachers.sources import batch_rows
 
 ADAPTERS_FILE = "adapters.pt"
 SOURCE_FILE = "teacher_source.pt"
+COUNTS_FILE = "budget_counts.json"  # the examples and teacher forward rows the stage had spent at the checkpoint
 log = logging.getLogger(__name__)
 
 
@@ -91,9 +93,13 @@ class DistillationTrainer(Trainer):
         self._term_sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=self.args.device))
         self._term_count = 0
         self._steps_per_epoch: int | None = None  # the Trainer's optimizer steps per epoch, when training begins
+        # this process's training examples and the teacher's forward rows for them (saved with checkpoints)
+        self.counts = {"examples": 0, "teacher_forwards": 0}
 
     # ------------------------------------------------------------------------------------ the loss
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        teacher_rows = self.source.forward_rows if self.source is not None else 0
+        rows = batch_rows(inputs)
         on_policy = self._rollout(model, inputs) if model.training and self.objective.rollout else None
         data, inputs = (inputs, on_policy) if on_policy is not None else (None, inputs)
         augment = self.augment if model.training else None
@@ -135,6 +141,10 @@ class DistillationTrainer(Trainer):
             for name, value in terms.items():
                 self._term_sums[name] += value.float()
             self._term_count += 1
+            self.counts["examples"] += rows
+            self.counts["teacher_forwards"] += (
+                self.source.forward_rows if self.source is not None else 0
+            ) - teacher_rows
         return (loss, student) if return_outputs else loss
 
     def set_initial_training_values(self, args, dataloader):
@@ -338,12 +348,16 @@ class DistillationTrainer(Trainer):
         state = self.source.state_dict() if self.source is not None else {}
         if state:
             torch.save(state, folder / SOURCE_FILE)
+        (folder / COUNTS_FILE).write_text(json.dumps(self.counts))  # rank 0's: the others' are the same shape
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         path = Path(resume_from_checkpoint) / ADAPTERS_FILE
         if len(self.objective.adapters) and path.exists():
             self.objective.adapters.load_state_dict(torch.load(path, map_location=self.args.device, weights_only=True))
+        path = Path(resume_from_checkpoint) / COUNTS_FILE
+        if path.exists():
+            self.counts.update(json.loads(path.read_text()))
         path = Path(resume_from_checkpoint) / SOURCE_FILE
         if self.source is not None and path.exists():
             self.source.load_state_dict(torch.load(path, map_location=self.args.device, weights_only=True))

@@ -97,7 +97,8 @@ def test_teacher_none_with_a_student_checkpoint_uses_its_tokenizer(run_tiny, tmp
 @pytest.mark.slow
 def test_ps_kd_target_moves_from_the_labels_to_the_previous_epoch_snapshot(run_tiny, monkeypatch):
     """PS-KD on 48 examples, 3 steps an epoch, stopped at 7 steps (7/3 epochs): the first epoch learns from y alone
-    (no snapshot), then α = 0.8 · completed epochs / (7/3) against the snapshot of the epoch before."""
+    (no snapshot), then α = 0.8 · (completed epochs + 1) / (7/3), at most 0.8, against the snapshot of the
+    epoch before."""
     from distillkit.losses import self_distill as self_losses
 
     real, calls = self_losses.ps_kd_loss, []
@@ -108,7 +109,7 @@ def test_ps_kd_target_moves_from_the_labels_to_the_previous_epoch_snapshot(run_t
 
     monkeypatch.setattr(self_losses, "ps_kd_loss", spy)
     results, _ = run_tiny(["teacher=none", "method=ps_kd", "data.synthetic.n_train=48", "train.max_steps=7"])
-    a1, a2 = round(0.8 * 3 / 7, 6), round(0.8 * 6 / 7, 6)
+    a1, a2 = round(0.8 * 6 / 7, 6), 0.8  # α_T·(e+1)/T in epoch e, at most α_T: the authors' schedule
     assert calls == [(0.0, False)] * 3 + [(a1, True)] * 3 + [(a2, True)]  # one call per optimizer step
     (stage,) = results["stages"]
     assert stage["name"] == "distill" and stage["steps"] == 7 and "ps_kd" in stage["final_loss_terms"]

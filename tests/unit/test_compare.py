@@ -265,3 +265,42 @@ def test_y_limits_stay_at_zero_or_above_for_non_negative_data():
     assert cmp.y_limits([0.0, 0.01])[0] == 0.0
     low, high = cmp.y_limits([0.65, 0.65])  # one job that scores its teacher's figure: still a range
     assert low < 0.65 < high
+
+
+# ------------------------------------------------------------------------------------------- budgets
+def _budget(steps, examples, forwards=None):
+    total = {"steps": steps, "examples": examples, "teacher_forwards": forwards, "wall_time_s": 10.0}
+    return {"planned_steps": steps, "steps_per_epoch": 250, "pinned": [], "stages": [], "total": total}
+
+
+def test_budget_columns_and_a_mismatch_flagged_at_the_top(tmp_path):
+    root = tmp_path / "sweep"
+    write_job(root, "0", results("kd", 1, 0.8, 0.9, 0.1, budget=_budget(750, 24000, 24000)))
+    write_job(root, "1", results("tinybert", 1, 0.8, 0.9, 0.1, budget=_budget(1500, 48000, 48000)))
+    write_job(root, "2", results("fitnets", 1, 0.8, 0.9, 0.1, budget=_budget(760, 24320, 24320)))  # 1.3 %: fine
+    rows, text = run_compare(root, plot_path=False)
+    assert [(r["steps"], r["examples"], r["teacher_fwd"]) for r in rows] == [
+        (750, 24000, 24000),
+        (1500, 48000, 48000),
+        (760, 24320, 24320),
+    ]
+    first = text.splitlines()[0]
+    assert first.startswith("BUDGET MISMATCH: 1 of 3 runs") and "more than 5%" in first and "760 optimizer steps" in first
+    flagged = [line for line in text.splitlines() if line.startswith("  method=")]
+    assert flagged == ["  method=tinybert,seed=1: 1500 steps, 48,000 examples"]
+    header = next(line for line in text.splitlines() if line.startswith("job"))
+    assert "steps" in header and "examples" in header and "teacher fwd" in header
+
+
+def test_equal_budgets_print_no_warning_and_old_results_count_their_stage_steps(sweep):
+    rows, text = run_compare(sweep, plot_path=False)  # schema-1 results: one 750-step distill stage each
+    assert "BUDGET MISMATCH" not in text
+    assert {r["steps"] for r in rows} == {750} and {r["examples"] for r in rows} == {None}
+
+
+def test_budget_mismatch_needs_more_than_the_tolerance():
+    rows = [{"job": str(i), "steps": s, "examples": None} for i, s in enumerate([100, 100, 105, 106])]
+    reference, off = cmp.budget_mismatches(rows)
+    assert reference == {"steps": 102.5} and [r["job"] for r in off] == []
+    reference, off = cmp.budget_mismatches(rows + [{"job": "x", "steps": 200, "examples": None}])
+    assert reference["steps"] == 105 and [r["job"] for r in off] == ["x"]

@@ -2,7 +2,9 @@
 carry their spread and say how they were measured; the W&B summary holds every reported number (the W&B log
 line that says why a run is offline: tests/integration/test_report.py)."""
 
-from distillkit.report import format_table, stage_line, summary_for_wandb
+from distillkit.config.schema import validate
+from distillkit.report import budget_section, format_table, stage_line, summary_for_wandb
+from tests.conftest import TINY, compose_config
 
 
 def test_stage_lines_say_what_each_stage_did():
@@ -114,3 +116,39 @@ def test_stage_lines_and_wandb_summary_say_whether_the_teacher_was_cached():
     flat = summary_for_wandb(dict(results(), stages=[stage]))
     assert flat["stages/distill/teacher_cache_used"] is True and flat["stages/distill/teacher_cache_saved_s"] == 31.4
     assert flat["stages/distill/teacher_cache_size_bytes"] == 320_512
+
+
+def _stage(name, steps, share, examples, forwards, wall):
+    return {
+        "name": name,
+        "cached": False,
+        "steps": steps,
+        "share": share,
+        "examples": examples,
+        "teacher_forwards": forwards,
+        "wall_time_s": wall,
+        "resumed_from": None,
+        "final_loss_terms": {},
+    }
+
+
+def test_budget_section_adds_up_the_stages_and_sets_teacher_prep_apart():
+    cfg = validate(compose_config(TINY + ["train.max_steps=-1", "train.epochs=2"]))  # 256 examples, batch 16
+    stages = [
+        {"name": "teacher_prep", "cached": True, "steps": 0, "wall_time_s": 0.0},
+        _stage("intermediate", 16, 0.5, 256, 256, 3.25),
+        _stage("prediction", 16, 0.5, 256, 0, 1.5),  # teacher outputs read from a cache built by another run
+    ]
+    budget = budget_section(cfg, 256, stages)
+    assert (budget["planned_steps"], budget["steps_per_epoch"], budget["pinned"]) == (32, 16, [])
+    assert budget["total"] == {"steps": 32, "examples": 512, "teacher_forwards": 256, "wall_time_s": 4.75}
+    assert [r["name"] for r in budget["stages"]] == ["intermediate", "prediction"]
+    assert budget["teacher_prep"]["cached"] is True
+    pinned = budget_section(cfg, 256, [_stage("general", 40, None, 640, 640, 9.0)] + stages[1:])
+    assert pinned["pinned"] == ["general"] and pinned["total"]["steps"] == 72 and pinned["teacher_prep"] is None
+    flat = summary_for_wandb({**results(), "budget": budget, "stages": stages})
+    assert flat["budget/steps"] == 32 and flat["budget/examples"] == 512 and flat["budget/planned_steps"] == 32
+    assert flat["stages/intermediate/share"] == 0.5 and flat["stages/prediction/teacher_forwards"] == 0
+    table = format_table({**results(), "budget": budget, "stages": stages})
+    assert "budget: 32 optimizer steps (planned 32) · 512 examples · 256 teacher forwards · 5 s" in table
+    assert "intermediate   16 steps (50% of the budget) · 3 s" in table

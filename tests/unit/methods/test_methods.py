@@ -226,10 +226,14 @@ def _dims(**kw):
     ],
 )
 def test_every_method_plans_its_stages_with_budgets(method, stages, cache_dir):
-    plan = _plan([f"method={method}", "train.epochs=2", "train.learning_rate=3e-4"], cache_dir)
+    plan = _plan([f"method={method}", "train.epochs=2", "train.max_steps=-1", "train.learning_rate=3e-4"], cache_dir)
     planned = [s for s in plan.stages if s.name != "teacher_prep"]
     assert [s.name for s in planned] == stages
-    assert all(s.budget.epochs == 2 and s.budget.learning_rate == 3e-4 for s in planned)
+    # train.epochs is the whole distillation's budget: 2 epochs of 256 examples at batch 16 = 32 steps, split
+    # equally between a method's stages (the shares sum to it exactly)
+    assert [s.budget.max_steps for s in planned] == [32 // len(stages)] * len(stages)
+    assert [s.budget.share for s in planned] == [1 / len(stages)] * len(stages)
+    assert sum(s.budget.epochs for s in planned) == 2 and all(s.budget.learning_rate == 3e-4 for s in planned)
     assert all(s.objective.formula().startswith("L = ") for s in planned)
     for s in planned:  # a stage reading only features tells DDP that the head gets no gradient
         assert s.objective.reads_logits == any(t.name in ("ce", "kd") and t.weight for t in s.objective.terms), s.name
@@ -247,8 +251,12 @@ def test_stage_budgets_override_the_run_budget(cache_dir):
     )
     by_name = {s.name: s for s in plan.stages}
     assert [s.name for s in plan.stages][-3:] == ["general", "intermediate", "prediction"]
-    assert by_name["general"].budget.epochs == 1 and by_name["intermediate"].budget.epochs == 4
-    assert by_name["prediction"].budget.learning_rate == 5e-5 and by_name["prediction"].budget.epochs == 3.0
+    # pinned stages train their own epochs (max_steps -1), on top of the budget, which the free stage takes whole
+    general, intermediate, prediction = by_name["general"], by_name["intermediate"], by_name["prediction"]
+    assert (general.budget.epochs, general.budget.max_steps, general.budget.share) == (1, -1, None)
+    assert (intermediate.budget.epochs, intermediate.budget.max_steps, intermediate.budget.share) == (4, -1, None)
+    assert prediction.budget.learning_rate == 5e-5 and prediction.budget.share == 1.0
+    assert prediction.budget.max_steps == 6  # the tiny config's train.max_steps
 
 
 @pytest.mark.parametrize(

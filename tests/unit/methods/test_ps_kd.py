@@ -44,9 +44,9 @@ def test_ps_kd_is_one_stage_against_the_students_last_epoch_snapshot():
     assert stage.budget.epochs is None and stage.budget.learning_rate is None  # the run's budget
     formula = stage.objective.formula()
     assert formula.startswith("L = 1·CE((1 − α_t)·y + α_t·softmax(z_prev), softmax(z_s))")
-    assert "α_T=0.8" in formula and "completed epochs / the stage's epochs" in formula
+    assert "α_T=0.8" in formula and "(completed epochs + 1) / the stage's epochs" in formula
     (steps,) = build_stages(PSKDMethodConfig(alpha_T=0.5, every=25), None)
-    assert steps.teacher.options == SnapshotOptions(1, 25) and "⌊step/25⌋·25 / steps" in steps.objective.formula()
+    assert steps.teacher.options == SnapshotOptions(1, 25) and "(⌊step/25⌋ + 1)·25 / steps" in steps.objective.formula()
 
 
 def test_ps_kd_plan_needs_no_teacher(cache_dir):
@@ -67,17 +67,18 @@ def test_progress_counts_whole_epochs_done_and_the_stages_fractional_length():
 @pytest.mark.parametrize(
     "step, steps, per_epoch, every, progress",
     [
-        (0, 10, 4, "epoch", 0.0),  # the first epoch: no snapshot yet
-        (3, 10, 4, "epoch", 0.0),  # its last batch
-        (4, 10, 4, "epoch", 0.4),  # 1 epoch done of 2.5
-        (7, 10, 4, "epoch", 0.4),
-        (8, 10, 4, "epoch", 0.8),  # 2 of 2.5, through the half epoch at the end
-        (9, 10, 4, "epoch", 0.8),
-        (6, 9, 3, "epoch", 2 / 3),  # 3 whole epochs: t/T = 0, 1/3, 2/3
-        (3, 7, 3, "epoch", 3 / 7),  # train.max_steps=7 stops 3-step epochs at 7/3 epochs
-        (2, 10, 4, 3, 0.0),  # every=3 steps: the snapshot of step 3 is the first
-        (5, 10, 4, 3, 0.3),
-        (9, 10, 4, 3, 0.9),
+        (0, 10, 4, "epoch", 0.4),  # the first epoch: 1 of 2.5 (no snapshot yet: the target is y alone)
+        (3, 10, 4, "epoch", 0.4),  # its last batch
+        (4, 10, 4, "epoch", 0.8),  # the second epoch, after the first snapshot: 2 of 2.5
+        (7, 10, 4, "epoch", 0.8),
+        (8, 10, 4, "epoch", 1.0),  # the half epoch at the end: α_T
+        (9, 10, 4, "epoch", 1.0),
+        (6, 9, 3, "epoch", 1.0),  # 3 whole epochs: (e+1)/T = 1/3, 2/3, 1, as the authors' code
+        (3, 9, 3, "epoch", 2 / 3),
+        (3, 7, 3, "epoch", 6 / 7),  # train.max_steps=7 stops 3-step epochs at 7/3 epochs
+        (2, 10, 4, 3, 0.3),  # every=3 steps: the snapshot of step 3 is the first
+        (5, 10, 4, 3, 0.6),
+        (9, 10, 4, 3, 1.0),
     ],
 )
 def test_alpha_follows_the_progress_at_the_latest_snapshot(step, steps, per_epoch, every, progress):
@@ -93,10 +94,10 @@ def test_alpha_follows_the_progress_at_the_latest_snapshot(step, steps, per_epoc
 
 # ------------------------------------------------------------------------------------------------- the term
 def test_ps_kd_term_by_hand():
-    # α_T = 0.625 one epoch into a 2.5-epoch stage: α = 0.625 · 1/2.5 = 0.25, so the targets are
+    # α_T = 0.625 in the first epoch of a 2.5-epoch stage: α = 0.625 · (0 + 1)/2.5 = 0.25, so the targets are
     # 0.75·[1, 0, 0] + 0.25·[0.5, 0.3, 0.2] = [0.875, 0.075, 0.05] and 0.75·[0, 0, 1] + 0.25·[0.1, 0.6, 0.3]
     (stage,) = build_stages(PSKDMethodConfig(alpha_T=0.625), None)
-    one_epoch_in = Progress(step=4, steps=10, steps_per_epoch=4)
+    one_epoch_in = Progress(step=3, steps=10, steps_per_epoch=4)
     expected = -0.5 * (
         0.875 * ln(0.6) + 0.075 * ln(0.3) + 0.05 * ln(0.1) + 0.025 * ln(0.2) + 0.15 * ln(0.2) + 0.825 * ln(0.6)
     )  # ≈ 0.677741

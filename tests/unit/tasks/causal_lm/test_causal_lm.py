@@ -69,15 +69,17 @@ def test_on_policy_stages_split_the_budget_and_the_distill_stage_may_have_its_ow
     from distillkit.recipe.objective import Dims
     from distillkit.stages.planning import plan_stages
 
-    base = TINY_LM + ["train.epochs=4", "train.learning_rate=3e-3", f"method={method}"]
+    base = TINY_LM + ["train.epochs=4", "train.max_steps=-1", "train.learning_rate=3e-3", f"method={method}"]
     dims = Dims(1, 2, 16, 32, 2, 2, 128)
     sft, distill = plan_stages(validate(compose_config(base)), False, dims)
     assert (sft.name, sft.budget.epochs, sft.budget.learning_rate) == ("sft", 2.0, 3e-3)
     assert (distill.name, distill.budget.epochs, distill.budget.learning_rate) == ("distill", 2.0, 3e-3)
+    assert sft.budget.max_steps == distill.budget.max_steps and sft.budget.max_steps > 0
     cfg = validate(compose_config(base + ["method.distill_learning_rate=3e-4", "method.sft_share=0.25"]))
     sft, distill = plan_stages(cfg, False, dims)
     assert (sft.budget.epochs, sft.budget.learning_rate) == (1.0, 3e-3)
     assert (distill.budget.epochs, distill.budget.learning_rate) == (3.0, 3e-4)
+    assert distill.budget.max_steps == 3 * sft.budget.max_steps  # the shares, in optimizer steps
     assert distill.budget.learning_rate_key == "method.distill_learning_rate"  # what a non-finite loss names
     only = plan_stages(
         validate(compose_config(base + ["method.sft_share=0", "method.distill_learning_rate=1e-4"])), False, dims
