@@ -288,8 +288,10 @@ class TinyBERTMethodConfig:
     prediction: PhaseConfig = field(default_factory=PhaseConfig)
     query_path: Optional[str] = None  # attention_target=scores: module paths with {layer}; null = found for
     key_path: Optional[str] = None  # BERT/RoBERTa/DistilBERT layouts
+    schedule: str = "staged"  # staged: intermediate → prediction | joint: one stage, both losses (prediction's budget)
 
     def __post_init__(self):
+        one_of("method.schedule", self.schedule, ["staged", "joint"])
         _weights("method", self, ("embedding_weight", "attention_weight", "hidden_weight"))
         one_of("method.attention_target", self.attention_target, ["scores", "probs"])
         _temperature("method.temperature", self.temperature)
@@ -314,8 +316,14 @@ class MiniLMMethodConfig:
     query_path: Optional[str] = None  # module path with {layer}; null = found for BERT/RoBERTa/DistilBERT
     key_path: Optional[str] = None
     value_path: Optional[str] = None
+    schedule: str = "staged"  # staged: relations → finetune | joint: one stage, both losses (finetune's budget)
+    kd_weight: float = 0.0  # the fine-tuning loss: (1 − λ)·CE + λ·T²·KL(p_t ‖ p_s); 0 = the paper's CE alone
+    temperature: float = 4.0
 
     def __post_init__(self):
+        one_of("method.schedule", self.schedule, ["staged", "joint"])
+        unit_interval("method.kd_weight", self.kd_weight)
+        _temperature("method.temperature", self.temperature)
         require(
             self.teacher_layer is None or self.teacher_layer >= 1,
             "method.teacher_layer",

@@ -59,6 +59,22 @@ def kd_term(weight: float, temperature: float) -> LossTerm:
     )
 
 
+def joint_objective(name: str, logits: Objective, features: Objective) -> Objective:
+    """One stage's loss with a feature objective's terms added to a logit objective's (a method's ``schedule=joint``:
+    TinyBERT's intermediate terms in its prediction stage, MiniLM's relations in its fine-tuning): the features,
+    adapters and teacher reads of both, one budget."""
+    return Objective(
+        name=name,
+        terms=logits.terms + features.terms,
+        needs_teacher=logits.needs_teacher or features.needs_teacher,
+        student_features=features.student_features,
+        teacher_features=features.teacher_features,
+        adapters=features.adapters,
+        notes="; ".join(n for n in (logits.notes, features.notes) if n),
+        reads_logits=True,
+    )
+
+
 def layer_map_pairs(cfg: mc.LayerMapConfig, dims: Dims) -> list[tuple[int, int]]:
     return layer_pairs(
         "method.layer_map",

@@ -11,6 +11,7 @@ from distillkit.errors import require
 from distillkit.losses import features as feature_losses
 from distillkit.methods.common import (
     ce_term,
+    joint_objective,
     kd_objective,
     kd_term,
     layer_map_pairs,
@@ -210,7 +211,8 @@ def _tinybert_intermediate(cfg: mc.TinyBERTMethodConfig, dims: Dims, name: str) 
 
 
 def build_tinybert(cfg: mc.TinyBERTMethodConfig, dims: Dims) -> list[Stage]:
-    """Jiao et al. 2020: [general →] intermediate-layer distillation → prediction-layer distillation."""
+    """Jiao et al. 2020: [general →] intermediate-layer distillation → prediction-layer distillation; with
+    ``schedule=joint`` [general →] one stage whose loss is the prediction loss plus the intermediate terms."""
     stages = []
     if cfg.general.enabled:
         stages.append(
@@ -223,6 +225,12 @@ def build_tinybert(cfg: mc.TinyBERTMethodConfig, dims: Dims) -> list[Stage]:
                 share=cfg.general.share,
             )
         )
+    prediction = kd_objective(f"{cfg.name}/prediction", cfg.temperature, cfg.ce_weight)
+    if cfg.schedule == "joint":  # one stage: the intermediate terms added to the prediction loss
+        features = _tinybert_intermediate(cfg, dims, f"{cfg.name}/joint")
+        objective = joint_objective(f"{cfg.name}/joint", prediction, features)
+        budget = cfg.prediction
+        return stages + [stage("distill", objective, budget.epochs, budget.learning_rate, share=budget.share)]
     stages.append(
         stage(
             "intermediate",
@@ -235,7 +243,7 @@ def build_tinybert(cfg: mc.TinyBERTMethodConfig, dims: Dims) -> list[Stage]:
     stages.append(
         stage(
             "prediction",
-            kd_objective(f"{cfg.name}/prediction", cfg.temperature, cfg.ce_weight),
+            prediction,
             cfg.prediction.epochs,
             cfg.prediction.learning_rate,
             share=cfg.prediction.share,

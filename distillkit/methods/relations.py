@@ -7,7 +7,7 @@ import torch
 from distillkit.config import method as mc
 from distillkit.errors import require
 from distillkit.losses import contrastive, relations
-from distillkit.methods.common import ce_term, logit_terms, sentence_vector, stage, token_mask
+from distillkit.methods.common import joint_objective, logit_terms, sentence_vector, stage, token_mask
 from distillkit.models.features import FeatureSpec, HookSpec, meta_model, projection_template
 from distillkit.recipe.objective import Dims, LossInputs, LossTerm, Objective
 from distillkit.recipe.stage import Stage
@@ -140,7 +140,16 @@ def build_minilm(cfg: mc.MiniLMMethodConfig, dims: Dims) -> list[Stage]:
         notes=f"student layer {s_layer} ↔ teacher layer {t_layer}, {heads} relation heads",
         reads_logits=False,
     )
-    finetune = Objective(name=f"{cfg.name}/finetune", terms=[ce_term(1.0)], needs_teacher=False)
+    finetune = Objective(
+        name=f"{cfg.name}/finetune",
+        terms=logit_terms(1.0 - cfg.kd_weight, cfg.kd_weight, cfg.temperature),
+        needs_teacher=cfg.kd_weight > 0,
+        notes=f"λ=kd_weight={cfg.kd_weight:g}, T={cfg.temperature:g}" if cfg.kd_weight else "",
+    )
+    if cfg.schedule == "joint":  # one stage: the relation terms added to the fine-tuning loss
+        objective = joint_objective(f"{cfg.name}/joint", finetune, transfer)
+        budget = cfg.finetune
+        return [stage("distill", objective, budget.epochs, budget.learning_rate, share=budget.share)]
     return [
         stage("relations", transfer, cfg.relations.epochs, cfg.relations.learning_rate, share=cfg.relations.share),
         stage("finetune", finetune, cfg.finetune.epochs, cfg.finetune.learning_rate, share=cfg.finetune.share),

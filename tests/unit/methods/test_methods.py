@@ -476,3 +476,26 @@ def test_method_builders_give_their_sources_typed_options():
     assert snap.teacher.options == SnapshotOptions(4, 25)
     seq = build_seq_kd(lc.SeqKDMethodConfig(num_beams=3, max_new_tokens=12, keep_original=True))[0]
     assert seq.data.options == ResponsesOptions(3, 12, True)
+
+
+def test_joint_schedules_put_the_feature_terms_into_the_logit_stage(cache_dir):
+    tinybert = _plan(["method=tinybert", "method.schedule=joint", "method.ce_weight=0.5"], cache_dir)
+    (joint,) = [s for s in tinybert.stages if s.name != "teacher_prep"]
+    names = [t.name for t in joint.objective.terms]
+    assert joint.name == "distill" and names == ["ce", "kd", "embedding", "attention", "hidden"]
+    assert joint.objective.reads_logits and set(joint.objective.adapters) == {"W_e", "W_h"}
+    assert joint.objective.teacher_features.hidden_states and joint.budget.share == 1.0
+    minilm = _plan(["method=minilm", "method.schedule=joint", "method.kd_weight=0.5"], cache_dir)
+    (joint,) = [s for s in minilm.stages if s.name != "teacher_prep"]
+    assert [(t.name, t.weight) for t in joint.objective.terms] == [
+        ("ce", 0.5),
+        ("kd", 0.5),
+        ("attention_kl", 1.0),
+        ("value_kl", 1.0),
+    ]
+    assert joint.objective.needs_teacher and joint.objective.student_features.hooks
+    staged = _plan(["method=minilm"], cache_dir)
+    finetune = staged.stages[-1]
+    assert finetune.name == "finetune" and not finetune.objective.needs_teacher  # kd_weight 0: CE alone, no teacher
+    with pytest.raises(ConfigError, match="method.schedule"):
+        _plan(["method=tinybert", "method.schedule=together"], cache_dir)
