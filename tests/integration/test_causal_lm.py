@@ -36,6 +36,11 @@ def run_lm(tmp_path, cache_dir):
     return _run
 
 
+# gkd and reverse_kl split the run's budget: sft_share 0.5 of it, then distill; 8 steps give distill the 4 steps the
+# single-stage methods get from the tiny config's train.max_steps=4
+ON_POLICY_BUDGET = ["train.max_steps=8"]
+
+
 def _check_results(results: dict, method: str) -> None:
     assert results["status"] == "complete" and results["task"]["name"] == "causal_lm"
     assert results["task"]["metric"] == "exact_match"
@@ -46,8 +51,11 @@ def _check_results(results: dict, method: str) -> None:
         assert scores["generated"] == 16 and scores["gen_tokens_per_s"] > 0
     c = results["comparison"]
     assert 0.0 <= c["agreement"] <= 1.0 and c["compression"] > 1.0 and c["gen_speedup"] > 0
-    distill = results["stages"][-1]
-    assert distill["name"] == "distill" and distill["steps"] == 4
+    distill = results["stages"][-1]  # the run's steps, or its share of them after an sft stage
+    budget = results["budget"]
+    spent = sum(s["steps"] for s in results["stages"] if s["name"] != "teacher_prep")
+    assert budget["total"]["steps"] == budget["planned_steps"] == spent
+    assert distill["name"] == "distill" and distill["steps"] == round(budget["planned_steps"] * distill["share"])
     assert set(distill["final_loss_terms"]) == LOSS_TERMS[method], distill["final_loss_terms"]
     assert all(math.isfinite(v) for v in distill["final_loss_terms"].values())
     assert distill["eval"]["generated"] == 8 and distill["eval"]["perplexity"] > 1.0
@@ -77,8 +85,9 @@ def test_on_policy_and_sequence_level_methods_end_to_end(run_lm, method, monkeyp
     rollouts = []
     real = lm_eval.rollout
     monkeypatch.setattr(lm_eval, "rollout", lambda *a, **k: rollouts.append(1) or real(*a, **k))
-    results, _ = run_lm([f"method={method}"])
+    results, _ = run_lm([f"method={method}"] + (ON_POLICY_BUDGET if method != "seq_kd" else []))
     _check_results(results, method)
+    assert results["stages"][-1]["steps"] == 4
     if method != "seq_kd":  # on_policy=1 (reverse_kl) or 0.5 (gkd): the share of sampled batches is logged
         # Which of the distill stage's 4 steps sample is the trainer's coin, seeded by (stage seed 42, step): at
         # gkd's on_policy=0.5 only step 1 draws below it (0.48, 0.79, 0.52, 0.85); reverse_kl samples every step.
@@ -95,7 +104,7 @@ def test_gkd_samples_exactly_the_on_policy_share(run_lm, monkeypatch):
     calls = []
     real = lm_eval.rollout
     monkeypatch.setattr(lm_eval, "rollout", lambda *a, **k: calls.append(1) or real(*a, **k))
-    results, _ = run_lm(["method=gkd", "method.on_policy=1.0", "method.sampling.max_new_tokens=4"])
+    results, _ = run_lm(["method=gkd", "method.on_policy=1.0", "method.sampling.max_new_tokens=4", *ON_POLICY_BUDGET])
     assert len(calls) == 4 and results["stages"][-1]["final_loss_terms"]["on_policy_batches"] == 1.0
     calls.clear()
     results, _ = run_lm(["method=gkd", "method.on_policy=0.0"])
@@ -110,7 +119,9 @@ def test_an_ntp_anchor_beside_on_policy_reverse_kl(run_lm, monkeypatch):
     calls = []
     real = lm_eval.forward_on_both
     monkeypatch.setattr(lm_eval, "forward_on_both", lambda *a: calls.append(1) or real(*a))
-    results, _ = run_lm(["method=reverse_kl", "method.ntp_weight=0.25", "method.sampling.max_new_tokens=4"])
+    results, _ = run_lm(
+        ["method=reverse_kl", "method.ntp_weight=0.25", "method.sampling.max_new_tokens=4", *ON_POLICY_BUDGET]
+    )
     distill = results["stages"][-1]
     assert len(calls) == 4 and distill["final_loss_terms"]["on_policy_batches"] == 1.0
     assert set(distill["final_loss_terms"]) == {"reverse_kl", "ntp", "on_policy_batches"}

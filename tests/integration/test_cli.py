@@ -1,7 +1,6 @@
 """The command line as a user runs it: subprocesses, a multirun, W&B offline files, error exits."""
 
 import json
-import math
 
 import pytest
 import torch
@@ -132,8 +131,12 @@ def test_every_method_in_one_glob_sweep(tmp_path, cache_dir):
         method = results["run"]["method"]
         seen[method] = [s["name"] for s in results["stages"] if s["name"] != "teacher_prep"]
         trained = [s for s in results["stages"] if s["name"] != "teacher_prep"]
-        # 3 epochs of 16-example batches over the stage's data view (noisy student's holds an unlabeled pool too)
-        assert all(s["steps"] == 3 * math.ceil(s["train_examples"] / 16) and s["final_loss_terms"] for s in trained)
+        # one budget for every method: 3 epochs of the 48-example split at batch 16 = 9 optimizer steps, split
+        # between a method's stages (noisy student's view holds an unlabeled pool too: the same steps)
+        budget = results["budget"]
+        assert budget["planned_steps"] == budget["total"]["steps"] == sum(s["steps"] for s in trained) == 9, method
+        assert 0 < budget["total"]["examples"] <= 9 * 16 and all(s["final_loss_terms"] for s in trained), method
+        assert method != "none" or budget["total"]["teacher_forwards"] == 0  # labels alone: no teacher ran
         produced = [s for s in trained if s.get("eval")]  # every model a stage produced is evaluated
         assert produced and produced[-1]["name"] == seen[method][-1], method
         metrics = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]

@@ -127,7 +127,7 @@ def _crash_in(stage_name, steps):
 
 def test_multi_stage_run_resumes_in_the_stage_it_stopped_in(run_tiny, tmp_path, monkeypatch):
     out = tmp_path / "tinybert"
-    original = _interrupt(run_tiny, monkeypatch, ["method=tinybert"], out, "prediction")
+    original = _interrupt(run_tiny, monkeypatch, ["method=tinybert", "train.max_steps=12"], out, "prediction")
     assert (out / "checkpoints" / "intermediate" / "done" / "record.json").exists()
     assert (out / "checkpoints" / "prediction" / "checkpoint-3").is_dir()
     assert not (out / "results.json").exists()
@@ -137,7 +137,7 @@ def test_multi_stage_run_resumes_in_the_stage_it_stopped_in(run_tiny, tmp_path, 
     monkeypatch.setattr(
         "distillkit.run.run_stage", lambda stage, *a, **k: calls.append(stage.name) or original(stage, *a, **k)
     )
-    results, _ = run_tiny(["method=tinybert"], out=out, resume=True)
+    results, _ = run_tiny(["method=tinybert", "train.max_steps=12"], out=out, resume=True)
     assert calls == ["prediction"]  # the finished stage is not trained again
     names = [s["name"] for s in results["stages"]]
     assert names == ["teacher_prep", "intermediate", "prediction"]
@@ -226,7 +226,7 @@ def test_attention_and_hook_methods_on_a_local_bert_checkpoint(run_tiny, tmp_pat
     results, out = run_tiny([f"method={method}", "teacher=hub", f"teacher.path={ckpt}"], without=("teacher.arch",))
     assert results["stages"][0]["name"] == "teacher_prep" and not results["stages"][0]["cached"]
     trained = results["stages"][1:]
-    assert len(trained) == 2 and all(s["steps"] == 6 for s in trained)
+    assert [s["steps"] for s in trained] == [3, 3] and results["budget"]["total"]["steps"] == 6  # one budget, halved
     first_terms = trained[0]["final_loss_terms"]
     assert first_terms and all(v >= 0 for v in first_terms.values())
     assert AutoModelForSequenceClassification.from_pretrained(out / "student").config.model_type == "bert"

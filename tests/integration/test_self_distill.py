@@ -47,7 +47,7 @@ def test_born_again_interrupted_inside_generation_2_resumes_there(run_tiny, tmp_
     from .test_end_to_end import _interrupt
 
     out = tmp_path / "ban"
-    overrides = ["method=born_again", "method.generations=2"]
+    overrides = ["method=born_again", "method.generations=2", "train.max_steps=18"]  # 6 steps a generation
     original = _interrupt(run_tiny, monkeypatch, overrides, out, "gen2")
     assert (out / "checkpoints" / "gen1" / "done" / "record.json").exists()
     assert (out / "checkpoints" / "gen2" / "checkpoint-3").is_dir()

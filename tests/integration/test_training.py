@@ -47,7 +47,7 @@ def test_eval_every_epoch_and_feature_only_stages(run_tiny):
     features, so it is not evaluated while its distill stage is."""
     results, out = run_tiny(["eval.every=epoch", "method=fitnets"])
     assert _evals(out, "hints") == []
-    assert [step for step, _ in _evals(out, "distill")] == [6]
+    assert [step for step, _ in _evals(out, "distill")] == [3]  # hints and distill share the 6-step budget
     assert [s.get("evaluations", 0) for s in results["stages"]] == [0, 0, 1]  # teacher_prep, hints, distill
 
 

@@ -285,7 +285,9 @@ def test_budget_columns_and_a_mismatch_flagged_at_the_top(tmp_path):
         (760, 24320, 24320),
     ]
     first = text.splitlines()[0]
-    assert first.startswith("BUDGET MISMATCH: 1 of 3 runs") and "more than 5%" in first and "760 optimizer steps" in first
+    assert (
+        first.startswith("BUDGET MISMATCH: 1 of 3 runs") and "more than 5%" in first and "760 optimizer steps" in first
+    )
     flagged = [line for line in text.splitlines() if line.startswith("  method=")]
     assert flagged == ["  method=tinybert,seed=1: 1500 steps, 48,000 examples"]
     header = next(line for line in text.splitlines() if line.startswith("job"))
