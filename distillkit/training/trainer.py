@@ -140,6 +140,7 @@ class DistillationTrainer(Trainer):
         if plan.fraction < 1.0 and torch.rand((), generator=coin).item() >= plan.fraction:
             return None
         tok = self.processing_class
+        mix = {"teacher": self._sampling_teacher(), "teacher_mix": plan.teacher_mix} if plan.teacher_mix else {}
         return self.on_policy.rollout(
             unwrap(model),
             inputs,
@@ -149,7 +150,19 @@ class DistillationTrainer(Trainer):
             temperature=plan.temperature,
             top_p=plan.top_p,
             seed=seed,
+            **mix,
         )
+
+    def _sampling_teacher(self):
+        """The one model of the stage's teacher source, for sampling from a mixture with it (MiniLLM)."""
+        models = self.source.modules() if self.source is not None else []
+        if len(models) != 1:
+            raise ValueError(
+                f"objective {self.objective.name!r} samples from a mixture with the teacher's next-token "
+                f"distribution and the stage's teacher source ({self.source.describe() if self.source else 'none'}) "
+                f"is {len(models)} models, not one"
+            )
+        return models[0]
 
     def _teacher(self, inputs: dict, mixed, training: bool):
         """The teacher's features for the loss, and its logits on the clean batch when it ran on it (else None).
