@@ -1,8 +1,8 @@
 """Methods of the causal-LM task (``task=causal_lm``): ``sft``, ``forward_kl``, ``reverse_kl`` (MiniLLM's per-token
 form), ``gkd`` (Agarwal et al. 2024), ``minillm`` (Gu et al. 2024, its policy-gradient form) and ``seq_kd`` (Kim &
-Rush 2016). Every term is a mean over response tokens
-(``losses/token.py``): the logits at position t−1 are compared at the tokens t whose label is not −100. Teacher and
-student output layers may have different padded sizes beyond the tokenizer's ids: the terms read the shared rows.
+Rush 2016). Every term is a mean over response tokens (``losses/token.py``, ``losses/minillm.py``): the logits at
+position t−1 are compared at the tokens t whose label is not −100. Teacher and student output layers may have
+different padded sizes beyond the tokenizer's ids: the terms read the shared rows.
 
 On-policy methods carry a ``Rollout`` on their objective: the trainer lets the student sample the batch's responses
 inside the training step (``lm_eval.rollout``), and the teacher then scores those tokens: their teacher outputs are

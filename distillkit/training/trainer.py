@@ -128,10 +128,10 @@ class DistillationTrainer(Trainer):
         return (loss, student) if return_outputs else loss
 
     def _rollout(self, model, inputs: dict) -> dict | None:
-        """On-policy objectives (GKD, reverse KL): with probability ``rollout.fraction`` the batch's responses become
-        the student's own samples (the task's ``OnPolicy.rollout``), drawn inside the training step; None keeps the
-        batch. The coin and the samples are seeded by (stage seed, step, process), so a resumed stage draws the same
-        ones."""
+        """On-policy objectives (GKD, reverse KL, MiniLLM): with probability ``rollout.fraction`` the batch's responses
+        become the student's own samples (the task's ``OnPolicy.rollout``; with ``rollout.teacher_mix`` drawn from
+        the mixture with the stage's teacher), drawn inside the training step; None keeps the batch. The coin and the
+        samples are seeded by (stage seed, step, process), so a resumed stage draws the same ones."""
         from distillkit.models.loading import unwrap
 
         plan = self.objective.rollout
