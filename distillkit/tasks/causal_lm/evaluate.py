@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
 import time
 
 import torch
@@ -443,10 +444,13 @@ def rollout(
 
 class _Decoder:
     """One model decoding token by token with its KV cache, from left-padded prompts: position ids count the real
-    tokens (as ``generate`` does), so a row's padding changes neither its positions nor its attention."""
+    tokens (as ``generate`` does), so a row's padding changes neither its positions nor its attention. The cache
+    argument is ``cache`` in recent transformers 5.x and ``past_key_values`` before (the model's signature says)."""
 
     def __init__(self, model, ids: Tensor, mask: Tensor):
         self.model, self.cache = model, None
+        params = inspect.signature(model.forward).parameters
+        self.cache_arg = "cache" if "cache" in params else "past_key_values"
         self.device = _model_device(model)
         self.mask = mask.to(self.device)
         self.next_ids, self.positions = ids.to(self.device), (self.mask.cumsum(1) - 1).clamp_min(0)
@@ -457,11 +461,11 @@ class _Decoder:
             input_ids=self.next_ids,
             attention_mask=self.mask,
             position_ids=self.positions,
-            cache=self.cache,
             use_cache=True,
             logits_to_keep=1,
+            **{self.cache_arg: self.cache},
         )
-        self.cache = out.cache
+        self.cache = getattr(out, self.cache_arg)
         return F.log_softmax(out.logits[:, -1, :vocab].float(), dim=-1)
 
     def append(self, tokens: Tensor) -> None:

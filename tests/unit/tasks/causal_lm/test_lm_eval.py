@@ -432,6 +432,15 @@ class FixedLM(torch.nn.Module):
         return SimpleNamespace(logits=logits, cache=None)
 
 
+class OlderFixedLM(FixedLM):
+    """FixedLM with the cache argument named as transformers 5.x named it before ``cache``."""
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=True, **kw):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=super().forward(input_ids).logits, past_key_values=None)
+
+
 def test_mixed_samples_follow_the_mixture_and_stop_at_eos():
     # V = 4, eos = 1: q puts 0.7 on token 0, p 0.7 on token 3; α = 0.2 → p̃ = [0.58, 0.1, 0.1, 0.22]
     q, p = [0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7]
@@ -448,6 +457,8 @@ def test_mixed_samples_follow_the_mixture_and_stop_at_eos():
     )
     student_only, _ = lm_eval.sample_mixed(FixedLM(q), FixedLM(p), batch, 1, EOS, PAD, alpha=0.0, seed=0)
     assert (torch.bincount(student_only[:, 0], minlength=4).float() / n).tolist() == pytest.approx(q, abs=0.012)
+    older, _ = lm_eval.sample_mixed(FixedLM(q), OlderFixedLM(p), batch, 3, EOS, PAD, alpha=0.2, seed=0)
+    assert torch.equal(older, new)  # the same draws whatever the teacher's cache argument is called
 
 
 def test_the_cached_decoder_matches_a_full_forward_on_left_padded_prompts():
