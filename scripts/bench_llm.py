@@ -1,11 +1,11 @@
 """Causal-LM distillation (task=causal_lm) on the embedded instruction task, measured. Prints figures; asserts nothing.
 
-    python scripts/bench_llm.py quality [--seeds 1 2 3]   # sft, forward_kl, reverse_kl, gkd, seq_kd: one sweep
+    python scripts/bench_llm.py quality [--seeds 1 2 3]   # sft, forward_kl, reverse_kl, gkd, minillm, seq_kd: a sweep
     python scripts/bench_llm.py topk                      # the teacher top-k cache: a second epoch, a second run
     python scripts/bench_llm.py report                    # the quality table again, from every quality* sweep
     python scripts/bench_llm.py all
 
-``quality`` runs ``python -m distillkit -m task=causal_lm method=<all five> seed=<seeds>`` (the teacher prepared
+``quality`` runs ``python -m distillkit -m task=causal_lm method=<all six> seed=<seeds>`` (the teacher prepared
 once, under --work/cache) and prints per method the mean ± std over seeds of the student's exact match, ROUGE-L
 and perplexity, its retention of the teacher's exact match, the distill stage's wall time and its cost per
 optimizer step (ms), each as docs/benchmarks.md reports them. ``topk`` runs forward_kl for two epochs with the teacher
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import run_sweep  # noqa: E402 (after the sys.path set-up above)
 from benchmark import distillkit  # noqa: E402 (after the sys.path set-up above)
 
-METHODS = ("sft", "forward_kl", "reverse_kl", "gkd", "seq_kd")
+METHODS = ("sft", "forward_kl", "reverse_kl", "gkd", "minillm", "seq_kd")
 
 
 def _results(folder: Path) -> list[dict]:

@@ -1,6 +1,6 @@
 """Schema dataclasses of the ``method`` group's causal-LM family (``task=causal_lm``): sft, forward_kl, reverse_kl,
-gkd, seq_kd. Their builders are in ``distillkit/methods/llm.py``; the table is ``distillkit/config/registry.py``.
-Every token-level term is a mean over response tokens (prompt and padding masked)."""
+gkd, minillm, seq_kd. Their builders are in ``distillkit/methods/llm.py``; the table is
+``distillkit/config/registry.py``. Every token-level term is a mean over response tokens (prompt and padding masked)."""
 
 from __future__ import annotations
 
@@ -142,6 +142,69 @@ class GKDMethodConfig:
         unit_interval("method.beta", self.beta)
         unit_interval("method.on_policy", self.on_policy)
         _temperature(self.temperature)
+        _chunk(self.chunk_size)
+
+
+@dataclass
+class MiniLLMMethodConfig:
+    """Gu et al. 2024 (MiniLLM): the policy-gradient form of the sequence-level reverse KL KL(q_θ ‖ p) with the
+    single-step decomposition, length-normalised future rewards and teacher-mixed sampling (``losses/minillm.py``).
+    Every batch is sampled from p̃ = teacher_mix·p + (1 − teacher_mix)·q_θ inside the training step."""
+
+    name: str = "minillm"
+    teacher_mix: float = 0.2  # α of p̃ = α·p + (1 − α)·q_θ (0: the student's own samples, no teacher while sampling)
+    length_norm: bool = True  # R^Norm_{t+1}: the mean, not the sum, of the future rewards
+    discount: float = 1.0  # γ of the future rewards (1 = the paper; LMOps's default is 0.95)
+    ratio_clip: Optional[float] = 0.2  # ε of PPO's clip on ρ_t = w_t (LMOps's cliprange); null = plain REINFORCE
+    reward_clip: Optional[float] = None  # r_t clipped to [−c, c]; null = none
+    sft_share: float = 0.5  # a first stage `sft` takes this share of train.epochs (the paper starts from SFT)
+    distill_learning_rate: Optional[float] = None  # the distill stage's peak rate; null = train.learning_rate
+    ntp_weight: float = 0.0  # μ: L = (1 − μ)·MiniLLM + μ·NTP on the dataset's responses (the paper's L_PT, here)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    chunk_size: Optional[int] = None  # of the single-step term's (rows, V) temporaries
+
+    def __post_init__(self):
+        require(
+            0.0 <= self.teacher_mix < 1.0,
+            "method.teacher_mix",
+            self.teacher_mix,
+            "is outside [0, 1): it is α of the sampling mixture α·p_teacher + (1 − α)·q_student, and at 1 the "
+            "student never samples and its importance weights q/p are unbounded.",
+            "use 0.2 (the paper's), or 0 for the student's own samples only.",
+        )
+        require(
+            0.0 < self.discount <= 1.0,
+            "method.discount",
+            self.discount,
+            "is outside (0, 1].",
+            "use 1.0 (the paper's undiscounted future reward) or e.g. 0.95 (LMOps's code).",
+        )
+        require(
+            self.ratio_clip is None or 0.0 < self.ratio_clip < 1.0,
+            "method.ratio_clip",
+            self.ratio_clip,
+            "is outside (0, 1): it is PPO's ε, the importance ratio kept within [1 − ε, 1 + ε].",
+            "use 0.2 (LMOps's) or null (no clipping).",
+        )
+        require(
+            self.reward_clip is None or self.reward_clip > 0,
+            "method.reward_clip",
+            self.reward_clip,
+            "must be > 0 or null.",
+            "use null (no clipping) or a bound on |log p − log q| per token such as 10.",
+        )
+        for key, value in (("temperature", self.sampling.temperature), ("top_p", self.sampling.top_p)):
+            require(
+                value == 1.0,
+                f"method.sampling.{key}",
+                value,
+                "is not 1.0: MiniLLM samples from the mixture p̃ = α·p + (1 − α)·q itself, and its importance "
+                "weights q/p̃ assume exactly that distribution.",
+                f"leave method.sampling.{key} at 1.0 (method.teacher_mix sets how much the teacher steers them).",
+            )
+        _sft_share(self.sft_share)
+        _distill_rate(self.distill_learning_rate)
+        _ntp_weight(self.ntp_weight)
         _chunk(self.chunk_size)
 
 

@@ -60,6 +60,7 @@ REGISTRY: dict[str, MethodEntry] = {
     "forward_kl": MethodEntry(lc.ForwardKLMethodConfig, "llm:build_forward_kl", "llm"),
     "reverse_kl": MethodEntry(lc.ReverseKLMethodConfig, "llm:build_reverse_kl", "llm"),
     "gkd": MethodEntry(lc.GKDMethodConfig, "llm:build_gkd", "llm"),
+    "minillm": MethodEntry(lc.MiniLLMMethodConfig, "llm:build_minillm", "llm"),
     "seq_kd": MethodEntry(lc.SeqKDMethodConfig, "llm:build_seq_kd", "llm"),
 }
 

@@ -66,11 +66,16 @@ def reverse_kl(
     temperature: float = 1.0,
     scale_by_t2: bool = True,
     chunk_size: int | None = None,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Reverse KL, T² · mean over the masked tokens of KL(p_s ‖ p_t) (mode seeking; MiniLLM's objective per token,
     GKD's β = 1).
 
         KL(p_s ‖ p_t) = Σ_v p_s,v (log p_s,v − log p_t,v),   p = softmax(z/T)
+
+    ``weights`` (B, S), optional: each token's KL multiplied by its weight before the mean (still divided by the
+    number of masked tokens, not by the weights' sum); MiniLLM's importance weights (``losses/minillm.py``). They
+    are used as given: pass them detached unless their gradient is wanted.
 
     student_logits, teacher_logits: (B, S, V) · mask: (B, S), true = response token. Returns a 0-dim tensor.
     """
@@ -82,6 +87,7 @@ def reverse_kl(
         scale_by_t2,
         chunk_size,
         lambda log_s, log_t: _kl_rows(log_s, log_t),
+        weights,
     )
 
 
@@ -270,8 +276,10 @@ def _full_vocab_loss(
     scale_by_t2: bool,
     chunk_size: int | None,
     divergence: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Checks, then the masked mean of ``divergence(log p_s, log p_t)`` over (rows, V) tempered log-probs."""
+    """Checks, then the masked mean of ``divergence(log p_s, log p_t)`` over (rows, V) tempered log-probs, each
+    row multiplied by its entry of ``weights`` (same shape as ``mask``) when given."""
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(
             f"student and teacher logits differ in shape: {tuple(student_logits.shape)} vs "
@@ -280,14 +288,19 @@ def _full_vocab_loss(
         )
     _check_temperature(temperature)
     keep = _token_mask(mask, student_logits)
+    if weights is not None and tuple(weights.shape) != tuple(keep.shape):
+        raise ValueError(f"weights of shape {tuple(weights.shape)} do not match the mask's {tuple(keep.shape)}")
 
-    def rows(z_s: torch.Tensor, z_t: torch.Tensor) -> torch.Tensor:
+    def rows(z_s: torch.Tensor, z_t: torch.Tensor, *w: torch.Tensor) -> torch.Tensor:
         log_s = F.log_softmax(z_s.float() / temperature, dim=-1)
         log_t = F.log_softmax(z_t.float() / temperature, dim=-1)
-        return divergence(log_s, log_t)
+        per_row = divergence(log_s, log_t)
+        return per_row * w[0].float() if w else per_row
 
     vocab = student_logits.shape[-1]
     flat = [student_logits.reshape(-1, vocab), teacher_logits.reshape(-1, vocab)]
+    if weights is not None:
+        flat.append(weights.to(student_logits.device).reshape(-1))
     return _masked_mean(flat, keep, temperature, scale_by_t2, chunk_size, rows)
 
 

@@ -1,7 +1,8 @@
 """Methods of the causal-LM task (``task=causal_lm``): ``sft``, ``forward_kl``, ``reverse_kl`` (MiniLLM's per-token
-form), ``gkd`` (Agarwal et al. 2024) and ``seq_kd`` (Kim & Rush 2016). Every term is a mean over response tokens
-(``losses/token.py``): the logits at position t−1 are compared at the tokens t whose label is not −100. Teacher and
-student output layers may have different padded sizes beyond the tokenizer's ids: the terms read the shared rows.
+form), ``gkd`` (Agarwal et al. 2024), ``minillm`` (Gu et al. 2024, its policy-gradient form) and ``seq_kd`` (Kim &
+Rush 2016). Every term is a mean over response tokens (``losses/token.py``, ``losses/minillm.py``): the logits at
+position t−1 are compared at the tokens t whose label is not −100. Teacher and student output layers may have
+different padded sizes beyond the tokenizer's ids: the terms read the shared rows.
 
 On-policy methods carry a ``Rollout`` on their objective: the trainer lets the student sample the batch's responses
 inside the training step (``lm_eval.rollout``), and the teacher then scores those tokens: their teacher outputs are
@@ -11,7 +12,7 @@ teacher's top-k log-probs are stored once per view (``topk_cache``) and the term
 from __future__ import annotations
 
 from distillkit.config import llm as lc
-from distillkit.losses import IGNORE_INDEX, token
+from distillkit.losses import IGNORE_INDEX, minillm, token
 from distillkit.methods.common import stage
 from distillkit.recipe.objective import Dims, LossInputs, LossTerm, Objective, Rollout
 from distillkit.recipe.stage import PREPARED, DataView, ResponsesOptions, Stage
@@ -142,6 +143,55 @@ def build_gkd(cfg: lc.GKDMethodConfig, dims: Dims | None = None) -> list[Stage]:
     return _after_sft(
         cfg, _on_policy(cfg, "jsd", f"β={cfg.beta:g}, λ=on_policy={cfg.on_policy:g}, T={cfg.temperature:g}")
     )
+
+
+def build_minillm(cfg: lc.MiniLLMMethodConfig, dims: Dims | None = None) -> list[Stage]:
+    """[sft →] L = (1 − μ)·(single step + long term) + μ·NTP on the dataset's responses, every batch sampled from
+    p̃ = α·p + (1 − α)·q_θ inside the training step (``losses/minillm.py`` has the formulas)."""
+    alpha = cfg.teacher_mix
+
+    def inputs(x: LossInputs):
+        z_s, z_t, mask = aligned(x)
+        return z_s, z_t, x.labels[:, 1:], mask
+
+    def single_step(x: LossInputs):
+        return minillm.single_step_loss(*inputs(x), alpha=alpha, chunk_size=cfg.chunk_size)
+
+    def long_term(x: LossInputs):
+        return minillm.long_term_loss(
+            *inputs(x),
+            alpha=alpha,
+            length_norm=cfg.length_norm,
+            discount=cfg.discount,
+            reward_clip=cfg.reward_clip,
+            ratio_clip=cfg.ratio_clip,
+        )
+
+    returns = "R^Norm_{t+1}" if cfg.length_norm else "R_{t+1}"
+    weight = 1.0 - cfg.ntp_weight
+    terms = [
+        LossTerm("single_step", weight, single_step, "w·KL(p_s ‖ p_t)"),
+        LossTerm("long_term", weight, long_term, f"[−w·{returns}·log p_s(y_t)]"),
+        ntp_term(cfg.ntp_weight, on_data=True),
+    ]
+    notes = (
+        f"y ∼ p̃ = α·p_t + (1 − α)·p_s, α=teacher_mix={alpha:g}; w = p_s(y_t)/p̃(y_t); "
+        f"r_t = log p_t(y_t) − log p_s(y_t)"
+        + (f", γ={cfg.discount:g}" if cfg.discount != 1.0 else "")
+        + (f", ε=ratio_clip={cfg.ratio_clip:g}" if cfg.ratio_clip is not None else "")
+        + (f", r clipped to ±{cfg.reward_clip:g}" if cfg.reward_clip is not None else "")
+        + (f", μ=ntp_weight={cfg.ntp_weight:g} (NTP on the dataset's responses)" if cfg.ntp_weight else "")
+    )
+    s = cfg.sampling
+    objective = Objective(
+        name=cfg.name,
+        terms=terms,
+        needs_teacher=True,
+        rollout=Rollout(1.0, s.max_new_tokens, s.temperature, s.top_p, teacher_mix=alpha),
+        uncacheable=ON_POLICY,
+        notes=notes,
+    )
+    return _after_sft(cfg, objective)
 
 
 def build_seq_kd(cfg: lc.SeqKDMethodConfig, dims: Dims | None = None) -> list[Stage]:

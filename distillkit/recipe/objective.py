@@ -107,13 +107,16 @@ class Objective:
 
 @dataclass(frozen=True)
 class Rollout:
-    """On-policy batches (GKD, reverse KL): with probability ``fraction`` a training batch's responses are replaced,
-    inside the training step, by the student's own samples of at most ``max_new_tokens`` tokens."""
+    """On-policy batches (GKD, reverse KL, MiniLLM): with probability ``fraction`` a training batch's responses are
+    replaced, inside the training step, by the student's own samples of at most ``max_new_tokens`` tokens.
+    ``teacher_mix`` = α > 0 (MiniLLM): each token is drawn from α·p_teacher + (1 − α)·q_student instead, which
+    runs the stage's teacher once per generated token."""
 
     fraction: float
     max_new_tokens: int
     temperature: float = 1.0
     top_p: float = 1.0
+    teacher_mix: float = 0.0
 
 
 @dataclass

@@ -22,9 +22,10 @@ from distillkit.config.task import DEFAULT_TASK, TASKS, TaskRow, row
 
 @dataclass(frozen=True)
 class OnPolicy:
-    """What the trainer needs from a task for on-policy objectives (GKD, reverse KL): ``rollout(model, inputs,
-    max_new_tokens, eos_token_id, pad_token_id, temperature=, top_p=, seed=)`` (the batch with the student's own
-    responses) and ``forward_on_both(model, objective, sampled, data, pad_token_id)`` (one forward over the sampled
+    """What the trainer needs from a task for on-policy objectives (GKD, reverse KL, MiniLLM): ``rollout(model,
+    inputs, max_new_tokens, eos_token_id, pad_token_id, temperature=, top_p=, seed=)`` (the batch with the student's
+    own responses; MiniLLM's also ``teacher=, teacher_mix=``: each token drawn from α·p_teacher + (1 − α)·q_student)
+    and ``forward_on_both(model, objective, sampled, data, pad_token_id)`` (one forward over the sampled
     and the dataset's rows, for a loss that reads both)."""
 
     rollout: Callable

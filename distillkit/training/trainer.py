@@ -161,10 +161,10 @@ class DistillationTrainer(Trainer):
         return Progress(self.state.global_step, self.state.max_steps, self._steps_per_epoch)
 
     def _rollout(self, model, inputs: dict) -> dict | None:
-        """On-policy objectives (GKD, reverse KL): with probability ``rollout.fraction`` the batch's responses become
-        the student's own samples (the task's ``OnPolicy.rollout``), drawn inside the training step; None keeps the
-        batch. The coin and the samples are seeded by (stage seed, step, process), so a resumed stage draws the same
-        ones."""
+        """On-policy objectives (GKD, reverse KL, MiniLLM): with probability ``rollout.fraction`` the batch's responses
+        become the student's own samples (the task's ``OnPolicy.rollout``; with ``rollout.teacher_mix`` drawn from
+        the mixture with the stage's teacher), drawn inside the training step; None keeps the batch. The coin and the
+        samples are seeded by (stage seed, step, process), so a resumed stage draws the same ones."""
         from distillkit.models.loading import unwrap
 
         plan = self.objective.rollout
@@ -173,6 +173,7 @@ class DistillationTrainer(Trainer):
         if plan.fraction < 1.0 and torch.rand((), generator=coin).item() >= plan.fraction:
             return None
         tok = self.processing_class
+        mix = {"teacher": self._sampling_teacher(), "teacher_mix": plan.teacher_mix} if plan.teacher_mix else {}
         return self.on_policy.rollout(
             unwrap(model),
             inputs,
@@ -182,7 +183,19 @@ class DistillationTrainer(Trainer):
             temperature=plan.temperature,
             top_p=plan.top_p,
             seed=seed,
+            **mix,
         )
+
+    def _sampling_teacher(self):
+        """The one model of the stage's teacher source, for sampling from a mixture with it (MiniLLM)."""
+        models = self.source.modules() if self.source is not None else []
+        if len(models) != 1:
+            raise ValueError(
+                f"objective {self.objective.name!r} samples from a mixture with the teacher's next-token "
+                f"distribution and the stage's teacher source ({self.source.describe() if self.source else 'none'}) "
+                f"is {len(models)} models, not one"
+            )
+        return models[0]
 
     def _teacher(self, inputs: dict, mixed, training: bool):
         """The teacher's features for the loss, and its logits on the clean batch when it ran on it (else None).

@@ -32,5 +32,5 @@ def test_benchmark_script_smoke(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    assert all(f"\n{m} " in out for m in ("sft", "forward_kl", "reverse_kl", "gkd", "seq_kd")), out
+    assert all(f"\n{m} " in out for m in ("sft", "forward_kl", "reverse_kl", "gkd", "minillm", "seq_kd")), out
     assert "cached, second run (reads)" in out and "second run vs online:" in out

@@ -18,6 +18,7 @@ LOSS_TERMS = {
     "forward_kl": {"kd", "ntp"},
     "reverse_kl": {"reverse_kl", "on_policy_batches"},
     "gkd": {"jsd", "on_policy_batches"},
+    "minillm": {"single_step", "long_term", "on_policy_batches"},
     "seq_kd": {"ntp"},
 }
 
@@ -155,6 +156,27 @@ def test_a_sweep_of_the_on_policy_methods_with_a_key_the_default_method_lacks(tm
     runs = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/results.json"))]
     assert [r["run"]["method"] for r in runs] == ["reverse_kl", "gkd"]
     assert all("ntp" in r["stages"][-1]["final_loss_terms"] and "0.25·NTP" in r["stages"][-1]["formula"] for r in runs)
+
+
+def test_minillm_samples_from_the_teacher_mix_and_reports_its_terms(run_lm, monkeypatch):
+    """method=minillm: every distill step samples from α·p_teacher + (1 − α)·q_student (lm_eval.sample_mixed, with
+    the prepared teacher), the single-step and long-term terms are logged, and the run completes with its report."""
+    import distillkit.tasks.causal_lm.evaluate as lm_eval
+
+    alphas = []
+    real = lm_eval.sample_mixed
+    monkeypatch.setattr(lm_eval, "sample_mixed", lambda *a, **k: alphas.append(a[6]) or real(*a, **k))
+    results, out = run_lm(["method=minillm", "method.sampling.max_new_tokens=6", *ON_POLICY_BUDGET])
+    _check_results(results, "minillm")
+    distill = results["stages"][-1]
+    assert alphas == [0.2] * 4 and distill["final_loss_terms"]["on_policy_batches"] == 1.0
+    assert distill["formula"].startswith("L = 1·w·KL(p_s ‖ p_t) + 1·[−w·R^Norm_{t+1}·log p_s(y_t)]")
+    assert "α=teacher_mix=0.2" in distill["formula"] and "ε=ratio_clip=0.2" in distill["formula"]
+    # the single-step term is a weighted KL (w ≥ 0): never negative; the long-term one is −mean(w·R^Norm)
+    assert distill["final_loss_terms"]["single_step"] >= 0.0
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    training = [r for r in logged if r["stage"] == "distill" and "loss" in r]
+    assert training and all(math.isfinite(r["loss/long_term"]) and r["loss/single_step"] >= 0 for r in training)
 
 
 def test_seq_kd_trains_on_cached_teacher_responses(run_lm, tmp_path, monkeypatch):

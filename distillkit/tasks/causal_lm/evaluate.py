@@ -1,5 +1,6 @@
 """Evaluation and on-policy sampling for causal-LM distillation: token-level NLL / perplexity / agreement,
-greedy generations scored by exact match and ROUGE-L, generation throughput, and student rollouts (GKD).
+greedy generations scored by exact match and ROUGE-L, generation throughput, and student rollouts (GKD, reverse KL;
+MiniLLM's teacher-mixed samples, ``sample_mixed``).
 
 Batch format (the LM collator's): ``input_ids`` (B, S) right-padded, ``attention_mask`` (B, S), ``labels``
 (B, S) with -100 on prompt and padding and the token ids themselves (UNshifted, HF convention) on response
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import inspect
 import time
 
 import torch
@@ -28,7 +30,16 @@ from distillkit.models.loading import unwrap
 from distillkit.speed import SPREAD, cpu_threads, in_turn, median_spread, sync
 from distillkit.tasks.causal_lm.metrics import exact_match, perplexity, rouge_l, token_agreement_counts
 
-__all__ = ["generate", "generation_scores", "generation_speed", "generations", "rollout", "shift", "token_pass"]
+__all__ = [
+    "generate",
+    "generation_scores",
+    "generation_speed",
+    "generations",
+    "rollout",
+    "sample_mixed",
+    "shift",
+    "token_pass",
+]
 
 IGNORE = -100
 _MODEL_INPUTS = ("input_ids", "attention_mask")
@@ -393,16 +404,29 @@ def rollout(
     temperature=1.0,
     top_p=1.0,
     seed: int | None = None,
+    teacher=None,
+    teacher_mix: float = 0.0,
 ) -> dict:
-    """On-policy data for GKD / reverse-KL training: the model SAMPLES (softmax(z / temperature), top-p) a
+    """On-policy data for GKD / reverse-KL / MiniLLM training: the model SAMPLES (softmax(z / temperature), top-p) a
     continuation of each row's prompt in eval mode (every submodule's flag restored after), and the batch is
     rebuilt in the collator's format on the prompt's device: input_ids = prompt tokens (left padding removed) +
     generated tokens up to and including the first eos (or max_new_tokens of them), right-padded with pad;
     attention_mask 1 on those tokens; labels -100 on prompt and padding, the generated ids elsewhere (so a row
     whose first token is eos has the eos as its one labelled token); prompt_ids / prompt_mask / idx carried over
     unchanged; any other key dropped. With ``seed``: torch.manual_seed(seed) inside torch.random.fork_rng(), so
-    the sample is a function of the seed and the global RNG is left as it was; without, the global RNG draws."""
+    the sample is a function of the seed and the global RNG is left as it was; without, the global RNG draws.
+    ``teacher_mix`` = α > 0 (MiniLLM; needs ``teacher``, temperature 1, top-p 1): every token is drawn from
+    α·p_teacher + (1 − α)·q_model instead (``sample_mixed``)."""
     m = unwrap(model)
+    if teacher_mix > 0:
+        if teacher is None or temperature != 1.0 or top_p != 1.0:
+            raise ValueError(
+                f"teacher-mixed sampling (teacher_mix={teacher_mix}) needs the teacher model and draws from the "
+                f"mixture itself: temperature 1 and top_p 1, got teacher={type(teacher).__name__}, "
+                f"temperature={temperature}, top_p={top_p}"
+            )
+        new, lengths = sample_mixed(m, teacher, batch, max_new_tokens, eos_token_id, pad_token_id, teacher_mix, seed)
+        return _rebuild(batch, new, lengths, pad_token_id)
     with _eval_mode(m):
         new, lengths = generate(
             m,
@@ -416,3 +440,79 @@ def rollout(
             generator_seed=seed,
         )
     return _rebuild(batch, new, lengths, pad_token_id)
+
+
+class _Decoder:
+    """One model decoding token by token with its KV cache, from left-padded prompts: position ids count the real
+    tokens (as ``generate`` does), so a row's padding changes neither its positions nor its attention. The cache
+    argument is ``cache`` in recent transformers 5.x and ``past_key_values`` before (the model's signature says)."""
+
+    def __init__(self, model, ids: Tensor, mask: Tensor):
+        self.model, self.cache = model, None
+        params = inspect.signature(model.forward).parameters
+        self.cache_arg = "cache" if "cache" in params else "past_key_values"
+        self.device = _model_device(model)
+        self.mask = mask.to(self.device)
+        self.next_ids, self.positions = ids.to(self.device), (self.mask.cumsum(1) - 1).clamp_min(0)
+
+    def log_probs(self, vocab: int) -> Tensor:
+        """log softmax of the next-token logits over the first ``vocab`` rows (fp32), (B, vocab)."""
+        out = self.model(
+            input_ids=self.next_ids,
+            attention_mask=self.mask,
+            position_ids=self.positions,
+            use_cache=True,
+            logits_to_keep=1,
+            **{self.cache_arg: self.cache},
+        )
+        self.cache = getattr(out, self.cache_arg)
+        return F.log_softmax(out.logits[:, -1, :vocab].float(), dim=-1)
+
+    def append(self, tokens: Tensor) -> None:
+        self.next_ids = tokens.to(self.device)[:, None]
+        self.mask = torch.cat([self.mask, self.mask.new_ones((len(tokens), 1))], dim=1)
+        self.positions = self.positions[:, -1:] + 1
+
+
+@torch.no_grad()
+def sample_mixed(
+    student,
+    teacher,
+    batch: dict,
+    max_new_tokens: int,
+    eos_token_id: int,
+    pad_token_id: int,
+    alpha: float,
+    seed: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """MiniLLM's teacher-mixed sampling: each new token y_t ~ p̃ = α·p(·|y_<t, x) + (1 − α)·q(·|y_<t, x) (p the
+    teacher, q the student, both softmax at temperature 1 over the vocabulary rows both have;
+    ``losses.minillm.mixture_logprobs``), both models decoding with their KV caches in eval mode (flags restored
+    after): one teacher forward per generated token. Returns (new_tokens (B, N), lengths (B,)) as ``generate``
+    does: every token after a row's first eos is pad. With ``seed`` the draws use their own generator seeded with
+    it (the global RNG untouched). In a process group every process decodes all ``max_new_tokens`` steps (a sharded
+    teacher's forward is collective: no process may stop before the others)."""
+    from distillkit.dist import initialized
+    from distillkit.losses.minillm import mixture_logprobs
+
+    student, teacher = unwrap(student), unwrap(teacher)
+    ids, mask = batch["prompt_ids"], batch["prompt_mask"].long()
+    decoders = _Decoder(student, ids, mask), _Decoder(teacher, ids, mask)
+    vocab = min(student.get_output_embeddings().weight.shape[0], teacher.get_output_embeddings().weight.shape[0])
+    device = decoders[0].device
+    generator = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+    done = torch.zeros(len(ids), dtype=torch.bool, device=device)
+    new = []
+    with _eval_mode(student, teacher):
+        for _ in range(max_new_tokens):
+            log_q, log_p = (d.log_probs(vocab).to(device) for d in decoders)
+            probs = mixture_logprobs(log_q, log_p, alpha).exp()
+            tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            tokens = tokens.masked_fill(done, pad_token_id)
+            new.append(tokens)
+            done |= tokens == eos_token_id
+            if bool(done.all()) and not initialized():
+                break
+            for d in decoders:
+                d.append(tokens)
+    return _cut_at_eos(torch.stack(new, dim=1), eos_token_id, pad_token_id)

@@ -20,7 +20,7 @@ NEEDS = {
 # Options of the causal-LM task: composed with task=causal_lm (the default task is classification).
 CAUSAL = (
     {("data", o) for o in ("lm_synthetic", "lm_local", "lm_hub", "alpaca", "dolly")}
-    | {("method", o) for o in ("sft", "forward_kl", "reverse_kl", "gkd", "seq_kd")}
+    | {("method", o) for o in ("sft", "forward_kl", "reverse_kl", "gkd", "minillm", "seq_kd")}
     | {("teacher", o) for o in ("embedded-llama", "gpt2-medium", "qwen2.5-1.5b")}
     | {("student", o) for o in ("llama-small", "gpt2", "qwen2.5-0.5b")}
     | {("task", "causal_lm")}
@@ -122,6 +122,25 @@ def test_bad_values_name_key_value_and_fix(overrides, key, words):
     message = str(err)
     assert message.startswith(f"{key}=") and "Fix:" in message and words in message
     assert "\n" not in message  # one paragraph
+
+
+@pytest.mark.parametrize(
+    "override,key,words",
+    [
+        ("method.teacher_mix=1.0", "method.teacher_mix", "unbounded"),
+        ("method.teacher_mix=-0.1", "method.teacher_mix", "[0, 1)"),
+        ("method.discount=0", "method.discount", "(0, 1]"),
+        ("method.ratio_clip=1.0", "method.ratio_clip", "PPO's ε"),
+        ("method.reward_clip=0", "method.reward_clip", "> 0 or null"),
+        ("method.sampling.temperature=0.7", "method.sampling.temperature", "importance"),
+        ("method.sampling.top_p=0.9", "method.sampling.top_p", "importance"),
+        ("method.ntp_weight=1.0", "method.ntp_weight", "[0, 1)"),
+    ],
+)
+def test_minillm_bad_values_name_key_value_and_fix(override, key, words):
+    err = _error(["task=causal_lm", "method=minillm", override])
+    message = str(err)
+    assert err.key == key and message.startswith(f"{key}=") and "Fix:" in message and words in message
 
 
 def test_wrong_type_fails_while_composing():

@@ -64,7 +64,7 @@ def test_plan_errors_name_the_key_value_and_fix(tmp_path, cache_dir):
     assert "chat template" in str(err.value)
 
 
-@pytest.mark.parametrize("method", ["reverse_kl", "gkd"])
+@pytest.mark.parametrize("method", ["reverse_kl", "gkd", "minillm"])
 def test_on_policy_stages_split_the_budget_and_the_distill_stage_may_have_its_own_rate(method):
     from distillkit.recipe.objective import Dims
     from distillkit.stages.planning import plan_stages

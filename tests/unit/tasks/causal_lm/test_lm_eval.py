@@ -408,3 +408,90 @@ def test_an_on_policy_step_reads_the_dataset_batch_from_one_stacked_forward():
     )
     with pytest.raises(ValueError, match="logits only"):
         lm_eval.forward_on_both(model, hidden, sampled, data, PAD)
+
+
+# --- teacher-mixed sampling (MiniLLM) ------------------------------------------------------------
+
+
+class FixedLM(torch.nn.Module):
+    """A stand-in causal LM whose next-token distribution is ``probs`` whatever the input (no cache needed)."""
+
+    def __init__(self, probs):
+        super().__init__()
+        self.head = torch.nn.Linear(1, len(probs), bias=False)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.tensor(probs).log()[:, None])
+
+    def get_output_embeddings(self):
+        return self.head
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None, use_cache=True, **kw):
+        from types import SimpleNamespace
+
+        logits = self.head.weight[:, 0].expand(input_ids.shape[0], 1, -1)
+        return SimpleNamespace(logits=logits, cache=None)
+
+
+class OlderFixedLM(FixedLM):
+    """FixedLM with the cache argument named as transformers 5.x named it before ``cache``."""
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=True, **kw):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=super().forward(input_ids).logits, past_key_values=None)
+
+
+def test_mixed_samples_follow_the_mixture_and_stop_at_eos():
+    # V = 4, eos = 1: q puts 0.7 on token 0, p 0.7 on token 3; α = 0.2 → p̃ = [0.58, 0.1, 0.1, 0.22]
+    q, p = [0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7]
+    n = 20_000
+    batch = {"prompt_ids": torch.full((n, 1), 2), "prompt_mask": torch.ones(n, 1, dtype=torch.long)}
+    new, lengths = lm_eval.sample_mixed(FixedLM(q), FixedLM(p), batch, 3, EOS, PAD, alpha=0.2, seed=0)
+    first = torch.bincount(new[:, 0], minlength=4).float() / n
+    assert first.tolist() == pytest.approx([0.58, 0.1, 0.1, 0.22], abs=0.012)  # 3.5 standard errors
+    ended = new[:, 0] == EOS
+    assert (new[ended, 1:] == PAD).all() and (lengths[ended] == 1).all() and (lengths[~ended] >= 2).all()
+    later = new[~ended, 1]  # the second step of the rows still going draws from p̃ again
+    assert (torch.bincount(later, minlength=4).float() / len(later)).tolist() == pytest.approx(
+        [0.58, 0.1, 0.1, 0.22], abs=0.012
+    )
+    student_only, _ = lm_eval.sample_mixed(FixedLM(q), FixedLM(p), batch, 1, EOS, PAD, alpha=0.0, seed=0)
+    assert (torch.bincount(student_only[:, 0], minlength=4).float() / n).tolist() == pytest.approx(q, abs=0.012)
+    older, _ = lm_eval.sample_mixed(FixedLM(q), OlderFixedLM(p), batch, 3, EOS, PAD, alpha=0.2, seed=0)
+    assert torch.equal(older, new)  # the same draws whatever the teacher's cache argument is called
+
+
+def test_the_cached_decoder_matches_a_full_forward_on_left_padded_prompts():
+    """Position ids from the prompt mask and the KV cache: each step's next-token log-probs equal the model's on
+    the unpadded prompt plus the tokens appended so far, whatever the padding holds."""
+    model = tiny_lm(0)
+    batch = collate(EXAMPLES, garbage=3)
+    decoder = lm_eval._Decoder(model, batch["prompt_ids"], batch["prompt_mask"])
+    appended = [torch.tensor([7, 8, 9, 10]), torch.tensor([11, 12, 13, 14])]
+    with torch.no_grad():
+        for step in range(3):
+            got = decoder.log_probs(V)
+            for i, (prompt, _) in enumerate(EXAMPLES):
+                ids = torch.tensor([list(prompt) + [int(a[i]) for a in appended[:step]]])
+                want = model(input_ids=ids).logits[0, -1].float().log_softmax(-1)
+                assert torch.allclose(got[i], want, atol=1e-5), (step, i)
+            if step < 2:
+                decoder.append(appended[step])
+
+
+def test_rollout_with_a_teacher_mix_is_seeded_and_in_the_collator_format():
+    student, teacher = tiny_lm(0).train(), tiny_lm(1)
+    batch = collate(EXAMPLES, garbage=3)
+    a = rollout(student, batch, 6, EOS, PAD, seed=1, teacher=teacher, teacher_mix=0.2)
+    assert student.training and all(m.training for m in student.modules())  # eval mode while sampling only
+    state = torch.get_rng_state()
+    b = rollout(student, batch, 6, EOS, PAD, seed=1, teacher=teacher, teacher_mix=0.2)
+    assert torch.equal(torch.get_rng_state(), state) and all(torch.equal(a[k], b[k]) for k in a)
+    for i, (prompt, _) in enumerate(EXAMPLES):
+        p, n = len(prompt), int(a["attention_mask"][i].sum())
+        assert a["input_ids"][i, :p].tolist() == list(prompt) and 1 <= n - p <= 6
+        assert torch.equal(a["labels"][i, p:n], a["input_ids"][i, p:n]) and (a["labels"][i, :p] == -100).all()
+    with pytest.raises(ValueError, match="temperature 1"):
+        rollout(student, batch, 6, EOS, PAD, temperature=0.7, seed=1, teacher=teacher, teacher_mix=0.2)
+    with pytest.raises(ValueError, match="teacher"):
+        rollout(student, batch, 6, EOS, PAD, seed=1, teacher_mix=0.2)
