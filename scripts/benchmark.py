@@ -187,8 +187,9 @@ def bench_quality(work: Path, seeds: str) -> None:
 
 
 def bench_methods(work: Path, seeds: str, methods: str, report_only: bool = False) -> None:
-    """One sweep over the methods × seeds (same teacher, student initialisation and budget per stage),
-    compared by the compare command, then each method's training cost per optimizer step against kd's."""
+    """One sweep over the methods × seeds (same teacher, student initialisation and whole-run budget: a multi-stage
+    method splits train.epochs between its stages), compared by the compare command (which flags any run whose
+    budget differs), then each method's training cost per optimizer step against kd's."""
     cache = work / "wall-cache"
     sweep = work / "methods-sweep"
     if report_only:
