@@ -72,11 +72,15 @@ def test_multirun_sweep_wandb_offline_and_compare(tmp_path, cache_dir):
         assert {"distill/loss", "distill/loss/ce", "distill/step"} <= record["history_keys"]
         assert json.loads(record["summary"]["student/accuracy"]) == pytest.approx(results["student"]["accuracy"])
         assert "comparison/retention" in record["summary"]
+        # the budget the run spent, in W&B's summary as in results.json (6 steps: the tiny config's budget)
+        assert json.loads(record["summary"]["budget/steps"]) == results["budget"]["total"]["steps"] == 6
+        assert json.loads(record["summary"]["stages/distill/examples"]) == results["budget"]["total"]["examples"]
     assert len(groups) == 1 and groups.pop().startswith("sweep-")  # one group per sweep
 
     proc = cli(["distillkit.compare", "sweep"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "method=none" in proc.stdout and "method=kd" in proc.stdout
+    assert "BUDGET MISMATCH" not in proc.stdout and "teacher fwd" in proc.stdout  # one budget for both methods
     assert (tmp_path / "sweep" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
