@@ -1,0 +1,275 @@
+"""The real-checkpoint tier: every method of a task against its label-only baseline and kd, on a real pretrained
+teacher and real data, at equal budget, over seeds. Prints figures and writes them; asserts nothing.
+
+    scripts/get_real_data.sh && python scripts/get_real_checkpoints.py          # data/real/, models/real/
+    python scripts/bench_real.py --task classification --teacher models/real/all-MiniLM-L6-v2 \\
+        --data data/real/trec --methods none kd tinybert --seeds 1 2 3 --name trec-2l \\
+        --override student=bert-2l data.max_length=64 train.max_steps=300
+    python scripts/bench_real.py --task causal_lm --teacher models/real/SmolLM2-135M-Instruct --data data/real/svamp
+    python scripts/bench_real.py --name trec-2l --report-only                    # the table again, from the runs
+
+Each method is one ``python -m distillkit -m method=<m> seed=<seeds>`` sweep (``bench_common.run_sweep``) into
+``--work/<name>/<method>``, ``teacher=hub teacher.path=<--teacher>`` and the task's local (or hub) data; all
+sweeps share ``--work/cache``, so the teacher is prepared once (its key leaves out the run's seed:
+``teacher.prepare_seed``) and every method and seed distils the same prepared teacher. A method that fails is
+reported and the others go on. The budget is what ``--override`` gives every run (``train.max_steps=N``, or
+``--steps N``); the table shows each method's optimizer steps (the results' budget section where there is one,
+else the sum of its trained stages' steps) and flags a method whose steps differ from the baseline's by more than
+5 %. ``--methods`` defaults to every method of the task (the method table's families that the task's row names).
+
+Written to ``--work/<name>/``: ``table.md`` (the table, the settings, the commands, the gap "teacher minus
+label-only student") and ``plot.png`` (``distillkit.compare.plot``: mean ± std of the task metric per method,
+the teacher's as a dash).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import run_sweep  # noqa: E402 (after the sys.path set-up above)
+
+# The label-only baseline and the reference distillation of each task: every method is compared with both.
+BASELINE = {"classification": "none", "causal_lm": "sft"}
+REFERENCE = {"classification": "kd", "causal_lm": "forward_kl"}
+# The figures of each task's table (results.json's student section), the first the task's metric; True: higher
+# is better.
+METRICS = {
+    "classification": (("accuracy", True),),
+    "causal_lm": (("exact_match", True), ("rouge_l", True), ("perplexity", False)),
+}
+DATA_OPTIONS = {"classification": ("local", "hub"), "causal_lm": ("lm_local", "lm_hub")}
+EVAL_NAMES = ("dev", "validation", "eval", "test")
+BUDGET_TOLERANCE = 0.05
+
+
+def task_methods(task: str) -> list[str]:
+    """Every method of ``task`` in the method table's order, the baseline and the reference first."""
+    from distillkit.config.registry import REGISTRY
+    from distillkit.config.task import tasks_of_method
+
+    first = [BASELINE[task], REFERENCE[task]]
+    return first + [m for m in REGISTRY if task in tasks_of_method(m) and m not in first]
+
+
+def data_overrides(task: str, data: list[str]) -> list[str]:
+    """The data group for ``--data``: a directory (train.* and dev.* / validation.* / eval.* / test.* in it, as
+    scripts/get_real_data.sh writes them), two files (train, eval), or a hub dataset id."""
+    local, hub = DATA_OPTIONS[task]
+    paths = [Path(d).expanduser() for d in data]
+    if len(data) == 1 and paths[0].is_dir():
+        files = sorted(p for p in paths[0].iterdir() if p.is_file())
+        train = [p for p in files if p.stem == "train"]
+        evals = [p for n in EVAL_NAMES for p in files if p.stem == n]
+        if not train or not evals:
+            raise SystemExit(f"--data {data[0]}: needs a train.* and a {'/'.join(EVAL_NAMES)}.* file")
+        paths = [train[0], evals[0]]
+    elif len(data) == 1:
+        return [f"data={hub}", f"data.path={data[0]}"]
+    if len(paths) != 2 or not all(p.is_file() for p in paths):
+        raise SystemExit(f"--data {' '.join(data)}: give a directory, a train and an eval file, or a hub id")
+    return [f"data={local}", f"data.train_file={paths[0].resolve()}", f"data.eval_file={paths[1].resolve()}"]
+
+
+def teacher_overrides(teacher: str) -> list[str]:
+    """``teacher=hub`` at a local directory (made absolute: the runs start elsewhere) or a hub id."""
+    path = Path(teacher).expanduser()
+    return ["teacher=hub", f"teacher.path={path.resolve() if path.exists() else teacher}"]
+
+
+def optimizer_steps(result: dict) -> int:
+    """The optimizer steps a run took after teacher preparation: its budget section's total where it has one,
+    else the sum of its trained stages' steps."""
+    budget = result.get("budget") or {}
+    total = budget.get("total") if isinstance(budget.get("total"), dict) else None
+    if total and isinstance(total.get("optimizer_steps"), int):
+        return total["optimizer_steps"]
+    return sum(s.get("steps") or 0 for s in result.get("stages", []) if s.get("name") != "teacher_prep")
+
+
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for one value)."""
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def fmt(values: list[float], digits: int = 4, scale: float = 1.0) -> str:
+    if not values:
+        return "-"
+    m, s = mean_std([v * scale for v in values])
+    return f"{m:.{digits}f}" if s is None else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def summarise(runs: list[dict], task: str) -> dict:
+    """Per method (in order of first appearance), from each run's results.json: the task's figures over seeds,
+    the difference of the first metric's mean from the baseline's and from the reference's, retention,
+    agreement, speed-up, wall time, optimizer steps and whether they differ from the baseline's by more than 5 %;
+    and the gap "teacher minus label-only student" (mean ± std over the baseline's seeds)."""
+    metrics = [m for m, _ in METRICS[task]]
+    by_method: dict[str, list[dict]] = {}
+    for r in runs:
+        by_method.setdefault(r["run"]["method"], []).append(r)
+    rows = []
+    for method, rs in by_method.items():
+        cmp_ = [r.get("comparison") or {} for r in rs]
+        rows.append(
+            {
+                "method": method,
+                "n": len(rs),
+                "seeds": sorted(r["run"]["seed"] for r in rs),
+                **{m: [r["student"][m] for r in rs] for m in metrics},
+                "retention": [c["retention"] for c in cmp_ if c.get("retention") is not None],
+                "agreement": [c["agreement"] for c in cmp_ if c.get("agreement") is not None],
+                "speedup": [x for x in (c.get("speedup", c.get("gen_speedup")) for c in cmp_) if x is not None],
+                "wall_s": [r["run"]["wall_time_s"] for r in rs],
+                "steps": [optimizer_steps(r) for r in rs],
+            }
+        )
+    first = metrics[0]
+    means = {r["method"]: statistics.mean(r[first]) for r in rows}
+    base, ref = BASELINE[task], REFERENCE[task]
+    base_steps = next((statistics.mean(r["steps"]) for r in rows if r["method"] == base), None)
+    for r in rows:
+        r["vs_baseline"] = means[r["method"]] - means[base] if base in means else None
+        r["vs_reference"] = means[r["method"]] - means[ref] if ref in means else None
+        r["budget_off"] = bool(
+            base_steps and abs(statistics.mean(r["steps"]) - base_steps) > BUDGET_TOLERANCE * base_steps
+        )
+    teacher = {m: runs[0]["teacher"][m] for m in metrics} if runs else {}
+    base_runs = by_method.get(base, [])
+    gap = [teacher[first] - r["student"][first] for r in base_runs]
+    return {"task": task, "metrics": metrics, "teacher": teacher, "rows": rows, "gap": gap}
+
+
+def _signed(x: float | None, scale: float) -> str:
+    return "-" if x is None else f"{x * scale:+.2f}"
+
+
+def markdown(summary: dict) -> str:
+    """The summary as a markdown table, the teacher and the gap "teacher minus label-only student" above it.
+    Accuracy-like metrics in points (×100); perplexity as is."""
+    task, metrics = summary["task"], summary["metrics"]
+    scale = {m: 1.0 if m == "perplexity" else 100.0 for m in metrics}
+    base, ref, first = BASELINE[task], REFERENCE[task], metrics[0]
+    teacher = ", ".join(f"{m} {summary['teacher'][m] * scale[m]:.2f}" for m in metrics) or "-"
+    gap = summary["gap"]
+    lines = [
+        f"teacher: {teacher}",
+        f"gap teacher minus label-only student ({base}), {first}: "
+        + (f"{fmt(gap, 2, scale[first])} points (n={len(gap)})" if gap else "- (no baseline runs)"),
+        "",
+        "| method | n | "
+        + " | ".join(f"{m}{' (pts)' if scale[m] != 1 else ''}" for m in metrics)
+        + f" | Δ vs {base} | Δ vs {ref} | retention % | agreement % | speed-up × | optimizer steps | wall s / run |",
+        "|---|---:|" + "---:|" * (len(metrics) + 7),
+    ]
+    for r in summary["rows"]:
+        cells = [r["method"], str(r["n"])]
+        cells += [fmt(r[m], 2, scale[m]) for m in metrics]
+        cells += [_signed(r["vs_baseline"], scale[first]), _signed(r["vs_reference"], scale[first])]
+        cells += [fmt(r["retention"], 1, 100), fmt(r["agreement"], 1, 100), fmt(r["speedup"], 2)]
+        steps = f"{statistics.mean(r['steps']):.0f}" + (" (budget differs > 5 %)" if r["budget_off"] else "")
+        cells += [steps, f"{statistics.mean(r['wall_s']):.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_rows(summary: dict) -> list[dict]:
+    """The summary in the grouped-row shape distillkit.compare.plot draws (one bar per method)."""
+    first = summary["metrics"][0]
+    out = []
+    for r in summary["rows"]:
+        m, s = mean_std(r[first])
+        out.append(
+            {
+                "job": r["method"],
+                "n": r["n"],
+                "metric": first,
+                "student_metric": m,
+                "student_metric_std": s,
+                "teacher_metric": summary["teacher"].get(first),
+            }
+        )
+    return out
+
+
+def load_runs(folder: Path) -> tuple[list[dict], list[str]]:
+    """Every complete run's results.json under ``folder`` (method folders, then seeds), and why the others have
+    none (distillkit.compare's reading: skipped, failed, unfinished)."""
+    from distillkit.compare import load
+
+    rows, failed, _ = load([str(p) for p in sorted(folder.iterdir()) if p.is_dir()])
+    runs = [json.loads((Path(r["dir"]) / "results.json").read_text()) for r in rows]
+    return runs, [f"{d}: {why}" for d, why in failed]
+
+
+def report(folder: Path, task: str | None = None) -> str:
+    from distillkit.compare import plot
+
+    runs, failed = load_runs(folder)
+    if not runs:
+        raise SystemExit(f"no complete runs under {folder}" + "".join(f"\n  {f}" for f in failed))
+    task = task or runs[0]["task"]["name"]
+    summary = summarise(runs, task)
+    text = markdown(summary)
+    if failed:
+        text += "\n\nruns without results:\n" + "\n".join(f"- {f}" for f in failed)
+    commands = folder / "commands.txt"
+    if commands.exists():
+        text += "\n\ncommands:\n```\n" + commands.read_text().strip() + "\n```"
+    (folder / "table.md").write_text(text + "\n")
+    plot(plot_rows(summary), folder / "plot.png", grouped=True)
+    return text
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", choices=list(BASELINE), default="classification")
+    p.add_argument("--teacher", help="a local checkpoint directory (models/real/...) or a hub id")
+    p.add_argument("--data", nargs="+", help="a directory with train.* and dev.*, two files, or a hub dataset id")
+    p.add_argument("--methods", nargs="+", help="default: every method of the task")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--steps", type=int, help="train.max_steps for every run (the budget; or give it in --override)")
+    p.add_argument("--name", default="real", help="the folder under --work")
+    p.add_argument("--work", type=Path, default=Path("outputs/bench_real"))
+    p.add_argument("--override", nargs="*", default=[], help="config overrides for every run")
+    p.add_argument("--report-only", action="store_true", help="the table again from the runs under --work/--name")
+    args = p.parse_args()
+    work = args.work.resolve()
+    folder = work / args.name
+    if not args.report_only:
+        if not args.teacher or not args.data:
+            p.error("--teacher and --data are needed to run (or --report-only)")
+        methods = args.methods or task_methods(args.task)
+        unknown = set(methods) - set(task_methods(args.task))
+        if unknown:
+            p.error(f"not methods of task {args.task}: {', '.join(sorted(unknown))}")
+        common = [
+            f"task={args.task}",
+            *teacher_overrides(args.teacher),
+            *data_overrides(args.task, args.data),
+            *([f"train.max_steps={args.steps}"] if args.steps else []),
+            *args.override,
+        ]
+        seeds = ",".join(map(str, args.seeds))
+        folder.mkdir(parents=True, exist_ok=True)
+        for method in methods:
+            with open(folder / "commands.txt", "a") as f:
+                f.write(shlex.join(["python", "-m", "distillkit", "-m", f"method={method}", *common, f"seed={seeds}"]))
+                f.write("\n")
+            try:
+                wall = run_sweep(work, f"{args.name}/{method}", [f"method={method}", *common], seeds)
+                print(f"{method}: {len(args.seeds)} runs in {wall:.0f} s", flush=True)
+            except subprocess.CalledProcessError as err:
+                print(f"{method}: failed (exit {err.returncode}); going on", flush=True)
+    print(report(folder, None if args.report_only else args.task))
+    print(f"\nwritten: {folder / 'table.md'}, {folder / 'plot.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""scripts/bench_real.py's pure helpers: the per-method summary, the gap, the budget check, the table, the data and
+teacher arguments and the task's methods. No run, no process: hand-made results.json contents."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from tests.helpers import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import bench_real  # noqa: E402 (after the scripts folder is on sys.path)
+
+
+def _result(method: str, seed: int, acc: float, teacher: float = 0.9, steps=(100,), budget=None) -> dict:
+    stages = [{"name": "teacher_prep", "steps": 500}] + [{"name": f"s{i}", "steps": n} for i, n in enumerate(steps)]
+    result = {
+        "run": {"method": method, "seed": seed, "wall_time_s": 10.0 * seed},
+        "task": {"name": "classification"},
+        "teacher": {"accuracy": teacher},
+        "student": {"accuracy": acc},
+        "comparison": {"retention": acc / teacher, "agreement": 0.8, "speedup": 3.0},
+        "stages": stages,
+    }
+    if budget is not None:
+        result["budget"] = {"total": {"optimizer_steps": budget}}
+    return result
+
+
+def test_summary_differences_gap_and_budget_flag():
+    runs = [
+        _result("none", 1, 0.80),
+        _result("none", 2, 0.82),
+        _result("kd", 1, 0.85),
+        _result("kd", 2, 0.87),
+        # two stages of 60 steps: 120, 20 % over the baseline's 100
+        _result("tinybert", 1, 0.88, steps=(60, 60)),
+        # its budget section says 104: within 5 %, whatever its stages add up to
+        _result("pkd", 1, 0.83, steps=(300,), budget=104),
+    ]
+    s = bench_real.summarise(runs, "classification")
+    rows = {r["method"]: r for r in s["rows"]}
+    assert [r["method"] for r in s["rows"]] == ["none", "kd", "tinybert", "pkd"]
+    assert rows["none"]["n"] == 2 and rows["none"]["seeds"] == [1, 2]
+    assert rows["kd"]["vs_baseline"] == pytest.approx(0.05)
+    assert rows["tinybert"]["vs_reference"] == pytest.approx(0.02)
+    assert rows["none"]["steps"] == [100, 100] and rows["tinybert"]["steps"] == [120]
+    assert rows["tinybert"]["budget_off"] and not rows["kd"]["budget_off"] and not rows["pkd"]["budget_off"]
+    assert rows["pkd"]["steps"] == [104]
+    assert s["gap"] == pytest.approx([0.10, 0.08])  # teacher 0.9 minus each baseline seed
+
+
+def test_markdown_table_has_the_gap_and_one_row_per_method():
+    runs = [_result("none", 1, 0.80), _result("none", 2, 0.82), _result("kd", 1, 0.85, steps=(130,))]
+    text = bench_real.markdown(bench_real.summarise(runs, "classification"))
+    assert "teacher: accuracy 90.00" in text
+    assert "gap teacher minus label-only student (none), accuracy: 9.00 ± 1.41 points (n=2)" in text
+    kd = next(line for line in text.splitlines() if line.startswith("| kd |"))
+    cells = [c.strip() for c in kd.strip("|").split("|")]
+    assert cells[:5] == ["kd", "1", "85.00", "+4.00", "+0.00"]
+    assert cells[-2] == "130 (budget differs > 5 %)"
+    none = next(line for line in text.splitlines() if line.startswith("| none |"))
+    assert "81.00 ± 1.41" in none and "budget differs" not in none
+
+
+def test_summary_without_a_baseline_has_no_gap():
+    s = bench_real.summarise([_result("kd", 1, 0.85)], "classification")
+    assert s["gap"] == [] and s["rows"][0]["vs_baseline"] is None
+    assert "- (no baseline runs)" in bench_real.markdown(s)
+
+
+def test_data_arguments(tmp_path):
+    (tmp_path / "train.jsonl").write_text("{}\n")
+    (tmp_path / "dev.jsonl").write_text("{}\n")
+    assert bench_real.data_overrides("classification", [str(tmp_path)]) == [
+        "data=local",
+        f"data.train_file={tmp_path / 'train.jsonl'}",
+        f"data.eval_file={tmp_path / 'dev.jsonl'}",
+    ]
+    assert bench_real.data_overrides("causal_lm", [str(tmp_path / "train.jsonl"), str(tmp_path / "dev.jsonl")])[0] == (
+        "data=lm_local"
+    )
+    assert bench_real.data_overrides("classification", ["some/dataset"]) == ["data=hub", "data.path=some/dataset"]
+    (tmp_path / "dev.jsonl").unlink()
+    with pytest.raises(SystemExit, match="needs a train"):
+        bench_real.data_overrides("classification", [str(tmp_path)])
+
+
+def test_teacher_argument_local_directory_or_hub_id(tmp_path):
+    assert bench_real.teacher_overrides(str(tmp_path)) == ["teacher=hub", f"teacher.path={tmp_path.resolve()}"]
+    assert bench_real.teacher_overrides("org/model") == ["teacher=hub", "teacher.path=org/model"]
+
+
+def test_task_methods_come_from_the_method_table():
+    classification, causal = bench_real.task_methods("classification"), bench_real.task_methods("causal_lm")
+    assert classification[:2] == ["none", "kd"] and causal[:2] == ["sft", "forward_kl"]
+    assert {"tinybert", "minilm", "takd", "born_again"} <= set(classification) and "sft" not in classification
+    assert {"reverse_kl", "gkd", "seq_kd"} <= set(causal) and "kd" not in causal
+    assert len(set(classification)) == len(classification)
