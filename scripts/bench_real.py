@@ -106,14 +106,17 @@ def fmt(values: list[float], digits: int = 4, scale: float = 1.0) -> str:
 
 
 def summarise(runs: list[dict], task: str) -> dict:
-    """Per method (in order of first appearance), from each run's results.json: the task's figures over seeds,
-    the difference of the first metric's mean from the baseline's and from the reference's, retention,
-    agreement, speed-up, wall time, optimizer steps and whether they differ from the baseline's by more than 5 %;
+    """Per method (the baseline, the reference, then the method table's order), from each run's results.json: the
+    task's figures over seeds, the difference of the first metric's mean from the baseline's and from the
+    reference's, retention, agreement, speed-up, wall time (the run's, and its stages' after teacher preparation),
+    optimizer steps and whether they differ from the baseline's by more than 5 %;
     and the gap "teacher minus label-only student" (mean ± std over the baseline's seeds)."""
     metrics = [m for m, _ in METRICS[task]]
     by_method: dict[str, list[dict]] = {}
     for r in runs:
         by_method.setdefault(r["run"]["method"], []).append(r)
+    order = task_methods(task)
+    by_method = dict(sorted(by_method.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
     rows = []
     for method, rs in by_method.items():
         cmp_ = [r.get("comparison") or {} for r in rs]
@@ -127,6 +130,9 @@ def summarise(runs: list[dict], task: str) -> dict:
                 "agreement": [c["agreement"] for c in cmp_ if c.get("agreement") is not None],
                 "speedup": [x for x in (c.get("speedup", c.get("gen_speedup")) for c in cmp_) if x is not None],
                 "wall_s": [r["run"]["wall_time_s"] for r in rs],
+                "train_s": [
+                    sum(s.get("wall_time_s") or 0 for s in r["stages"] if s["name"] != "teacher_prep") for r in rs
+                ],
                 "steps": [optimizer_steps(r) for r in rs],
             }
         )
@@ -152,7 +158,8 @@ def _signed(x: float | None, scale: float) -> str:
 
 def markdown(summary: dict) -> str:
     """The summary as a markdown table, the teacher and the gap "teacher minus label-only student" above it.
-    Accuracy-like metrics in points (×100); perplexity as is."""
+    Accuracy-like metrics in points (×100); perplexity as is. "train s": the stages after teacher preparation;
+    "wall s": the whole run (the first run of a sweep also prepares the teacher, the others read it)."""
     task, metrics = summary["task"], summary["metrics"]
     scale = {m: 1.0 if m == "perplexity" else 100.0 for m in metrics}
     base, ref, first = BASELINE[task], REFERENCE[task], metrics[0]
@@ -165,8 +172,9 @@ def markdown(summary: dict) -> str:
         "",
         "| method | n | "
         + " | ".join(f"{m}{' (pts)' if scale[m] != 1 else ''}" for m in metrics)
-        + f" | Δ vs {base} | Δ vs {ref} | retention % | agreement % | speed-up × | optimizer steps | wall s / run |",
-        "|---|---:|" + "---:|" * (len(metrics) + 7),
+        + f" | Δ vs {base} | Δ vs {ref} | retention % | agreement % | speed-up × | optimizer steps"
+        + " | train s / run | wall s / run |",
+        "|---|---:|" + "---:|" * (len(metrics) + 8),
     ]
     for r in summary["rows"]:
         cells = [r["method"], str(r["n"])]
@@ -174,7 +182,7 @@ def markdown(summary: dict) -> str:
         cells += [_signed(r["vs_baseline"], scale[first]), _signed(r["vs_reference"], scale[first])]
         cells += [fmt(r["retention"], 1, 100), fmt(r["agreement"], 1, 100), fmt(r["speedup"], 2)]
         steps = f"{statistics.mean(r['steps']):.0f}" + (" (budget differs > 5 %)" if r["budget_off"] else "")
-        cells += [steps, f"{statistics.mean(r['wall_s']):.0f}"]
+        cells += [steps, f"{statistics.mean(r['train_s']):.0f}", f"{statistics.mean(r['wall_s']):.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -76,7 +76,7 @@ def test_classification_on_a_local_bert_checkpoint(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = _rows(proc.stdout)
     assert set(rows) == {"none", "kd"} and rows["none"][1] == rows["kd"][1] == "2", proc.stdout
-    assert rows["none"][-2] == rows["kd"][-2] == "4", proc.stdout  # the budget: 4 optimizer steps each
+    assert rows["none"][-3] == rows["kd"][-3] == "4", proc.stdout  # the budget: 4 optimizer steps each
     assert "gap teacher minus label-only student (none), accuracy: " in proc.stdout
     folder = tmp_path / "work" / "smoke"
     assert (folder / "plot.png").stat().st_size > 0
@@ -128,5 +128,5 @@ def test_causal_lm_on_a_local_llama_checkpoint(tmp_path):
     header = next(line for line in proc.stdout.splitlines() if line.startswith("| method |"))
     assert "exact_match (pts) | rouge_l (pts) | perplexity | Δ vs sft | Δ vs forward_kl" in header
     rows = _rows(proc.stdout)
-    assert set(rows) == {"sft", "forward_kl"} and rows["sft"][-2] == rows["forward_kl"][-2] == "3", proc.stdout
+    assert set(rows) == {"sft", "forward_kl"} and rows["sft"][-3] == rows["forward_kl"][-3] == "3", proc.stdout
     assert "gap teacher minus label-only student (sft), exact_match: " in proc.stdout

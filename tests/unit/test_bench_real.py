@@ -14,7 +14,8 @@ import bench_real  # noqa: E402 (after the scripts folder is on sys.path)
 
 
 def _result(method: str, seed: int, acc: float, teacher: float = 0.9, steps=(100,), budget=None) -> dict:
-    stages = [{"name": "teacher_prep", "steps": 500}] + [{"name": f"s{i}", "steps": n} for i, n in enumerate(steps)]
+    stages = [{"name": "teacher_prep", "steps": 500, "wall_time_s": 50.0}]
+    stages += [{"name": f"s{i}", "steps": n, "wall_time_s": n / 10} for i, n in enumerate(steps)]
     result = {
         "run": {"method": method, "seed": seed, "wall_time_s": 10.0 * seed},
         "task": {"name": "classification"},
@@ -30,22 +31,23 @@ def _result(method: str, seed: int, acc: float, teacher: float = 0.9, steps=(100
 
 def test_summary_differences_gap_and_budget_flag():
     runs = [
-        _result("none", 1, 0.80),
-        _result("none", 2, 0.82),
         _result("kd", 1, 0.85),
+        _result("none", 1, 0.80),
         _result("kd", 2, 0.87),
-        # two stages of 60 steps: 120, 20 % over the baseline's 100
-        _result("tinybert", 1, 0.88, steps=(60, 60)),
+        _result("none", 2, 0.82),
         # its budget section says 104: within 5 %, whatever its stages add up to
         _result("pkd", 1, 0.83, steps=(300,), budget=104),
+        _result("tinybert", 1, 0.88, steps=(60, 60)),
     ]
     s = bench_real.summarise(runs, "classification")
     rows = {r["method"]: r for r in s["rows"]}
-    assert [r["method"] for r in s["rows"]] == ["none", "kd", "tinybert", "pkd"]
+    # the baseline, the reference, then the method table's order (pkd before tinybert), whatever the runs' order
+    assert [r["method"] for r in s["rows"]] == ["none", "kd", "pkd", "tinybert"]
     assert rows["none"]["n"] == 2 and rows["none"]["seeds"] == [1, 2]
     assert rows["kd"]["vs_baseline"] == pytest.approx(0.05)
     assert rows["tinybert"]["vs_reference"] == pytest.approx(0.02)
-    assert rows["none"]["steps"] == [100, 100] and rows["tinybert"]["steps"] == [120]
+    assert rows["none"]["steps"] == [100, 100] and rows["tinybert"]["steps"] == [120]  # two stages of 60
+    assert rows["tinybert"]["train_s"] == [12.0] and rows["none"]["wall_s"] == [10.0, 20.0]
     assert rows["tinybert"]["budget_off"] and not rows["kd"]["budget_off"] and not rows["pkd"]["budget_off"]
     assert rows["pkd"]["steps"] == [104]
     assert s["gap"] == pytest.approx([0.10, 0.08])  # teacher 0.9 minus each baseline seed
@@ -59,7 +61,7 @@ def test_markdown_table_has_the_gap_and_one_row_per_method():
     kd = next(line for line in text.splitlines() if line.startswith("| kd |"))
     cells = [c.strip() for c in kd.strip("|").split("|")]
     assert cells[:5] == ["kd", "1", "85.00", "+4.00", "+0.00"]
-    assert cells[-2] == "130 (budget differs > 5 %)"
+    assert cells[-3:] == ["130 (budget differs > 5 %)", "13", "10"]
     none = next(line for line in text.splitlines() if line.startswith("| none |"))
     assert "81.00 ± 1.41" in none and "budget differs" not in none
 
