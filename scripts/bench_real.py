@@ -13,9 +13,10 @@ Each method is one ``python -m distillkit -m method=<m> seed=<seeds>`` sweep (``
 sweeps share ``--work/cache``, so the teacher is prepared once (its key leaves out the run's seed:
 ``teacher.prepare_seed``) and every method and seed distils the same prepared teacher. A method that fails is
 reported and the others go on. The budget is what ``--override`` gives every run (``train.max_steps=N``, or
-``--steps N``); the table shows each method's optimizer steps (the results' budget section where there is one,
-else the sum of its trained stages' steps) and flags a method whose steps differ from the baseline's by more than
-5 %. ``--methods`` defaults to every method of the task (the method table's families that the task's row names).
+``--steps N``): the whole distillation's, split between a multi-stage method's stages. The table shows each
+method's optimizer steps (results.json's budget section) and flags a method whose steps differ from the
+baseline's by more than 5 % (``distillkit.compare.BUDGET_TOLERANCE``). ``--methods`` defaults to every method of
+the task (the method table's families that the task's row names).
 
 Written to ``--work/<name>/``: ``table.md`` (the table, the settings, the commands, the gap "teacher minus
 label-only student") and ``plot.png`` (``distillkit.compare.plot``: mean ± std of the task metric per method,
@@ -46,7 +47,6 @@ METRICS = {
 }
 DATA_OPTIONS = {"classification": ("local", "hub"), "causal_lm": ("lm_local", "lm_hub")}
 EVAL_NAMES = ("dev", "validation", "eval", "test")
-BUDGET_TOLERANCE = 0.05
 
 
 def task_methods(task: str) -> list[str]:
@@ -84,13 +84,11 @@ def teacher_overrides(teacher: str) -> list[str]:
 
 
 def optimizer_steps(result: dict) -> int:
-    """The optimizer steps a run took after teacher preparation: its budget section's total where it has one,
-    else the sum of its trained stages' steps."""
-    budget = result.get("budget") or {}
-    total = budget.get("total") if isinstance(budget.get("total"), dict) else None
-    if total and isinstance(total.get("optimizer_steps"), int):
-        return total["optimizer_steps"]
-    return sum(s.get("steps") or 0 for s in result.get("stages", []) if s.get("name") != "teacher_prep")
+    """The optimizer steps a run spent after teacher preparation (``distillkit.compare.spent``: the results' budget
+    section, or for older results the sum of their trained stages' steps)."""
+    from distillkit.compare import spent
+
+    return spent(result)["steps"] or 0
 
 
 def mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -139,6 +137,8 @@ def summarise(runs: list[dict], task: str) -> dict:
     first = metrics[0]
     means = {r["method"]: statistics.mean(r[first]) for r in rows}
     base, ref = BASELINE[task], REFERENCE[task]
+    from distillkit.compare import BUDGET_TOLERANCE
+
     base_steps = next((statistics.mean(r["steps"]) for r in rows if r["method"] == base), None)
     for r in rows:
         r["vs_baseline"] = means[r["method"]] - means[base] if base in means else None

@@ -25,7 +25,7 @@ def _result(method: str, seed: int, acc: float, teacher: float = 0.9, steps=(100
         "stages": stages,
     }
     if budget is not None:
-        result["budget"] = {"total": {"optimizer_steps": budget}}
+        result["budget"] = {"total": {"steps": budget, "examples": 32 * budget, "teacher_forwards": 0}}
     return result
 
 
