@@ -58,6 +58,13 @@ def task_methods(task: str) -> list[str]:
     return first + [m for m in REGISTRY if task in tasks_of_method(m) and m not in first]
 
 
+def variant(spec: str) -> tuple[str, list[str]]:
+    """``--methods`` entry ``tinybert`` or ``tinybert:schedule=joint,kd_weight=0.5`` (a method with its own
+    settings, a row of its own): (the method, its overrides)."""
+    method, _, settings = spec.partition(":")
+    return method, [f"method={method}"] + [f"method.{kv}" for kv in settings.split(",") if kv]
+
+
 def data_overrides(task: str, data: list[str]) -> list[str]:
     """The data group for ``--data``: a directory (train.* and dev.* / validation.* / eval.* / test.* in it, as
     scripts/get_real_data.sh writes them), two files (train, eval), or a hub dataset id."""
@@ -111,10 +118,15 @@ def summarise(runs: list[dict], task: str) -> dict:
     and the gap "teacher minus label-only student" (mean ± std over the baseline's seeds)."""
     metrics = [m for m, _ in METRICS[task]]
     by_method: dict[str, list[dict]] = {}
-    for r in runs:
-        by_method.setdefault(r["run"]["method"], []).append(r)
+    for r in runs:  # a row per --methods entry (the runs' folder, "label"), else per method
+        by_method.setdefault(r.get("label") or r["run"]["method"], []).append(r)
     order = task_methods(task)
-    by_method = dict(sorted(by_method.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+
+    def rank(label: str) -> tuple:
+        method = variant(label)[0]
+        return (order.index(method) if method in order else len(order), label)
+
+    by_method = dict(sorted(by_method.items(), key=lambda kv: rank(kv[0])))
     rows = []
     for method, rs in by_method.items():
         cmp_ = [r.get("comparison") or {} for r in rs]
@@ -212,7 +224,9 @@ def load_runs(folder: Path) -> tuple[list[dict], list[str]]:
     from distillkit.compare import load
 
     rows, failed, _ = load([str(p) for p in sorted(folder.iterdir()) if p.is_dir()])
-    runs = [json.loads((Path(r["dir"]) / "results.json").read_text()) for r in rows]
+    runs = [
+        {**json.loads((Path(r["dir"]) / "results.json").read_text()), "label": Path(r["dir"]).parent.name} for r in rows
+    ]
     return runs, [f"{d}: {why}" for d, why in failed]
 
 
@@ -228,8 +242,9 @@ def report(folder: Path, task: str | None = None) -> str:
     if failed:
         text += "\n\nruns without results:\n" + "\n".join(f"- {f}" for f in failed)
     commands = folder / "commands.txt"
-    if commands.exists():
-        text += "\n\ncommands:\n```\n" + commands.read_text().strip() + "\n```"
+    if commands.exists():  # each once, the last time it ran
+        lines = list(dict.fromkeys(reversed(commands.read_text().strip().splitlines())))[::-1]
+        text += "\n\ncommands (the environment: OMP_NUM_THREADS, HF_HUB_OFFLINE=1):\n```\n" + "\n".join(lines) + "\n```"
     (folder / "table.md").write_text(text + "\n")
     plot(plot_rows(summary), folder / "plot.png", grouped=True)
     return text
@@ -240,7 +255,9 @@ def main() -> None:
     p.add_argument("--task", choices=list(BASELINE), default="classification")
     p.add_argument("--teacher", help="a local checkpoint directory (models/real/...) or a hub id")
     p.add_argument("--data", nargs="+", help="a directory with train.* and dev.*, two files, or a hub dataset id")
-    p.add_argument("--methods", nargs="+", help="default: every method of the task")
+    p.add_argument(
+        "--methods", nargs="+", help="default: every method of the task; METHOD:key=value,... a variant (own row)"
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--steps", type=int, help="train.max_steps for every run (the budget; or give it in --override)")
     p.add_argument("--name", default="real", help="the folder under --work")
@@ -254,7 +271,7 @@ def main() -> None:
         if not args.teacher or not args.data:
             p.error("--teacher and --data are needed to run (or --report-only)")
         methods = args.methods or task_methods(args.task)
-        unknown = set(methods) - set(task_methods(args.task))
+        unknown = {variant(m)[0] for m in methods} - set(task_methods(args.task))
         if unknown:
             p.error(f"not methods of task {args.task}: {', '.join(sorted(unknown))}")
         common = [
@@ -267,11 +284,17 @@ def main() -> None:
         seeds = ",".join(map(str, args.seeds))
         folder.mkdir(parents=True, exist_ok=True)
         for method in methods:
-            with open(folder / "commands.txt", "a") as f:
-                f.write(shlex.join(["python", "-m", "distillkit", "-m", f"method={method}", *common, f"seed={seeds}"]))
-                f.write("\n")
+            sweep = [*variant(method)[1], *common]
+            where = [
+                f"seed={seeds}",
+                "logger=none",
+                f"cache_dir={work / 'cache'}",
+                f"hydra.sweep.dir={folder / method}",
+            ]
+            with open(folder / "commands.txt", "a") as f:  # as bench_common.run_sweep runs it
+                f.write(shlex.join(["python", "-m", "distillkit", "-m", *sweep, *where]) + "\n")
             try:
-                wall = run_sweep(work, f"{args.name}/{method}", [f"method={method}", *common], seeds)
+                wall = run_sweep(work, f"{args.name}/{method}", sweep, seeds)
                 print(f"{method}: {len(args.seeds)} runs in {wall:.0f} s", flush=True)
             except subprocess.CalledProcessError as err:
                 print(f"{method}: failed (exit {err.returncode}); going on", flush=True)
