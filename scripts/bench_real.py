@@ -65,6 +65,12 @@ def variant(spec: str) -> tuple[str, list[str]]:
     return method, [f"method={method}"] + [f"method.{kv}" for kv in settings.split(",") if kv]
 
 
+def folder_name(spec: str) -> str:
+    """A ``--methods`` entry as its sweep's folder: ``tinybert+schedule-joint`` (Hydra's override grammar takes no
+    ``=``, ``:`` or ``,`` in the unquoted ``hydra.sweep.dir`` value)."""
+    return spec.replace(":", "+").replace(",", "+").replace("=", "-")
+
+
 def data_overrides(task: str, data: list[str]) -> list[str]:
     """The data group for ``--data``: a directory (train.* and dev.* / validation.* / eval.* / test.* in it, as
     scripts/get_real_data.sh writes them), two files (train, eval), or a hub dataset id."""
@@ -123,7 +129,7 @@ def summarise(runs: list[dict], task: str) -> dict:
     order = task_methods(task)
 
     def rank(label: str) -> tuple:
-        method = variant(label)[0]
+        method = label.split("+")[0].split(":")[0]
         return (order.index(method) if method in order else len(order), label)
 
     by_method = dict(sorted(by_method.items(), key=lambda kv: rank(kv[0])))
@@ -284,17 +290,12 @@ def main() -> None:
         seeds = ",".join(map(str, args.seeds))
         folder.mkdir(parents=True, exist_ok=True)
         for method in methods:
-            sweep = [*variant(method)[1], *common]
-            where = [
-                f"seed={seeds}",
-                "logger=none",
-                f"cache_dir={work / 'cache'}",
-                f"hydra.sweep.dir={folder / method}",
-            ]
+            sweep, name = [*variant(method)[1], *common], f"{args.name}/{folder_name(method)}"
+            where = [f"seed={seeds}", "logger=none", f"cache_dir={work / 'cache'}", f"hydra.sweep.dir={work / name}"]
             with open(folder / "commands.txt", "a") as f:  # as bench_common.run_sweep runs it
                 f.write(shlex.join(["python", "-m", "distillkit", "-m", *sweep, *where]) + "\n")
             try:
-                wall = run_sweep(work, f"{args.name}/{method}", sweep, seeds)
+                wall = run_sweep(work, name, sweep, seeds)
                 print(f"{method}: {len(args.seeds)} runs in {wall:.0f} s", flush=True)
             except subprocess.CalledProcessError as err:
                 print(f"{method}: failed (exit {err.returncode}); going on", flush=True)

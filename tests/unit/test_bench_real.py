@@ -108,8 +108,9 @@ def test_a_method_variant_is_a_row_of_its_own_after_its_method():
         ["method=tinybert", "method.schedule=joint", "method.kd_weight=0.5"],
     )
     assert bench_real.variant("kd") == ("kd", ["method=kd"])
-    joint = {**_result("tinybert", 1, 0.86), "label": "tinybert:schedule=joint"}
+    assert bench_real.folder_name("tinybert:schedule=joint,kd_weight=0.5") == "tinybert+schedule-joint+kd_weight-0.5"
+    joint = {**_result("tinybert", 1, 0.86), "label": "tinybert+schedule-joint"}
     runs = [joint, {**_result("tinybert", 1, 0.84), "label": "tinybert"}, {**_result("none", 1, 0.8), "label": "none"}]
     rows = bench_real.summarise(runs, "classification")["rows"]
-    assert [r["method"] for r in rows] == ["none", "tinybert", "tinybert:schedule=joint"]
+    assert [r["method"] for r in rows] == ["none", "tinybert", "tinybert+schedule-joint"]
     assert rows[2]["accuracy"] == [0.86] and rows[2]["vs_baseline"] == pytest.approx(0.06)
