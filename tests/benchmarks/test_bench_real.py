@@ -53,7 +53,7 @@ def _rows(out: str) -> dict[str, list[str]]:
 @pytest.mark.slow
 def test_classification_on_a_local_bert_checkpoint(tmp_path):
     """A 4-layer BERT with its WordPiece tokenizer in a directory (no head: the teacher preparation adds one, as
-    for all-MiniLM-L6-v2), a 2-layer student taken from its layers, none and kd over two seeds."""
+    for all-MiniLM-L6-v2), a 2-layer student taken from its layers, none and a kd variant (temperature 2) over two seeds."""
     from transformers import BertConfig, BertModel
 
     from distillkit.tasks.classification.data import train_wordpiece
@@ -71,20 +71,23 @@ def test_classification_on_a_local_bert_checkpoint(tmp_path):
     BertModel(config).save_pretrained(ckpt)
     tokenizer.save_pretrained(ckpt)
 
-    args = ["--teacher", str(ckpt), "--data", str(tmp_path / "data"), "--methods", "none", "kd", "--seeds", "1", "2"]
+    args = ["--teacher", str(ckpt), "--data", str(tmp_path / "data"), "--methods", "none", "kd:temperature=2"]
+    args += ["--seeds", "1", "2"]
     proc = _bench(tmp_path, [*args, "--steps", "4", "--override", "student=bert-2l", "data.max_length=32", *FAST])
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = _rows(proc.stdout)
-    assert set(rows) == {"none", "kd"} and rows["none"][1] == rows["kd"][1] == "2", proc.stdout
-    assert rows["none"][-3] == rows["kd"][-3] == "4", proc.stdout  # the budget: 4 optimizer steps each
+    kd = "kd+temperature-2"  # a method variant: its own row and folder
+    assert set(rows) == {"none", kd} and rows["none"][1] == rows[kd][1] == "2", proc.stdout
+    assert rows["none"][-3] == rows[kd][-3] == "4", proc.stdout  # the budget: 4 optimizer steps each
     assert "gap teacher minus label-only student (none), accuracy: " in proc.stdout
     folder = tmp_path / "work" / "smoke"
     assert (folder / "plot.png").stat().st_size > 0
     assert (
         "method=kd" in (folder / "table.md").read_text() and f"teacher.path={ckpt}" in (folder / "table.md").read_text()
     )
-    results = json.loads(next((folder / "kd").glob("*/results.json")).read_text())
+    results = json.loads(next((folder / kd).glob("*/results.json")).read_text())
     assert results["run"]["teacher"] == "hub" and results["task"]["label_names"] == sorted(names)
+    assert "method.temperature=2" in results["run"]["overrides"] and results["budget"]["total"]["steps"] == 4
     # one prepared teacher for both methods and both seeds: prepared by the first run, read by the three others
     preps = [json.loads(p.read_text())["stages"][0] for p in sorted(folder.glob("*/*/results.json"))]
     assert len(preps) == 4 and len({s["cache_dir"] for s in preps}) == 1
