@@ -39,12 +39,9 @@ from bench_common import run_sweep  # noqa: E402 (after the sys.path set-up abov
 # The label-only baseline and the reference distillation of each task: every method is compared with both.
 BASELINE = {"classification": "none", "causal_lm": "sft"}
 REFERENCE = {"classification": "kd", "causal_lm": "forward_kl"}
-# The figures of each task's table (results.json's student section), the first the task's metric; True: higher
-# is better.
-METRICS = {
-    "classification": (("accuracy", True),),
-    "causal_lm": (("exact_match", True), ("rouge_l", True), ("perplexity", False)),
-}
+# The figures of each task's table (results.json's student section), the first the task's metric (the differences
+# from the baseline and the reference, the gap and the plot are in it).
+METRICS = {"classification": ("accuracy",), "causal_lm": ("exact_match", "rouge_l", "perplexity")}
 DATA_OPTIONS = {"classification": ("local", "hub"), "causal_lm": ("lm_local", "lm_hub")}
 EVAL_NAMES = ("dev", "validation", "eval", "test")
 
@@ -122,7 +119,7 @@ def summarise(runs: list[dict], task: str) -> dict:
     reference's, retention, agreement, speed-up, wall time (the run's, and its stages' after teacher preparation),
     optimizer steps and whether they differ from the baseline's by more than 5 %;
     and the gap "teacher minus label-only student" (mean ± std over the baseline's seeds)."""
-    metrics = [m for m, _ in METRICS[task]]
+    metrics = list(METRICS[task])
     by_method: dict[str, list[dict]] = {}
     for r in runs:  # a row per --methods entry (the runs' folder, "label"), else per method
         by_method.setdefault(r.get("label") or r["run"]["method"], []).append(r)

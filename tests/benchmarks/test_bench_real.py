@@ -53,7 +53,8 @@ def _rows(out: str) -> dict[str, list[str]]:
 @pytest.mark.slow
 def test_classification_on_a_local_bert_checkpoint(tmp_path):
     """A 4-layer BERT with its WordPiece tokenizer in a directory (no head: the teacher preparation adds one, as
-    for all-MiniLM-L6-v2), a 2-layer student taken from its layers, none and a kd variant (temperature 2) over two seeds."""
+    for all-MiniLM-L6-v2), a 2-layer student taken from its layers, none and a kd variant (temperature 2) over two
+    seeds."""
     from transformers import BertConfig, BertModel
 
     from distillkit.tasks.classification.data import train_wordpiece
