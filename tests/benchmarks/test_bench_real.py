@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT
+from tests.integration.test_causal_lm import _jsonl as write_jsonl
 
 FAST = [
     "hardware=cpu",
@@ -30,7 +31,7 @@ FAST = [
 
 def _jsonl(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(path, rows)
 
 
 def _bench(tmp_path: Path, args: list[str]) -> subprocess.CompletedProcess:
@@ -99,30 +100,14 @@ def test_classification_on_a_local_bert_checkpoint(tmp_path):
 def test_causal_lm_on_a_local_llama_checkpoint(tmp_path):
     """A 2-layer Llama and its tokenizer in a directory, prompt/response files, sft and forward_kl over one seed:
     the causal-LM table (exact match, ROUGE-L, perplexity)."""
-    import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    from distillkit.tasks.causal_lm.synthetic import generate, texts_for_tokenizer
-    from distillkit.tasks.causal_lm.task import train_byte_bpe
+    from distillkit.tasks.causal_lm.synthetic import generate
+    from tests.integration.test_causal_lm import _saved_decoder
 
     data = generate(0, 64, 12)
     _jsonl(tmp_path / "data" / "train.jsonl", [{"prompt": r["prompt"], "response": r["response"]} for r in data.train])
     _jsonl(tmp_path / "data" / "dev.jsonl", [{"prompt": r["prompt"], "response": r["response"]} for r in data.eval])
     ckpt = tmp_path / "llama"
-    tokenizer = train_byte_bpe(texts_for_tokenizer(data), 300, ckpt)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(config).save_pretrained(ckpt)
+    _saved_decoder(ckpt, layers=2)  # the integration tests' tiny Llama with its byte-level BPE
 
     args = ["--task", "causal_lm", "--teacher", str(ckpt), "--data", str(tmp_path / "data"), "--seeds", "1"]
     lm = ["student.num_layers=1", "student.hidden_size=16", "student.intermediate_size=32", "task.max_new_tokens=6"]
