@@ -181,8 +181,8 @@ def markdown(summary: dict) -> str:
     teacher = ", ".join(f"{m} {summary['teacher'][m] * scale[m]:.2f}" for m in metrics) or "-"
     gap = summary["gap"]
     lines = [
-        f"teacher: {teacher}",
-        f"gap teacher minus label-only student ({base}), {first}: "
+        f"- teacher: {teacher}",
+        f"- gap teacher minus label-only student ({base}), {first}: "
         + (f"{fmt(gap, 2, scale[first])} points (n={len(gap)})" if gap else "- (no baseline runs)"),
         "",
         "| method | n | "
