@@ -149,7 +149,7 @@ def _check_stage(cfg: RunConfig, stage: Stage, dims: Dims) -> None:
         )
     if teacher is not None and teacher.kind == "snapshots":
         _check_snapshots(cfg.hardware, stage, dims)
-    if stage.data.unlabeled == "generated" or (stage.data.unlabeled == "auto" and cfg.data.source != "synthetic"):
+    if stage.data.unlabeled == "generated":  # auto: generated for data=synthetic, the training texts otherwise
         require(
             cfg.data.source == "synthetic",
             "method.unlabeled",

@@ -252,3 +252,13 @@ def test_plan_errors_before_any_weight_is_loaded(overrides, key, words, cache_di
     with pytest.raises(ConfigError) as info:
         _plan(overrides, cache_dir)
     assert info.value.key == key and words in str(info.value), str(info.value)
+
+
+def test_noisy_student_auto_unlabeled_is_the_training_texts_on_local_data(cache_dir, tmp_path, monkeypatch):
+    """method.unlabeled=auto (the default) means the training texts with their labels hidden when the data has no
+    generator, as its config says: the plan accepts it on local files (it used to refuse it as 'generated')."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.csv").write_text("text,label\na b c,0\nd e f,1\n" * 8)
+    plan = _plan(["method=noisy_student", "data=local", "data.train_file=x.csv", "data.eval_file=x.csv"], cache_dir)
+    (round1,) = plan.method_stages
+    assert round1.data.kind == "train+unlabeled" and round1.data.unlabeled == "auto"
