@@ -152,8 +152,10 @@ def test_two_process_self_distillation_matches_single_process(tmp_path, cache_di
     assert res["run"]["world_size"] == 2
     trained = [(a, b) for a, b in zip(ref["stages"], res["stages"]) if a["name"] != "teacher_prep"]
     assert [a["name"] for a, _ in trained] == [b["name"] for _, b in trained] and trained
+    # the 16-step budget split the same way on one and two processes
+    assert sum(a["steps"] for a, _ in trained) == res["budget"]["total"]["steps"] == 16
     for a, b in trained:
-        assert a["steps"] == b["steps"] == 16 and a["train_examples"] == b["train_examples"]
+        assert a["steps"] == b["steps"] and a["train_examples"] == b["train_examples"]
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.1), a["name"]
         if a.get("eval"):
             assert abs(a["eval"]["accuracy"] - b["eval"]["accuracy"]) <= 0.1, a["name"]
@@ -230,7 +232,9 @@ def test_two_process_causal_lm_matches_single_process(tmp_path, cache_dir, metho
     single = cli(["distillkit", *base, "hardware.per_device_batch_size=16", "hydra.run.dir=single"], tmp_path)
     assert single.returncode == 0, single.stderr[-3000:]
     ref, res = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("single", "ddp"))
-    assert res["run"]["world_size"] == 2 and res["stages"][-1]["steps"] == ref["stages"][-1]["steps"] == 8
+    assert res["run"]["world_size"] == 2 and res["budget"]["total"]["steps"] == ref["budget"]["total"]["steps"] == 8
+    assert res["stages"][-1]["steps"] == ref["stages"][-1]["steps"] == round(8 * ref["stages"][-1]["share"])
+    assert res["budget"]["total"]["examples"] == ref["budget"]["total"]["examples"]  # 2 processes × 8 rows = 16
     assert ref["stages"][0]["cached"] is True  # the teacher the 2-process run prepared, reused by one process
     assert res["teacher"]["perplexity"] == pytest.approx(ref["teacher"]["perplexity"], rel=1e-5)
     assert res["stages"][-1]["train_loss"] == pytest.approx(ref["stages"][-1]["train_loss"], rel=0.15)
