@@ -103,7 +103,8 @@ def split_budget(cfg: RunConfig, stages: list[Stage], train_examples: int) -> No
     for i, s in enumerate(free):
         steps = left if i == len(free) - 1 else max(1, min(left - (len(free) - 1 - i), round(s.budget.share * total)))
         left -= steps
-        s.budget.max_steps, s.budget.epochs = steps, steps / per_epoch
+        # the share it got (rounded to steps; the last stage also takes what shares summing below 1 leave)
+        s.budget.max_steps, s.budget.epochs, s.budget.share = steps, steps / per_epoch, steps / total
     for s in stages:
         if s not in free:
             s.budget.share, s.budget.max_steps = None, -1  # pinned: its own epochs over its own view

@@ -35,7 +35,7 @@ def test_equal_parts_sum_to_the_total_exactly(total, count):
     split_budget(_cfg(f"train.max_steps={total}"), stages, 256)
     steps = [s.budget.max_steps for s in stages]
     assert sum(steps) == total and min(steps) >= 1 and max(steps) - min(steps) <= 1
-    assert [s.budget.share for s in stages] == pytest.approx([1 / count] * count)
+    assert [s.budget.share for s in stages] == pytest.approx([n / total for n in steps])  # what each got
     assert [s.budget.epochs for s in stages] == pytest.approx([n / 16 for n in steps])
 
 
@@ -61,6 +61,9 @@ def test_shares_that_leave_nothing_for_the_others_are_refused():
     with pytest.raises(ConfigError, match="sum 1.2"):
         split_budget(_cfg(), _stages(Budget(share=0.6), Budget(share=0.6)), 256)
     split_budget(_cfg(), _stages(Budget(share=0.6), Budget(share=0.4)), 256)  # every stage has one: fine
+    short = _stages(Budget(share=0.3), Budget(share=0.3))  # summing below 1: the last takes what is left
+    split_budget(_cfg("train.max_steps=10"), short, 256)
+    assert [(s.budget.max_steps, s.budget.share) for s in short] == [(3, 0.3), (7, 0.7)]
 
 
 def test_fewer_steps_than_stages_is_refused_naming_the_key():
