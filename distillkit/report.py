@@ -112,7 +112,7 @@ def _sum(values):
 
 
 def budget_line(budget: dict | None) -> str:
-    """``budget: 750 steps (planned 750) · 24,000 examples · 24,000 teacher forwards · 41 s`` (or "" for results
+    """``budget: 750 optimizer steps (planned 750) · 24,000 examples · 8,000 teacher forwards · 41 s`` ("" for results
     written before the budget section existed)."""
     if not budget:
         return ""
