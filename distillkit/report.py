@@ -223,7 +223,13 @@ def stage_line(stage: dict) -> str:
     stopped = " · stopped early" if stage.get("stopped_early") else ""
     kept += _cache_text(stage.get("teacher_cache"))
     share = stage.get("share")
-    part = f" ({share:.0%} of the budget)" if share is not None else " (pinned)" if "share" in stage else ""
+    part = (
+        ""
+        if stage["name"] == "teacher_prep" or "share" not in stage  # outside the budget / written before shares
+        else f" ({share:.0%} of the budget)"
+        if share is not None
+        else " (pinned)"
+    )
     return (
         f"{stage['name']:<14} {stage['steps']} steps{part} · {stage['wall_time_s']:.0f} s{resumed}{stopped}{kept}"
         + (f" · {terms}" if terms else "")
