@@ -173,3 +173,23 @@ def test_local_data_is_keyed_by_content_not_path(tmp_path):
     assert cache.entry_key(_data_spec(Cfg, root)) != first
     memo = json.loads((root / cache.DIGESTS_FILE).read_text())
     assert str(train.resolve()) in memo  # hashed once, remembered by size and mtime
+
+
+@pytest.mark.parametrize(
+    "overrides, warned",
+    [
+        (["student.init=random", "train.learning_rate=1e-4"], True),
+        (["student.init=random", "train.learning_rate=1e-3"], False),
+        (["student.init=uniform", "train.learning_rate=1e-4"], False),
+        ([], False),  # the embedded pair: from scratch at its own rates (3e-3 for the head and embeddings)
+    ],
+)
+def test_a_student_from_scratch_at_a_copied_students_rate_is_warned(cache_dir, overrides, warned, caplog):
+    from distillkit.plan import warn_slow_from_scratch
+
+    cfg = _config(overrides, cache_dir)
+    message = warn_slow_from_scratch(cfg)
+    assert (message is not None) == warned
+    if warned:
+        assert "train.learning_rate=0.0001" in message and "student.init=random" in message
+        assert message in caplog.text
