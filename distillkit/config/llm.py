@@ -227,3 +227,29 @@ class SeqKDMethodConfig:
             "must be >= 1 or null.",
             "use null (task.max_new_tokens) or e.g. 64.",
         )
+
+
+PIPELINES = ("responses",)
+
+
+@dataclass
+class BlackboxSFTMethodConfig:
+    """Black-box distillation: a teacher that writes text (an endpoint, ``teacher=openai``, or a local model) makes
+    a dataset in a first stage (``generate``, outside the optimizer budget, like teacher_prep), and the student
+    learns it by next-token prediction in the next (``distill``: the run's whole budget). ``pipeline=responses``
+    (Alpaca's recipe): the teacher answers the training prompts. The teacher's sampling is ``teacher.sampling``."""
+
+    name: str = "blackbox_sft"
+    pipeline: str = "responses"
+    system_prompt: Optional[str] = None  # a system turn put before each prompt sent to the teacher
+    drop_truncated: bool = True  # reject completions cut by max_tokens (finish_reason "length")
+    keep_original: bool = False  # true: train on the dataset's own responses as well as the teacher's
+
+    def __post_init__(self):
+        require(
+            self.pipeline in PIPELINES,
+            "method.pipeline",
+            self.pipeline,
+            "is not a pipeline blackbox_sft knows.",
+            f"use one of {', '.join(PIPELINES)} (responses: the teacher answers the training prompts).",
+        )

@@ -46,8 +46,9 @@ def plan_stages(cfg: RunConfig, prepare_teacher: bool, dims: Dims) -> list[Stage
     (ConfigError)."""
     tr = cfg.train
     stages = build_stages(cfg.method, dims)
-    split_budget(cfg, stages, dims.train_examples)
-    for stage in stages:
+    trained = [s for s in stages if s.trains]  # generation stages train nothing: outside the budget
+    split_budget(cfg, trained, dims.train_examples)
+    for stage in trained:
         b = stage.budget
         b.learning_rate = tr.learning_rate if b.learning_rate is None else b.learning_rate
         b.layer_learning_rate = tr.layer_learning_rate if b.layer_learning_rate is None else b.layer_learning_rate
