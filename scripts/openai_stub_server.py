@@ -115,7 +115,9 @@ class StubServer:
     def start(self) -> "StubServer":
         import uvicorn
 
-        config = uvicorn.Config(self.app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            self.app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", log_config=None
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="openai-stub", daemon=True)
         self._thread.start()

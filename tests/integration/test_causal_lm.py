@@ -20,6 +20,9 @@ LOSS_TERMS = {
     "gkd": {"jsd", "on_policy_batches"},
     "minillm": {"single_step", "long_term", "on_policy_batches"},
     "seq_kd": {"ntp"},
+    "blackbox_sft": {
+        "ntp"
+    },  # the embedded teacher writes the answers (tests/integration/test_blackbox.py: an endpoint)
 }
 
 
