@@ -151,3 +151,39 @@ def test_a_local_teacher_model_writes_through_the_same_pipeline(tmp_path, cache_
     g = results["stages"][1]["generation"]
     assert g["prompts"] == 32 and g["kept"] + g["rejected"] == 32 and "local model" in results["stages"][1]["teacher"]
     assert results["budget"]["total"]["steps"] == 4 and results["teacher"] is not None
+
+
+@pytest.mark.parametrize("problem", ["unreachable", "key unset", "model not listed"])
+def test_the_command_line_stops_before_any_work_with_one_paragraph(problem, openai_stub, tmp_path):
+    """Each endpoint problem: exit 2 and one ConfigError paragraph (key, value, fix), before data or models load."""
+    from scripts.openai_stub_server import free_port
+    from tests.helpers import cli
+
+    server = openai_stub(models=("stub",))
+    url = f"http://127.0.0.1:{free_port()}/v1" if problem == "unreachable" else server.url
+    key_env = "DISTILLKIT_TEST_UNSET_KEY" if problem == "key unset" else "null"
+    model = "gpt-4o" if problem == "model not listed" else "stub"
+    proc = cli(
+        [
+            "distillkit",
+            *TINY_LM,
+            "method=blackbox_sft",
+            "teacher=openai",
+            f"teacher.endpoint.base_url={url}",
+            f"teacher.endpoint.model={model}",
+            f"teacher.endpoint.api_key_env={key_env}",
+            "teacher.endpoint.check_timeout=3",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        tmp_path,
+        env={"DISTILLKIT_TEST_UNSET_KEY": ""},
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    expected = {
+        "unreachable": f"teacher.endpoint.base_url='{url}': cannot be reached",
+        "key unset": "teacher.endpoint.api_key_env='DISTILLKIT_TEST_UNSET_KEY': names an environment variable",
+        "model not listed": "teacher.endpoint.model='gpt-4o': is not a model",
+    }[problem]
+    assert expected in proc.stderr and "Fix:" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / "results.json").exists() and len(server.calls) == 0
