@@ -174,7 +174,7 @@ def _generate(stage: Stage, ws, out: Path) -> dict:
         "look at the answers in the completion cache (" + str(teacher.root) + "); raise teacher.sampling.max_tokens "
         "if they were truncated, or set method.drop_truncated=false.",
     )
-    _write_dataset(out, rows, kind.export_rows(ws.plan.task.eval), _card(cfg, stage, teacher, sampling, record))
+    _write_dataset(out, rows, kind.export_rows(ws.plan.task.eval), _card(cfg, kind, stage, teacher, sampling, record))
     return record
 
 
@@ -205,7 +205,7 @@ def _sampling_text(s) -> str:
     return how + (f", at most {s.max_tokens} tokens" if s.max_tokens else "")
 
 
-def _card(cfg, stage: Stage, teacher, sampling, record: dict) -> dict:
+def _card(cfg, kind, stage: Stage, teacher, sampling, record: dict) -> dict:
     """The dataset's card: who wrote it, from what, how, what was filtered, and the counts."""
     spec = stage.generation
     endpoint = cfg.teacher.endpoint
@@ -236,8 +236,7 @@ def _card(cfg, stage: Stage, teacher, sampling, record: dict) -> dict:
         "counts": {k: record["generation"][k] for k in ("prompts", "completions_requested", "kept", "rejected")}
         | {"rejected_by": record["generation"]["rejected_by"]},
         "files": {"train": "train.jsonl", "eval": "eval.jsonl (the task's eval split, unchanged)"},
-        "reuse": f"python -m distillkit task=causal_lm data=lm_local data.train_file={{dir}}/train.jsonl "
-        f"data.eval_file={{dir}}/eval.jsonl{' data.messages_field=messages' if cfg.data.messages_field else ''}",
+        "reuse": "python -m distillkit " + kind.reuse_overrides("{dir}", cfg),
         "record": record,
     }
 

@@ -123,7 +123,7 @@ def _check_stage(cfg: RunConfig, stage: Stage, dims: Dims) -> None:
         "give at least one of the stage's loss weights a positive value.",
     )
     teacher = stage.teacher
-    if cfg.teacher.name == "none":
+    if not cfg.teacher.has_model:  # teacher=none, or an endpoint (teacher=openai): no weights to read
         uses = (
             "distils from the prepared teacher"
             if teacher is not None and teacher.kind == "prepared"
@@ -134,8 +134,9 @@ def _check_stage(cfg: RunConfig, stage: Stage, dims: Dims) -> None:
         require(
             uses is None,
             "teacher",
-            "none",
-            f"but method={method}'s stage {stage.name!r} {uses}.",
+            cfg.teacher.name,
+            f"{'is an endpoint (no weights), ' if cfg.teacher.endpoint else ''}but method={method}'s stage "
+            f"{stage.name!r} {uses}.",
             "pick a teacher (e.g. teacher=embedded-bert-12l), or a method that needs none (born_again with "
             "method.gen0=labels, self_kd, snapshot_ensemble, ema_teacher) and student.init=random.",
         )

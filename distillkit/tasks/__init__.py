@@ -99,6 +99,10 @@ class Task:
         """A split's rows as the task reads them back from a local file (a generated dataset's eval.jsonl)."""
         raise NotImplementedError(f"task {self.name} has no generation pipeline")
 
+    def reuse_overrides(self, folder: str, cfg) -> str:
+        """The command-line overrides that train on the generated dataset in ``folder`` (a card's reuse line)."""
+        raise NotImplementedError(f"task {self.name} has no generation pipeline")
+
     # ---------------------------------------------------------------------------------------- models
     def model_class(self):
         """The transformers Auto class of the task's models (``from_config`` / ``from_pretrained``)."""

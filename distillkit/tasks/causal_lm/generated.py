@@ -44,6 +44,12 @@ def render(conversation: list[dict], tokenizer, template: str) -> tuple[str, boo
     return system + template.format(prompt=user), False
 
 
+def reuse_overrides(folder: str, cfg) -> str:
+    """The overrides that train on a generated dataset in ``folder`` again (its card's command)."""
+    chat = " data.messages_field=messages" if cfg.data.messages_field else ""
+    return f"task=causal_lm data=lm_local data.train_file={folder}/train.jsonl data.eval_file={folder}/eval.jsonl{chat}"
+
+
 def export_rows(split) -> list[dict]:
     """A split's rows as the task reads them back from a file (prompt/response, or messages)."""
     cols = ["messages"] if "messages" in split.column_names else ["prompt", "response"]

@@ -181,6 +181,11 @@ class CausalLM(Task):
 
         return export_rows(split)
 
+    def reuse_overrides(self, folder: str, cfg) -> str:
+        from distillkit.tasks.causal_lm.generated import reuse_overrides
+
+        return reuse_overrides(folder, cfg)
+
     # ----------------------------------------------------------------------------------------- models
     def model_class(self):
         from distillkit.tasks.causal_lm.models import model_class

@@ -17,6 +17,7 @@ NEEDS = {
     ("data", "hub"): ["data.path=imdb"],
     ("data", "lm_hub"): ["data.path=HuggingFaceH4/no_robots"],
     ("teacher", "openai"): ["teacher.endpoint.model=gpt-4o-mini", "method=blackbox_sft"],
+    ("pair", "openai_llama-small"): ["teacher.endpoint.model=gpt-4o-mini", "method=blackbox_sft"],
 }
 # Options of the causal-LM task: composed with task=causal_lm (the default task is classification).
 CAUSAL = (
@@ -25,7 +26,7 @@ CAUSAL = (
     | {("teacher", o) for o in ("embedded-llama", "gpt2-medium", "qwen2.5-1.5b", "openai")}
     | {("student", o) for o in ("llama-small", "gpt2", "qwen2.5-0.5b")}
     | {("task", "causal_lm")}
-    | {("pair", "embedded-llama_llama-small")}
+    | {("pair", "embedded-llama_llama-small"), ("pair", "openai_llama-small")}
 )
 
 
