@@ -2,10 +2,12 @@
 ``teacher=openai`` without a GPU, a key or a network, and for the tests (which start it on 127.0.0.1 at a free port).
 
 It answers the embedded causal-LM task's prompts correctly by computing the answer (``synthetic.solve``), so the
-dataset a black-box run writes can be checked; any other prompt gets ``answer_other``. It counts every request
-(``calls``: each one's user prompt and the status it got) and can misbehave on purpose: fail the first requests
-(``fail_first``: a list of 429, 500, ... or "timeout", one per request, in order), refuse everything after the first
-``fail_after`` answers (400, as a dead endpoint would be at a kill), demand a key (``api_key``: 401 otherwise).
+dataset a black-box run writes can be checked, and follows a few rules for the other pipelines (``respond``:
+self_instruct proposals, step-by-step explanations, follow-up turns); any other prompt gets ``answer_other``. It
+counts every request (``calls``: each one's user prompt and the status it got) and can misbehave on purpose: fail the
+first requests (``fail_first``: a list of 429, 500, ... or "timeout", one per request, in order), refuse everything
+after the first ``fail_after`` answers (400, as a dead endpoint would be at a kill), demand a key (``api_key``: 401
+otherwise).
 
     python scripts/openai_stub_server.py --port 8000 --model stub       # then, in another shell:
     python -m distillkit task=causal_lm method=blackbox_sft teacher=openai \\
@@ -26,6 +28,63 @@ def solve(prompt: str) -> str | None:
     from distillkit.tasks.causal_lm.synthetic import solve as _solve
 
     return _solve(prompt)
+
+
+PROPOSAL_OPENING = "Come up with a new task"  # a self_instruct proposal request (distillkit/stages/pipelines.py)
+
+
+def respond(messages: list[dict], other: str) -> str:
+    """The stub's rule-based answer to a conversation (its last user turn, read with the turns before it):
+
+    - a self_instruct proposal request (``Come up with a new task ...`` with ``Task N:`` examples): ``propose``;
+    - a system turn asking for steps (``step by step``): an explanation of the embedded task's answer, ending on the
+      line ``Final answer: <answer>``;
+    - one of the embedded task's prompts: its answer (``solve``);
+    - a follow-up (an unsolvable user turn after a solvable one): the earlier answer again, in words ("Please repeat
+      the answer only." gets the bare answer);
+    - anything else: ``other``."""
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    prompt = users[-1] if users else ""
+    if prompt.startswith(PROPOSAL_OPENING):
+        return propose(prompt)
+    answer = solve(prompt)
+    system = " ".join(m["content"] for m in messages if m["role"] == "system").lower()
+    if answer is not None and "step by step" in system:
+        return f"Step by step, it gives {answer}.\nFinal answer: {answer}"
+    if answer is not None:
+        return answer
+    earlier = next((a for a in map(solve, reversed(users[:-1])) if a is not None), None)
+    if earlier is not None:
+        return earlier if "repeat the answer" in prompt.lower() else f"I checked it again: the answer is {earlier}."
+    return other
+
+
+def propose(request: str) -> str:
+    """A new task for a self_instruct proposal request, by a rule on the request's hash (so the same request gets the
+    same proposal, as a cache would): 1 in 10 blank, 1 in 10 a copy of the first example (a near-duplicate), 1 in 10
+    a task a text model cannot do ("Draw a picture ..."), else a new add or sort task of the embedded task's
+    templates (answerable by ``solve``)."""
+    import hashlib
+    import random
+    import re
+
+    from distillkit.tasks.causal_lm.synthetic import TEMPLATES
+
+    h = int(hashlib.sha256(request.encode()).hexdigest(), 16)
+    examples = re.findall(r"^Task \d+: (.+)$", request, flags=re.MULTILINE)
+    rule = h % 10
+    if rule == 0:
+        return ""
+    if rule == 1 and examples:
+        return f"Task {len(examples) + 1}: {examples[0]}"
+    if rule == 2:
+        return "Draw a picture of a cat sitting on a chair."
+    rng = random.Random(h)
+    if rng.random() < 0.5:
+        template = rng.choice([t for _, t in TEMPLATES["add"]])
+        return template.format(a=rng.randint(0, 9), b=rng.randint(0, 9))
+    template = rng.choice([t for group, t in TEMPLATES["sort"] if group == "num"])
+    return template.format(items=" ".join(str(rng.randint(0, 9)) for _ in range(rng.randint(3, 6))))
 
 
 @dataclass
@@ -108,7 +167,7 @@ class StubServer:
                 return JSONResponse({"error": {"message": f"stub failure {status}", "type": "stub"}}, status, headers)
             if body.get("model") not in b.models:
                 return JSONResponse({"error": {"message": f"model {body.get('model')!r} not found"}}, 404)
-            return _completion(body, solve(prompt) or b.answer_other)
+            return _completion(body, respond(body["messages"], b.answer_other))
 
         return app
 

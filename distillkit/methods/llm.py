@@ -208,6 +208,16 @@ def build_seq_kd(cfg: lc.SeqKDMethodConfig, dims: Dims | None = None) -> list[St
     return [stage("distill", objective, data=view, teacher=PREPARED)]
 
 
+def _pipeline_options(cfg: lc.BlackboxSFTMethodConfig) -> dict:
+    """The settings of ``cfg.pipeline`` beyond responses' (empty for responses)."""
+    keys = {
+        "self_instruct": ("seed_file", "pool_size", "max_attempts", "examples_per_prompt", "rouge_threshold"),
+        "explanations": ("system_prompts",),
+        "dialogue": ("turns", "follow_ups"),
+    }.get(cfg.pipeline, ())
+    return {k: list(v) if k in ("system_prompts", "follow_ups") else v for k in keys for v in [getattr(cfg, k)]}
+
+
 def build_blackbox_sft(cfg: lc.BlackboxSFTMethodConfig, dims: Dims | None = None) -> list[Stage]:
     """generate → distill: the run's generating teacher (an endpoint, or the teacher model) writes a dataset once
     (``generate``: no optimizer step, outside the budget), then L = NTP(ŷ, p_s) on it (``distill``: the whole
@@ -216,7 +226,7 @@ def build_blackbox_sft(cfg: lc.BlackboxSFTMethodConfig, dims: Dims | None = None
         "generate",
         None,
         teacher=None,
-        generation=GenerationSpec(cfg.pipeline, cfg.system_prompt, cfg.drop_truncated),
+        generation=GenerationSpec(cfg.pipeline, cfg.system_prompt, cfg.drop_truncated, _pipeline_options(cfg)),
     )
     objective = Objective(
         name=cfg.name,

@@ -62,6 +62,7 @@ class GenerationSpec:
     pipeline: str = "responses"
     system_prompt: str | None = None
     drop_truncated: bool = True
+    options: dict = field(default_factory=dict)  # the pipeline's own settings (self_instruct, explanations, dialogue)
 
 
 _OPTIONS = {"ema": EMAOptions, "snapshots": SnapshotOptions}

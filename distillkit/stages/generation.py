@@ -62,8 +62,9 @@ def generating_teacher(ws):
 class _Progress:
     """The stage's progress line: prompts done, completions kept and rejected, completions per second."""
 
-    def __init__(self, name: str, total: int):
+    def __init__(self, name: str, total: int, unit: str = "prompts"):
         self.name, self.total, self.done, self.kept, self.rejected = name, total, 0, 0, 0
+        self.unit = unit
         self.started = self.last = time.perf_counter()
         self.completions = 0
 
@@ -82,7 +83,7 @@ class _Progress:
     def line(self, now: float | None = None) -> str:
         elapsed = max((now or time.perf_counter()) - self.started, 1e-9)
         return (
-            f"{self.done}/{self.total} prompts · {self.kept} kept · {self.rejected} rejected · "
+            f"{self.done}/{self.total} {self.unit} · {self.kept} kept · {self.rejected} rejected · "
             f"{self.completions / elapsed:.1f} completions/s"
         )
 
@@ -102,36 +103,16 @@ def _generate(stage: Stage, ws, out: Path) -> dict:
     cfg, kind, spec = ws.cfg, ws.plan.kind, stage.generation
     sampling = cfg.teacher.sampling
     teacher = generating_teacher(ws)
-    conversations = kind.generation_prompts(ws.plan.task, spec.system_prompt)
-    log.info(
-        "[%s] %s answers %d training prompts (%s; %d completion(s) each); answers cached under %s",
-        stage.name,
-        teacher.describe(),
-        len(conversations),
-        _sampling_text(sampling),
-        sampling.n,
-        teacher.root,
-    )
-    progress, rows, rejected = _Progress(stage.name, len(conversations)), [], {}
-    started = time.perf_counter()
-    for start in range(0, len(conversations), CHUNK):
-        chunk = conversations[start : start + CHUNK]
-        kept_rows: dict[int, list] = {}
+    if spec.pipeline == "responses":
+        made = _responses(stage, ws, teacher, sampling)
+    else:  # self_instruct, explanations, dialogue: stages/pipelines.py
+        from distillkit.stages.pipelines import run_pipeline
 
-        def take(i: int, answers, chunk=chunk, kept_rows=kept_rows) -> None:
-            kept, why = _filter(answers, spec.drop_truncated)
-            for reason in why:
-                rejected[reason] = rejected.get(reason, 0) + 1
-            kept_rows[i] = [kind.generated_row(chunk[i], a, spec.system_prompt) for a in kept]
-            progress.add(len(kept), len(why))
-
-        teacher.generate(chunk, sampling, take)
-        rows += [row for i in range(len(chunk)) for row in kept_rows[i]]  # in prompt order
-    seconds = time.perf_counter() - started
-    requested = len(conversations) * sampling.n
+        made = run_pipeline(stage, ws, teacher, sampling)
+    rows, rejected, seconds, requested = made.rows, made.rejected, made.seconds, made.requested
     generation = {
         "pipeline": spec.pipeline,
-        "prompts": len(conversations),
+        "prompts": made.prompts,
         "completions_requested": requested,
         "cached_hits": teacher.hits * sampling.n,  # completions served from the cache, not paid for again
         "paid": teacher.misses * sampling.n,  # completions this run asked the teacher for
@@ -174,8 +155,62 @@ def _generate(stage: Stage, ws, out: Path) -> dict:
         "look at the answers in the completion cache (" + str(teacher.root) + "); raise teacher.sampling.max_tokens "
         "if they were truncated, or set method.drop_truncated=false.",
     )
-    _write_dataset(out, rows, kind.export_rows(ws.plan.task.eval), _card(cfg, kind, stage, teacher, sampling, record))
+    card = _card(cfg, kind, stage, teacher, sampling, record)
+    card["filters"] |= made.filters
+    card |= made.card
+    _write_dataset(out, rows, kind.export_rows(ws.plan.task.eval), card)
     return record
+
+
+@dataclasses.dataclass
+class Made:
+    """What a pipeline wrote: the rows (in order), the rejected completions by reason, the conversations it asked
+    the teacher (``prompts``), the completions it requested, its wall time; ``filters`` and ``card`` add the
+    pipeline's own filters and section to the dataset's card."""
+
+    rows: list
+    rejected: dict
+    prompts: int
+    requested: int
+    seconds: float
+    filters: dict = dataclasses.field(default_factory=dict)
+    card: dict = dataclasses.field(default_factory=dict)
+
+
+def count(rejected: dict, reasons) -> None:
+    for reason in reasons:
+        rejected[reason] = rejected.get(reason, 0) + 1
+
+
+def _responses(stage: Stage, ws, teacher, sampling) -> Made:
+    """pipeline=responses: the teacher answers every training prompt (Alpaca)."""
+    kind, spec = ws.plan.kind, stage.generation
+    conversations = kind.generation_prompts(ws.plan.task, spec.system_prompt)
+    log.info(
+        "[%s] %s answers %d training prompts (%s; %d completion(s) each); answers cached under %s",
+        stage.name,
+        teacher.describe(),
+        len(conversations),
+        _sampling_text(sampling),
+        sampling.n,
+        teacher.root,
+    )
+    progress, rows, rejected = _Progress(stage.name, len(conversations)), [], {}
+    started = time.perf_counter()
+    for start in range(0, len(conversations), CHUNK):
+        chunk = conversations[start : start + CHUNK]
+        kept_rows: dict[int, list] = {}
+
+        def take(i: int, answers, chunk=chunk, kept_rows=kept_rows) -> None:
+            kept, why = _filter(answers, spec.drop_truncated)
+            count(rejected, why)
+            kept_rows[i] = [kind.generated_row(chunk[i], a, spec.system_prompt) for a in kept]
+            progress.add(len(kept), len(why))
+
+        teacher.generate(chunk, sampling, take)
+        rows += [row for i in range(len(chunk)) for row in kept_rows[i]]  # in prompt order
+    seconds = time.perf_counter() - started
+    return Made(rows, rejected, len(conversations), len(conversations) * sampling.n, seconds)
 
 
 def _filter(answers, drop_truncated: bool) -> tuple[list, list[str]]:
