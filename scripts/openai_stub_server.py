@@ -33,10 +33,11 @@ def solve(prompt: str) -> str | None:
 PROPOSAL_OPENING = "Come up with a new task"  # a self_instruct proposal request (distillkit/stages/pipelines.py)
 
 
-def respond(messages: list[dict], other: str) -> str:
+def respond(messages: list[dict], other: str, proposal: str | None = None) -> str:
     """The stub's rule-based answer to a conversation (its last user turn, read with the turns before it):
 
-    - a self_instruct proposal request (``Come up with a new task ...`` with ``Task N:`` examples): ``propose``;
+    - a self_instruct proposal request (``Come up with a new task ...`` with ``Task N:`` examples): ``propose``
+      (``proposal`` instead, when given);
     - a system turn asking for steps (``step by step``): an explanation of the embedded task's answer, ending on the
       line ``Final answer: <answer>``;
     - one of the embedded task's prompts: its answer (``solve``);
@@ -46,7 +47,7 @@ def respond(messages: list[dict], other: str) -> str:
     users = [m["content"] for m in messages if m["role"] == "user"]
     prompt = users[-1] if users else ""
     if prompt.startswith(PROPOSAL_OPENING):
-        return propose(prompt)
+        return propose(prompt) if proposal is None else proposal
     answer = solve(prompt)
     system = " ".join(m["content"] for m in messages if m["role"] == "system").lower()
     if answer is not None and "step by step" in system:
@@ -95,6 +96,7 @@ class Behaviour:
     fail_after: int | None = None  # answer this many requests, then refuse every later one with 400
     api_key: str | None = None  # required as "Authorization: Bearer <key>" when set
     answer_other: str = "I do not know."
+    proposal: str | None = None  # the answer to every self_instruct proposal request (None: ``propose``'s rule)
     retry_after_ms: int | None = 10  # sent with 429/5xx (the client then waits this long instead of its back-off)
 
 
@@ -167,7 +169,7 @@ class StubServer:
                 return JSONResponse({"error": {"message": f"stub failure {status}", "type": "stub"}}, status, headers)
             if body.get("model") not in b.models:
                 return JSONResponse({"error": {"message": f"model {body.get('model')!r} not found"}}, 404)
-            return _completion(body, respond(body["messages"], b.answer_other))
+            return _completion(body, respond(body["messages"], b.answer_other, b.proposal))
 
         return app
 

@@ -186,6 +186,16 @@ def self_instruct(stage: Stage, ws, teacher, sampling) -> Made:
             progress.add(kept_of[i], len(why_of[i]))
     seconds = time.perf_counter() - started
     cap_hit = len(new) < want
+    require(
+        len(new) > 0,
+        "method.max_attempts",
+        cap,
+        f"ran out with no new task kept of {attempts} proposals (rejected: "
+        + (", ".join(f"{r} {v}" for r, v in rejected.items()) or "none")
+        + "), so the student would have nothing to learn.",
+        "raise method.max_attempts, sample the teacher with more variety (teacher.sampling.temperature), or look at "
+        f"its proposals in the completion cache ({teacher.root}).",
+    )
     if cap_hit:
         log.warning(
             "[%s] self_instruct stopped at method.max_attempts=%d proposals with %d of the %d new tasks wanted "
