@@ -296,20 +296,26 @@ def explanations(stage: Stage, ws, teacher, sampling) -> Made:
 # ------------------------------------------------------------------------------------------------------ dialogue
 
 
+def dialogue_users(conversations: list[list[dict]], turns: int, follow_ups: list[str]) -> list[list[str]]:
+    """Each conversation's user turns, at most ``turns``: a chat row's own (its assistant turns are the teacher's to
+    write again), else its prompt and then ``follow_ups`` in turn (conversation i starts at follow-up i)."""
+    users = []
+    for i, c in enumerate(conversations):
+        own = _user_turns(c)
+        if len(own) > 1:
+            users.append(own[:turns])
+        else:
+            users.append(own[:1] + [follow_ups[(i + t) % len(follow_ups)] for t in range(turns - 1)])
+    return users
+
+
 def dialogue(stage: Stage, ws, teacher, sampling) -> Made:
     """Rounds of one assistant turn each over the live conversations; the first kept answer continues each."""
     kind, spec, o = ws.plan.kind, stage.generation, stage.generation.options
     turns, follow_ups = o["turns"], o["follow_ups"]
     base = kind.generation_prompts(ws.plan.task, None)
-    # each conversation's user turns: the data's own (a chat row's), else the first and follow-ups from the config
-    users, from_data = [], 0
-    for i, c in enumerate(base):
-        own = _user_turns(c)
-        if len(own) > 1:
-            from_data += 1
-            users.append(own[:turns])
-        else:
-            users.append(own[:1] + [follow_ups[(i + t) % len(follow_ups)] for t in range(turns - 1)])
+    users = dialogue_users(base, turns, follow_ups)
+    from_data = sum(len(_user_turns(c)) > 1 for c in base)
     log.info(
         "[%s] dialogue: %s holds %d conversations of up to %d assistant turns (%d with the data's own follow-ups, "
         "the rest from method.follow_ups; %s)",
@@ -373,7 +379,9 @@ def dialogue(stage: Stage, ws, teacher, sampling) -> Made:
             "conversations": len(rows),
             "assistant_turns": answered_turns,
             "follow_ups_from_data": from_data,
-            "loss": "every assistant turn (user and system turns masked)",
+            "loss": "every assistant turn (user and system turns masked) in this run's generated view",
+            "reuse_note": "data=lm_local reads these rows with data.messages_field=messages and a tokenizer with "
+            "a chat template, and learns their last answer only",
         },
     }
     filters = {"ends": "a rejected answer ends its conversation at the previous turn (none kept: dropped)"}

@@ -58,9 +58,8 @@ def test_self_instruct_grows_the_pool_from_seed_tasks(run_pipeline, openai_stub,
     seed_tasks = ["What is 2 + 3?", "Sort in ascending order: 5 1 4", "Add 6 and 1."]
     seeds.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in seed_tasks))
     server = openai_stub()
-    results, rows, card, _ = run_pipeline(
-        server, "self_instruct", [f"method.seed_file={seeds}", "method.pool_size=15", "method.examples_per_prompt=2"]
-    )
+    first = [f"method.seed_file={seeds}", "method.pool_size=15", "method.examples_per_prompt=2"]
+    results, rows, card, _ = run_pipeline(server, "self_instruct", first)
     g = _checks(results, card)
     si = card["self_instruct"]
     # 12 new tasks joined the 3 seeds, each answered correctly by the teacher
@@ -81,6 +80,12 @@ def test_self_instruct_grows_the_pool_from_seed_tasks(run_pipeline, openai_stub,
     assert g["completions_requested"] == si["proposals"] + 12 == g["paid"] + g["cached_hits"]
     assert len(server.answered()) == g["paid"] and g["rejected_by"].get("near_duplicate", 0) >= g["cached_hits"]
 
+    # run again (another server, the same teacher and settings): the same proposals, all from the cache, no request
+    again = openai_stub()
+    results, rows_again, card, _ = run_pipeline(again, "self_instruct", first, name="again")
+    g = results["stages"][0]["generation"]
+    assert rows_again == rows and g["paid"] == 0 == len(again.calls) and g["cached_hits"] == si["proposals"] + 12
+
     # the cap: too few attempts for the target → a warning, the pool as it got, the cap on the card
     capped = [f"method.seed_file={seeds}", "method.pool_size=40", "method.max_attempts=10", "teacher.sampling.seed=1"]
     with caplog.at_level(logging.WARNING, logger="distillkit"):
@@ -94,6 +99,13 @@ def test_self_instruct_grows_the_pool_from_seed_tasks(run_pipeline, openai_stub,
             openai_stub(proposal="Draw a map."), "self_instruct", capped[:2] + ["method.max_attempts=3"], "none"
         )
     assert err.value.key == "method.max_attempts" and "no new task" in str(err.value)
+
+
+def test_self_instruct_seeds_default_to_the_training_prompts(run_pipeline, openai_stub):
+    results, rows, card, _ = run_pipeline(openai_stub(), "self_instruct", ["method.pool_size=16"])
+    si = card["self_instruct"]
+    assert si["seed_tasks"] == ROWS and "training prompts" in si["seed_source"] and si["pool_size"] == 16
+    assert len(rows) == 4 == results["stages"][0]["generation"]["kept"]
 
 
 def test_explanations_train_on_step_by_step_traces(run_pipeline, openai_stub):

@@ -8,7 +8,7 @@ import pytest
 
 from distillkit.config.schema import validate
 from distillkit.errors import ConfigError
-from distillkit.stages.pipelines import judge_proposal, parse_proposal, rouge_l
+from distillkit.stages.pipelines import dialogue_users, judge_proposal, parse_proposal, rouge_l
 from distillkit.tasks.causal_lm import generated
 from distillkit.tasks.causal_lm import synthetic as lm_synthetic
 from distillkit.tasks.causal_lm.evaluate import generation_scores
@@ -139,3 +139,17 @@ def test_a_too_long_dialogue_keeps_its_first_answer():
     assert truncated == 1 and len(data[0]["input_ids"]) == cut
     assert data[0]["labels"][: full[0]["prompt_length"]] == [-100] * full[0]["prompt_length"]
     assert any(label != -100 for label in data[0]["labels"])
+
+
+def test_dialogue_follow_ups_come_from_the_data_else_from_the_config():
+    u = lambda text: {"role": "user", "content": text}  # noqa: E731
+    a = {"role": "assistant", "content": "old answer"}
+    chat = [u("Hi"), a, u("And then?"), a, u("Last?")]  # a chat row: all turns but its last answer
+    plain = [{"role": "system", "content": "S"}, u("What is 7 + 8?")]
+    assert dialogue_users([chat, plain, plain], 2, ["F1", "F2"]) == [
+        ["Hi", "And then?"],
+        ["What is 7 + 8?", "F2"],  # conversation 1 starts at follow-up 1
+        ["What is 7 + 8?", "F1"],
+    ]
+    assert dialogue_users([chat], 5, ["F1"]) == [["Hi", "And then?", "Last?"]]  # the data's turns, no more
+    assert dialogue_users([plain], 1, ["F1"]) == [["What is 7 + 8?"]]
