@@ -287,8 +287,11 @@ FOLLOW_UPS = [
 class BlackboxSFTMethodConfig:
     """Black-box distillation: a teacher that writes text (an endpoint, ``teacher=openai``, or a local model) makes
     a dataset in a first stage (``generate``, outside the optimizer budget, like teacher_prep), and the student
-    learns it by next-token prediction in the next (``distill``: the run's whole budget). ``pipeline=responses``
-    (Alpaca's recipe): the teacher answers the training prompts. The teacher's sampling is ``teacher.sampling``."""
+    learns it by next-token prediction in the next (``distill``: the run's whole budget). ``pipeline``: ``responses``
+    (Alpaca's recipe: the teacher answers the training prompts), ``self_instruct`` (Wang et al. 2023: it grows a pool of
+    tasks from seed tasks and answers them), ``explanations`` (Orca: step-by-step traces under system prompts),
+    ``dialogue`` (Vicuna: multi-turn conversations, the loss on every answer); docs/blackbox.md. The teacher's sampling
+    is ``teacher.sampling``."""
 
     name: str = "blackbox_sft"
     pipeline: str = "responses"

@@ -221,7 +221,8 @@ def _pipeline_options(cfg: lc.BlackboxSFTMethodConfig) -> dict:
 def build_blackbox_sft(cfg: lc.BlackboxSFTMethodConfig, dims: Dims | None = None) -> list[Stage]:
     """generate → distill: the run's generating teacher (an endpoint, or the teacher model) writes a dataset once
     (``generate``: no optimizer step, outside the budget), then L = NTP(ŷ, p_s) on it (``distill``: the whole
-    budget). pipeline=responses: ŷ = the teacher's answers to the training prompts (Alpaca's recipe)."""
+    budget). pipeline=responses: ŷ = the teacher's answers to the training prompts (Alpaca's recipe); self_instruct,
+    explanations, dialogue: stages/pipelines.py."""
     generate = Stage(
         "generate",
         None,

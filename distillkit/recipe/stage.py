@@ -56,7 +56,8 @@ class GeneratedOptions:
 class GenerationSpec:
     """A stage that trains nothing: the run's generating teacher (an endpoint, or the teacher model through
     ``generate``) writes a dataset into ``<run>/generated/<stage>/`` that a later stage's ``generated`` view reads.
-    ``pipeline``: ``responses`` (the teacher answers the training prompts). Outside the optimizer budget, as
+    ``pipeline``: ``responses`` (the teacher answers the training prompts), ``self_instruct``, ``explanations``,
+    ``dialogue`` (``stages/pipelines.py``; their settings in ``options``). Outside the optimizer budget, as
     ``teacher_prep`` is; its record counts completions requested, cached, kept and rejected."""
 
     pipeline: str = "responses"

@@ -7,6 +7,9 @@ record counts what it asked for and what it kept.
 filters (not empty; not cut by max_tokens with ``drop_truncated``; not a repeat of an answer kept for the same
 prompt) and becomes a row in the task's own format (``Task.generated_row``).
 
+``self_instruct``, ``explanations`` and ``dialogue`` are in ``stages/pipelines.py``, on the same machinery (each returns
+a ``Made``: rows, rejections by reason, counts, its card section).
+
 Every answer goes through the completion cache (``teachers/generating.CachedTeacher``) the moment it arrives, so a
 run killed half way, resumed, or started again pays for no completion twice. The dataset is written into
 ``<run>/generated/<stage>/`` (``train.jsonl``, ``eval.jsonl``: the task's eval split as it was, ``card.json``,
