@@ -306,6 +306,11 @@ def _card_markdown(card: dict) -> str:
         "- filters: " + "; ".join(f"{k}: {v}" for k, v in card["filters"].items()),
         f"- counts: {c['prompts']} prompts, {c['completions_requested']} completions requested, {c['kept']} kept, "
         f"{c['rejected']} rejected ({rejected})",
+        *(
+            [f"- {card['pipeline']}: " + ", ".join(f"{k}={v}" for k, v in card[card["pipeline"]].items())]
+            if isinstance(card.get(card["pipeline"]), dict)
+            else []
+        ),
         "",
         f"Reuse: `{card['reuse']}`",
         "",

@@ -185,6 +185,8 @@ def self_instruct(stage: Stage, ws, teacher, sampling) -> Made:
             count(rejected, why_of[i])
             progress.add(kept_of[i], len(why_of[i]))
     seconds = time.perf_counter() - started
+    if progress.done != progress.total:  # stopped before the most it could ask: the last progress line
+        log.info("[%s] %s", stage.name, progress.line())
     cap_hit = len(new) < want
     require(
         len(new) > 0,
@@ -326,7 +328,9 @@ def dialogue(stage: Stage, ws, teacher, sampling) -> Made:
         from_data,
         _sampling_text(sampling),
     )
-    convs = [_head(spec.system_prompt) + [{"role": USER, "content": u[0]}] for u in users]
+    # the pipeline's system turn, else a chat row's own (kept in its row, as responses keeps it)
+    heads = [_head(spec.system_prompt) or [m for m in c if m["role"] == SYSTEM][:1] for c in base]
+    convs = [h + [{"role": USER, "content": u[0]}] for h, u in zip(heads, users)]
     last = [None] * len(convs)  # each conversation's latest kept answer (a Completion)
     live = list(range(len(convs)))
     progress = _Progress(stage.name, sum(len(u) for u in users), unit="turns")
@@ -359,6 +363,8 @@ def dialogue(stage: Stage, ws, teacher, sampling) -> Made:
             teacher.generate([convs[i] for i in chunk], sampling, take)
             asked += len(chunk)
     seconds = time.perf_counter() - started
+    if progress.done != progress.total:  # stopped before the most it could ask: the last progress line
+        log.info("[%s] %s", stage.name, progress.line())
     rows = []
     for i, conv in enumerate(convs):
         if last[i] is None:

@@ -59,8 +59,14 @@ def test_self_instruct_grows_the_pool_from_seed_tasks(run_pipeline, openai_stub,
     seeds.write_text("".join(json.dumps({"prompt": t}) + "\n" for t in seed_tasks))
     server = openai_stub()
     first = [f"method.seed_file={seeds}", "method.pool_size=15", "method.examples_per_prompt=2"]
-    results, rows, card, _ = run_pipeline(server, "self_instruct", first)
+    with caplog.at_level(logging.INFO, logger="distillkit"):
+        results, rows, card, folder = run_pipeline(server, "self_instruct", first)
     g = _checks(results, card)
+    assert (
+        "- self_instruct: " in (folder / "card.md").read_text() and "seed_tasks=3" in (folder / "card.md").read_text()
+    )
+    line = next(r.getMessage() for r in caplog.records if "proposals ·" in r.getMessage())
+    assert " kept · " in line and " rejected · " in line and "completions/s" in line
     si = card["self_instruct"]
     # 12 new tasks joined the 3 seeds, each answered correctly by the teacher
     assert (si["seed_tasks"], si["pool_size"], si["new_tasks"], si["cap_hit"]) == (3, 15, 12, False)
