@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 
 from distillkit.errors import ConfigError, first_line
 from distillkit.teachers.generating import Completion, GeneratingTeacher
@@ -155,15 +155,25 @@ class EndpointTeacher(GeneratingTeacher):
         out: list = [None] * len(conversations)
         with ThreadPoolExecutor(max_workers=self.cfg.concurrency, thread_name_prefix="endpoint") as pool:
             futures = {pool.submit(self._request, c, sampling): i for i, c in enumerate(conversations)}
+            handed: set = set()
             try:
                 for future in as_completed(futures):  # callbacks on this thread, as answers arrive
                     i = futures[future]
                     out[i] = future.result()
+                    handed.add(future)
                     if on_each is not None:
                         on_each(i, out[i])
             except BaseException as err:
                 for f in futures:
                     f.cancel()
+                if on_each is not None and isinstance(err, Exception):
+                    # requests already in flight are paid for: wait for them and hand their answers on (to the
+                    # cache) before giving up, so a rerun does not pay for them again
+                    wait([f for f in futures if not f.cancelled()])
+                    for f in futures:
+                        if f not in handed and not f.cancelled() and f.exception() is None:
+                            out[futures[f]] = f.result()
+                            on_each(futures[f], out[futures[f]])
                 if isinstance(err, _openai().APIError):
                     raise self._failed(err) from None
                 raise
