@@ -67,7 +67,7 @@ def _tokenizer(cfg: RunConfig, task, root: Path, kind):
         return models.load_tokenizer(
             "teacher.path", cfg.teacher.path, cfg.teacher.revision, cfg.teacher.trust_remote_code
         )
-    if cfg.teacher.name == "none" and cfg.student.path is not None:  # no teacher: the student's own tokenizer
+    if not cfg.teacher.has_model and cfg.student.path is not None:  # no teacher model: the student's own tokenizer
         return models.load_tokenizer(
             "student.path", cfg.student.path, cfg.student.revision, cfg.student.trust_remote_code
         )
@@ -154,7 +154,11 @@ def _teacher_settings(cfg: RunConfig, kind) -> dict:
     """The teacher group's settings in its key: how its outputs are cached is no part of it, nor the arch settings
     only another task's models read (its row's ``arch_keys``: so every encoder teacher keeps the key it had before
     decoders existed, and a new task's settings change no other task's keys)."""
-    settings = {k: v for k, v in dataclasses.asdict(cfg.teacher).items() if k != "name" and not k.startswith("cache_")}
+    # endpoint and sampling concern a teacher that writes text (method=blackbox_sft), never a prepared one's weights
+    skip = ("name", "endpoint", "sampling")
+    settings = {
+        k: v for k, v in dataclasses.asdict(cfg.teacher).items() if k not in skip and not k.startswith("cache_")
+    }
     if settings["arch"] is not None:
         for name, row in TASKS.items():
             if name != kind.name:
@@ -229,7 +233,12 @@ class Plan:
 
     @property
     def method_stages(self) -> list:
-        return [s for s in self.stages if not s.trains_teacher]
+        """The method's training stages (not teacher_prep, not a generation stage)."""
+        return [s for s in self.stages if not s.trains_teacher and s.trains]
+
+    @property
+    def generation_stages(self) -> list:
+        return [s for s in self.stages if not s.trains]
 
 
 def make_plan(cfg: RunConfig) -> Plan:
@@ -241,6 +250,10 @@ def make_plan(cfg: RunConfig) -> Plan:
     datasets.disable_progress_bars()
     use_cpu, device = resolve_device(cfg.hardware)
     root = cache.usable_root(cfg.cache_dir)
+    if cfg.teacher.endpoint is not None:  # an endpoint teacher: reachable, keyed, serving the model, before any work
+        from distillkit.teachers import endpoint
+
+        endpoint.check(cfg.teacher.endpoint)
     kind = tasks.get(cfg.task.name)
     task = kind.load(cfg.data)
     tokenizer = _tokenizer(cfg, task, root, kind)
@@ -249,7 +262,7 @@ def make_plan(cfg: RunConfig) -> Plan:
     s_config, layers = kind.student_config(cfg.student, t_config, tokenizer, task.label_names)
     if cfg.student.path is not None:
         models.check_tokenizers(tokenizer, models.load_tokenizer("student.path", cfg.student.path), cfg.student.path)
-    no_teacher = cfg.teacher.name == "none"
+    no_teacher = not cfg.teacher.has_model  # teacher=none, or an endpoint (teacher=openai): no weights to load
     require(
         no_teacher or head_fitted or cfg.teacher.prepare != "never",
         "teacher.prepare",

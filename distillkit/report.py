@@ -91,9 +91,10 @@ def budget_section(cfg, train_examples: int, stages: list[dict]) -> dict:
     from distillkit.stages.planning import total_steps
 
     per_epoch, planned = total_steps(cfg, train_examples)
-    spent = [s for s in stages if s["name"] != "teacher_prep"]
+    spent = [s for s in stages if s["name"] != "teacher_prep" and not s.get("outside_budget")]
     rows = [{"name": s["name"], "share": s.get("share"), **{k: s.get(k) for k in BUDGET_KEYS}} for s in spent]
     prep = next((s for s in stages if s["name"] == "teacher_prep"), None)
+    generated = [s for s in stages if s.get("generation")]
     return {
         "planned_steps": planned,  # train.max_steps, or train.epochs × steps_per_epoch
         "steps_per_epoch": per_epoch,  # of the training split, at the hardware group's global batch
@@ -103,6 +104,16 @@ def budget_section(cfg, train_examples: int, stages: list[dict]) -> dict:
         "teacher_prep": None
         if prep is None
         else {"cached": bool(prep.get("steps") == 0), **{k: prep.get(k) for k in BUDGET_KEYS}},
+        # generation stages (blackbox_sft): the teacher's completions, outside the optimizer budget like teacher_prep
+        **(
+            {
+                "generation": [
+                    {"name": s["name"], "wall_time_s": s.get("wall_time_s"), **s["generation"]} for s in generated
+                ]
+            }
+            if generated
+            else {}
+        ),
     }
 
 
@@ -211,6 +222,13 @@ def stage_line(stage: dict) -> str:
     """One stage of the run: its budget, time and final loss terms (or that it was cached / resumed)."""
     if stage.get("cached"):
         return f"{stage['name']:<14} cached ({stage.get('cache_dir', '')})"
+    if stage.get("generation"):
+        g = stage["generation"]
+        return (
+            f"{stage['name']:<14} {g['kept']} rows kept, {g['rejected']} rejected of {g['completions_requested']} "
+            f"completions ({g['cached_hits']} from the cache, {g['paid']} paid) · {stage['wall_time_s']:.0f} s · "
+            "outside the budget" + (" · resumed" if stage.get("resumed_from") else "")
+        )
     terms = " ".join(f"{k}={v:.4g}" for k, v in (stage.get("final_loss_terms") or {}).items())
     resumed = " · resumed" if stage.get("resumed_from") else ""
     # Which weights the stage ended with (eval.keep); the report's figures come from the last stage's. Said

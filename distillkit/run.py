@@ -40,6 +40,9 @@ def _run_stages(ws: Workspace) -> list[dict]:
             if record:
                 records.append(record)
             continue
+        if not stage.trains:  # a generation stage: writes a dataset into the run directory, trains nothing
+            records.append(_generation(ws, stage))
+            continue
         model = ws.model(stage)
         if ws.resume:
             _check_resumable(stage, model, ws.run_dir)
@@ -59,6 +62,22 @@ def _run_stages(ws: Workspace) -> list[dict]:
         record["group"], record["produces"] = stage.group, stage.produces
         records.append(record)
     return records
+
+
+def _generation(ws: Workspace, stage) -> dict:
+    """A generation stage: on resume, a dataset it finished is reused (its card holds its record); otherwise it
+    runs, and every completion an interrupted attempt paid for comes from the completion cache."""
+    import json
+
+    from distillkit.stages.generation import generated_dir, run_generation
+
+    card = generated_dir(ws.run_dir, stage.name) / "card.json"
+    if ws.resume and card.exists():
+        record = json.loads(card.read_text())["record"]
+        record["resumed_from"] = "done"
+        log.info("[%s] finished in an earlier attempt: reusing its dataset %s", stage.name, card.parent)
+        return record
+    return run_generation(stage, ws)
 
 
 def _check_resumable(stage, model, out: Path) -> None:

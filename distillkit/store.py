@@ -247,6 +247,19 @@ def file_digest(root: Path, path: str | os.PathLike) -> str:
     return combined.hexdigest()
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary sibling renamed into place: a reader (or a run killed mid-write)
+    sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_spec(directory: Path, spec: dict) -> None:
     (directory / "spec.json").write_text(json.dumps(spec, indent=2, sort_keys=True, default=str))
 

@@ -160,3 +160,22 @@ def run_tiny(tmp_path, cache_dir):
         return run(cfg, RunContext(output_dir=out, job_name="test", overrides=tuple(overrides), resume=resume)), out
 
     return _run
+
+
+@pytest.fixture
+def openai_stub():
+    """Start ``scripts/openai_stub_server.py``'s server (a real FastAPI + uvicorn app speaking the chat-completions
+    API on 127.0.0.1, a free port, in a thread of this process) with the given ``Behaviour`` settings; every server
+    started is stopped at the end of the test. ``openai_stub(fail_first=[429, 500])`` → the running ``StubServer``."""
+    from scripts.openai_stub_server import Behaviour, StubServer
+
+    servers = []
+
+    def start(**behaviour):
+        server = StubServer(Behaviour(**behaviour)).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

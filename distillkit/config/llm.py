@@ -4,10 +4,42 @@ gkd, minillm, seq_kd. Their builders are in ``distillkit/methods/llm.py``; the t
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 from distillkit.errors import positive, require, unit_interval
+
+
+def read_seed_file(path: str) -> list[str]:
+    """The tasks of a seed jsonl; a missing, unreadable or empty file is a ``ConfigError`` on ``method.seed_file``."""
+    fix = 'give a jsonl with one seed task per line, e.g. {"prompt": "What is 2 + 3?"}, or method.seed_file=null '
+    fix += "(the training prompts are the seeds)."
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        require(False, "method.seed_file", path, f"cannot be read ({err.strerror or err}).", fix)
+    tasks = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        text = (row.get("prompt") or row.get("instruction")) if isinstance(row, dict) else None
+        require(
+            isinstance(text, str) and text.strip() != "",
+            "method.seed_file",
+            path,
+            f"line {n} is not a JSON object with a non-empty 'prompt' (or 'instruction'): {line[:80]!r}.",
+            fix,
+        )
+        extra = row.get("input") if isinstance(row.get("input"), str) else ""
+        tasks.append(text.strip() + (f"\n\n{extra.strip()}" if extra.strip() else ""))
+    require(len(tasks) > 0, "method.seed_file", path, "holds no seed task (the file is empty).", fix)
+    return tasks
 
 
 def _chunk(value) -> None:
@@ -227,3 +259,91 @@ class SeqKDMethodConfig:
             "must be >= 1 or null.",
             "use null (task.max_new_tokens) or e.g. 64.",
         )
+
+
+# the answer line an explanation trace ends on; the causal-LM evaluation scores what follows its last occurrence
+FINAL_ANSWER = "Final answer:"
+PIPELINES = ("responses", "self_instruct", "explanations", "dialogue")
+
+# Orca's system prompts (Mukherjee et al. 2023), shortened; each asks for the reasoning and ends on the answer line
+# the causal-LM evaluation reads (``Final answer: ...``, see tasks/causal_lm/metrics.final_answer).
+EXPLANATION_PROMPTS = [
+    "You are a helpful assistant. Think step by step and justify your answer. "
+    "End with a last line 'Final answer: <the answer>'.",
+    "You are an AI assistant. Explain your reasoning step by step, as if to a student, before you answer. "
+    "End with a last line 'Final answer: <the answer>'.",
+    "You are a careful assistant. Break the task into steps, solve each, then check the result. "
+    "End with a last line 'Final answer: <the answer>'.",
+]
+# Vicuna-style follow-up user turns for dialogue when the data has no later turns of its own
+FOLLOW_UPS = [
+    "Are you sure? Check your answer once more.",
+    "Can you explain how you got that?",
+    "Please repeat the answer only.",
+]
+
+
+@dataclass
+class BlackboxSFTMethodConfig:
+    """Black-box distillation: a teacher that writes text (an endpoint, ``teacher=openai``, or a local model) makes
+    a dataset in a first stage (``generate``, outside the optimizer budget, like teacher_prep), and the student
+    learns it by next-token prediction in the next (``distill``: the run's whole budget). ``pipeline``: ``responses``
+    (Alpaca's recipe: the teacher answers the training prompts), ``self_instruct`` (Wang et al. 2023: it grows a pool of
+    tasks from seed tasks and answers them), ``explanations`` (Orca: step-by-step traces under system prompts),
+    ``dialogue`` (Vicuna: multi-turn conversations, the loss on every answer); docs/blackbox.md. The teacher's sampling
+    is ``teacher.sampling``."""
+
+    name: str = "blackbox_sft"
+    pipeline: str = "responses"
+    system_prompt: Optional[str] = None  # a system turn put before each prompt sent to the teacher
+    drop_truncated: bool = True  # reject completions cut by max_tokens (finish_reason "length")
+    keep_original: bool = False  # true: train on the dataset's own responses as well as the teacher's
+    # pipeline=self_instruct (Wang et al. 2023): grow a pool of tasks from seed tasks
+    seed_file: Optional[str] = None  # a jsonl of seed tasks ({"prompt"} or {"instruction"}); null: training prompts
+    pool_size: int = 64  # stop once the pool (seed tasks included) holds this many tasks
+    max_attempts: Optional[int] = None  # proposals asked for at most; null: 4 x the new tasks wanted
+    examples_per_prompt: int = 3  # pool tasks shown to the teacher in each proposal request
+    rouge_threshold: float = 0.7  # a proposal with ROUGE-L >= this against a pool task is a near-duplicate
+    # pipeline=explanations (Orca, Mukherjee et al. 2023): one system prompt per training prompt, in turn
+    system_prompts: list[str] = field(default_factory=lambda: list(EXPLANATION_PROMPTS))
+    # pipeline=dialogue (Vicuna, Chiang et al. 2023): conversations of up to `turns` assistant turns
+    turns: int = 2
+    follow_ups: list[str] = field(default_factory=lambda: list(FOLLOW_UPS))
+
+    def __post_init__(self):
+        require(
+            self.pipeline in PIPELINES,
+            "method.pipeline",
+            self.pipeline,
+            "is not a pipeline blackbox_sft knows.",
+            f"use one of {', '.join(PIPELINES)} (responses: the teacher answers the training prompts; self_instruct: "
+            "it proposes new tasks and answers them; explanations: it answers with step-by-step explanations; "
+            "dialogue: it holds multi-turn conversations).",
+        )
+        positive("method.pool_size", self.pool_size, "use a pool size such as 64 (seed tasks included).")
+        positive("method.examples_per_prompt", self.examples_per_prompt, "use e.g. 3 (Wang et al. show 8).")
+        require(
+            self.max_attempts is None or self.max_attempts >= 1,
+            "method.max_attempts",
+            self.max_attempts,
+            "must be >= 1 or null.",
+            "use null (4 x the new tasks wanted) or e.g. 500.",
+        )
+        require(
+            0.0 < self.rouge_threshold <= 1.0,
+            "method.rouge_threshold",
+            self.rouge_threshold,
+            "is outside (0, 1].",
+            "use 0.7 (Wang et al.); 1.0 rejects exact repeats only.",
+        )
+        if self.pipeline == "self_instruct" and self.seed_file:  # before any work: an empty or unreadable seed file
+            read_seed_file(self.seed_file)
+        positive("method.turns", self.turns, "use 2 or more assistant turns per conversation (1: one answer).")
+        for key, values in (("method.system_prompts", self.system_prompts), ("method.follow_ups", self.follow_ups)):
+            require(
+                len(values) > 0 and all(isinstance(v, str) and v.strip() for v in values),
+                key,
+                list(values),
+                "must be a non-empty list of non-blank strings.",
+                f'leave {key} at its default, or give e.g. {key}=\'["...", "..."]\'.',
+            )

@@ -28,6 +28,7 @@ class MethodEntry:
     # the docs' grouping (docs/methods.md): logits, features, relations, self-distillation, chains, llm; a task's
     # row (config/task.py TASKS) names the families whose methods apply to it
     family: str
+    generates: bool = False  # the method's teacher writes text (an endpoint teacher can serve it)
 
     def build(self, cfg, dims):
         module, function = self.builder.split(":")
@@ -62,6 +63,7 @@ REGISTRY: dict[str, MethodEntry] = {
     "gkd": MethodEntry(lc.GKDMethodConfig, "llm:build_gkd", "llm"),
     "minillm": MethodEntry(lc.MiniLLMMethodConfig, "llm:build_minillm", "llm"),
     "seq_kd": MethodEntry(lc.SeqKDMethodConfig, "llm:build_seq_kd", "llm"),
+    "blackbox_sft": MethodEntry(lc.BlackboxSFTMethodConfig, "llm:build_blackbox_sft", "llm", generates=True),
 }
 
 METHOD_SCHEMAS: dict[str, type] = {name: entry.schema for name, entry in REGISTRY.items()}

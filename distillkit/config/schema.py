@@ -18,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from distillkit.config.augment import AugmentationConfig  # noqa: F401 (re-exported)
 from distillkit.config.build import build_section
 from distillkit.config.data import LOCAL_FORMATS, DataConfig, SyntheticDataConfig  # noqa: F401 (re-exported)
+from distillkit.config.endpoint import EndpointConfig, SamplingSettings  # noqa: F401 (re-exported)
 from distillkit.config.method import KDMethodConfig, NoneMethodConfig  # noqa: F401 (re-exported)
 from distillkit.config.registry import METHOD_SCHEMAS, build_method
 from distillkit.config.task import DEFAULT_TASK, TASKS, TaskConfig, check_task
@@ -131,6 +132,18 @@ class TeacherConfig:
     cache_precision: str = "fp16"  # of the cached features (logits are always float32): fp16 | bf16 | fp32
     # Causal LMs (off-policy forward KL): the teacher's k most likely tokens per response position + the tail mass
     cache_topk: int = 64
+    # A teacher that only writes text (teacher=openai): a chat-completions endpoint, no weights. ``arch`` is then only
+    # the template of a student built from a config (as with teacher=none), and the methods that read the teacher's
+    # logits or features do not apply (method=blackbox_sft does).
+    endpoint: Optional[EndpointConfig] = None
+    # How the teacher answers prompts when a method asks it to write (method=blackbox_sft): an endpoint, or a local
+    # model through transformers' generate.
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+
+    @property
+    def has_model(self) -> bool:
+        """Whether the teacher is a model the run loads (not teacher=none, not an endpoint)."""
+        return self.name != "none" and self.endpoint is None
 
     def __post_init__(self):
         one_of("teacher.cache_outputs", self.cache_outputs, ["auto", "always", "never"])
@@ -160,7 +173,14 @@ class TeacherConfig:
             "must be positive.",
             "use a positive value, or null for teacher.prepare_learning_rate.",
         )
-        if self.path is None and self.name != "none":
+        require(
+            self.endpoint is None or self.path is None,
+            "teacher.path",
+            self.path,
+            "is set for an endpoint teacher (teacher.endpoint), which has no weights to load.",
+            "drop teacher.path (the endpoint answers), or drop teacher.endpoint to distil from that checkpoint.",
+        )
+        if self.path is None and self.has_model:
             require(
                 self.prepare != "never",
                 "teacher.prepare",

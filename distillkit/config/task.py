@@ -159,6 +159,15 @@ def check_task(parts: dict) -> None:
         "on rank 0 alone.",
         "drop hardware.shard_teacher for seq_kd (or decode with a smaller teacher).",
     )
+    generating = [name for name, entry in REGISTRY.items() if entry.generates]
+    require(
+        teacher.endpoint is None or REGISTRY[method].generates,
+        "teacher",
+        teacher.name,
+        f"is an endpoint ({teacher.endpoint.base_url if teacher.endpoint else ''}): it writes text and has no "
+        f"logits, hidden states or weights, and method={method} reads them.",
+        f"use a method whose teacher writes text ({', '.join(generating)}), or a teacher with weights.",
+    )
     if own.no_augmentation is not None:
         selected = parts["augmentation"].selected
         served = " and ".join(name for name, r in TASKS.items() if r.no_augmentation is None)

@@ -1,8 +1,9 @@
 """Methods of the causal-LM task (``task=causal_lm``): ``sft``, ``forward_kl``, ``reverse_kl`` (MiniLLM's per-token
-form), ``gkd`` (Agarwal et al. 2024), ``minillm`` (Gu et al. 2024, its policy-gradient form) and ``seq_kd`` (Kim &
-Rush 2016). Every term is a mean over response tokens (``losses/token.py``, ``losses/minillm.py``): the logits at
-position t−1 are compared at the tokens t whose label is not −100. Teacher and student output layers may have
-different padded sizes beyond the tokenizer's ids: the terms read the shared rows.
+form), ``gkd`` (Agarwal et al. 2024), ``minillm`` (Gu et al. 2024, its policy-gradient form), ``seq_kd`` (Kim &
+Rush 2016) and ``blackbox_sft`` (a teacher that only writes text, e.g. an API: Alpaca's recipe, Taori et al. 2023).
+Every term is a mean over response tokens (``losses/token.py``, ``losses/minillm.py``): the logits at position t−1
+are compared at the tokens t whose label is not −100. Teacher and student output layers may have different padded
+sizes beyond the tokenizer's ids: the terms read the shared rows.
 
 On-policy methods carry a ``Rollout`` on their objective: the trainer lets the student sample the batch's responses
 inside the training step (``lm_eval.rollout``), and the teacher then scores those tokens: their teacher outputs are
@@ -15,7 +16,7 @@ from distillkit.config import llm as lc
 from distillkit.losses import IGNORE_INDEX, minillm, token
 from distillkit.methods.common import stage
 from distillkit.recipe.objective import Dims, LossInputs, LossTerm, Objective, Rollout
-from distillkit.recipe.stage import PREPARED, DataView, ResponsesOptions, Stage
+from distillkit.recipe.stage import PREPARED, DataView, GeneratedOptions, GenerationSpec, ResponsesOptions, Stage
 
 NOT_CACHED = (
     "its loss reads the teacher's whole next-token distribution (only forward KL has a top-k form that "
@@ -205,3 +206,35 @@ def build_seq_kd(cfg: lc.SeqKDMethodConfig, dims: Dims | None = None) -> list[St
     )
     view = DataView("teacher_responses", options=ResponsesOptions(cfg.num_beams, cfg.max_new_tokens, cfg.keep_original))
     return [stage("distill", objective, data=view, teacher=PREPARED)]
+
+
+def _pipeline_options(cfg: lc.BlackboxSFTMethodConfig) -> dict:
+    """The settings of ``cfg.pipeline`` beyond responses' (empty for responses)."""
+    keys = {
+        "self_instruct": ("seed_file", "pool_size", "max_attempts", "examples_per_prompt", "rouge_threshold"),
+        "explanations": ("system_prompts",),
+        "dialogue": ("turns", "follow_ups"),
+    }.get(cfg.pipeline, ())
+    return {k: list(v) if k in ("system_prompts", "follow_ups") else v for k in keys for v in [getattr(cfg, k)]}
+
+
+def build_blackbox_sft(cfg: lc.BlackboxSFTMethodConfig, dims: Dims | None = None) -> list[Stage]:
+    """generate → distill: the run's generating teacher (an endpoint, or the teacher model) writes a dataset once
+    (``generate``: no optimizer step, outside the budget), then L = NTP(ŷ, p_s) on it (``distill``: the whole
+    budget). pipeline=responses: ŷ = the teacher's answers to the training prompts (Alpaca's recipe); self_instruct,
+    explanations, dialogue: stages/pipelines.py."""
+    generate = Stage(
+        "generate",
+        None,
+        teacher=None,
+        generation=GenerationSpec(cfg.pipeline, cfg.system_prompt, cfg.drop_truncated, _pipeline_options(cfg)),
+    )
+    objective = Objective(
+        name=cfg.name,
+        terms=[ntp_term(1.0)],
+        needs_teacher=False,
+        notes=f"ŷ: the teacher's written answers ({cfg.pipeline} pipeline)"
+        + (" + the dataset's" if cfg.keep_original else ""),
+    )
+    view = DataView("generated", options=GeneratedOptions("generate", cfg.keep_original))
+    return [generate, stage("distill", objective, data=view)]

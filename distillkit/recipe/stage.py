@@ -43,6 +43,29 @@ class ResponsesOptions:
     keep_original: bool = False
 
 
+@dataclass(frozen=True)
+class GeneratedOptions:
+    """A ``generated`` view: the dataset the generation stage ``source`` wrote into the run directory, plus the
+    dataset's own rows with ``keep_original``."""
+
+    source: str
+    keep_original: bool = False
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    """A stage that trains nothing: the run's generating teacher (an endpoint, or the teacher model through
+    ``generate``) writes a dataset into ``<run>/generated/<stage>/`` that a later stage's ``generated`` view reads.
+    ``pipeline``: ``responses`` (the teacher answers the training prompts), ``self_instruct``, ``explanations``,
+    ``dialogue`` (``stages/pipelines.py``; their settings in ``options``). Outside the optimizer budget, as
+    ``teacher_prep`` is; its record counts completions requested, cached, kept and rejected."""
+
+    pipeline: str = "responses"
+    system_prompt: str | None = None
+    drop_truncated: bool = True
+    options: dict = field(default_factory=dict)  # the pipeline's own settings (self_instruct, explanations, dialogue)
+
+
 _OPTIONS = {"ema": EMAOptions, "snapshots": SnapshotOptions}
 
 
@@ -111,7 +134,8 @@ class DataView:
     """The examples a stage trains on: ``train`` (the training split), ``text_file`` (plain texts, no labels:
     TinyBERT's general distillation), ``train+unlabeled`` (the training split plus an unlabeled pool whose
     labels are IGNORE_INDEX, for pseudo-labelling), ``teacher_responses`` (causal LM: the training prompts with the
-    teacher's own responses, generated once and cached; seq_kd). ``train`` and ``train+unlabeled`` views also hold
+    teacher's own responses, generated once and cached; seq_kd), ``generated`` (the dataset a generation stage
+    wrote into the run directory; blackbox_sft). ``train`` and ``train+unlabeled`` views also hold
     the run's offline augmented examples unless ``augment`` is False (``teacher_prep``: the teacher learns the
     task's own data)."""
 
@@ -120,13 +144,14 @@ class DataView:
     unlabeled: str | None = None  # train+unlabeled: a text file, "train" (the training texts), or "generated"
     unlabeled_size: int | None = None  # generated: how many texts
     augment: bool = True  # add the run's offline augmented examples (``augmentation=``) to train views
-    options: ResponsesOptions | None = None  # teacher_responses: how the teacher decodes
+    # teacher_responses: how the teacher decodes; generated: which generation stage wrote the dataset
+    options: ResponsesOptions | GeneratedOptions | None = None
 
     def __post_init__(self):
-        if (self.kind == "teacher_responses") != isinstance(self.options, ResponsesOptions):
+        wanted = {"teacher_responses": ResponsesOptions, "generated": GeneratedOptions}.get(self.kind)
+        if not (isinstance(self.options, wanted) if wanted else self.options is None):
             raise TypeError(
-                f"a {self.kind!r} view takes {'ResponsesOptions' if self.kind == 'teacher_responses' else 'no'}"
-                f" options, got {self.options!r}"
+                f"a {self.kind!r} view takes {wanted.__name__ if wanted else 'no'} options, got {self.options!r}"
             )
 
 
@@ -151,10 +176,11 @@ class Budget:
 
 @dataclass
 class Stage:
-    """One training stage of a run."""
+    """One stage of a run: a training stage, or (``generation`` set, ``objective`` None) a generation stage that
+    writes a dataset and trains nothing."""
 
     name: str
-    objective: Objective
+    objective: Objective | None
     teacher: TeacherSpec | None = PREPARED  # None: the objective reads no teacher
     student: StudentSpec = field(default_factory=StudentSpec)
     data: DataView = field(default_factory=DataView)
@@ -164,6 +190,11 @@ class Stage:
     )
     cached: bool = False  # the stage's model is stored content-addressed and reused by later runs (teacher_prep)
     group: str | None = None  # the series this model belongs to in the report, e.g. "generation", "assistant"
+    generation: GenerationSpec | None = None  # a generation stage: no objective, no budget, no model trained
+
+    @property
+    def trains(self) -> bool:
+        return self.generation is None
 
     @property
     def trains_teacher(self) -> bool:

@@ -46,8 +46,9 @@ def plan_stages(cfg: RunConfig, prepare_teacher: bool, dims: Dims) -> list[Stage
     (ConfigError)."""
     tr = cfg.train
     stages = build_stages(cfg.method, dims)
-    split_budget(cfg, stages, dims.train_examples)
-    for stage in stages:
+    trained = [s for s in stages if s.trains]  # generation stages train nothing: outside the budget
+    split_budget(cfg, trained, dims.train_examples)
+    for stage in trained:
         b = stage.budget
         b.learning_rate = tr.learning_rate if b.learning_rate is None else b.learning_rate
         b.layer_learning_rate = tr.layer_learning_rate if b.layer_learning_rate is None else b.layer_learning_rate
@@ -122,7 +123,7 @@ def _check_stage(cfg: RunConfig, stage: Stage, dims: Dims) -> None:
         "give at least one of the stage's loss weights a positive value.",
     )
     teacher = stage.teacher
-    if cfg.teacher.name == "none":
+    if not cfg.teacher.has_model:  # teacher=none, or an endpoint (teacher=openai): no weights to read
         uses = (
             "distils from the prepared teacher"
             if teacher is not None and teacher.kind == "prepared"
@@ -133,8 +134,9 @@ def _check_stage(cfg: RunConfig, stage: Stage, dims: Dims) -> None:
         require(
             uses is None,
             "teacher",
-            "none",
-            f"but method={method}'s stage {stage.name!r} {uses}.",
+            cfg.teacher.name,
+            f"{'is an endpoint (no weights), ' if cfg.teacher.endpoint else ''}but method={method}'s stage "
+            f"{stage.name!r} {uses}.",
             "pick a teacher (e.g. teacher=embedded-bert-12l), or a method that needs none (born_again with "
             "method.gen0=labels, self_kd, snapshot_ensemble, ema_teacher) and student.init=random.",
         )

@@ -66,7 +66,7 @@ class Workspace:
     def teacher(self) -> torch.nn.Module | None:
         """The run's teacher: prepared by ``teacher_prep`` (set there), or loaded as the teacher group says."""
         cfg = self.cfg
-        if "teacher" not in self.models and cfg.teacher.name != "none" and not self.plan.prepare_teacher:
+        if "teacher" not in self.models and cfg.teacher.has_model and not self.plan.prepare_teacher:
             self.models["teacher"] = model_lib.load_pretrained(
                 "teacher.path",
                 cfg.teacher.path,

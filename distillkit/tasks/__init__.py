@@ -81,6 +81,28 @@ class Task:
         ``train+unlabeled``, ``teacher_responses``), tokenised; a view the task has none of raises."""
         raise ValueError(f"task {self.name} has no {stage.data.kind!r} data view (stage {stage.name!r})")
 
+    # ---------------------------------------------------------------------------- generating teachers
+    # A task whose methods include a generation stage (blackbox_sft: the task row's method families say which)
+    def generation_prompts(self, task_data, system_prompt: str | None) -> list[list[dict]]:
+        """The conversations (chat message lists) a generating teacher is asked: one per training row."""
+        raise NotImplementedError(f"task {self.name} has no generation pipeline")
+
+    def generated_row(self, conversation: list[dict], completion, system_prompt: str | None) -> dict:
+        """The dataset row (the task's own file format) of a teacher's answer to ``conversation``."""
+        raise NotImplementedError(f"task {self.name} has no generation pipeline")
+
+    def render_conversation(self, conversation: list[dict], tokenizer, cfg) -> tuple[str, bool]:
+        """(prompt text, whether it holds the special tokens already): how a local teacher model reads it."""
+        raise NotImplementedError(f"task {self.name} has no generation pipeline")
+
+    def export_rows(self, split) -> list[dict]:
+        """A split's rows as the task reads them back from a local file (a generated dataset's eval.jsonl)."""
+        raise NotImplementedError(f"task {self.name} has no generation pipeline")
+
+    def reuse_overrides(self, folder: str, cfg) -> str:
+        """The command-line overrides that train on the generated dataset in ``folder`` (a card's reuse line)."""
+        raise NotImplementedError(f"task {self.name} has no generation pipeline")
+
     # ---------------------------------------------------------------------------------------- models
     def model_class(self):
         """The transformers Auto class of the task's models (``from_config`` / ``from_pretrained``)."""

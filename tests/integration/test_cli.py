@@ -104,7 +104,7 @@ METHOD_STAGES = {
     "takd": ["assistant3", "student"],
 }
 # task=causal_lm (tests/integration/test_causal_lm.py)
-LM_METHODS = ("forward_kl", "gkd", "minillm", "reverse_kl", "seq_kd", "sft")
+LM_METHODS = ("blackbox_sft", "forward_kl", "gkd", "minillm", "reverse_kl", "seq_kd", "sft")
 
 
 @pytest.mark.slow
@@ -173,9 +173,9 @@ def test_help_is_fast_and_lists_groups(tmp_path):
     proc = cli(["distillkit", "--help"], tmp_path, timeout=60)
     assert proc.returncode == 0
     methods = (
-        "method: attention_transfer, born_again, crd, distilbert, ema_teacher, fitnets, forward_kl, gkd, kd, "
-        "minillm, minilm, noisy_student, none, pkd, ps_kd, reverse_kl, rkd, self_kd, seq_kd, sft, snapshot_ensemble, "
-        "takd, tinybert"
+        "method: attention_transfer, blackbox_sft, born_again, crd, distilbert, ema_teacher, fitnets, forward_kl, gkd, "
+        "kd, minillm, minilm, noisy_student, none, pkd, ps_kd, reverse_kl, rkd, self_kd, seq_kd, sft, "
+        "snapshot_ensemble, takd, tinybert"
     )
     for group in (methods, "student:", "teacher:", "hardware:", "logger:"):
         assert group in proc.stdout

@@ -28,7 +28,7 @@ from transformers import GenerationConfig
 
 from distillkit.models.loading import unwrap
 from distillkit.speed import SPREAD, cpu_threads, in_turn, median_spread, sync
-from distillkit.tasks.causal_lm.metrics import exact_match, perplexity, rouge_l, token_agreement_counts
+from distillkit.tasks.causal_lm.metrics import exact_match, final_answer, perplexity, rouge_l, token_agreement_counts
 
 __all__ = [
     "generate",
@@ -246,10 +246,15 @@ def generations(model, tokenizer, loader, device, max_new_tokens: int, limit: in
 
 
 def generation_scores(out: dict) -> dict:
-    """{"exact_match", "rouge_l"} of ``generations`` output (lm_metrics, predictions vs references)."""
+    """{"exact_match", "rouge_l"} of ``generations`` output (lm_metrics, predictions vs references), each text
+    scored on its final answer (``final_answer``: what follows a last ``Final answer:`` line, else the text)."""
+    predictions, references = (
+        [final_answer(p) for p in out["predictions"]],
+        [final_answer(r) for r in out["references"]],
+    )
     return {
-        "exact_match": exact_match(out["predictions"], out["references"]),
-        "rouge_l": rouge_l(out["predictions"], out["references"]),
+        "exact_match": exact_match(predictions, references),
+        "rouge_l": rouge_l(predictions, references),
     }
 
 

@@ -26,10 +26,13 @@ from typing import NamedTuple
 
 import torch
 
+from distillkit.config.llm import FINAL_ANSWER
+
 __all__ = [
     "MAX_NLL",
     "RougeLScore",
     "exact_match",
+    "final_answer",
     "lcs_length",
     "normalize",
     "perplexity",
@@ -61,6 +64,14 @@ def _check_pairs(predictions: Sequence[str], references: Sequence[str]) -> None:
     for x in (*predictions, *references):
         if not isinstance(x, str):
             raise ValueError(f"predictions and references must be strings, got {type(x).__name__}")
+
+
+def final_answer(text: str) -> str:
+    """What follows the last ``Final answer:`` line of ``text`` (an explanation trace, ``method.pipeline=
+    explanations``), or ``text`` itself when it has none: generations are scored on their final answer, so a student
+    that explains before it answers is judged on the answer (a plain answer, the embedded task's, is unchanged)."""
+    at = text.rfind(FINAL_ANSWER)
+    return text if at < 0 else text[at + len(FINAL_ANSWER) :].strip()
 
 
 def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:

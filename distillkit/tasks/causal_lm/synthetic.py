@@ -55,6 +55,7 @@ __all__ = [
     "check",
     "generate",
     "parse",
+    "solve",
     "texts_for_tokenizer",
     "to_text",
 ]
@@ -183,6 +184,13 @@ def _answer(group: str, payload: tuple) -> str | None:
     if group == "count":
         return str(len(payload))
     return FACTS[group].get(payload[0])
+
+
+def solve(prompt: str) -> str | None:
+    """The canonical response to ``prompt`` recomputed from it, or None when it is not one of the task's prompts
+    (what a teacher that knows the task answers: ``scripts/openai_stub_server.py``)."""
+    parsed = parse(prompt)
+    return None if parsed is None else _answer(parsed[1], parsed[3])
 
 
 def check(example: dict) -> bool:

@@ -140,12 +140,51 @@ class CausalLM(Task):
         return LMCollator(tokenizer.pad_token_id)
 
     def data_view(self, ws, stage):
-        """``teacher_responses``: the training prompts with the teacher's own responses (seq_kd), decoded once."""
+        """``teacher_responses``: the training prompts with the teacher's own responses (seq_kd), decoded once;
+        ``generated``: the dataset a generation stage wrote into the run directory (blackbox_sft), plus the
+        dataset's own rows with ``keep_original``."""
         if stage.data.kind == "teacher_responses":
             from distillkit.tasks.causal_lm.seq_kd import teacher_responses
 
             return teacher_responses(ws, stage)
+        if stage.data.kind == "generated":
+            import datasets
+
+            from distillkit.tasks.causal_lm.generated import view
+
+            options = stage.data.options
+            data = view(ws.run_dir / "generated" / options.source / "train.jsonl", ws.tokenizer, ws.cfg)
+            log.info("[%s] data view: %d rows the teacher wrote (%s)", stage.name, len(data), options.source)
+            if options.keep_original:
+                data = datasets.concatenate_datasets([data, ws.train_set.cast(data.features)])
+            return data
         return super().data_view(ws, stage)
+
+    # ---------------------------------------------------------------------------- generating teachers
+    def generation_prompts(self, task_data, system_prompt):
+        from distillkit.tasks.causal_lm.generated import prompts
+
+        return prompts(task_data, system_prompt)
+
+    def generated_row(self, conversation, completion, system_prompt) -> dict:
+        from distillkit.tasks.causal_lm.generated import row
+
+        return row(conversation, completion, system_prompt)
+
+    def render_conversation(self, conversation, tokenizer, cfg) -> tuple[str, bool]:
+        from distillkit.tasks.causal_lm.generated import render
+
+        return render(conversation, tokenizer, cfg.data.prompt_template)
+
+    def export_rows(self, split) -> list[dict]:
+        from distillkit.tasks.causal_lm.generated import export_rows
+
+        return export_rows(split)
+
+    def reuse_overrides(self, folder: str, cfg) -> str:
+        from distillkit.tasks.causal_lm.generated import reuse_overrides
+
+        return reuse_overrides(folder, cfg)
 
     # ----------------------------------------------------------------------------------------- models
     def model_class(self):

@@ -16,15 +16,17 @@ NEEDS = {
     ("student", "hub"): ["student.path=/models/student"],
     ("data", "hub"): ["data.path=imdb"],
     ("data", "lm_hub"): ["data.path=HuggingFaceH4/no_robots"],
+    ("teacher", "openai"): ["teacher.endpoint.model=gpt-4o-mini", "method=blackbox_sft"],
+    ("pair", "openai_llama-small"): ["teacher.endpoint.model=gpt-4o-mini", "method=blackbox_sft"],
 }
 # Options of the causal-LM task: composed with task=causal_lm (the default task is classification).
 CAUSAL = (
     {("data", o) for o in ("lm_synthetic", "lm_local", "lm_hub", "alpaca", "dolly")}
-    | {("method", o) for o in ("sft", "forward_kl", "reverse_kl", "gkd", "minillm", "seq_kd")}
-    | {("teacher", o) for o in ("embedded-llama", "gpt2-medium", "qwen2.5-1.5b")}
+    | {("method", o) for o in ("sft", "forward_kl", "reverse_kl", "gkd", "minillm", "seq_kd", "blackbox_sft")}
+    | {("teacher", o) for o in ("embedded-llama", "gpt2-medium", "qwen2.5-1.5b", "openai")}
     | {("student", o) for o in ("llama-small", "gpt2", "qwen2.5-0.5b")}
     | {("task", "causal_lm")}
-    | {("pair", "embedded-llama_llama-small")}
+    | {("pair", "embedded-llama_llama-small"), ("pair", "openai_llama-small")}
 )
 
 
