@@ -102,6 +102,10 @@ def _generate(stage: Stage, ws, out: Path) -> dict:
     cfg, kind, spec = ws.cfg, ws.plan.kind, stage.generation
     sampling = cfg.teacher.sampling
     teacher = generating_teacher(ws)
+    if spec.pipeline == "label":  # blackbox_label: the teacher's answers become class labels (stages/labelling.py)
+        from distillkit.stages.labelling import run_labelling
+
+        return run_labelling(stage, ws, out, teacher)
     conversations = kind.generation_prompts(ws.plan.task, spec.system_prompt)
     log.info(
         "[%s] %s answers %d training prompts (%s; %d completion(s) each); answers cached under %s",
