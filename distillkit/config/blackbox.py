@@ -105,7 +105,7 @@ class BlackboxLabelMethodConfig:
             teacher.name,
             "is a model with weights, and method=blackbox_label asks a teacher that writes text (an endpoint) to "
             "label the data.",
-            "use teacher=openai (OpenAI, or a local causal LM served by vLLM / llama.cpp / TGI through "
+            "use teacher=openai (OpenAI, or a local language model served by vLLM / llama.cpp / TGI through "
             "teacher.endpoint.base_url), or method=kd to distil a classifier teacher's logits.",
         )
         s = teacher.sampling
@@ -125,3 +125,39 @@ class BlackboxLabelMethodConfig:
             "set teacher.sampling.logprobs=true teacher.sampling.top_logprobs=5 (k >= 2: the alternatives), or "
             "method.soft=false for hard labels only.",
         )
+
+
+def check_verbaliser(label_names: list[str], mapping: dict | None) -> None:
+    """``method.verbaliser`` against the task's classes (checked when the method is built, before any work): a
+    class the task does not have, a class left without words, a word two classes share (case-insensitive) are each a
+    ConfigError naming the key, the value and the fix. None / empty: each class's own name."""
+    if not mapping:
+        return
+    mapping = {str(k): list(v) for k, v in mapping.items()}
+    for name in mapping:
+        require(
+            name in label_names,
+            f"method.verbaliser.{name}",
+            mapping[name],
+            f"names a class the task does not have (its classes: {', '.join(label_names)}).",
+            "use the task's class names as the verbaliser's keys (results.json's task.label_names).",
+        )
+    missing = [n for n in label_names if n not in mapping]
+    require(
+        not missing,
+        "method.verbaliser",
+        mapping,
+        f"gives no words for class(es) {', '.join(missing)}, which the teacher could then never choose.",
+        "give every class one or more words (or drop method.verbaliser: each class's own name).",
+    )
+    seen: dict[str, str] = {}
+    for name in label_names:
+        for word in (w.strip().lower() for w in mapping[name]):
+            require(
+                seen.get(word, name) == name,
+                f"method.verbaliser.{name}",
+                word,
+                f"is also a word of class {seen.get(word)!r}: an answer with it would map to two classes.",
+                "give each word to one class only.",
+            )
+            seen[word] = name

@@ -29,10 +29,8 @@ def build_blackbox_label(cfg: bc.BlackboxLabelMethodConfig, dims: Dims | None = 
     L = α·CE(ŷ, softmax(z_s)) + (1 − α)·T²·KL(p̂ ‖ softmax(z_s/T)); without, L = CE(ŷ, softmax(z_s)). The verbaliser
     is checked here against the task's classes (the student config's labels), before any work."""
     if dims is not None and dims.student_config is not None:
-        from distillkit.tasks.classification.labels import Verbaliser
-
         names = [dims.student_config.id2label[i] for i in range(dims.student_config.num_labels)]
-        Verbaliser.checked(names, cfg.verbaliser, cfg.match)
+        bc.check_verbaliser(names, cfg.verbaliser)
     spec = LabelSpec(cfg.template, cfg.verbaliser, cfg.match, cfg.soft, cfg.floor, cfg.label_eval)
     label = Stage("label", None, teacher=None, generation=GenerationSpec("label", cfg.system_prompt, False, spec))
     if cfg.soft:

@@ -9,11 +9,12 @@ The verbaliser maps class name → words (default: each class's own name). Match
 - ``first``: the earliest position in the answer where a word occurs at word boundaries wins; at one position the
   longest word (so "not good" beats "good" if both are words); an answer where no word occurs maps to no class.
 
-A word claimed by two classes is refused before the run (``check``). Soft labels read the first answer position's top
-log-probabilities: a top token (trimmed, lower-cased) counts for class c when it is one of c's words or a prefix of
-c's words and of no other class's (a tokenizer may split "positive" into "pos" + "itive"); tokens that fit no class,
-or several, are ignored. p(c) = Σ exp(logprob) of its tokens, ``floor`` for a class no token counts for, renormalised
-over the classes. No token counting for any class: no soft label (the row keeps its hard one).
+A word claimed by two classes is refused before the run (``config.blackbox.check_verbaliser``). Soft labels read
+the first answer position's top log-probabilities: a top token (trimmed, lower-cased) counts for class c when it is
+one of c's words or a prefix of c's words and of no other class's (a tokenizer may split "positive" into "pos" +
+"itive"); tokens that fit no class, or several, are ignored. p(c) = Σ exp(logprob) of its tokens, ``floor`` for a
+class no token counts for, renormalised over the classes. No token counting for any class: no soft label (the row
+keeps its hard one).
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from __future__ import annotations
 import json
 import math
 import re
-
-from distillkit.errors import require
 
 STRIP = " \t\n\"'`.,;:!?"
 
@@ -42,39 +41,11 @@ class Verbaliser:
 
     @classmethod
     def checked(cls, label_names: list[str], mapping: dict | None, match: str) -> Verbaliser:
-        """A verbaliser for the task's classes; a class it names that the task lacks, a class left without words or
-        a word two classes claim is a ConfigError naming ``method.verbaliser``."""
-        mapping = {str(k): list(v) for k, v in (mapping or {}).items()} or None
-        for name in mapping or {}:
-            require(
-                name in label_names,
-                f"method.verbaliser.{name}",
-                mapping[name],
-                f"names a class the task does not have (its classes: {', '.join(label_names)}).",
-                "use the task's class names as the verbaliser's keys (results.json's task.label_names).",
-            )
-        if mapping is not None:
-            missing = [n for n in label_names if n not in mapping]
-            require(
-                not missing,
-                "method.verbaliser",
-                mapping,
-                f"gives no words for class(es) {', '.join(missing)}, which the teacher could then never choose.",
-                "give every class one or more words (or drop method.verbaliser: each class's own name).",
-            )
-        out = cls(label_names, mapping, match)
-        seen: dict[str, str] = {}
-        for name, words in zip(label_names, out.words):
-            for w in words:
-                require(
-                    seen.get(w, name) == name,
-                    f"method.verbaliser.{name}",
-                    w,
-                    f"is also a word of class {seen.get(w)!r}: an answer with it would map to two classes.",
-                    "give each word to one class only.",
-                )
-                seen[w] = name
-        return out
+        """A verbaliser for the task's classes, its mapping checked first (``config.blackbox.check_verbaliser``)."""
+        from distillkit.config.blackbox import check_verbaliser
+
+        check_verbaliser(label_names, mapping)
+        return cls(label_names, {str(k): list(v) for k, v in mapping.items()} if mapping else None, match)
 
     def classify(self, answer: str) -> int | None:
         """The class id ``answer`` names under the matching rule, or None (rejected)."""
