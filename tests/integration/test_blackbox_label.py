@@ -143,3 +143,38 @@ def _plain_run(overrides, out: Path) -> dict:
     cfg = validate(compose_config(base + overrides))
     out.mkdir(parents=True)
     return run(cfg, RunContext(output_dir=out, job_name="reuse", overrides=()))
+
+
+def test_the_stub_answers_classification_prompts_in_the_openai_shape(openai_stub):
+    import httpx
+
+    server = openai_stub(error_rate=0.0)
+    text = generate(seed=0, n_train=4, n_eval=1, label_noise=0.0).train[0]
+    prompt = f"Classify the text into one of: {', '.join(LABEL_NAMES)}.\n\nText: {text['text']}\nClass:"
+    body = {"model": "stub", "messages": [{"role": "user", "content": prompt}], "logprobs": True, "top_logprobs": 3}
+    choice = httpx.post(f"{server.url}/chat/completions", json=body, timeout=10).json()["choices"][0]
+    assert choice["message"]["content"] == LABEL_NAMES[text["label"]]
+    first = choice["logprobs"]["content"][0]
+    assert first["token"] == LABEL_NAMES[text["label"]] and first["logprob"] == pytest.approx(math.log(0.7))
+    assert [set(alt) for alt in first["top_logprobs"]] == [{"token", "logprob", "bytes"}] * 3
+    assert first["top_logprobs"][1]["bytes"] == list(first["top_logprobs"][1]["token"].encode())
+    other = {**body, "messages": [{"role": "user", "content": "Text: not a text of the task"}]}
+    assert httpx.post(f"{server.url}/chat/completions", json=other, timeout=10).json()["choices"][0]["message"][
+        "content"
+    ] == ("I do not know.")
+
+
+def test_a_labelling_stopped_half_way_pays_nothing_twice_when_run_again(run_label, openai_stub, tmp_path):
+    from distillkit.errors import ConfigError
+
+    fresh = ["teacher.sampling.seed=11", "method.label_eval=false"]  # settings no other test used: nothing cached
+    dead = openai_stub(fail_after=20)  # answers 20 requests, then refuses every later one (a run killed mid-way)
+    with pytest.raises(ConfigError) as err:
+        run_label(dead, fresh)
+    assert err.value.key == "teacher.endpoint" and not (tmp_path / "run" / "generated" / "label").exists()
+    assert len(dead.answered()) == 20
+    alive = openai_stub()
+    results, _ = run_label(alive, fresh)  # the same command again: the 20 paid answers come from the cache
+    g = results["stages"][0]["generation"]
+    assert (g["cached_hits"], g["paid"], g["kept"]) == (20, N_TRAIN - 20, N_TRAIN)
+    assert len(alive.answered()) == N_TRAIN - 20
