@@ -30,6 +30,7 @@ class MethodEntry:
     # row (config/task.py TASKS) names the families whose methods apply to it
     family: str
     generates: bool = False  # the method's teacher writes text (an endpoint teacher can serve it)
+    needs_endpoint: bool = False  # only an endpoint teacher serves it (a sweep's jobs with another teacher skip it)
 
     def build(self, cfg, dims):
         module, function = self.builder.split(":")
@@ -66,7 +67,7 @@ REGISTRY: dict[str, MethodEntry] = {
     "seq_kd": MethodEntry(lc.SeqKDMethodConfig, "llm:build_seq_kd", "llm"),
     "blackbox_sft": MethodEntry(lc.BlackboxSFTMethodConfig, "llm:build_blackbox_sft", "llm", generates=True),
     "blackbox_label": MethodEntry(
-        bc.BlackboxLabelMethodConfig, "logits:build_blackbox_label", "logits", generates=True
+        bc.BlackboxLabelMethodConfig, "logits:build_blackbox_label", "logits", generates=True, needs_endpoint=True
     ),
 }
 

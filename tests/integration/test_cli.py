@@ -116,7 +116,7 @@ def test_every_method_in_one_glob_sweep(tmp_path, cache_dir):
             "-m",
             *TINY,
             f"cache_dir={cache_dir}",
-            "method=glob(*,exclude=blackbox_label)",  # its teacher is an endpoint: test_blackbox_label.py
+            "method=glob(*,exclude=blackbox_label)",  # needs an endpoint teacher (skipped here): test_blackbox_label.py
             "train.max_steps=-1",
             "train.epochs=3",
             "data.synthetic.n_train=48",

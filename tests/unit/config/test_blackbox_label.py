@@ -88,3 +88,15 @@ def test_the_builder_checks_the_verbaliser_against_the_task_classes():
     assert distill.data.kind == "generated" and distill.data.options.source == "label"
     _, hard = build_blackbox_label(BlackboxLabelMethodConfig(), dims)
     assert [(t.name, t.weight) for t in hard.objective.terms] == [("ce", 1.0)]
+
+
+def test_a_sweep_over_methods_skips_blackbox_label_for_a_teacher_with_weights():
+    from distillkit import preflight
+
+    checked = preflight.check(["-m", "method=kd,blackbox_label", *TINY])
+    assert checked.jobs == 2 and checked.skipped == {
+        "its method needs a teacher that writes text (teacher=openai) and its teacher is embedded-bert-12l": 1
+    }
+    with pytest.raises(ConfigError) as err:  # alone, it is the error, not a skip
+        preflight.check(["method=blackbox_label", *TINY])
+    assert err.value.key == "teacher"
