@@ -96,9 +96,17 @@ def run_labelling(stage: Stage, ws, out: Path, teacher) -> dict:
 
 def _label_split(name: str, split_name: str, split, teacher, labeller, spec, sampling):
     """(the kept rows, the counts) of one split: requested, cached, paid, kept, rejected, soft, accuracy."""
+    from distillkit.stages.generation import _Progress
+
     conversations = labeller.prompts(split, spec.system_prompt)
     hits, misses = teacher.hits, teacher.misses
-    answers = teacher.generate(conversations, sampling)
+    progress = _Progress(f"{name}: {split_name}", len(conversations))  # a line every 10 s: texts, kept, rejected
+
+    def each(i: int, completions) -> None:
+        kept = labeller.read(completions[0])[0] is not None
+        progress.add(int(kept), int(not kept))
+
+    answers = teacher.generate(conversations, sampling, each)
     rows, soft, right = [], 0, 0
     examples = split.to_list()
     for example, completions in zip(examples, answers):
