@@ -58,12 +58,12 @@ def run_labelling(stage: Stage, ws, out: Path, teacher) -> dict:
         "pipeline": "label",
         "prompts": train["requested"],
         "completions_requested": train["requested"],
-        "cached_hits": train["cached"],
+        "cached_hits": train["cached_hits"],
         "paid": train["paid"],
         "kept": train["kept"],
         "rejected": train["rejected"],
         "rejected_by": {"no_class": train["rejected"]} if train["rejected"] else {},
-        "soft_labels": train["soft"],
+        "soft_labels": train["soft_labels"],
         "agreement_with_data": train["accuracy"],  # the teacher's labels against the training split's own
         "completions_per_s": round(train["requested"] / max(seconds, 1e-9), 2),
         "dataset": str(out),
@@ -95,7 +95,8 @@ def run_labelling(stage: Stage, ws, out: Path, teacher) -> dict:
 
 
 def _label_split(name: str, split_name: str, split, teacher, labeller, spec, sampling):
-    """(the kept rows, the counts) of one split: requested, cached, paid, kept, rejected, soft, accuracy."""
+    """(the kept rows, the counts) of one split: requested, cached_hits, paid, kept, rejected, soft_labels,
+    accuracy (the teacher's labels against the split's own; a rejected answer counts as wrong)."""
     from distillkit.stages.generation import _Progress
 
     conversations = labeller.prompts(split, spec.system_prompt)
@@ -119,11 +120,11 @@ def _label_split(name: str, split_name: str, split, teacher, labeller, spec, sam
         rows.append(labeller.row(example, label, dist, first.text))
     counts = {
         "requested": len(conversations),
-        "cached": teacher.hits - hits,
+        "cached_hits": teacher.hits - hits,
         "paid": teacher.misses - misses,
         "kept": len(rows),
         "rejected": len(conversations) - len(rows),
-        "soft": soft,
+        "soft_labels": soft,
         "accuracy": round(right / max(len(conversations), 1), 6),
     }
     log.info(
@@ -135,7 +136,7 @@ def _label_split(name: str, split_name: str, split, teacher, labeller, spec, sam
         counts["kept"],
         soft,
         counts["rejected"],
-        counts["cached"],
+        counts["cached_hits"],
         counts["paid"],
         counts["accuracy"],
     )

@@ -87,6 +87,7 @@ def test_soft_labels_from_top_logprobs_end_to_end_and_the_dataset_trains_again(r
     right = sum(a == r["label"] for a, r in zip(eval_answers, clean.eval))
     assert (e["requested"], e["paid"], e["kept"]) == (N_EVAL, N_EVAL, sum(a is not None for a in eval_answers))
     assert e["teacher_accuracy"] == pytest.approx(right / N_EVAL)
+    assert e["cached_hits"] == 0 and e["soft_labels"] == e["kept"] and e["rejected"] == N_EVAL - e["kept"]
     assert len(server.answered()) == N_TRAIN + N_EVAL
     # outside the budget, like teacher_prep; the student's steps are train.max_steps
     assert label["outside_budget"] and label["steps"] == 0 and distill["steps"] == results["budget"]["planned_steps"]
