@@ -255,13 +255,17 @@ TASK_KEY = "task.name"  # in SKIP_ENV: the sweep's jobs whose method serves anot
 
 
 def task_mismatch(cfg) -> str | None:
-    """Why a composed job's method does not apply to its task (``task.name``), or None when it does."""
+    """Why a composed job's method does not apply to its task (``task.name``), or to its teacher (a method only an
+    endpoint serves), or None when it does."""
     from omegaconf import OmegaConf
 
     from distillkit.config.registry import REGISTRY
     from distillkit.config.task import DEFAULT_TASK, tasks_of_method
 
     method, task = OmegaConf.select(cfg, "method.name"), OmegaConf.select(cfg, "task.name") or DEFAULT_TASK
+    if method in REGISTRY and REGISTRY[method].needs_endpoint and OmegaConf.select(cfg, "teacher.endpoint") is None:
+        # a sweep over methods with a teacher that has weights: the method does not apply either (blackbox_label)
+        return f"its method needs a teacher that writes text (teacher=openai) and its teacher is {cfg.teacher.name}"
     if method not in REGISTRY or task in tasks_of_method(method):
         return None
     return (

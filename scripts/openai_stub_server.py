@@ -3,11 +3,15 @@
 
 It answers the embedded causal-LM task's prompts correctly by computing the answer (``synthetic.solve``), so the
 dataset a black-box run writes can be checked, and follows a few rules for the other pipelines (``respond``:
-self_instruct proposals, step-by-step explanations, follow-up turns); any other prompt gets ``answer_other``. It
-counts every request (``calls``: each one's user prompt and the status it got) and can misbehave on purpose: fail the
-first requests (``fail_first``: a list of 429, 500, ... or "timeout", one per request, in order), refuse everything
-after the first ``fail_after`` answers (400, as a dead endpoint would be at a kill), demand a key (``api_key``: 401
-otherwise).
+self_instruct proposals, step-by-step explanations, follow-up turns). A classification prompt (a ``Text: ...`` line
+holding a text of the embedded classification task, as ``method=blackbox_label``'s template writes it) gets the
+text's clean class name, except for an ``error_rate`` share of texts (another class's name) and a ``refuse_rate``
+share (an answer naming no class), each drawn per text by a hash, so every request for a text gets the same answer;
+with ``top_logprobs`` the first answer token's alternatives are the class names (``classification_top``). Any other
+prompt gets ``answer_other``. It counts every request (``calls``: each one's user prompt and the status it got) and
+can misbehave on purpose: fail the first requests (``fail_first``: a list of 429, 500, ... or "timeout", one per
+request, in order), refuse everything after the first ``fail_after`` answers (400, as a dead endpoint would be at a
+kill), demand a key (``api_key``: 401 otherwise).
 
     python scripts/openai_stub_server.py --port 8000 --model stub       # then, in another shell:
     python -m distillkit task=causal_lm method=blackbox_sft teacher=openai \\
@@ -98,6 +102,11 @@ class Behaviour:
     answer_other: str = "I do not know."
     proposal: str | None = None  # the answer to every self_instruct proposal request (None: ``propose``'s rule)
     retry_after_ms: int | None = 10  # sent with 429/5xx (the client then waits this long instead of its back-off)
+    # the embedded classification task (data=synthetic): its texts' clean labels, from this generator seed
+    classify_seed: int = 0
+    error_rate: float = 0.0  # share of texts answered with another class (the next one in class order)
+    refuse_rate: float = 0.0  # share of texts answered with no class at all
+    confidence: float = 0.7  # the answered class's probability in the top log-probs; the rest halves class by class
 
 
 @dataclass
@@ -125,6 +134,30 @@ class StubServer:
     def answered(self) -> list[str]:
         """The user prompts of the requests that got an answer (200), in order."""
         return [c.prompt for c in self.calls if c.status == 200]
+
+    label_names: tuple = ()
+
+    def classify(self, prompt: str) -> str | None:
+        """The answer to a classification prompt about one of the embedded task's texts (None: not one)."""
+        text = next((line[len("Text:") :].strip() for line in prompt.splitlines() if line.startswith("Text:")), None)
+        if text is None:
+            return None
+        with self._lock:
+            if not hasattr(self, "_labels"):
+                from distillkit.tasks.classification.synthetic import LABEL_NAMES, generate
+
+                splits = generate(seed=self.behaviour.classify_seed, n_train=20000, n_eval=2000, label_noise=0.0)
+                self._labels = {r["text"]: r["label"] for r in splits.train + splits.eval}
+                self.label_names = tuple(LABEL_NAMES)
+        label = self._labels.get(text)
+        if label is None:
+            return None
+        b, draw = self.behaviour, _draw(text)
+        if draw < b.refuse_rate:
+            return "I cannot tell."
+        if draw < b.refuse_rate + b.error_rate:
+            label = (label + 1) % len(self.label_names)
+        return self.label_names[label]
 
     def app(self):
         from fastapi import FastAPI, Request
@@ -169,6 +202,9 @@ class StubServer:
                 return JSONResponse({"error": {"message": f"stub failure {status}", "type": "stub"}}, status, headers)
             if body.get("model") not in b.models:
                 return JSONResponse({"error": {"message": f"model {body.get('model')!r} not found"}}, 404)
+            label = self.classify(prompt)
+            if label is not None:
+                return _completion(body, label, classification_top(label, self.label_names, b.confidence))
             return _completion(body, respond(body["messages"], b.answer_other, b.proposal))
 
         return app
@@ -201,9 +237,30 @@ class StubServer:
         self.stop()
 
 
-def _completion(body: dict, answer: str) -> dict:
+def _draw(text: str) -> float:
+    """A number in [0, 1) fixed by ``text`` (which texts get a wrong or no class)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2**64
+
+
+def classification_top(answer: str, label_names, confidence: float) -> list[tuple[str, float]]:
+    """The first answer token's alternatives, most likely first: (``answer``, log ``confidence``), then the other
+    class names in class order with probability (1 − confidence)/2, /4, ... (a class name is one token here)."""
+    import math
+
+    if answer not in label_names:  # a refusal: its first word is sure, no class among the alternatives
+        return [(answer.split(" ")[0], math.log(0.9))]
+    others = [n for n in label_names if n != answer]
+    return [(answer, math.log(confidence))] + [
+        (n, math.log((1 - confidence) / 2 ** (i + 1))) for i, n in enumerate(others)
+    ]
+
+
+def _completion(body: dict, answer: str, first_top: list | None = None) -> dict:
     """A chat.completion object: ``n`` identical choices, cut at ``max_tokens`` whitespace tokens (finish_reason
-    "length"), with made-up log-probabilities (−0.1 per token) when asked."""
+    "length"), with made-up log-probabilities (−0.1 per token) when asked; ``first_top``: the first token's
+    alternatives [(token, logprob)] instead (the classification rule's)."""
     words = answer.split(" ")
     limit = body.get("max_tokens") or body.get("max_completion_tokens")
     cut = limit is not None and len(words) > limit
@@ -222,6 +279,10 @@ def _completion(body: dict, answer: str) -> dict:
                 for w in text.split(" ")
             ]
         }
+        if first_top and logprobs["content"]:  # the first position as the classification rule shapes it
+            first = logprobs["content"][0]
+            first["logprob"] = first_top[0][1]
+            first["top_logprobs"] = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in first_top][:k]
     choices = [
         {
             "index": i,

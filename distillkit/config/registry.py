@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
 
+from distillkit.config import blackbox as bc
 from distillkit.config import llm as lc
 from distillkit.config import method as mc
 from distillkit.config import self_distill as sc
@@ -29,6 +30,7 @@ class MethodEntry:
     # row (config/task.py TASKS) names the families whose methods apply to it
     family: str
     generates: bool = False  # the method's teacher writes text (an endpoint teacher can serve it)
+    needs_endpoint: bool = False  # only an endpoint teacher serves it (a sweep's jobs with another teacher skip it)
 
     def build(self, cfg, dims):
         module, function = self.builder.split(":")
@@ -64,6 +66,9 @@ REGISTRY: dict[str, MethodEntry] = {
     "minillm": MethodEntry(lc.MiniLLMMethodConfig, "llm:build_minillm", "llm"),
     "seq_kd": MethodEntry(lc.SeqKDMethodConfig, "llm:build_seq_kd", "llm"),
     "blackbox_sft": MethodEntry(lc.BlackboxSFTMethodConfig, "llm:build_blackbox_sft", "llm", generates=True),
+    "blackbox_label": MethodEntry(
+        bc.BlackboxLabelMethodConfig, "logits:build_blackbox_label", "logits", generates=True, needs_endpoint=True
+    ),
 }
 
 METHOD_SCHEMAS: dict[str, type] = {name: entry.schema for name, entry in REGISTRY.items()}

@@ -168,6 +168,9 @@ def check_task(parts: dict) -> None:
         f"logits, hidden states or weights, and method={method} reads them.",
         f"use a method whose teacher writes text ({', '.join(generating)}), or a teacher with weights.",
     )
+    method_check = getattr(parts["method"], "check_run", None)  # a method's own checks against the other groups
+    if method_check is not None:
+        method_check(parts)
     if own.no_augmentation is not None:
         selected = parts["augmentation"].selected
         served = " and ".join(name for name, r in TASKS.items() if r.no_augmentation is None)

@@ -64,3 +64,15 @@ def kl_per_example(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -
     log_q = F.log_softmax(student_logits.float(), dim=-1)
     log_p = F.log_softmax(teacher_logits.float(), dim=-1)
     return (log_p.exp() * (log_p - log_q)).sum(dim=-1)
+
+
+def soft_label_kl(student_logits: torch.Tensor, probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T² · KL(p^(1/T)/Z ‖ softmax(z_s/T)): Hinton's soft-target term with the teacher given as probabilities ``p``
+    (a black-box teacher's soft labels, e.g. from an API's top log-probabilities) instead of logits. log p plays the
+    teacher logits' part (softmax(log p / T) = p^(1/T)/Z), so at T = 1 it is KL(p ‖ softmax(z_s)); a row of ``p``
+    that is one-hot is CE on that class. Zeros are clamped to 1e-12 before the log (a class with no mass).
+
+    student_logits: (N, C) · probs: (N, C), rows summing to 1.
+    """
+    check_same_shape(student_logits, probs)
+    return soft_target_kl(student_logits, probs.float().clamp_min(1e-12).log(), temperature)

@@ -64,6 +64,22 @@ class GenerationSpec:
     system_prompt: str | None = None
     drop_truncated: bool = True
     options: dict = field(default_factory=dict)  # the pipeline's own settings (self_instruct, explanations, dialogue)
+    label: LabelSpec | None = None  # pipeline=label (classification, blackbox_label): how answers become classes
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """``pipeline=label``: the teacher answers ``template`` for each text; ``verbaliser`` (class → words, None: the
+    class names) and ``match`` map the answer to a class; with ``soft``, the first answer token's top log-probs make
+    a distribution over classes (``floor`` for absent ones); ``label_eval``: the eval split is labelled too (the
+    teacher's accuracy)."""
+
+    template: str
+    verbaliser: dict | None = None
+    match: str = "first"
+    soft: bool = False
+    floor: float = 1e-4
+    label_eval: bool = True
 
 
 _OPTIONS = {"ema": EMAOptions, "snapshots": SnapshotOptions}

@@ -106,6 +106,10 @@ def _generate(stage: Stage, ws, out: Path) -> dict:
     cfg, kind, spec = ws.cfg, ws.plan.kind, stage.generation
     sampling = cfg.teacher.sampling
     teacher = generating_teacher(ws)
+    if spec.pipeline == "label":  # blackbox_label: the teacher's answers become class labels (stages/labelling.py)
+        from distillkit.stages.labelling import run_labelling
+
+        return run_labelling(stage, ws, out, teacher)
     if spec.pipeline == "responses":
         made = _responses(stage, ws, teacher, sampling)
     else:  # self_instruct, explanations, dialogue: stages/pipelines.py

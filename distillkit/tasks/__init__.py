@@ -103,6 +103,12 @@ class Task:
         """The command-line overrides that train on the generated dataset in ``folder`` (a card's reuse line)."""
         raise NotImplementedError(f"task {self.name} has no generation pipeline")
 
+    def labeller(self, label_names: list[str], spec):
+        """pipeline=label (blackbox_label): an object with ``prompts(split)`` (the conversations asking the teacher for
+        each row's class), ``read(completion)`` → (class id or None, soft label or None) and ``row(example, label,
+        soft, answer)`` (a labelled row in the task's file format), for ``spec`` (a ``recipe.stage.LabelSpec``)."""
+        raise NotImplementedError(f"task {self.name} has no labelling pipeline")
+
     # ---------------------------------------------------------------------------------------- models
     def model_class(self):
         """The transformers Auto class of the task's models (``from_config`` / ``from_pretrained``)."""

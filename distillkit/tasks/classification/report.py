@@ -20,9 +20,15 @@ def task_section(task_data, train_examples: int, eval_examples: int) -> dict:
 def rows(results: dict) -> list[tuple[str, str, str, str]]:
     """The printed table's rows (``report.format_table``)."""
     t, s, c = results["teacher"], results["student"], results["comparison"]
-    if t is None:  # no teacher (teacher=none): the student alone
+    if t is None:  # no teacher model (teacher=none, or an endpoint): the student alone
+        labelled = _labelled_accuracy(results)  # blackbox_label: the endpoint's own labels of the eval split
         return [
-            ("accuracy", "", f"{s['accuracy']:.4f}", ""),
+            (
+                "accuracy",
+                "" if labelled is None else f"{labelled:.4f} (its labels)",
+                f"{s['accuracy']:.4f}",
+                "" if not labelled else f"retention {s['accuracy'] / labelled * 100:.1f}%",
+            ),
             ("F1 (macro)", "", f"{s['f1_macro']:.4f}", ""),
             ("parameters", "", f"{s['params']:,}", ""),
             ("latency (ms, batch 1)", "", f"{s['latency_ms']:.2f}{_spread(s, 'latency_ms')}", ""),
@@ -47,6 +53,15 @@ def rows(results: dict) -> list[tuple[str, str, str, str]]:
         ("agreement with teacher", "", f"{c['agreement'] * 100:.1f}%", ""),
         ("KL(teacher ‖ student)", "", f"{c['kl_to_teacher']:.4f}", ""),
     ]
+
+
+def _labelled_accuracy(results: dict) -> float | None:
+    """The teacher's accuracy on the eval split from its written labels (a label stage's record), or None."""
+    for stage in results.get("stages") or []:
+        labelled = ((stage.get("generation") or {}).get("eval") or {}).get("teacher_accuracy")
+        if labelled is not None:
+            return labelled
+    return None
 
 
 def eval_text(scores: dict) -> str:

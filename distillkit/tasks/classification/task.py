@@ -57,7 +57,29 @@ class Classification(Task):
             return tokenize_text_file(view.text_file, ws.tokenizer, ws.cfg.data.max_length)
         if view.kind == "train+unlabeled":
             return _with_unlabeled(ws, view)
+        if view.kind == "generated":  # the dataset a label stage wrote (blackbox_label)
+            from distillkit.tasks.classification.labels import view as labelled
+
+            path = ws.run_dir / "generated" / view.options.source / "train.jsonl"
+            data = labelled(path, ws.tokenizer, ws.cfg, ws.plan.task.num_labels)
+            log.info("[%s] data view: %d texts the teacher labelled (%s)", stage.name, len(data), view.options.source)
+            return data
         return super().data_view(ws, stage)
+
+    # ---------------------------------------------------------------------------- generating teachers
+    def labeller(self, label_names, spec):
+        from distillkit.tasks.classification.labels import Labeller
+
+        return Labeller(label_names, spec)
+
+    def export_rows(self, split) -> list[dict]:
+        cols = [c for c in ("text", "text_pair", "label") if c in split.column_names]
+        return split.select_columns(cols).to_list()
+
+    def reuse_overrides(self, folder: str, cfg) -> str:
+        from distillkit.tasks.classification.labels import reuse_overrides
+
+        return reuse_overrides(folder, cfg)
 
     # ----------------------------------------------------------------------------------------- models
     def model_class(self):

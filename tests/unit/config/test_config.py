@@ -18,6 +18,11 @@ NEEDS = {
     ("data", "lm_hub"): ["data.path=HuggingFaceH4/no_robots"],
     ("teacher", "openai"): ["teacher.endpoint.model=gpt-4o-mini", "method=blackbox_sft"],
     ("pair", "openai_llama-small"): ["teacher.endpoint.model=gpt-4o-mini", "method=blackbox_sft"],
+    ("method", "blackbox_label"): ["teacher=openai", "teacher.endpoint.model=gpt-4o-mini"],
+    **{
+        ("pair", f"openai_bert-{n}l"): ["teacher.endpoint.model=gpt-4o-mini", "method=blackbox_label"]
+        for n in (2, 3, 4, 6)
+    },
 }
 # Options of the causal-LM task: composed with task=causal_lm (the default task is classification).
 CAUSAL = (

@@ -118,3 +118,26 @@ def test_formula_names_which_term_each_weight_scales():
     text = build_objective(KDMethodConfig(temperature=3.0, ce_weight=0.2)).formula()
     assert text.startswith("L = 0.2·CE(y, softmax(z_s)) + 0.8·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T))")
     assert "T=3" in text and "hard-label" in text
+
+
+def test_soft_label_kl_is_kl_from_the_teachers_probabilities_hand_computed():
+    import math
+
+    from distillkit.losses.logits import soft_label_kl
+
+    p = torch.tensor([[0.7, 0.2, 0.1]])
+    zeros = torch.zeros(1, 3)  # the student's distribution is uniform at any T
+    # T = 1: KL(p ‖ uniform) = Σ p log p + log 3
+    expected = sum(x * math.log(x) for x in (0.7, 0.2, 0.1)) + math.log(3)
+    assert soft_label_kl(zeros, p, 1.0).item() == pytest.approx(expected, rel=1e-5)
+    # T = 2: the teacher's p^(1/2)/Z against uniform, times T² = 4
+    r = [math.sqrt(x) for x in (0.7, 0.2, 0.1)]
+    pt = [x / sum(r) for x in r]
+    assert soft_label_kl(zeros, p, 2.0).item() == pytest.approx(4 * (sum(x * math.log(x) for x in pt) + math.log(3)))
+    # a one-hot row (a label without a soft one) is cross-entropy on that class; zeros are safe
+    z = torch.tensor([[1.0, 2.0, 3.0]])
+    one_hot = torch.tensor([[1.0, 0.0, 0.0]])
+    assert soft_label_kl(z, one_hot, 1.0).item() == pytest.approx(-torch.log_softmax(z, -1)[0, 0].item(), rel=1e-5)
+    assert torch.isfinite(soft_label_kl(z, one_hot, 4.0))
+    # the student matching the teacher: 0
+    assert soft_label_kl(p.log(), p, 1.0).item() == pytest.approx(0.0, abs=1e-6)
