@@ -15,6 +15,7 @@ dataset a black-box run writes can be checked; any other prompt gets ``answer_ot
 # no `from __future__ import annotations`: FastAPI reads the handlers' annotations (Request) at runtime
 import argparse
 import asyncio
+import re
 import socket
 import threading
 import time
@@ -37,6 +38,44 @@ class Behaviour:
     api_key: str | None = None  # required as "Authorization: Bearer <key>" when set
     answer_other: str = "I do not know."
     retry_after_ms: int | None = 10  # sent with 429/5xx (the client then waits this long instead of its back-off)
+    # method=critique_revise's rules: a first answer to a prompt of these embedded-task kinds is deliberately wrong
+    # (WRONG), its critique says so and its revision is right; a revision for these kinds comes back empty (rejected)
+    wrong_first: tuple[str, ...] = ()
+    empty_revision: tuple[str, ...] = ()
+
+
+WRONG = "I am not sure."
+CRITIQUE = re.compile(
+    r"Here is a request and an answer to it\.\nRequest: (.*)\nAnswer: (.*)\nCritique the answer", re.S
+)
+REVISE = re.compile(r"Request: (.*)\nAnswer: (.*)\nCritique: (.*)\nRewrite the answer", re.S)
+
+
+def _kind(prompt: str) -> str | None:
+    from distillkit.tasks.causal_lm.synthetic import parse
+
+    parsed = parse(prompt)
+    return parsed[0] if parsed else None
+
+
+def answer(prompt: str, b: "Behaviour") -> str:
+    """The stub's reply to a user turn: a critique or a revision request (method=critique_revise's default
+    templates) by rule, else the embedded task's answer (deliberately wrong for ``wrong_first`` kinds)."""
+    m = CRITIQUE.match(prompt)
+    if m:
+        request, given = m.groups()
+        right = solve(request)
+        return "No issues." if right is None or given == right else f"The answer is wrong: it should be {right}."
+    m = REVISE.match(prompt)
+    if m:
+        request, given, _ = m.groups()
+        if _kind(request) in b.empty_revision:
+            return ""
+        return solve(request) or given
+    right = solve(prompt)
+    if right is not None and _kind(prompt) in b.wrong_first:
+        return WRONG
+    return right or b.answer_other
 
 
 @dataclass
@@ -108,7 +147,7 @@ class StubServer:
                 return JSONResponse({"error": {"message": f"stub failure {status}", "type": "stub"}}, status, headers)
             if body.get("model") not in b.models:
                 return JSONResponse({"error": {"message": f"model {body.get('model')!r} not found"}}, 404)
-            return _completion(body, solve(prompt) or b.answer_other)
+            return _completion(body, answer(prompt, b))
 
         return app
 

@@ -64,6 +64,10 @@ REGISTRY: dict[str, MethodEntry] = {
     "minillm": MethodEntry(lc.MiniLLMMethodConfig, "llm:build_minillm", "llm"),
     "seq_kd": MethodEntry(lc.SeqKDMethodConfig, "llm:build_seq_kd", "llm"),
     "blackbox_sft": MethodEntry(lc.BlackboxSFTMethodConfig, "llm:build_blackbox_sft", "llm", generates=True),
+    "star": MethodEntry(lc.StarMethodConfig, "self_improve:build_star", "llm"),
+    "critique_revise": MethodEntry(
+        lc.CritiqueReviseMethodConfig, "self_improve:build_critique_revise", "llm", generates=True
+    ),
 }
 
 METHOD_SCHEMAS: dict[str, type] = {name: entry.schema for name, entry in REGISTRY.items()}

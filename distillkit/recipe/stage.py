@@ -56,12 +56,17 @@ class GeneratedOptions:
 class GenerationSpec:
     """A stage that trains nothing: the run's generating teacher (an endpoint, or the teacher model through
     ``generate``) writes a dataset into ``<run>/generated/<stage>/`` that a later stage's ``generated`` view reads.
-    ``pipeline``: ``responses`` (the teacher answers the training prompts). Outside the optimizer budget, as
-    ``teacher_prep`` is; its record counts completions requested, cached, kept and rejected."""
+    ``pipeline``: ``responses`` (the teacher answers the training prompts), ``star`` (a model of the run writes
+    rationales, checked and rationalised), ``critique_revise`` (the teacher answers, critiques, revises). Outside
+    the optimizer budget, as ``teacher_prep`` is; its record counts completions requested, cached, kept and rejected."""
 
     pipeline: str = "responses"
     system_prompt: str | None = None
     drop_truncated: bool = True
+    # who writes: None = the run's generating teacher; a model name = that model of the run (the stage's ``student``
+    # names it: STaR's student writing its own rationales)
+    generator: str | None = None
+    options: object = None  # the pipeline's own settings (star, critique_revise: the method's config)
 
 
 _OPTIONS = {"ema": EMAOptions, "snapshots": SnapshotOptions}

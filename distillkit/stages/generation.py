@@ -36,20 +36,24 @@ def generated_dir(run_dir: Path, stage_name: str) -> Path:
     return Path(run_dir) / "generated" / stage_name
 
 
-def generating_teacher(ws):
+def generating_teacher(ws, stage: Stage | None = None):
     """The run's teacher as a writer: the endpoint (``teacher.endpoint``) or the teacher model, behind the
-    completion cache under ``cache_dir``."""
+    completion cache under ``cache_dir``; a stage whose spec names a ``generator`` gets that model of the run (made
+    as the stage's ``student`` says when no stage has made it yet: STaR's round-0 student)."""
     from distillkit.teachers.generating import CachedTeacher, LocalTeacher
 
     cfg = ws.cfg
-    if cfg.teacher.endpoint is not None:
+    generator = stage.generation.generator if stage is not None else None
+    if generator is None and cfg.teacher.endpoint is not None:
         from distillkit.teachers.endpoint import EndpointTeacher
 
         inner = EndpointTeacher(cfg.teacher.endpoint)
     else:
         kind, tokenizer = ws.plan.kind, ws.tokenizer
+        if generator is not None and generator not in ws.models:  # made with the run's seed, as a first stage would
+            ws.model(dataclasses.replace(stage, budget=dataclasses.replace(stage.budget, seed=cfg.seed)))
         inner = LocalTeacher(
-            ws.teacher(),
+            ws.teacher() if generator is None else ws.models[generator],
             tokenizer,
             ws.plan.device,
             lambda conversation: kind.render_conversation(conversation, tokenizer, cfg),
@@ -99,6 +103,10 @@ def run_generation(stage: Stage, ws) -> dict:
 
 
 def _generate(stage: Stage, ws, out: Path) -> dict:
+    if stage.generation.pipeline != "responses":  # star, critique_revise: stages/self_improve.py
+        from distillkit.stages.self_improve import PIPELINES
+
+        return PIPELINES[stage.generation.pipeline](stage, ws, out)
     cfg, kind, spec = ws.cfg, ws.plan.kind, stage.generation
     sampling = cfg.teacher.sampling
     teacher = generating_teacher(ws)
