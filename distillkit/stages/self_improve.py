@@ -85,23 +85,28 @@ def star(stage: Stage, ws, out: Path) -> dict:
     progress, rows, started = _Progress(stage.name, len(conversations)), [], time.perf_counter()
     correct = rationalized = attempts = 0
     rejected: dict[str, int] = {}
+    empty: set[int] = set()  # prompts whose last completion was blank
+    blank = {"first": 0, "hinted": 0}  # blank completions (no rationale, never shown to the checker), by attempt
 
-    def right(i: int, completion) -> bool:
-        return _ok(completion, True) is None and bool(
-            check(prompts[i], si.final_answer(completion.text, m.answer_marker), refs[i])
-        )
+    def right(i: int, completion, attempt: str) -> bool:  # a blank completion is no rationale; else the checker decides
+        if _ok(completion, False) is not None:
+            empty.add(i)
+            blank[attempt] += 1
+            return False
+        empty.discard(i)
+        return bool(check(prompts[i], si.final_answer(completion.text, m.answer_marker), refs[i]))
 
     for start in range(0, len(conversations), CHUNK):
         idx = list(range(start, min(start + CHUNK, len(conversations))))
         first = _first(teacher, [conversations[i] for i in idx], sampling)
-        kept = {i: c for i, c in zip(idx, first) if right(i, c)}
+        kept = {i: c for i, c in zip(idx, first) if right(i, c, "first")}
         correct += len(kept)
         failed = [i for i in idx if i not in kept]
         if m.rationalize and failed:
             attempts += len(failed)
             hinted = [si.rationalization(conversations[i], refs[i], m.hint_template) for i in failed]
             for i, c in zip(failed, _first(teacher, hinted, sampling)):
-                if right(i, c):
+                if right(i, c, "hinted"):
                     kept[i] = c  # the row keeps the original prompt: the hint is not part of it
                     rationalized += 1
         for i in idx:
@@ -112,7 +117,7 @@ def star(stage: Stage, ws, out: Path) -> dict:
                     )
                 )
             else:
-                reason = "wrong_after_hint" if m.rationalize else "wrong"
+                reason = "empty" if i in empty else "wrong_after_hint" if m.rationalize else "wrong"
                 rejected[reason] = rejected.get(reason, 0) + 1
             progress.add(int(i in kept), int(i not in kept))
     seconds = time.perf_counter() - started
@@ -126,6 +131,8 @@ def star(stage: Stage, ws, out: Path) -> dict:
         "accuracy": round(correct / max(n, 1), 4),
         "rationalization_attempts": attempts,
         "rationalized": rationalized,  # kept after the hint
+        "blank": blank,
+        "checked": n + attempts - blank["first"] - blank["hinted"],  # completions the checker judged
         "kept": len(rows),
         "rejected": n - len(rows),
         "rejected_by": rejected,

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from distillkit.config.schema import validate
 from distillkit.tasks.causal_lm.synthetic import parse, solve
 from tests.conftest import TINY_LM, compose_config
@@ -65,3 +63,49 @@ def test_critique_revise_end_to_end_against_the_stub(openai_stub, tmp_path, cach
     # the same run again: every completion from the cache
     again = _run(overrides + endpoint, tmp_path / "again")["stages"][0]["generation"]
     assert (again["paid"], again["cached_hits"]) == (0, 3 * ROWS)
+
+
+def test_star_rounds_keep_exactly_what_the_checker_accepts_and_split_the_budget(tmp_path, cache_dir):
+    from tests import star_checker
+
+    n = 32
+    overrides = TINY_LM + [
+        f"data.lm_synthetic.n_train={n}",
+        f"cache_dir={cache_dir}",
+        "method=star",
+        "method.rounds=2",
+        "method.checker=tests.star_checker:by_kind",
+        "method.sft_share=0.8",  # round 0: a student fine-tuned enough to write more than blank lines
+        "train.max_steps=100",
+    ]
+    star_checker.CALLS.clear()
+    out = tmp_path / "star"
+    results = _run(overrides, out)
+    assert results["status"] == "complete"
+    stages = {s["name"]: s for s in results["stages"]}
+    names = [s["name"] for s in results["stages"] if s["name"] != "teacher_prep"]
+    assert names == ["sft", "star_gen1", "round1", "star_gen2", "round2"]
+    calls, seen = star_checker.CALLS, 0
+    for r in (1, 2):
+        record = stages[f"star_gen{r}"]
+        g = record["generation"]
+        assert g["writer"] == ("student" if r == 1 else "round1") and record["outside_budget"]
+        # this round's checker calls: the first attempts (blank ones are never checked), then the rationalisations
+        checked, firsts = g["checked"], n - g["blank"]["first"]
+        first, hinted = calls[seen : seen + firsts], calls[seen + firsts : seen + checked]
+        assert g["rationalization_attempts"] == n - g["correct"]
+        rows = _rows(out, f"star_gen{r}")
+        accepted = {p for p, _, _, ok in first + hinted if ok}
+        assert {row["prompt"] for row in rows} == accepted and len(rows) == g["kept"] > 0  # exactly the accepted
+        assert g["correct"] == sum(ok for *_, ok in first) and g["accuracy"] == round(g["correct"] / n, 4)
+        assert g["rationalized"] == sum(ok for *_, ok in hinted) and g["kept"] == g["correct"] + g["rationalized"]
+        assert not any("Hint:" in row["prompt"] for row in rows)  # the hint is never part of a kept prompt
+        assert "exact_match" in stages[f"round{r}"]["eval"]  # each round's eval exact match after it trained
+        seen += checked
+    assert seen == len(calls)
+    assert all("Hint:" not in p for p, *_ in calls)  # the checker judges against the original prompt
+    # the budget: train.max_steps=100 split over sft (0.8) and the two rounds; the generation stages outside it
+    assert [stages[name]["steps"] for name in ("sft", "round1", "round2")] == [80, 10, 10]
+    budget = results["budget"]
+    assert budget["total"]["steps"] == 100 and [s["name"] for s in budget["stages"]] == ["sft", "round1", "round2"]
+    assert [g["name"] for g in budget["generation"]] == ["star_gen1", "star_gen2"]
