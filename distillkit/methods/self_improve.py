@@ -42,10 +42,18 @@ def build_star(cfg: lc.StarMethodConfig, dims: Dims | None = None) -> list[Stage
             + (", rationalised with the answer as a hint)" if cfg.rationalize else ")")
             + ("; restarts from the round-0 student" if cfg.restart else "; continues the last round"),
         )
+        base = "student" if cfg.restart else writer
+        # the round-0 student with no sft stage is built again (same build, same seed: the same weights) rather than
+        # copied: a resumed run that skips star_gen1 never made the model that stage wrote with
+        model = (
+            StudentSpec(f"round{r}", "copy", seed_offset=r, copy_of=base)
+            if cfg.sft_share > 0 or base != "student"
+            else StudentSpec(f"round{r}")
+        )
         train = stage(
             f"round{r}",
             objective,
-            student=StudentSpec(f"round{r}", "copy", seed_offset=r, copy_of="student" if cfg.restart else writer),
+            student=model,
             data=DataView("generated", options=GeneratedOptions(f"star_gen{r}")),
             group="round",
             produces=True,

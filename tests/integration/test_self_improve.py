@@ -16,12 +16,12 @@ from tests.conftest import TINY_LM, compose_config
 ROWS = 40
 
 
-def _run(overrides, out: Path):
+def _run(overrides, out: Path, resume: bool = False):
     from distillkit.run import RunContext, run
 
     cfg = validate(compose_config(list(overrides)))
     out.mkdir(parents=True, exist_ok=True)
-    return run(cfg, RunContext(output_dir=out, job_name="test", overrides=tuple(overrides)))
+    return run(cfg, RunContext(output_dir=out, job_name="test", overrides=tuple(overrides), resume=resume))
 
 
 def _rows(out: Path, stage: str) -> list[dict]:
@@ -109,3 +109,8 @@ def test_star_rounds_keep_exactly_what_the_checker_accepts_and_split_the_budget(
     budget = results["budget"]
     assert budget["total"]["steps"] == 100 and [s["name"] for s in budget["stages"]] == ["sft", "round1", "round2"]
     assert [g["name"] for g in budget["generation"]] == ["star_gen1", "star_gen2"]
+    # resumed after it finished: both rounds' datasets reused from their cards, the checker never asked again
+    calls = len(star_checker.CALLS)
+    again = {s["name"]: s for s in _run(overrides, out, resume=True)["stages"]}
+    assert again["star_gen1"]["resumed_from"] == again["star_gen2"]["resumed_from"] == "done"
+    assert len(star_checker.CALLS) == calls and again["star_gen2"]["generation"] == stages["star_gen2"]["generation"]

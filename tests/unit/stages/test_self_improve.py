@@ -99,6 +99,12 @@ def test_star_stages_rounds_and_their_budget(restart):
     assert [s.student.copy_of for s in rounds] == (["student"] * 3 if restart else ["student", "round1", "round2"])
     assert [s.data.options.source for s in rounds] == ["star_gen1", "star_gen2", "star_gen3"]
     assert all(s.produces and s.group == "round" for s in rounds)
+    if not restart:  # no sft stage: round 1 builds the round-0 student again (a resumed run never made it)
+        plain = build_star(_cfg("method=star", "method.rounds=2").method)
+        assert [(s.student.build, s.student.copy_of, s.student.seed_offset) for s in plain if s.trains] == [
+            ("student", None, 0),
+            ("copy", "round1", 2),
+        ]
     trained = [s for s in stages if s.trains]
     split_budget(_cfg("train.max_steps=100"), trained, 128)  # generation stages stay outside it
     assert [s.budget.max_steps for s in trained] == [40, 20, 20, 20]
