@@ -285,7 +285,8 @@ class StarMethodConfig:
     name: str = "star"
     rounds: int = 3
     restart: bool = False  # true: each round fine-tunes the round-0 student again (the paper); false: continues
-    sft_share: float = 0.0  # a first stage `sft` (NTP on the data) takes this share: round 0 then can write
+    sft_share: float = 0.3  # a first stage `sft` (NTP on the data) takes this share, so round 0 can write; 0 for a
+    # student that already answers the task (a checkpoint)
     rationalize: bool = True
     hint_template: str = "{prompt}\nHint: the answer is {answer}."
     answer_marker: str = "Answer:"  # the final answer follows the last marker; without one, the last line is it
@@ -337,7 +338,7 @@ class CritiqueReviseMethodConfig:
     prediction (generate → distill, as blackbox_sft)."""
 
     name: str = "critique_revise"
-    writer: str = "teacher"  # who answers, critiques and revises: the run's teacher (endpoint or local model)
+    writer: str = "teacher"  # who answers, critiques and revises: the run's teacher (endpoint or local), or the student
     principles: list[str] = field(default_factory=lambda: list(DEFAULT_PRINCIPLES))
     critique_template: str = (
         "Here is a request and an answer to it.\nRequest: {prompt}\nAnswer: {answer}\n"
@@ -353,11 +354,12 @@ class CritiqueReviseMethodConfig:
 
     def __post_init__(self):
         require(
-            self.writer in ("teacher",),
+            self.writer in ("teacher", "student"),
             "method.writer",
             self.writer,
             "is not a writer critique_revise knows.",
-            "use teacher (the run's teacher: teacher=openai for an endpoint, or the teacher model).",
+            "use teacher (the run's teacher: teacher=openai for an endpoint, or the teacher model) or student (the "
+            "student critiques and revises its own answers, then learns the revisions).",
         )
         require(
             len(self.principles) > 0 and all(isinstance(p, str) and p.strip() for p in self.principles),

@@ -64,13 +64,18 @@ def build_star(cfg: lc.StarMethodConfig, dims: Dims | None = None) -> list[Stage
 
 
 def build_critique_revise(cfg: lc.CritiqueReviseMethodConfig, dims: Dims | None = None) -> list[Stage]:
-    """generate → distill: the teacher answers, critiques its answer against the principles and revises it
-    (``generate``: outside the budget); L = NTP(ŷ_revised, p_s) on the revisions (``distill``: the whole budget)."""
+    """generate → distill: the writer (the teacher, or the student itself) answers, critiques its answer against the
+    principles and revises it (``generate``: outside the budget); L = NTP(ŷ_revised, p_s) on the revisions
+    (``distill``: the whole budget)."""
+    writer = None if cfg.writer == "teacher" else "student"  # None: the run's generating teacher
     generate = Stage(
         "generate",
         None,
         teacher=None,
-        generation=GenerationSpec("critique_revise", cfg.system_prompt, cfg.drop_truncated, options=cfg),
+        student=StudentSpec("student"),
+        generation=GenerationSpec(
+            "critique_revise", cfg.system_prompt, cfg.drop_truncated, generator=writer, options=cfg
+        ),
     )
     objective = Objective(
         name=cfg.name,

@@ -182,7 +182,7 @@ def critique_revise(stage: Stage, ws, out: Path) -> dict:
     """Constitutional AI's supervised data: answer → critique against the principles → revision; rows of revisions."""
     cfg, kind, spec = ws.cfg, ws.plan.kind, stage.generation
     m, si, task = spec.options, ws.plan.kind.self_improvement(), ws.plan.task
-    teacher = generating_teacher(ws)
+    teacher = generating_teacher(ws, stage)  # the run's teacher, or (method.writer=student) the student
     sampling = dataclasses.replace(cfg.teacher.sampling, n=1)  # one answer, critique and revision per prompt
     conversations = kind.generation_prompts(task, spec.system_prompt)
     log.info(

@@ -100,7 +100,7 @@ def test_star_stages_rounds_and_their_budget(restart):
     assert [s.data.options.source for s in rounds] == ["star_gen1", "star_gen2", "star_gen3"]
     assert all(s.produces and s.group == "round" for s in rounds)
     if not restart:  # no sft stage: round 1 builds the round-0 student again (a resumed run never made it)
-        plain = build_star(_cfg("method=star", "method.rounds=2").method)
+        plain = build_star(_cfg("method=star", "method.rounds=2", "method.sft_share=0").method)
         assert [(s.student.build, s.student.copy_of, s.student.seed_offset) for s in plain if s.trains] == [
             ("student", None, 0),
             ("copy", "round1", 2),
@@ -113,6 +113,9 @@ def test_star_stages_rounds_and_their_budget(restart):
 def test_critique_revise_is_generate_then_distill_on_the_revisions():
     generate, distill = build_critique_revise(_cfg("method=critique_revise").method)
     assert generate.generation.pipeline == "critique_revise" and not generate.trains
+    assert generate.generation.generator is None  # the run's teacher writes (an endpoint, or the teacher model)
+    generate, _ = build_critique_revise(_cfg("method=critique_revise", "method.writer=student").method)
+    assert generate.generation.generator == "student" and generate.student.model == "student"
     assert distill.data.kind == "generated" and distill.data.options.source == "generate"
 
 
@@ -155,7 +158,7 @@ def test_star_keeps_right_answers_and_rationalised_failures_under_their_original
         }
     )
     monkeypatch.setattr(self_improve, "generating_teacher", lambda ws, stage=None: writer)
-    stage = build_star(cfg.method)[0]
+    stage = next(s for s in build_star(cfg.method) if not s.trains)  # star_gen1
     ws = types.SimpleNamespace(
         cfg=cfg, run_dir=tmp_path, plan=types.SimpleNamespace(kind=CausalLM(), task=TaskData(train, train, [], False))
     )
