@@ -91,6 +91,7 @@ def test_star_rounds_keep_exactly_what_the_checker_accepts_and_split_the_budget(
         g = record["generation"]
         assert g["writer"] == ("student" if r == 1 else "round1") and record["outside_budget"]
         # this round's checker calls: the first attempts (blank ones are never checked), then the rationalisations
+        # (one chunk: 32 prompts < stages.generation.CHUNK, so no interleaving)
         checked, firsts = g["checked"], n - g["blank"]["first"]
         first, hinted = calls[seen : seen + firsts], calls[seen + firsts : seen + checked]
         assert g["rationalization_attempts"] == n - g["correct"]
