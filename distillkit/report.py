@@ -226,8 +226,8 @@ def stage_line(stage: dict) -> str:
         g = stage["generation"]
         return (
             f"{stage['name']:<14} {g['kept']} rows kept, {g['rejected']} rejected of {g['completions_requested']} "
-            f"completions ({g['cached_hits']} from the cache, {g['paid']} paid) · {stage['wall_time_s']:.0f} s · "
-            "outside the budget" + (" · resumed" if stage.get("resumed_from") else "")
+            f"completions ({g['cached_hits']} from the cache, {g['paid']} paid){_pipeline_text(g)} · "
+            f"{stage['wall_time_s']:.0f} s · outside the budget" + (" · resumed" if stage.get("resumed_from") else "")
         )
     terms = " ".join(f"{k}={v:.4g}" for k, v in (stage.get("final_loss_terms") or {}).items())
     resumed = " · resumed" if stage.get("resumed_from") else ""
@@ -252,6 +252,19 @@ def stage_line(stage: dict) -> str:
         f"{stage['name']:<14} {stage['steps']} steps{part} · {stage['wall_time_s']:.0f} s{resumed}{stopped}{kept}"
         + (f" · {terms}" if terms else "")
     )
+
+
+def _pipeline_text(g: dict) -> str:
+    """What a self-improvement pipeline adds to its line: STaR's accuracy before rationalisation and the rationalised
+    rows; critique_revise's revised and unchanged answers."""
+    if g.get("pipeline") == "star":
+        return (
+            f" · {g['writer']} right on {g['accuracy']:.1%} of the prompts before rationalisation, "
+            f"{g['rationalized']} rationalised"
+        )
+    if g.get("pipeline") == "critique_revise":
+        return f" · {g['revised']} revised, {g['unchanged']} unchanged"
+    return ""
 
 
 def _cache_text(cache: dict | None) -> str:

@@ -21,6 +21,7 @@ kill), demand a key (``api_key``: 401 otherwise).
 # no `from __future__ import annotations`: FastAPI reads the handlers' annotations (Request) at runtime
 import argparse
 import asyncio
+import re
 import socket
 import threading
 import time
@@ -34,7 +35,8 @@ def solve(prompt: str) -> str | None:
     return _solve(prompt)
 
 
-PROPOSAL_OPENING = "Come up with a new task"  # a self_instruct proposal request (distillkit/stages/pipelines.py)
+# a self_instruct proposal request (distillkit/stages/generation/pipelines.py)
+PROPOSAL_OPENING = "Come up with a new task"
 
 
 def respond(messages: list[dict], other: str, proposal: str | None = None) -> str:
@@ -107,6 +109,45 @@ class Behaviour:
     error_rate: float = 0.0  # share of texts answered with another class (the next one in class order)
     refuse_rate: float = 0.0  # share of texts answered with no class at all
     confidence: float = 0.7  # the answered class's probability in the top log-probs; the rest halves class by class
+    # method=critique_revise's rules: a first answer to a prompt of these embedded-task kinds is deliberately wrong
+    # (WRONG), its critique says so and its revision is right; a revision for these kinds comes back empty (rejected)
+    wrong_first: tuple[str, ...] = ()
+    empty_revision: tuple[str, ...] = ()
+
+
+WRONG = "I am not sure."
+CRITIQUE = re.compile(
+    r"Here is a request and an answer to it\.\nRequest: (.*)\nAnswer: (.*)\nCritique the answer", re.S
+)
+REVISE = re.compile(r"Request: (.*)\nAnswer: (.*)\nCritique: (.*)\nRewrite the answer", re.S)
+
+
+def _kind(prompt: str) -> str | None:
+    from distillkit.tasks.causal_lm.synthetic import parse
+
+    parsed = parse(prompt)
+    return parsed[0] if parsed else None
+
+
+def answer(messages: list[dict], b: "Behaviour") -> str:
+    """The stub's reply to a conversation: a critique or a revision request (method=critique_revise's default
+    templates) by rule, a deliberately wrong first answer for the embedded task's ``wrong_first`` kinds, else
+    ``respond``'s rules (self_instruct proposals, explanations, follow-ups, the embedded task's answer)."""
+    prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    m = CRITIQUE.match(prompt)
+    if m:
+        request, given = m.groups()
+        right = solve(request)
+        return "No issues." if right is None or given == right else f"The answer is wrong: it should be {right}."
+    m = REVISE.match(prompt)
+    if m:
+        request, given, _ = m.groups()
+        if _kind(request) in b.empty_revision:
+            return ""
+        return solve(request) or given
+    if solve(prompt) is not None and _kind(prompt) in b.wrong_first:
+        return WRONG
+    return respond(messages, b.answer_other, b.proposal)
 
 
 @dataclass
@@ -205,7 +246,7 @@ class StubServer:
             label = self.classify(prompt)
             if label is not None:
                 return _completion(body, label, classification_top(label, self.label_names, b.confidence))
-            return _completion(body, respond(body["messages"], b.answer_other, b.proposal))
+            return _completion(body, answer(body["messages"], b))
 
         return app
 

@@ -347,3 +347,130 @@ class BlackboxSFTMethodConfig:
                 "must be a non-empty list of non-blank strings.",
                 f'leave {key} at its default, or give e.g. {key}=\'["...", "..."]\'.',
             )
+
+
+def _checker(value) -> None:
+    """``method.checker``: null (the task's own), or ``module:function`` importable now (before any work)."""
+    if value is None:
+        return
+    import importlib
+
+    fix = (
+        "name an importable function as module:function, e.g. method.checker=mypkg.checks:is_correct "
+        "(called as f(prompt, answer, reference) -> bool), or null for the task's own checker."
+    )
+    module, _, function = str(value).partition(":")
+    require(bool(module and function), "method.checker", value, "is not of the form module:function.", fix)
+    try:
+        found = getattr(importlib.import_module(module), function, None)
+    except ImportError as err:
+        require(False, "method.checker", value, f"cannot be imported: {err}.", fix)
+    require(callable(found), "method.checker", value, f"names nothing callable in module {module}.", fix)
+
+
+@dataclass
+class StarMethodConfig:
+    """Zelikman et al. 2022, STaR (the Self-Taught Reasoner): ``rounds`` times, the current student writes a
+    rationale and an answer for every training prompt (a generation stage); the rationales whose final answer the
+    checker accepts are kept; for the others, rationalisation asks again with the correct answer given as a hint and
+    keeps the rationale when it now reaches the answer (the kept row's prompt is the original one, without the hint);
+    then the student is fine-tuned on the kept rows (a training stage, an equal share of the budget)."""
+
+    name: str = "star"
+    rounds: int = 3
+    restart: bool = False  # true: each round fine-tunes the round-0 student again (the paper); false: continues
+    sft_share: float = 0.3  # a first stage `sft` (NTP on the data) takes this share, so round 0 can write; 0 for a
+    # student that already answers the task (a checkpoint)
+    rationalize: bool = True
+    hint_template: str = "{prompt}\nHint: the answer is {answer}."
+    answer_marker: str = "Answer:"  # the final answer follows the last marker; without one, the last line is it
+    checker: Optional[str] = None  # module:function (prompt, answer, reference) -> bool; null: the task's own
+    system_prompt: Optional[str] = None  # a system turn before each prompt the student is asked (not kept)
+    temperature: float = 0.0  # the student's sampling when it writes (0: greedy)
+    max_new_tokens: Optional[int] = None  # null: task.max_new_tokens
+
+    def __post_init__(self):
+        positive("method.rounds", self.rounds, "use 1 or more rounds, e.g. 3.")
+        _sft_share(self.sft_share)
+        require(
+            "{prompt}" in self.hint_template and "{answer}" in self.hint_template,
+            "method.hint_template",
+            self.hint_template,
+            "needs both {prompt} and {answer}: rationalisation shows the prompt with its correct answer as a hint.",
+            "use e.g. '{prompt}\\nHint: the answer is {answer}.'",
+        )
+        require(
+            self.temperature >= 0,
+            "method.temperature",
+            self.temperature,
+            "must be >= 0.",
+            "use 0 (greedy) or e.g. 0.7.",
+        )
+        require(
+            self.max_new_tokens is None or self.max_new_tokens >= 1,
+            "method.max_new_tokens",
+            self.max_new_tokens,
+            "must be >= 1 or null.",
+            "use null (task.max_new_tokens) or e.g. 64.",
+        )
+        _checker(self.checker)
+
+
+DEFAULT_PRINCIPLES = [
+    "The answer must be correct: check every fact, number and step.",
+    "The answer must do exactly what the prompt asks, in the form it asks for, and nothing else.",
+    "The answer must be concise: no filler, no repetition.",
+    "The answer must be harmless and honest: no invented facts, and say so when unsure.",
+]
+
+
+@dataclass
+class CritiqueReviseMethodConfig:
+    """Constitutional-AI-style self-critique and revision (Bai et al. 2022, the supervised stage): a generating
+    model (``writer``: the run's teacher, an endpoint or local) answers each training prompt, is asked to critique
+    its answer against written ``principles``, then to revise it; the student learns the revisions by next-token
+    prediction (generate → distill, as blackbox_sft)."""
+
+    name: str = "critique_revise"
+    writer: str = "teacher"  # who answers, critiques and revises: the run's teacher (endpoint or local), or the student
+    principles: list[str] = field(default_factory=lambda: list(DEFAULT_PRINCIPLES))
+    critique_template: str = (
+        "Here is a request and an answer to it.\nRequest: {prompt}\nAnswer: {answer}\n"
+        "Critique the answer against these principles:\n{principles}\nSay what is wrong, or 'No issues.'"
+    )
+    revise_template: str = (
+        "Request: {prompt}\nAnswer: {answer}\nCritique: {critique}\n"
+        "Rewrite the answer so that it follows the principles and the critique. Reply with the revised answer only."
+    )
+    system_prompt: Optional[str] = None  # a system turn before each request (not kept in the dataset)
+    drop_truncated: bool = True  # reject answers or revisions cut by teacher.sampling.max_tokens
+    keep_original: bool = False  # true: train on the dataset's own responses as well
+
+    def __post_init__(self):
+        require(
+            self.writer in ("teacher", "student"),
+            "method.writer",
+            self.writer,
+            "is not a writer critique_revise knows.",
+            "use teacher (the run's teacher: teacher=openai for an endpoint, or the teacher model) or student (the "
+            "student critiques and revises its own answers, then learns the revisions).",
+        )
+        require(
+            len(self.principles) > 0 and all(isinstance(p, str) and p.strip() for p in self.principles),
+            "method.principles",
+            self.principles,
+            "must be a non-empty list of non-empty strings: the critique checks the answer against them.",
+            'leave the defaults, or give e.g. method.principles=\'["Be correct.","Be brief."]\'.',
+        )
+        for key, template, needs in (
+            ("critique_template", self.critique_template, ("{prompt}", "{answer}", "{principles}")),
+            ("revise_template", self.revise_template, ("{prompt}", "{answer}", "{critique}")),
+        ):
+            missing = [n for n in needs if n not in template]
+            require(
+                not missing,
+                f"method.{key}",
+                template,
+                f"lacks {', '.join(missing)}.",
+                "keep every placeholder of the default template.",
+            )

@@ -69,6 +69,10 @@ REGISTRY: dict[str, MethodEntry] = {
     "blackbox_label": MethodEntry(
         bc.BlackboxLabelMethodConfig, "logits:build_blackbox_label", "logits", generates=True, needs_endpoint=True
     ),
+    "star": MethodEntry(lc.StarMethodConfig, "self_improve:build_star", "llm"),
+    "critique_revise": MethodEntry(
+        lc.CritiqueReviseMethodConfig, "self_improve:build_critique_revise", "llm", generates=True
+    ),
 }
 
 METHOD_SCHEMAS: dict[str, type] = {name: entry.schema for name, entry in REGISTRY.items()}

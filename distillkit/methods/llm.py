@@ -222,12 +222,12 @@ def build_blackbox_sft(cfg: lc.BlackboxSFTMethodConfig, dims: Dims | None = None
     """generate → distill: the run's generating teacher (an endpoint, or the teacher model) writes a dataset once
     (``generate``: no optimizer step, outside the budget), then L = NTP(ŷ, p_s) on it (``distill``: the whole
     budget). pipeline=responses: ŷ = the teacher's answers to the training prompts (Alpaca's recipe); self_instruct,
-    explanations, dialogue: stages/pipelines.py."""
+    explanations, dialogue: stages/generation/pipelines.py."""
     generate = Stage(
         "generate",
         None,
         teacher=None,
-        generation=GenerationSpec(cfg.pipeline, cfg.system_prompt, cfg.drop_truncated, _pipeline_options(cfg)),
+        generation=GenerationSpec(cfg.pipeline, cfg.system_prompt, cfg.drop_truncated, options=_pipeline_options(cfg)),
     )
     objective = Objective(
         name=cfg.name,

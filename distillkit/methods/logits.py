@@ -32,7 +32,7 @@ def build_blackbox_label(cfg: bc.BlackboxLabelMethodConfig, dims: Dims | None = 
         names = [dims.student_config.id2label[i] for i in range(dims.student_config.num_labels)]
         bc.check_verbaliser(names, cfg.verbaliser)
     spec = LabelSpec(cfg.template, cfg.verbaliser, cfg.match, cfg.soft, cfg.floor, cfg.label_eval)
-    label = Stage("label", None, teacher=None, generation=GenerationSpec("label", cfg.system_prompt, False, spec))
+    label = Stage("label", None, teacher=None, generation=GenerationSpec("label", cfg.system_prompt, False, label=spec))
     if cfg.soft:
         terms = [ce_term(cfg.ce_weight), soft_label_term(1.0 - cfg.ce_weight, cfg.temperature)]
         notes = f"ŷ, p̂: the teacher's answer and soft label; T={cfg.temperature:g}, α=ce_weight={cfg.ce_weight:g}"

@@ -57,14 +57,22 @@ class GenerationSpec:
     """A stage that trains nothing: the run's generating teacher (an endpoint, or the teacher model through
     ``generate``) writes a dataset into ``<run>/generated/<stage>/`` that a later stage's ``generated`` view reads.
     ``pipeline``: ``responses`` (the teacher answers the training prompts), ``self_instruct``, ``explanations``,
-    ``dialogue`` (``stages/pipelines.py``; their settings in ``options``). Outside the optimizer budget, as
-    ``teacher_prep`` is; its record counts completions requested, cached, kept and rejected."""
+    ``dialogue`` (``stages/generation/pipelines.py``), ``label`` (``stages/generation/labelling.py``: a classifier's
+    labels), ``star`` (a model of the run writes rationales, checked and rationalised) and ``critique_revise`` (the
+    writer answers, critiques, revises; both ``stages/generation/self_improve.py``); the pipeline's own settings in
+    ``options``. Outside the optimizer budget, as ``teacher_prep`` is; its record counts completions requested, cached,
+    kept and rejected."""
 
     pipeline: str = "responses"
     system_prompt: str | None = None
     drop_truncated: bool = True
-    options: dict = field(default_factory=dict)  # the pipeline's own settings (self_instruct, explanations, dialogue)
+    # the pipeline's own settings: a dict (self_instruct, explanations, dialogue) or the method's config (star,
+    # critique_revise); None for responses and label
+    options: object = None
     label: LabelSpec | None = None  # pipeline=label (classification, blackbox_label): how answers become classes
+    # who writes: None = the run's generating teacher; a model name = that model of the run (the stage's ``student``
+    # names it: STaR's student writing its own rationales)
+    generator: str | None = None
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,11 @@ class Task:
         """(prompt text, whether it holds the special tokens already): how a local teacher model reads it."""
         raise NotImplementedError(f"task {self.name} has no generation pipeline")
 
+    def self_improvement(self):
+        """The module of the task's self-improvement pieces (method=star, critique_revise): ``references``,
+        ``final_answer``, ``load_checker``, ``rationalization``, ``critique``, ``revision``."""
+        raise NotImplementedError(f"task {self.name} has no self-improvement pipeline")
+
     def export_rows(self, split) -> list[dict]:
         """A split's rows as the task reads them back from a local file (a generated dataset's eval.jsonl)."""
         raise NotImplementedError(f"task {self.name} has no generation pipeline")

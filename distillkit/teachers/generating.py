@@ -1,5 +1,5 @@
 """Generating teachers: a teacher that answers conversations with text, behind one small interface, so a pipeline
-(``stages/generation.py``) does not care whether an API or a local model writes.
+(``stages/generation/``) does not care whether an API or a local model writes.
 
     generate(conversations, sampling, on_each=None) -> [[Completion] * sampling.n for each conversation]
 

@@ -20,6 +20,13 @@ ROWS = 40  # training prompts the teacher answers
 
 
 @pytest.fixture
+def cache_dir(tmp_path):
+    """This test's own cache (not the session's): the completion cache keys an answer by the endpoint's model name
+    ("stub"), so answers that another test's stub server gave under other rules would be served here instead."""
+    return tmp_path / "cache"
+
+
+@pytest.fixture
 def run_bb(tmp_path, cache_dir):
     from distillkit.run import RunContext, run
 

@@ -11,11 +11,18 @@ import pytest
 
 from distillkit.config.schema import validate
 from distillkit.errors import ConfigError
-from distillkit.stages.pipelines import judge_proposal
+from distillkit.stages.generation.pipelines import judge_proposal
 from distillkit.tasks.causal_lm.synthetic import solve
 from tests.conftest import TINY_LM, compose_config
 
 ROWS = 12  # training prompts
+
+
+@pytest.fixture
+def cache_dir(tmp_path):
+    """This test's own cache (not the session's): the completion cache keys an answer by the endpoint's model name
+    ("stub"), so answers that another test's stub server gave under other rules would be served here instead."""
+    return tmp_path / "cache"
 
 
 @pytest.fixture

@@ -104,7 +104,7 @@ METHOD_STAGES = {
     "takd": ["assistant3", "student"],
 }
 # task=causal_lm (tests/integration/test_causal_lm.py)
-LM_METHODS = ("blackbox_sft", "forward_kl", "gkd", "minillm", "reverse_kl", "seq_kd", "sft")
+LM_METHODS = ("blackbox_sft", "critique_revise", "forward_kl", "gkd", "minillm", "reverse_kl", "seq_kd", "sft", "star")
 
 
 @pytest.mark.slow

@@ -152,3 +152,14 @@ def test_budget_section_adds_up_the_stages_and_sets_teacher_prep_apart():
     table = format_table({**results(), "budget": budget, "stages": stages})
     assert "budget: 32 optimizer steps (planned 32) · 512 examples · 256 teacher forwards · 5 s" in table
     assert "intermediate   16 steps (50% of the budget) · 3 s" in table
+
+
+def test_self_improvement_generation_lines_show_accuracy_and_revisions():
+    base = {"kept": 20, "rejected": 12, "completions_requested": 44, "cached_hits": 0, "paid": 44}
+    star = {"pipeline": "star", "writer": "round1", "accuracy": 0.5, "rationalized": 4, **base}
+    line = stage_line({"name": "star_gen2", "wall_time_s": 3.0, "generation": star})
+    assert "round1 right on 50.0% of the prompts before rationalisation, 4 rationalised" in line
+    assert "outside the budget" in line
+    revise = {"pipeline": "critique_revise", "revised": 8, "unchanged": 12, **base}
+    line = stage_line({"name": "generate", "wall_time_s": 3.0, "generation": revise})
+    assert "8 revised, 12 unchanged" in line

@@ -186,6 +186,12 @@ class CausalLM(Task):
 
         return reuse_overrides(folder, cfg)
 
+    def self_improvement(self):
+        """The task's side of method=star and method=critique_revise (answers, checkers, prompts)."""
+        from distillkit.tasks.causal_lm import self_improve
+
+        return self_improve
+
     # ----------------------------------------------------------------------------------------- models
     def model_class(self):
         from distillkit.tasks.causal_lm.models import model_class

@@ -27,7 +27,20 @@ NEEDS = {
 # Options of the causal-LM task: composed with task=causal_lm (the default task is classification).
 CAUSAL = (
     {("data", o) for o in ("lm_synthetic", "lm_local", "lm_hub", "alpaca", "dolly")}
-    | {("method", o) for o in ("sft", "forward_kl", "reverse_kl", "gkd", "minillm", "seq_kd", "blackbox_sft")}
+    | {
+        ("method", o)
+        for o in (
+            "sft",
+            "forward_kl",
+            "reverse_kl",
+            "gkd",
+            "minillm",
+            "seq_kd",
+            "blackbox_sft",
+            "star",
+            "critique_revise",
+        )
+    }
     | {("teacher", o) for o in ("embedded-llama", "gpt2-medium", "qwen2.5-1.5b", "openai")}
     | {("student", o) for o in ("llama-small", "gpt2", "qwen2.5-0.5b")}
     | {("task", "causal_lm")}

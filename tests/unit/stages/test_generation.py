@@ -7,7 +7,7 @@ import pytest
 
 from distillkit.config.schema import validate
 from distillkit.errors import ConfigError
-from distillkit.stages.generation import _filter
+from distillkit.stages.generation.common import filter_answers as _filter
 from distillkit.tasks.causal_lm import generated
 from distillkit.tasks.causal_lm.synthetic import solve
 from distillkit.teachers.generating import Completion

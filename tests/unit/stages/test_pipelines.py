@@ -8,7 +8,7 @@ import pytest
 
 from distillkit.config.schema import validate
 from distillkit.errors import ConfigError
-from distillkit.stages.pipelines import dialogue_users, judge_proposal, parse_proposal, rouge_l
+from distillkit.stages.generation.pipelines import dialogue_users, judge_proposal, parse_proposal, rouge_l
 from distillkit.tasks.causal_lm import generated
 from distillkit.tasks.causal_lm import synthetic as lm_synthetic
 from distillkit.tasks.causal_lm.evaluate import generation_scores

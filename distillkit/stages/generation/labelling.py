@@ -1,7 +1,7 @@
 """A label stage (``Stage.generation`` with ``pipeline=label``; ``method=blackbox_label``): the run's text teacher
 labels the training texts through a prompt, and its answers become a classification dataset a later stage trains on
 (``DataView("generated")``). It trains nothing and sits outside the optimizer budget, like ``teacher_prep`` and the
-responses pipeline (``stages/generation.py``, whose cache and teacher it shares).
+responses pipeline (``stages/generation/``, whose cache and teacher it shares).
 
 Per text: the task's labeller (``Task.labeller``) writes the prompt, maps the answer to a class through the
 verbaliser (an answer naming none is rejected, ``no_class``) and, with soft labels, reads a distribution over the
@@ -24,6 +24,7 @@ from pathlib import Path
 from distillkit import store
 from distillkit.errors import require
 from distillkit.recipe.stage import Stage
+from distillkit.stages.generation.common import Progress
 
 log = logging.getLogger("distillkit")
 
@@ -97,11 +98,9 @@ def run_labelling(stage: Stage, ws, out: Path, teacher) -> dict:
 def _label_split(name: str, split_name: str, split, teacher, labeller, spec, sampling):
     """(the kept rows, the counts) of one split: requested, cached_hits, paid, kept, rejected, soft_labels,
     accuracy (the teacher's labels against the split's own; a rejected answer counts as wrong)."""
-    from distillkit.stages.generation import _Progress
-
     conversations = labeller.prompts(split, spec.system_prompt)
     hits, misses = teacher.hits, teacher.misses
-    progress = _Progress(f"{name}: {split_name}", len(conversations))  # a line every 10 s: texts, kept, rejected
+    progress = Progress(f"{name}: {split_name}", len(conversations))  # a line every 10 s: texts, kept, rejected
 
     def each(i: int, completions) -> None:
         kept = labeller.read(completions[0])[0] is not None

@@ -31,7 +31,7 @@ import time
 from distillkit.config.llm import FINAL_ANSWER, read_seed_file
 from distillkit.errors import require
 from distillkit.recipe.stage import Stage
-from distillkit.stages.generation import CHUNK, Made, _filter, _Progress, count
+from distillkit.stages.generation.common import CHUNK, Made, Progress, count, filter_answers, sampling_text
 
 log = logging.getLogger("distillkit")
 
@@ -133,12 +133,12 @@ def self_instruct(stage: Stage, ws, teacher, sampling) -> Made:
         source,
         o["pool_size"],
         teacher.describe(),
-        _sampling_text(sampling),
+        sampling_text(sampling),
         cap,
         o["rouge_threshold"],
     )
     rng = random.Random(f"self_instruct:{sampling.seed}")
-    progress = _Progress(stage.name, cap, unit="proposals")
+    progress = Progress(stage.name, cap, unit="proposals")
     rows, rejected, new, attempts, asked = [], {}, [], 0, 0
     started = time.perf_counter()
     while len(new) < want and attempts < cap:
@@ -173,7 +173,7 @@ def self_instruct(stage: Stage, ws, teacher, sampling) -> Made:
         asked += len(convs)
         kept_of = dict.fromkeys(range(len(answers)), 0)
         for (i, task), conv, completions in zip(accepted, convs, replies):
-            kept, why = _filter(completions, spec.drop_truncated)
+            kept, why = filter_answers(completions, spec.drop_truncated)
             if kept:
                 rows.append(kind.generated_row(conv, kept[0], spec.system_prompt))
                 pool.append(task)
@@ -255,9 +255,9 @@ def explanations(stage: Stage, ws, teacher, sampling) -> Made:
         teacher.describe(),
         len(conversations),
         len(system_prompts),
-        _sampling_text(sampling),
+        sampling_text(sampling),
     )
-    progress, rows, rejected = _Progress(stage.name, len(conversations)), [], {}
+    progress, rows, rejected = Progress(stage.name, len(conversations)), [], {}
     started = time.perf_counter()
     for start in range(0, len(conversations), CHUNK):
         chunk = conversations[start : start + CHUNK]
@@ -265,7 +265,7 @@ def explanations(stage: Stage, ws, teacher, sampling) -> Made:
 
         def take(i: int, answers, chunk=chunk, kept_rows=kept_rows, start=start) -> None:
             sp = used[start + i]
-            kept, why = _filter(answers, spec.drop_truncated)
+            kept, why = filter_answers(answers, spec.drop_truncated)
             if FINAL_ANSWER in sp:  # the system prompt asked for the answer line: a trace without it is rejected
                 why += ["no_final_answer" for a in kept if FINAL_ANSWER not in a.text]
                 kept = [a for a in kept if FINAL_ANSWER in a.text]
@@ -326,14 +326,14 @@ def dialogue(stage: Stage, ws, teacher, sampling) -> Made:
         len(base),
         turns,
         from_data,
-        _sampling_text(sampling),
+        sampling_text(sampling),
     )
     # the pipeline's system turn, else a chat row's own (kept in its row, as responses keeps it)
     heads = [_head(spec.system_prompt) or [m for m in c if m["role"] == SYSTEM][:1] for c in base]
     convs = [h + [{"role": USER, "content": u[0]}] for h, u in zip(heads, users)]
     last = [None] * len(convs)  # each conversation's latest kept answer (a Completion)
     live = list(range(len(convs)))
-    progress = _Progress(stage.name, sum(len(u) for u in users), unit="turns")
+    progress = Progress(stage.name, sum(len(u) for u in users), unit="turns")
     rejected, asked, answered_turns = {}, 0, 0
     started = time.perf_counter()
     for t in range(turns):
@@ -349,7 +349,7 @@ def dialogue(stage: Stage, ws, teacher, sampling) -> Made:
 
             def take(j: int, answers, chunk=chunk, t=t) -> None:
                 i = chunk[j]
-                kept, why = _filter(answers, spec.drop_truncated)
+                kept, why = filter_answers(answers, spec.drop_truncated)
                 count(rejected, why)
                 if kept:
                     last[i] = kept[0]
@@ -392,9 +392,3 @@ def dialogue(stage: Stage, ws, teacher, sampling) -> Made:
     }
     filters = {"ends": "a rejected answer ends its conversation at the previous turn (none kept: dropped)"}
     return Made(rows, rejected, len(convs), asked * sampling.n, seconds, filters, card)
-
-
-def _sampling_text(s) -> str:
-    from distillkit.stages.generation import _sampling_text as text
-
-    return text(s)
