@@ -316,7 +316,7 @@ class MiniLMMethodConfig:
     query_path: Optional[str] = None  # module path with {layer}; null = found for BERT/RoBERTa/DistilBERT
     key_path: Optional[str] = None
     value_path: Optional[str] = None
-    schedule: str = "staged"  # staged: relations → finetune | joint: one stage, both losses (finetune's budget)
+    schedule: str = "joint"  # joint: one stage, both losses (finetune's budget) | staged: relations → finetune
     kd_weight: float = 0.0  # the fine-tuning loss: (1 − λ)·CE + λ·T²·KL(p_t ‖ p_s); 0 = the paper's CE alone
     temperature: float = 4.0
 

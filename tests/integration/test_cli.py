@@ -94,7 +94,7 @@ METHOD_STAGES = {
     "pkd": ["distill"],
     "distilbert": ["distill"],
     "tinybert": ["intermediate", "prediction"],
-    "minilm": ["relations", "finetune"],
+    "minilm": ["distill"],
     "born_again": ["gen0", "gen1", "gen2", "gen3"],
     "self_kd": ["distill"],
     "snapshot_ensemble": ["distill"],

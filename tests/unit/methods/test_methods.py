@@ -222,7 +222,7 @@ def _dims(**kw):
         ("pkd", ["distill"]),
         ("distilbert", ["distill"]),
         ("tinybert", ["intermediate", "prediction"]),
-        ("minilm", ["relations", "finetune"]),
+        ("minilm", ["distill"]),  # joint by default; staged: relations → finetune
     ],
 )
 def test_every_method_plans_its_stages_with_budgets(method, stages, cache_dir):
@@ -295,7 +295,10 @@ def test_model_dependent_method_errors_come_from_the_plan(overrides, key, cache_
         (["method=crd", "method.momentum=1.0"], "method.momentum"),
         (["method=tinybert", "method.general.epochs=-1"], "method.general.epochs"),
         (["method=tinybert", "method.attention_target=logits"], "method.attention_target"),
-        (["method=minilm", "method.relations.learning_rate=0"], "method.relations.learning_rate"),
+        (
+            ["method=minilm", "method.schedule=staged", "method.relations.learning_rate=0"],
+            "method.relations.learning_rate",
+        ),
     ],
 )
 def test_value_errors_come_from_the_schema(overrides, key):
@@ -494,7 +497,7 @@ def test_joint_schedules_put_the_feature_terms_into_the_logit_stage(cache_dir):
         ("value_kl", 1.0),
     ]
     assert joint.objective.needs_teacher and joint.objective.student_features.hooks
-    staged = _plan(["method=minilm"], cache_dir)
+    staged = _plan(["method=minilm", "method.schedule=staged"], cache_dir)
     finetune = staged.stages[-1]
     assert finetune.name == "finetune" and not finetune.objective.needs_teacher  # kd_weight 0: CE alone, no teacher
     with pytest.raises(ConfigError, match="method.schedule"):
