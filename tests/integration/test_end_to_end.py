@@ -223,7 +223,8 @@ def test_attention_and_hook_methods_on_a_local_bert_checkpoint(run_tiny, tmp_pat
     )
     assert BertForSequenceClassification(config).config._attn_implementation != "eager"
     BertForSequenceClassification(config).save_pretrained(ckpt)
-    results, out = run_tiny([f"method={method}", "teacher=hub", f"teacher.path={ckpt}"], without=("teacher.arch",))
+    overrides = [f"method={method}", "method.schedule=staged", "teacher=hub", f"teacher.path={ckpt}"]
+    results, out = run_tiny(overrides, without=("teacher.arch",))
     assert results["stages"][0]["name"] == "teacher_prep" and not results["stages"][0]["cached"]
     trained = results["stages"][1:]
     assert [s["steps"] for s in trained] == [3, 3] and results["budget"]["total"]["steps"] == 6  # one budget, halved
