@@ -34,10 +34,12 @@ def row(conversation: list[dict], completion, system_prompt: str | None) -> dict
     return out
 
 
-def render(conversation: list[dict], tokenizer, template: str) -> tuple[str, bool]:
-    """(prompt text, whether it already holds the special tokens) for a local teacher: the tokenizer's chat
-    template when it has one, else the data's prompt template around the user turn (a system turn before it)."""
-    if getattr(tokenizer, "chat_template", None) is not None:
+def render(conversation: list[dict], tokenizer, template: str, chat: bool = False) -> tuple[str, bool]:
+    """(prompt text, whether it already holds the special tokens) for a local model, written as the run's training
+    rows are: the tokenizer's chat template when the data is chat turns (``chat``: data.messages_field set), else
+    the data's prompt template around the user turn (a system turn before it), even when the tokenizer has a chat
+    template, since a teacher fine-tuned on prompt/response rows was trained on the template, not on chat turns."""
+    if chat and getattr(tokenizer, "chat_template", None) is not None:
         return tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True), True
     system = "".join(m["content"] + "\n" for m in conversation if m["role"] == SYSTEM)
     user = "\n".join(m["content"] for m in conversation if m["role"] != SYSTEM)

@@ -174,7 +174,7 @@ class CausalLM(Task):
     def render_conversation(self, conversation, tokenizer, cfg) -> tuple[str, bool]:
         from distillkit.tasks.causal_lm.generated import render
 
-        return render(conversation, tokenizer, cfg.data.prompt_template)
+        return render(conversation, tokenizer, cfg.data.prompt_template, chat=cfg.data.messages_field is not None)
 
     def export_rows(self, split) -> list[dict]:
         from distillkit.tasks.causal_lm.generated import export_rows

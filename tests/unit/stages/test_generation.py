@@ -46,12 +46,21 @@ def test_prompts_are_one_user_turn_per_training_row():
     assert convs[1] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "b"}]
 
 
-def test_a_local_teacher_reads_the_data_template_or_the_chat_template():
+def test_a_local_teacher_is_asked_as_its_training_rows_were_written():
     class Plain:
         chat_template = None
 
+    class Chat:
+        chat_template = "<template>"
+
+        def apply_chat_template(self, conversation, tokenize, add_generation_prompt):
+            return "<chat>" + "|".join(m["content"] for m in conversation)
+
     conv = [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}]
     assert generated.render(conv, Plain(), "Q: {prompt}\nA: ") == ("S\nQ: Q\nA: ", False)
+    # prompt/response data trains on the template, so a chat tokenizer is asked with the template too
+    assert generated.render(conv, Chat(), "Q: {prompt}\nA: ") == ("S\nQ: Q\nA: ", False)
+    assert generated.render(conv, Chat(), "Q: {prompt}\nA: ", chat=True) == ("<chat>S|Q", True)
 
 
 def test_the_stub_teacher_knows_the_embedded_tasks_answers():
