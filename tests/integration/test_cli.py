@@ -173,7 +173,7 @@ def test_help_is_fast_and_lists_groups(tmp_path):
     proc = cli(["distillkit", "--help"], tmp_path, timeout=60)
     assert proc.returncode == 0
     methods = (
-        "method: attention_transfer, blackbox_label, blackbox_sft, born_again, critique_revise, crd, distilbert, "
+        "method: attention_transfer, blackbox_label, blackbox_sft, born_again, crd, critique_revise, distilbert, "
         "ema_teacher, fitnets, forward_kl, gkd, kd, minillm, minilm, noisy_student, none, pkd, ps_kd, reverse_kl, "
         "rkd, self_kd, seq_kd, sft, snapshot_ensemble, star, takd, tinybert"
     )
