@@ -31,6 +31,7 @@ from distillkit.stages.generation.common import (
     generated_dir,
     generating_teacher,
     sampling_text,
+    stage_record,
     write_dataset,
 )
 
@@ -86,19 +87,7 @@ def _generate(stage: Stage, ws, out: Path) -> dict:
         generation["paid"],
         seconds,
     )
-    record = {
-        "name": stage.name,
-        "cached": False,
-        "model": None,
-        "objective": None,
-        "teacher": teacher.describe(),
-        "outside_budget": True,  # like teacher_prep: no optimizer step, no part of train.max_steps / train.epochs
-        "steps": 0,
-        "examples": 0,
-        "teacher_forwards": 0,
-        "wall_time_s": round(seconds, 3),
-        "generation": generation,
-    }
+    record = stage_record(stage, teacher, seconds, generation)
     require(
         len(rows) > 0,
         "teacher.sampling",

@@ -200,3 +200,21 @@ def card_markdown(card: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def stage_record(stage: Stage, teacher, seconds: float, generation: dict) -> dict:
+    """A generation stage's record (results.json's ``stages``): no model, no objective, no optimizer step, outside
+    the budget like teacher_prep (no part of train.max_steps / train.epochs); its counts under ``generation``."""
+    return {
+        "name": stage.name,
+        "cached": False,
+        "model": None,
+        "objective": None,
+        "teacher": teacher.describe(),
+        "outside_budget": True,
+        "steps": 0,
+        "examples": 0,
+        "teacher_forwards": 0,
+        "wall_time_s": round(seconds, 3),
+        "generation": generation,
+    }

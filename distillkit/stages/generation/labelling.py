@@ -24,7 +24,7 @@ from pathlib import Path
 from distillkit import store
 from distillkit.errors import require
 from distillkit.recipe.stage import Stage
-from distillkit.stages.generation.common import Progress
+from distillkit.stages.generation.common import Progress, stage_record
 
 log = logging.getLogger("distillkit")
 
@@ -76,19 +76,7 @@ def run_labelling(stage: Stage, ws, out: Path, teacher) -> dict:
             "teacher_accuracy": counts["accuracy"],  # rejected answers count as wrong
         }
     seconds = time.perf_counter() - started
-    record = {
-        "name": stage.name,
-        "cached": False,
-        "model": None,
-        "objective": None,
-        "teacher": teacher.describe(),
-        "outside_budget": True,  # like teacher_prep: no optimizer step, no part of train.max_steps / train.epochs
-        "steps": 0,
-        "examples": 0,
-        "teacher_forwards": 0,
-        "wall_time_s": round(seconds, 3),
-        "generation": generation,
-    }
+    record = stage_record(stage, teacher, seconds, generation)
     card = _card(cfg, stage, teacher, labeller, record)
     card["reuse"] = "python -m distillkit " + labeller.reuse_overrides(str(out), cfg)
     _write(out, train_rows, kind.export_rows(task.eval), eval_rows, card)

@@ -29,6 +29,7 @@ from distillkit.stages.generation.common import (
     dataset_card,
     filter_answers,
     generating_teacher,
+    stage_record,
     write_dataset,
 )
 
@@ -54,19 +55,7 @@ def _record(stage: Stage, teacher, seconds: float, generation: dict, out: Path) 
         "completions_per_s": round(generation["completions_requested"] / max(seconds, 1e-9), 2),
         "dataset": str(out),
     }
-    return {
-        "name": stage.name,
-        "cached": False,
-        "model": None,
-        "objective": None,
-        "teacher": teacher.describe(),
-        "outside_budget": True,  # like teacher_prep: no optimizer step, no part of train.max_steps / train.epochs
-        "steps": 0,
-        "examples": 0,
-        "teacher_forwards": 0,
-        "wall_time_s": round(seconds, 3),
-        "generation": generation,
-    }
+    return stage_record(stage, teacher, seconds, generation)
 
 
 def star(stage: Stage, ws, out: Path) -> dict:
