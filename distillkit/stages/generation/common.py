@@ -130,20 +130,9 @@ def sampling_text(s) -> str:
 def dataset_card(cfg, kind, stage: Stage, teacher, sampling, record: dict) -> dict:
     """The dataset's card: who wrote it, from what, how, what was filtered, and the counts."""
     spec = stage.generation
-    endpoint = cfg.teacher.endpoint
     return {
         "pipeline": spec.pipeline,
-        "teacher": {
-            "name": cfg.teacher.name,
-            "kind": teacher.kind,
-            "describe": teacher.describe(),
-            # the endpoint's model and URL; the key's variable name only, never its value
-            **(
-                {"model": endpoint.model, "base_url": endpoint.base_url, "api_key_env": endpoint.api_key_env}
-                if endpoint is not None
-                else {}
-            ),
-        },
+        "teacher": teacher_card(cfg, teacher),
         "prompts": {
             "source": f"the training split of data={cfg.data.name}",
             "system_prompt": spec.system_prompt,
@@ -217,4 +206,20 @@ def stage_record(stage: Stage, teacher, seconds: float, generation: dict) -> dic
         "teacher_forwards": 0,
         "wall_time_s": round(seconds, 3),
         "generation": generation,
+    }
+
+
+def teacher_card(cfg, teacher) -> dict:
+    """Who wrote a dataset, for its card: the teacher's name and kind, and an endpoint's model and URL with the key's
+    variable name only, never its value."""
+    endpoint = cfg.teacher.endpoint
+    return {
+        "name": cfg.teacher.name,
+        "kind": teacher.kind,
+        "describe": teacher.describe(),
+        **(
+            {"model": endpoint.model, "base_url": endpoint.base_url, "api_key_env": endpoint.api_key_env}
+            if endpoint is not None
+            else {}
+        ),
     }

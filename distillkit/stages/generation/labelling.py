@@ -24,7 +24,7 @@ from pathlib import Path
 from distillkit import store
 from distillkit.errors import require
 from distillkit.recipe.stage import Stage
-from distillkit.stages.generation.common import Progress, stage_record
+from distillkit.stages.generation.common import Progress, stage_record, teacher_card
 
 log = logging.getLogger("distillkit")
 
@@ -131,20 +131,10 @@ def _label_split(name: str, split_name: str, split, teacher, labeller, spec, sam
 
 
 def _card(cfg, stage: Stage, teacher, labeller, record: dict) -> dict:
-    endpoint, g = cfg.teacher.endpoint, record["generation"]
+    g = record["generation"]
     return {
         "pipeline": "label",
-        "teacher": {
-            "name": cfg.teacher.name,
-            "kind": teacher.kind,
-            "describe": teacher.describe(),
-            # the endpoint's model and URL; the key's variable name only, never its value
-            **(
-                {"model": endpoint.model, "base_url": endpoint.base_url, "api_key_env": endpoint.api_key_env}
-                if endpoint is not None
-                else {}
-            ),
-        },
+        "teacher": teacher_card(cfg, teacher),
         "prompt": {"system_prompt": stage.generation.system_prompt, **labeller.describe()},
         "label_names": labeller.label_names,
         "source": f"the training split of data={cfg.data.name}",
