@@ -25,7 +25,7 @@ ROWS = (
 def test_blackbox_benchmark_script_smoke(tmp_path):
     """Both parts at once (quality two sweeps at a time), one seed, 4 steps, 48 rows: tables written, every row.
     Eleven distillkit processes, ~87 s of CPU in all (mostly start-up); 104 s of wall time on the shared 2-core
-    machine beside another benchmark (2026-12-07), about half that on two free cores."""
+    machine beside another benchmark (2026-12-07); not measured on free cores."""
     skip = ("logger", "task=", "data.lm_synthetic", "train.max_steps", "task.max_new_tokens")
     overrides = [o for o in TINY_LM if not o.startswith(skip)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
