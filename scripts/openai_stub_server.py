@@ -11,7 +11,8 @@ with ``top_logprobs`` the first answer token's alternatives are the class names 
 prompt gets ``answer_other``. It counts every request (``calls``: each one's user prompt and the status it got) and
 can misbehave on purpose: fail the first requests (``fail_first``: a list of 429, 500, ... or "timeout", one per
 request, in order), refuse everything after the first ``fail_after`` answers (400, as a dead endpoint would be at a
-kill), demand a key (``api_key``: 401 otherwise).
+kill), demand a key (``api_key``: 401 otherwise). ``latency_s`` makes every chat request wait that long (asyncio, so
+requests in flight overlap as with a real endpoint).
 
     python scripts/openai_stub_server.py --port 8000 --model stub       # then, in another shell:
     python -m distillkit task=causal_lm method=blackbox_sft teacher=openai \\
@@ -113,6 +114,7 @@ class Behaviour:
     # (WRONG), its critique says so and its revision is right; a revision for these kinds comes back empty (rejected)
     wrong_first: tuple[str, ...] = ()
     empty_revision: tuple[str, ...] = ()
+    latency_s: float = 0.0  # every chat request waits this long before it answers (a real endpoint's latency)
 
 
 WRONG = "I am not sure."
@@ -236,6 +238,8 @@ class StubServer:
                 else:  # -1: a request that hangs (the client gives up on it before its late answer)
                     status = 200 if planned is None else -1 if planned == "timeout" else int(planned)
                 self.calls.append(Call(prompt, status))
+            if b.latency_s > 0:
+                await asyncio.sleep(b.latency_s)
             if status == -1:
                 await asyncio.sleep(b.timeout_s)
             elif status != 200:
@@ -354,8 +358,10 @@ def main(argv=None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--model", action="append", help="a model id it lists (repeatable; default: stub)")
     parser.add_argument("--api-key", help="require this key (Authorization: Bearer ...)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds every chat request waits (default 0)")
     args = parser.parse_args(argv)
-    server = StubServer(Behaviour(models=tuple(args.model or ["stub"]), api_key=args.api_key), port=args.port)
+    behaviour = Behaviour(models=tuple(args.model or ["stub"]), api_key=args.api_key, latency_s=args.latency)
+    server = StubServer(behaviour, port=args.port)
     with server:
         print(f"serving {', '.join(server.behaviour.models)} at {server.url} (Ctrl-C stops)", flush=True)
         try:
