@@ -229,12 +229,17 @@ def build_blackbox_sft(cfg: lc.BlackboxSFTMethodConfig, dims: Dims | None = None
         teacher=None,
         generation=GenerationSpec(cfg.pipeline, cfg.system_prompt, cfg.drop_truncated, options=_pipeline_options(cfg)),
     )
+    return [generate, learn_generated(cfg.name, f"the teacher's written answers ({cfg.pipeline} pipeline)", cfg)]
+
+
+def learn_generated(name: str, written: str, cfg) -> Stage:
+    """``distill``: L = NTP(ŷ, p_s) on the dataset stage ``generate`` wrote (``written`` says what ŷ is), with the
+    dataset's own rows too when ``cfg.keep_original``; the whole budget."""
     objective = Objective(
-        name=cfg.name,
+        name=name,
         terms=[ntp_term(1.0)],
         needs_teacher=False,
-        notes=f"ŷ: the teacher's written answers ({cfg.pipeline} pipeline)"
-        + (" + the dataset's" if cfg.keep_original else ""),
+        notes=f"ŷ: {written}" + (" + the dataset's" if cfg.keep_original else ""),
     )
     view = DataView("generated", options=GeneratedOptions("generate", cfg.keep_original))
-    return [generate, stage("distill", objective, data=view)]
+    return stage("distill", objective, data=view)

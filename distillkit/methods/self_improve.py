@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from distillkit.config import llm as lc
 from distillkit.methods.common import stage
-from distillkit.methods.llm import ntp_term
+from distillkit.methods.llm import learn_generated, ntp_term
 from distillkit.recipe.objective import Dims, Objective
 from distillkit.recipe.stage import DataView, GeneratedOptions, GenerationSpec, Stage, StudentSpec
 
@@ -77,12 +77,5 @@ def build_critique_revise(cfg: lc.CritiqueReviseMethodConfig, dims: Dims | None 
             "critique_revise", cfg.system_prompt, cfg.drop_truncated, generator=writer, options=cfg
         ),
     )
-    objective = Objective(
-        name=cfg.name,
-        terms=[ntp_term(1.0)],
-        needs_teacher=False,
-        notes=f"ŷ: the teacher's revisions after critiquing its answers against {len(cfg.principles)} principles"
-        + (" + the dataset's" if cfg.keep_original else ""),
-    )
-    view = DataView("generated", options=GeneratedOptions("generate", cfg.keep_original))
-    return [generate, stage("distill", objective, data=view)]
+    written = f"the teacher's revisions after critiquing its answers against {len(cfg.principles)} principles"
+    return [generate, learn_generated(cfg.name, written, cfg)]

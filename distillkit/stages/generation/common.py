@@ -152,16 +152,18 @@ def dataset_card(cfg, kind, stage: Stage, teacher, sampling, record: dict) -> di
     }
 
 
-def write_dataset(out: Path, rows: list[dict], eval_rows: list[dict], card: dict) -> None:
-    """``out`` filled in a temporary sibling and renamed into place: a killed run leaves the old one or none."""
+def write_dataset(out: Path, rows: list[dict], eval_rows: list[dict], card: dict, markdown=None, **more) -> None:
+    """``out`` (train.jsonl, eval.jsonl, any ``more`` splits, card.json, card.md by ``markdown``, default
+    ``card_markdown``) filled in a temporary sibling and renamed into place: a killed run leaves the old one or
+    none. A ``{dir}`` in the card's ``reuse`` command becomes ``out``."""
     tmp = out.with_name(f".{out.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    (tmp / "train.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    (tmp / "eval.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in eval_rows))
+    for name, data in {"train": rows, "eval": eval_rows, **more}.items():
+        (tmp / f"{name}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data))
     card["reuse"] = card["reuse"].replace("{dir}", str(out))
     store.write_atomic(tmp / "card.json", json.dumps(card, indent=2, ensure_ascii=False) + "\n")
-    (tmp / "card.md").write_text(card_markdown(card))
+    (tmp / "card.md").write_text((markdown or card_markdown)(card))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
 

@@ -15,16 +15,13 @@ labels of it), ``card.json`` / ``card.md``; written whole or not at all; trained
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import time
 from pathlib import Path
 
-from distillkit import store
 from distillkit.errors import require
 from distillkit.recipe.stage import Stage
-from distillkit.stages.generation.common import Progress, stage_record, teacher_card
+from distillkit.stages.generation.common import Progress, stage_record, teacher_card, write_dataset
 
 log = logging.getLogger("distillkit")
 
@@ -79,7 +76,7 @@ def run_labelling(stage: Stage, ws, out: Path, teacher) -> dict:
     record = stage_record(stage, teacher, seconds, generation)
     card = _card(cfg, stage, teacher, labeller, record)
     card["reuse"] = "python -m distillkit " + labeller.reuse_overrides(str(out), cfg)
-    _write(out, train_rows, kind.export_rows(task.eval), eval_rows, card)
+    write_dataset(out, train_rows, kind.export_rows(task.eval), card, _markdown, eval_teacher=eval_rows)
     return record
 
 
@@ -150,19 +147,6 @@ def _card(cfg, stage: Stage, teacher, labeller, record: dict) -> dict:
         },
         "record": record,
     }
-
-
-def _write(out: Path, rows: list[dict], eval_rows: list[dict], eval_teacher: list[dict], card: dict) -> None:
-    """``out`` filled in a temporary sibling and renamed into place: a killed run leaves the old one or none."""
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name, data in (("train", rows), ("eval", eval_rows), ("eval_teacher", eval_teacher)):
-        (tmp / f"{name}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data))
-    store.write_atomic(tmp / "card.json", json.dumps(card, indent=2, ensure_ascii=False) + "\n")
-    (tmp / "card.md").write_text(_markdown(card))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
 
 
 def _markdown(card: dict) -> str:
