@@ -30,6 +30,13 @@ def positive(key: str, value, fix: str = "use a value > 0.") -> None:
     require(value is not None and value > 0, key, value, "must be positive.", fix)
 
 
+def count_or_null(key: str, value, null_means: str, example) -> None:
+    """``value`` must be null (``null_means``) or a count >= 1."""
+    require(
+        value is None or value >= 1, key, value, "must be >= 1 or null.", f"use null ({null_means}) or e.g. {example}."
+    )
+
+
 def unit_interval(key: str, value) -> None:
     """``value`` must lie in [0, 1]."""
     require(0.0 <= value <= 1.0, key, value, "is outside [0, 1].", "use a value between 0 and 1 inclusive.")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from distillkit.errors import positive, require
+from distillkit.errors import count_or_null, positive, require
 
 
 @dataclass
@@ -44,12 +44,11 @@ class SamplingSettings:
             "is outside (0, 1].",
             "use 1.0 (no nucleus cut) or e.g. 0.95.",
         )
-        require(
-            self.max_tokens is None or self.max_tokens >= 1,
+        count_or_null(
             "teacher.sampling.max_tokens",
             self.max_tokens,
-            "must be >= 1 or null.",
-            "use null (the endpoint's limit; task.max_new_tokens for a local model) or e.g. 256.",
+            "the endpoint's limit; task.max_new_tokens for a local model",
+            256,
         )
         positive("teacher.sampling.n", self.n, "use 1 (one completion per prompt) or more.")
         require(

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from distillkit.errors import positive, require, unit_interval
+from distillkit.errors import count_or_null, positive, require, unit_interval
 
 
 def read_seed_file(path: str) -> list[str]:
@@ -252,13 +252,7 @@ class SeqKDMethodConfig:
 
     def __post_init__(self):
         positive("method.num_beams", self.num_beams, "use 1 (greedy) or a beam width such as 4.")
-        require(
-            self.max_new_tokens is None or self.max_new_tokens >= 1,
-            "method.max_new_tokens",
-            self.max_new_tokens,
-            "must be >= 1 or null.",
-            "use null (task.max_new_tokens) or e.g. 64.",
-        )
+        count_or_null("method.max_new_tokens", self.max_new_tokens, "task.max_new_tokens", 64)
 
 
 # the answer line an explanation trace ends on; the causal-LM evaluation scores what follows its last occurrence
@@ -322,13 +316,7 @@ class BlackboxSFTMethodConfig:
         )
         positive("method.pool_size", self.pool_size, "use a pool size such as 64 (seed tasks included).")
         positive("method.examples_per_prompt", self.examples_per_prompt, "use e.g. 3 (Wang et al. show 8).")
-        require(
-            self.max_attempts is None or self.max_attempts >= 1,
-            "method.max_attempts",
-            self.max_attempts,
-            "must be >= 1 or null.",
-            "use null (4 x the new tasks wanted) or e.g. 500.",
-        )
+        count_or_null("method.max_attempts", self.max_attempts, "4 x the new tasks wanted", 500)
         require(
             0.0 < self.rouge_threshold <= 1.0,
             "method.rouge_threshold",
@@ -406,13 +394,7 @@ class StarMethodConfig:
             "must be >= 0.",
             "use 0 (greedy) or e.g. 0.7.",
         )
-        require(
-            self.max_new_tokens is None or self.max_new_tokens >= 1,
-            "method.max_new_tokens",
-            self.max_new_tokens,
-            "must be >= 1 or null.",
-            "use null (task.max_new_tokens) or e.g. 64.",
-        )
+        count_or_null("method.max_new_tokens", self.max_new_tokens, "task.max_new_tokens", 64)
         _checker(self.checker)
 
 
