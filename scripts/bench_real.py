@@ -18,6 +18,15 @@ method's optimizer steps (results.json's budget section) and flags a method whos
 baseline's by more than 5 % (``distillkit.compare.BUDGET_TOLERANCE``). ``--methods`` defaults to every method of
 the task (the method table's families that the task's row names).
 
+``--blackbox`` (causal_lm) adds rows whose teacher is a black box: the same teacher (the prepared one the white-box
+runs distilled, from their ``teacher_prep`` record; else ``--teacher``) served over the chat-completions API by
+``scripts/openai_stub_server.py --model-path`` in a thread here, each entry a ``teacher=openai`` sweep
+(``blackbox_sft``, ``blackbox_sft:pipeline=explanations``, ...). Their student is the white-box runs' starting
+student (``student.*`` of a white-box run's config, taken from the served teacher's layers as those runs took it,
+saved once to ``--work/<name>/student-init``) as ``student=hub``; the ``teacher.*`` and ``student.*`` entries of
+``--override`` are left out of them (``--blackbox-override`` adds their own, e.g. ``teacher.sampling.max_tokens``).
+At least one white-box method must run (or have run) in the same folder: the baseline, whose table they join.
+
 Written to ``--work/<name>/``: ``table.md`` (the table, the settings, the commands, the gap "teacher minus
 label-only student") and ``plot.png`` (``distillkit.compare.plot``: mean ± std of the task metric per method,
 the teacher's as a dash).
@@ -161,9 +170,10 @@ def summarise(runs: list[dict], task: str) -> dict:
         r["budget_off"] = bool(
             base_steps and abs(statistics.mean(r["steps"]) - base_steps) > BUDGET_TOLERANCE * base_steps
         )
-    teacher = {m: runs[0]["teacher"][m] for m in metrics} if runs else {}
+    with_teacher = [r for r in runs if r.get("teacher")]  # a black-box run has no teacher model to score
+    teacher = {m: with_teacher[0]["teacher"][m] for m in metrics} if with_teacher else {}
     base_runs = by_method.get(base, [])
-    gap = [teacher[first] - r["student"][first] for r in base_runs]
+    gap = [teacher[first] - r["student"][first] for r in base_runs] if teacher else []
     return {"task": task, "metrics": metrics, "teacher": teacher, "rows": rows, "gap": gap}
 
 
@@ -253,6 +263,74 @@ def report(folder: Path, task: str | None = None) -> str:
     return text
 
 
+def white_box_runs(folder: Path) -> list[Path]:
+    """The run directories (with config.yaml) of the white-box sweeps under ``folder``."""
+    return sorted(p.parent for p in folder.glob("*/*/config.yaml") if not p.parent.parent.name.startswith("bb_"))
+
+
+def served_teacher(folder: Path, teacher: str) -> Path:
+    """The teacher the black-box rows are served: the prepared teacher of the white-box runs (their results'
+    teacher_prep record), else ``teacher`` itself when they did not prepare one."""
+    for run in white_box_runs(folder):
+        results = run / "results.json"
+        if results.exists():
+            prep = [s for s in json.loads(results.read_text())["stages"] if s["name"] == "teacher_prep"]
+            return Path(prep[0]["cache_dir"]) if prep and prep[0].get("cache_dir") else Path(teacher)
+    raise SystemExit(f"--blackbox: no finished white-box run under {folder}: run the baseline with --methods first")
+
+
+def starting_student(folder: Path, teacher_dir: Path) -> Path:
+    """The white-box runs' starting student (their config's ``student`` group: its layers from ``teacher_dir``'s, as
+    the task's ``student_config`` picks them) saved as a checkpoint with the teacher's tokenizer, once."""
+    out = folder / "student-init"
+    if (out / "config.json").exists():
+        return out
+    from omegaconf import OmegaConf
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from distillkit.models.loading import derive_student, save_model
+    from distillkit.tasks.causal_lm.models import student_config
+
+    cfg = OmegaConf.load(white_box_runs(folder)[0] / "config.yaml")
+    teacher = AutoModelForCausalLM.from_pretrained(teacher_dir)
+    tok = AutoTokenizer.from_pretrained(teacher_dir)
+    config, layers = student_config(cfg.student, teacher.config, tok)
+    student = derive_student(teacher, config, layers, int(cfg.seed), model_class=AutoModelForCausalLM)
+    save_model(student, tok, out)
+    print(f"black-box rows' student: layers {layers} of {teacher_dir}, saved to {out}", flush=True)
+    return out
+
+
+def blackbox_sweeps(args, work: Path, folder: Path, common: list[str], seeds: str) -> None:
+    """Each ``--blackbox`` entry a sweep against the served teacher (see the module's docstring)."""
+    from openai_stub_server import Behaviour, StubServer
+
+    teacher_dir = served_teacher(folder, args.teacher)
+    init = starting_student(folder, teacher_dir)
+    own = [o for o in common if not o.startswith(("teacher", "student"))]
+    with StubServer(Behaviour(models=("teacher",), model_path=str(teacher_dir))) as server:
+        endpoint = [
+            "teacher=openai",
+            f"teacher.endpoint.base_url={server.url}",
+            "teacher.endpoint.model=teacher",
+            "teacher.endpoint.api_key_env=null",
+            "student=hub",
+            f"student.path={init}",
+        ]
+        for spec in args.blackbox:
+            method, overrides = variant(spec)
+            sweep = [*overrides, *own, *endpoint, *args.blackbox_override]
+            name = f"{args.name}/bb_{folder_name(spec)}"
+            where = [f"seed={seeds}", "logger=none", f"cache_dir={work / 'cache'}", f"hydra.sweep.dir={work / name}"]
+            with open(folder / "commands.txt", "a") as f:
+                f.write(shlex.join(["python", "-m", "distillkit", "-m", *sweep, *where]) + "  # teacher served\n")
+            try:
+                wall = run_sweep(work, name, sweep, seeds)
+                print(f"{spec} (served teacher, {len(server.calls)} requests so far): {wall:.0f} s", flush=True)
+            except subprocess.CalledProcessError as err:
+                print(f"{spec}: failed (exit {err.returncode}); going on", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", choices=list(BASELINE), default="classification")
@@ -267,14 +345,23 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("outputs/bench_real"))
     p.add_argument("--override", nargs="*", default=[], help="config overrides for every run")
     p.add_argument("--report-only", action="store_true", help="the table again from the runs under --work/--name")
+    p.add_argument(
+        "--blackbox",
+        nargs="*",
+        default=[],
+        help="causal_lm: methods against the teacher served as a black box (blackbox_sft, blackbox_sft:pipeline=...)",
+    )
+    p.add_argument("--blackbox-override", nargs="*", default=[], help="config overrides for the --blackbox runs only")
     args = p.parse_args()
     work = args.work.resolve()
     folder = work / args.name
     if not args.report_only:
         if not args.teacher or not args.data:
             p.error("--teacher and --data are needed to run (or --report-only)")
-        methods = args.methods or task_methods(args.task)
-        unknown = {variant(m)[0] for m in methods} - set(task_methods(args.task))
+        if args.blackbox and args.task != "causal_lm":
+            p.error("--blackbox serves a causal LM teacher: --task causal_lm")
+        methods = args.methods if args.methods is not None else [] if args.blackbox else task_methods(args.task)
+        unknown = {variant(m)[0] for m in methods + args.blackbox} - set(task_methods(args.task))
         if unknown:
             p.error(f"not methods of task {args.task}: {', '.join(sorted(unknown))}")
         common = [
@@ -296,6 +383,8 @@ def main() -> None:
                 print(f"{method}: {len(args.seeds)} runs in {wall:.0f} s", flush=True)
             except subprocess.CalledProcessError as err:
                 print(f"{method}: failed (exit {err.returncode}); going on", flush=True)
+        if args.blackbox:
+            blackbox_sweeps(args, work, folder, common, seeds)
     print(report(folder, None if args.report_only else args.task))
     print(f"\nwritten: {folder / 'table.md'}, {folder / 'plot.png'}")
 

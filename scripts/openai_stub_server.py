@@ -27,6 +27,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 def solve(prompt: str) -> str | None:
@@ -115,6 +116,10 @@ class Behaviour:
     wrong_first: tuple[str, ...] = ()
     empty_revision: tuple[str, ...] = ()
     latency_s: float = 0.0  # every chat request waits this long before it answers (a real endpoint's latency)
+    # a real model instead of the rules: a local HF causal LM directory answers every chat request (chat_model.py),
+    # in batches of up to model_batch requests that arrive together
+    model_path: str | None = None
+    model_batch: int = 8
 
 
 WRONG = "I am not sure."
@@ -169,6 +174,7 @@ class StubServer:
         self._lock = threading.Lock()
         self._server = None
         self._thread = None
+        self.model = None  # chat_model.ChatModel when behaviour.model_path is set (loaded by start)
 
     @property
     def url(self) -> str:
@@ -247,6 +253,13 @@ class StubServer:
                 return JSONResponse({"error": {"message": f"stub failure {status}", "type": "stub"}}, status, headers)
             if body.get("model") not in b.models:
                 return JSONResponse({"error": {"message": f"model {body.get('model')!r} not found"}}, 404)
+            if self.model is not None:
+                try:
+                    choices = await self.model.complete(body)
+                except Exception as err:  # a request the model cannot answer (a prompt too long, ...): a 500
+                    return JSONResponse({"error": {"message": f"model failure: {err}", "type": "server"}}, 500)
+                lp = [c.logprobs and {"content": c.logprobs} for c in choices]
+                return _envelope(body, [(c.text, c.finish_reason, p) for c, p in zip(choices, lp)])
             label = self.classify(prompt)
             if label is not None:
                 return _completion(body, label, classification_top(label, self.label_names, b.confidence))
@@ -256,6 +269,14 @@ class StubServer:
 
     def start(self) -> "StubServer":
         import uvicorn
+
+        if self.behaviour.model_path is not None and self.model is None:
+            if __package__:  # imported as scripts.openai_stub_server (the tests)
+                from .chat_model import ChatModel
+            else:  # run as a script, or imported with scripts/ on the path (the benchmarks)
+                from chat_model import ChatModel
+
+            self.model = ChatModel(self.behaviour.model_path, max_batch=self.behaviour.model_batch)
 
         config = uvicorn.Config(
             self.app(), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", log_config=None
@@ -274,6 +295,8 @@ class StubServer:
         if self._server is not None:
             self._server.should_exit = True
             self._thread.join(timeout=10)
+        if self.model is not None:
+            self.model.close()
 
     def __enter__(self) -> "StubServer":
         return self.start()
@@ -328,22 +351,27 @@ def _completion(body: dict, answer: str, first_top: list | None = None) -> dict:
             first = logprobs["content"][0]
             first["logprob"] = first_top[0][1]
             first["top_logprobs"] = [{"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in first_top][:k]
-    choices = [
-        {
-            "index": i,
-            "message": {"role": "assistant", "content": text},
-            "finish_reason": "length" if cut else "stop",
-            "logprobs": logprobs,
-        }
-        for i in range(body.get("n") or 1)
-    ]
+    return _envelope(body, [(text, "length" if cut else "stop", logprobs)] * (body.get("n") or 1))
+
+
+def _envelope(body: dict, choices: list[tuple]) -> dict:
+    """A chat.completion object of ``choices``: (text, finish_reason, logprobs or None) each."""
+    words = sum(len(text.split()) for text, _, _ in choices)
     return {
         "id": "chatcmpl-stub",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body["model"],
-        "choices": choices,
-        "usage": {"prompt_tokens": 0, "completion_tokens": len(words), "total_tokens": len(words)},
+        "choices": [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": finish,
+                "logprobs": logprobs,
+            }
+            for i, (text, finish, logprobs) in enumerate(choices)
+        ],
+        "usage": {"prompt_tokens": 0, "completion_tokens": words, "total_tokens": words},
     }
 
 
@@ -359,8 +387,17 @@ def main(argv=None) -> None:
     parser.add_argument("--model", action="append", help="a model id it lists (repeatable; default: stub)")
     parser.add_argument("--api-key", help="require this key (Authorization: Bearer ...)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds every chat request waits (default 0)")
+    parser.add_argument("--model-path", help="a local HF causal LM directory that answers every request (no rules)")
+    parser.add_argument("--batch", type=int, default=8, help="--model-path: requests generated together (default 8)")
     args = parser.parse_args(argv)
-    behaviour = Behaviour(models=tuple(args.model or ["stub"]), api_key=args.api_key, latency_s=args.latency)
+    default = Path(args.model_path).name if args.model_path else "stub"
+    behaviour = Behaviour(
+        models=tuple(args.model or [default]),
+        api_key=args.api_key,
+        latency_s=args.latency,
+        model_path=args.model_path,
+        model_batch=args.batch,
+    )
     server = StubServer(behaviour, port=args.port)
     with server:
         print(f"serving {', '.join(server.behaviour.models)} at {server.url} (Ctrl-C stops)", flush=True)

@@ -99,7 +99,9 @@ def test_classification_on_a_local_bert_checkpoint(tmp_path):
 @pytest.mark.slow
 def test_causal_lm_on_a_local_llama_checkpoint(tmp_path):
     """A 2-layer Llama and its tokenizer in a directory, prompt/response files, sft and forward_kl over one seed:
-    the causal-LM table (exact match, ROUGE-L, perplexity)."""
+    the causal-LM table (exact match, ROUGE-L, perplexity); and blackbox_sft against the same teacher served over
+    the chat-completions API (``--blackbox``): a row of its own at the same budget, every training prompt answered
+    by the served model, its student the white-box runs' starting student saved once."""
     from distillkit.tasks.causal_lm.synthetic import generate
     from tests.integration.test_causal_lm import _saved_decoder
 
@@ -112,10 +114,22 @@ def test_causal_lm_on_a_local_llama_checkpoint(tmp_path):
     args = ["--task", "causal_lm", "--teacher", str(ckpt), "--data", str(tmp_path / "data"), "--seeds", "1"]
     lm = ["student.num_layers=1", "student.hidden_size=16", "student.intermediate_size=32", "task.max_new_tokens=6"]
     lm += ["task.eval_generations=8", "task.stage_generations=4", "task.speed_batches=1"]
-    proc = _bench(tmp_path, [*args, "--methods", "sft", "forward_kl", "--steps", "3", "--override", *lm, *FAST])
+    # the tiny random teacher never stops within 6 tokens: its truncated answers are kept
+    blackbox = ["--blackbox", "blackbox_sft", "--blackbox-override", "teacher.sampling.max_tokens=6"]
+    blackbox += ["method.drop_truncated=false"]
+    proc = _bench(
+        tmp_path, [*args, "--methods", "sft", "forward_kl", *blackbox, "--steps", "3", "--override", *lm, *FAST]
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     header = next(line for line in proc.stdout.splitlines() if line.startswith("| method |"))
     assert "exact_match (pts) | rouge_l (pts) | perplexity | Δ vs sft | Δ vs forward_kl" in header
     rows = _rows(proc.stdout)
-    assert set(rows) == {"sft", "forward_kl"} and rows["sft"][-3] == rows["forward_kl"][-3] == "3", proc.stdout
+    assert set(rows) == {"sft", "forward_kl", "bb_blackbox_sft"}, proc.stdout
+    assert rows["sft"][-3] == rows["forward_kl"][-3] == rows["bb_blackbox_sft"][-3] == "3", proc.stdout
     assert "gap teacher minus label-only student (sft), exact_match: " in proc.stdout
+    work = tmp_path / "work" / "smoke"
+    (result,) = [json.loads(p.read_text()) for p in (work / "bb_blackbox_sft").glob("*/results.json")]
+    (generate,) = [s for s in result["stages"] if s["name"] == "generate"]
+    assert generate["generation"]["paid"] == 64 and result["run"]["method"] == "blackbox_sft", generate
+    init = json.loads((work / "student-init" / "config.json").read_text())
+    assert (init["num_hidden_layers"], init["hidden_size"]) == (1, 16)

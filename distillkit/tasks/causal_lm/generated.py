@@ -21,14 +21,15 @@ def prompts(task_data, system_prompt: str | None) -> list[list[dict]]:
 
 
 def row(conversation: list[dict], completion, system_prompt: str | None) -> dict:
-    """A dataset row of the answer ``completion`` to ``conversation``: {prompt, response} for a one-turn prompt,
-    {messages} (the turns, then the answer) for a chat; the system turn the pipeline added is not kept (the student
-    learns to answer as the prompted teacher did); the answer's log-probabilities when the teacher gave them."""
+    """A dataset row of the answer ``completion`` to ``conversation``: {messages} (the turns, then the answer), and
+    for a one-turn prompt {prompt, response} too, so the file reads back both ways (``data.messages_field=messages``
+    for a chat model's template, else the prompt template); the system turn the pipeline added is not kept (the
+    student learns to answer as the prompted teacher did); the answer's log-probabilities when the teacher gave
+    them."""
     turns = conversation[1:] if system_prompt else conversation
+    out = {"messages": turns + [{"role": ASSISTANT, "content": completion.text}]}
     if len(turns) == 1 and turns[0]["role"] == USER:
-        out = {"prompt": turns[0]["content"], "response": completion.text}
-    else:
-        out = {"messages": turns + [{"role": ASSISTANT, "content": completion.text}]}
+        out = {"prompt": turns[0]["content"], "response": completion.text, **out}
     if completion.logprobs is not None:
         out["logprobs"] = completion.logprobs
     return out
@@ -71,7 +72,9 @@ def view(path, tokenizer, cfg):
         convs = [r["messages"] if "messages" in r else _as_messages(r) for r in rows]
         encoded, _ = encode_turns(convs, tokenizer, cfg.data.prompt_template, cfg.data.max_length)
         return encoded
-    chat = bool(rows) and "messages" in rows[0]
+    # rows in both forms are read as the run reads its own data: chat turns when data.messages_field is set (the
+    # student is evaluated through the chat template then), else prompt/response through the prompt template
+    chat = bool(rows) and "messages" in rows[0] and ("prompt" not in rows[0] or cfg.data.messages_field is not None)
     raw = datasets.Dataset.from_list(
         [{"messages": r["messages"]} if chat else {"prompt": r["prompt"], "response": r["response"]} for r in rows]
     )

@@ -30,6 +30,7 @@ def test_rows_are_the_tasks_file_format_without_the_pipelines_system_turn():
     assert generated.row([system, user], Completion("4"), "Answer tersely.") == {
         "prompt": user["content"],
         "response": "4",
+        "messages": [user, {"role": "assistant", "content": "4"}],
     }
     chat = [user, {"role": "assistant", "content": "4"}, {"role": "user", "content": "And 3 + 3?"}]
     row = generated.row(chat, Completion("6", logprobs=[{"token": "6", "logprob": -0.1}]), None)

@@ -387,3 +387,30 @@ def test_references_round_trip_embedded_task(tok, task):
     first = enc[0]
     prompt = task.eval[0]["prompt"] + lm_synthetic.SEP
     assert tok.decode(first["input_ids"][: first["prompt_length"]]) == prompt
+
+
+# ------------------------------------------------------------------ a generated dataset read back
+
+
+@pytest.mark.parametrize("messages_field", [None, "messages"])
+def test_generated_rows_train_in_the_format_the_run_evaluates(tmp_path, chat_tok, messages_field):
+    """A teacher's answer to a one-turn prompt is written in both forms; the run reads it back as it reads its own
+    data: through the chat template when data.messages_field is set (its student is evaluated through that template),
+    else through the prompt template."""
+    from types import SimpleNamespace
+
+    from distillkit.tasks.causal_lm import generated
+    from distillkit.teachers.generating import Completion
+
+    row = generated.row([{"role": "user", "content": "add 2 and 3"}], Completion("5"), None)
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    data = SimpleNamespace(messages_field=messages_field, prompt_template="Q: {prompt}\nA: ", max_length=128)
+    encoded = generated.view(path, chat_tok, SimpleNamespace(data=data))
+    text = chat_tok.decode(encoded[0]["input_ids"])
+    expected = lm_data.render(
+        lm_data.to_pairs(datasets.Dataset.from_list([row]), "data", "x", messages_field=messages_field),
+        chat_tok,
+        data.prompt_template,
+    )[0]["prompt_text"]
+    assert text.startswith(expected) and ("Q: add 2 and 3" in text) == (messages_field is None), text
