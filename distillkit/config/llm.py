@@ -292,6 +292,9 @@ class BlackboxSFTMethodConfig:
     system_prompt: Optional[str] = None  # a system turn put before each prompt sent to the teacher
     drop_truncated: bool = True  # reject completions cut by max_tokens (finish_reason "length")
     keep_original: bool = False  # true: train on the dataset's own responses as well as the teacher's
+    # grey-box: the weight of a forward-KL term on the endpoint's top log-probs (teacher.sampling.logprobs=true,
+    # top_logprobs=k): L = λ·KL_topk(p_t ‖ p_s) + (1 − λ)·NTP; 0: text only
+    kd_weight: float = 0.0
     # pipeline=self_instruct (Wang et al. 2023): grow a pool of tasks from seed tasks
     seed_file: Optional[str] = None  # a jsonl of seed tasks ({"prompt"} or {"instruction"}); null: training prompts
     pool_size: int = 64  # stop once the pool (seed tasks included) holds this many tasks
@@ -327,6 +330,14 @@ class BlackboxSFTMethodConfig:
         if self.pipeline == "self_instruct" and self.seed_file:  # before any work: an empty or unreadable seed file
             read_seed_file(self.seed_file)
         positive("method.turns", self.turns, "use 2 or more assistant turns per conversation (1: one answer).")
+        unit_interval("method.kd_weight", self.kd_weight)
+        require(
+            self.kd_weight == 0 or self.pipeline != "dialogue",
+            "method.kd_weight",
+            self.kd_weight,
+            "reads the log-probs of one answer per row, and pipeline=dialogue trains on several answers per row.",
+            "use method.kd_weight=0 with dialogue, or the responses / explanations / self_instruct pipeline.",
+        )
         for key, values in (("method.system_prompts", self.system_prompts), ("method.follow_ups", self.follow_ups)):
             require(
                 len(values) > 0 and all(isinstance(v, str) and v.strip() for v in values),
@@ -335,6 +346,30 @@ class BlackboxSFTMethodConfig:
                 "must be a non-empty list of non-blank strings.",
                 f'leave {key} at its default, or give e.g. {key}=\'["...", "..."]\'.',
             )
+
+    def check_run(self, parts: dict) -> None:
+        """``method.kd_weight`` > 0 against the teacher group: an endpoint asked for its top log-probs."""
+        if self.kd_weight == 0:
+            return
+        teacher = parts["teacher"]
+        require(
+            teacher.endpoint is not None,
+            "method.kd_weight",
+            self.kd_weight,
+            f"reads an endpoint's top log-probs, and teacher={teacher.name} is a model with weights (it writes text "
+            "only here).",
+            "use method=forward_kl for a teacher model's full distribution (white-box), or teacher=openai.",
+        )
+        s = teacher.sampling
+        require(
+            bool(s.logprobs) and (s.top_logprobs or 0) >= 1,
+            "method.kd_weight",
+            self.kd_weight,
+            f"reads the endpoint's top log-probs, and teacher.sampling.logprobs={s.logprobs}, "
+            f"top_logprobs={s.top_logprobs}.",
+            "set teacher.sampling.logprobs=true teacher.sampling.top_logprobs=5 (OpenAI allows up to 20), or "
+            "method.kd_weight=0 for text only.",
+        )
 
 
 def _checker(value) -> None:

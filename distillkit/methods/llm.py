@@ -234,12 +234,31 @@ def build_blackbox_sft(cfg: lc.BlackboxSFTMethodConfig, dims: Dims | None = None
 
 def learn_generated(name: str, written: str, cfg) -> Stage:
     """``distill``: L = NTP(ŷ, p_s) on the dataset stage ``generate`` wrote (``written`` says what ŷ is), with the
-    dataset's own rows too when ``cfg.keep_original``; the whole budget."""
-    objective = Objective(
-        name=name,
-        terms=[ntp_term(1.0)],
-        needs_teacher=False,
-        notes=f"ŷ: {written}" + (" + the dataset's" if cfg.keep_original else ""),
-    )
-    view = DataView("generated", options=GeneratedOptions("generate", cfg.keep_original))
+    dataset's own rows too when ``cfg.keep_original``; the whole budget. With ``cfg.kd_weight`` λ > 0 (grey-box):
+    L = λ·KL_topk(p̂_t ‖ p_s) + (1 − λ)·NTP(ŷ, p_s), p̂_t the endpoint's top log-probs at each response position
+    (``tasks/causal_lm/greybox.py``; one-hot on ŷ where it gave none, where the term is NTP)."""
+    weight = getattr(cfg, "kd_weight", 0.0)
+    terms = [ntp_term(1.0)] if not weight else [written_kd_term(weight), ntp_term(1.0 - weight)]
+    notes = f"ŷ: {written}" + (" + the dataset's" if cfg.keep_original else "")
+    if weight:
+        notes += f"; p̂_t: the endpoint's top log-probs, λ=kd_weight={weight:g}"
+    objective = Objective(name=name, terms=terms, needs_teacher=False, notes=notes)
+    view = DataView("generated", options=GeneratedOptions("generate", cfg.keep_original, greybox=bool(weight)))
     return stage("distill", objective, data=view)
+
+
+def written_kd_term(weight: float) -> LossTerm:
+    """Forward KL against the top log-probs an endpoint wrote with its answers (the batch's topk_* columns): the
+    k + 1 buckets of ``forward_kl_topk`` at T = 1 (the endpoint's log-probs are its distribution's)."""
+    return LossTerm(
+        "kd",
+        weight,
+        lambda x: token.forward_kl_topk(
+            x.student.logits[:, :-1],
+            x.batch["topk_ids"],
+            x.batch["topk_logp"],
+            x.batch["topk_tail"],
+            x.labels[:, 1:] != IGNORE_INDEX,
+        ),
+        "KL_topk(p̂_t ‖ p_s)",
+    )

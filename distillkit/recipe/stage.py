@@ -50,6 +50,7 @@ class GeneratedOptions:
 
     source: str
     keep_original: bool = False
+    greybox: bool = False  # the rows' log-probs as top-k KD targets (tasks/causal_lm/greybox.py)
 
 
 @dataclass(frozen=True)

@@ -81,3 +81,43 @@ def test_requests_in_flight_together_are_generated_as_one_batch(served, client):
     assert all(r.choices[0].finish_reason in ("stop", "length") for r in replies)
     sizes = server.model.batches[before:]
     assert sum(sizes) == 8 and max(sizes) > 1 and max(sizes) <= 4, sizes
+
+
+def test_blackbox_sft_learns_the_served_teachers_top_log_probs(served, tmp_path, caplog):
+    """Grey-box end to end: the served model answers with its top log-probs, a student sharing its tokenizer learns
+    the answers as the teacher's own tokens, and every row carries the teacher's alternatives as KD targets."""
+    import json
+
+    from distillkit.config.schema import validate
+    from distillkit.run import RunContext, run
+    from tests.conftest import TINY_LM, compose_config
+
+    caplog.set_level("INFO", logger="distillkit")
+    server, _ = served
+    student = tmp_path / "student"
+    _saved_decoder(student, layers=1)  # the served model's tokenizer, a student of its own
+    overrides = [
+        "data.lm_synthetic.n_train=24",
+        "method=blackbox_sft",
+        "method.kd_weight=0.5",
+        "method.drop_truncated=false",
+        "teacher=openai",
+        f"teacher.endpoint.base_url={server.url}",
+        "teacher.endpoint.model=llama",
+        "teacher.endpoint.api_key_env=null",
+        "teacher.sampling.max_tokens=4",
+        "teacher.sampling.logprobs=true",
+        "teacher.sampling.top_logprobs=3",
+        "student=hub",
+        f"student.path={student}",
+        f"cache_dir={tmp_path / 'cache'}",
+    ]
+    cfg = validate(compose_config(TINY_LM + overrides))
+    out = tmp_path / "run"
+    out.mkdir()
+    results = run(cfg, RunContext(output_dir=out, job_name="test", overrides=tuple(overrides), resume=False))
+    assert results["status"] == "complete" and results["stages"][1]["steps"] == 4
+    rows = [json.loads(line) for line in (out / "generated" / "generate" / "train.jsonl").read_text().splitlines()]
+    assert len(rows) == 24 and all(len(r["logprobs"]) == 4 and len(r["logprobs"][0]["top_logprobs"]) == 3 for r in rows)
+    assert "grey-box targets: 24 of 24 rows carry the teacher's top log-probs" in caplog.text
+    assert "0.5·KL_topk(p̂_t ‖ p_s) + 0.5·NTP(y, p_s)" in json.dumps(results, ensure_ascii=False)

@@ -349,9 +349,10 @@ def encode(rendered: list[dict], tokenizer, max_length: int):
     """(dataset, n_truncated). Columns: input_ids (prompt ids + response ids + eos), attention_mask (all 1),
     labels (-100 on the prompt, the ids themselves on the response and eos: unshifted, the loss shifts),
     prompt_length, idx (row number). Prompt ids carry the tokenizer's special tokens unless the row is
-    ``chat`` (its template wrote them). Rows longer than ``max_length`` keep at most
-    ``max_length - max(1, max_length // 4)`` response tokens (eos last), then lose prompt tokens from the
-    left (a leading BOS is kept). ValueError without an eos token or with max_length < 2."""
+    ``chat`` (its template wrote them). A row's ``response_ids``, when given, are its response's ids (the
+    tokens a teacher wrote) instead of the tokenizer's split of ``response_text``. Rows longer than
+    ``max_length`` keep at most ``max_length - max(1, max_length // 4)`` response tokens (eos last), then lose
+    prompt tokens from the left (a leading BOS is kept). ValueError without an eos token or with max_length < 2."""
     import datasets
 
     eos = tokenizer.eos_token_id
@@ -369,6 +370,9 @@ def encode(rendered: list[dict], tokenizer, max_length: int):
     responses = (
         tokenizer([r["response_text"] for r in rendered], add_special_tokens=False)["input_ids"] if rendered else []
     )
+    for i, r in enumerate(rendered):  # a teacher's own tokens of its answer (greybox.teacher_token_ids)
+        if r.get("response_ids") is not None:
+            responses[i] = r["response_ids"]
     keep_response = max_length - max(1, max_length // 4)
     columns = {k: [] for k in ("input_ids", "attention_mask", "labels", "prompt_length", "idx")}
     truncated = 0
@@ -403,8 +407,10 @@ class LMCollator:
     """Pads a list of ``encode`` rows into a batch of tensors: input_ids (B, S) right-padded with
     ``pad_token_id``, attention_mask (B, S) 1/0, labels (B, S) padded with -100, prompt_ids (B, P) the
     prompt part of each row LEFT-padded (for ``model.generate``) with prompt_mask (B, P), and each key in
-    ``passthrough`` present in the rows as a (B,) long tensor. S and P are the longest row and prompt;
-    other keys are ignored."""
+    ``passthrough`` present in the rows as a (B,) long tensor. S and P are the longest row and prompt; rows with
+    grey-box targets (``greybox.add_targets``: per response position) give topk_ids / topk_logp (B, S−1, k) and
+    topk_tail (B, S−1) at the positions that predict a response token, as the top-k cache serves them (elsewhere
+    one-hot on id 0, never read); other keys are ignored."""
 
     def __init__(self, pad_token_id: int, passthrough=("idx", "teacher_row")):
         if pad_token_id is None:
@@ -435,8 +441,35 @@ class LMCollator:
         for k in self.passthrough:
             if features and all(k in f for f in features):
                 batch[k] = torch.tensor([int(f[k]) for f in features], dtype=torch.long)
+        if features and all("topk_ids" in f for f in features):
+            batch.update(_topk_targets(features, labels, s))
         return batch
+
+
+def _topk_targets(features: list[dict], labels: list[list[int]], s: int) -> dict:
+    import torch
+
+    k = next((len(f["topk_ids"][0]) for f in features if len(f["topk_ids"])), 1)
+    b = len(features)
+    ids = torch.arange(k, dtype=torch.long).expand(b, max(s - 1, 0), k).clone()
+    logp = torch.full((b, max(s - 1, 0), k), float("-inf"))
+    logp[..., 0] = 0.0
+    tail = torch.full((b, max(s - 1, 0)), float("-inf"))
+    for i, (f, lab) in enumerate(zip(features, labels)):
+        where = [t for t in range(len(lab) - 1) if lab[t + 1] != -100]
+        if len(where) != len(f["topk_ids"]):
+            raise ValueError(f"row {i}: {len(f['topk_ids'])} grey-box targets for {len(where)} response positions")
+        if where:
+            ids[i, where] = torch.tensor(_plain(f["topk_ids"]), dtype=torch.long)
+            logp[i, where] = torch.tensor(_plain(f["topk_logp"]), dtype=torch.float32)
+            tail[i, where] = torch.tensor(_plain(f["topk_tail"]), dtype=torch.float32)
+    return {"topk_ids": ids, "topk_logp": logp, "topk_tail": tail}
 
 
 def _ints(values) -> list[int]:
     return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
+def _plain(values) -> list:
+    """A (nested) list from a row's column, whatever the dataset's format (lists, numpy arrays)."""
+    return values.tolist() if hasattr(values, "tolist") else [_plain(v) if hasattr(v, "tolist") else v for v in values]

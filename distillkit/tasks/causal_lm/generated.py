@@ -59,10 +59,12 @@ def export_rows(split) -> list[dict]:
     return split.select_columns(cols).to_list()
 
 
-def view(path, tokenizer, cfg):
+def view(path, tokenizer, cfg, greybox: bool = False):
     """The ``generated`` dataset at ``path`` (a train.jsonl a generation stage wrote), tokenised like the training
     split (``data.prompt_template`` or the chat template, ``data.max_length``). Conversations with more than one
-    assistant turn (``pipeline=dialogue``) are encoded by ``encode_turns``: the loss on every assistant turn."""
+    assistant turn (``pipeline=dialogue``) are encoded by ``encode_turns``: the loss on every assistant turn. With
+    ``greybox``: the target columns from the rows' log-probs too (``greybox.add_targets``); returns (dataset, rows
+    aligned, slots per position) then."""
     import datasets
 
     from distillkit.tasks.causal_lm import data as lm_data
@@ -80,8 +82,16 @@ def view(path, tokenizer, cfg):
     )
     pairs = lm_data.to_pairs(raw, "data", str(path), messages_field="messages" if chat else None)
     rendered = lm_data.render(pairs, tokenizer, cfg.data.prompt_template)
+    if not greybox:
+        return lm_data.encode(rendered, tokenizer, cfg.data.max_length)[0]
+    from distillkit.tasks.causal_lm.greybox import add_targets, reverse_vocab, slots_of, teacher_token_ids
+
+    vocab = reverse_vocab(tokenizer)
+    for r, row in zip(rendered, rows):  # the student learns the tokens the teacher wrote, where they are its own
+        r["response_ids"] = teacher_token_ids(row.get("logprobs"), r["response_text"], vocab)
     encoded, _ = lm_data.encode(rendered, tokenizer, cfg.data.max_length)
-    return encoded
+    slots = slots_of(rows)
+    return (*add_targets(encoded, rows, tokenizer, slots, vocab), slots)
 
 
 def _as_messages(row: dict) -> list[dict]:

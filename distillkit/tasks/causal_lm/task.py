@@ -153,10 +153,20 @@ class CausalLM(Task):
             from distillkit.tasks.causal_lm.generated import view
 
             options = stage.data.options
-            data = view(ws.run_dir / "generated" / options.source / "train.jsonl", ws.tokenizer, ws.cfg)
+            path = ws.run_dir / "generated" / options.source / "train.jsonl"
+            if not options.greybox:
+                data = view(path, ws.tokenizer, ws.cfg)
+            else:  # the endpoint's log-probs as the KD term's targets
+                from distillkit.tasks.causal_lm.greybox import add_targets, report_alignment
+
+                data, aligned, slots = view(path, ws.tokenizer, ws.cfg, greybox=True)
+                report_alignment(stage.name, aligned, len(data))
             log.info("[%s] data view: %d rows the teacher wrote (%s)", stage.name, len(data), options.source)
             if options.keep_original:
-                data = datasets.concatenate_datasets([data, ws.train_set.cast(data.features)])
+                original = ws.train_set
+                if options.greybox:  # the dataset's own answers: one-hot targets (the KD term is NTP there)
+                    original, _ = add_targets(original, None, ws.tokenizer, slots)
+                data = datasets.concatenate_datasets([data, original.cast(data.features)])
             return data
         return super().data_view(ws, stage)
 

@@ -109,3 +109,20 @@ def test_endpoint_settings_stay_out_of_a_prepared_teachers_key():
     assert "endpoint" not in settings and "sampling" not in settings
     cfg.teacher.sampling = dataclasses.replace(cfg.teacher.sampling, temperature=0.9)
     assert _teacher_settings(cfg, tasks.get("causal_lm")) == settings
+
+
+def test_a_grey_box_term_needs_an_endpoints_top_log_probs():
+    """method.kd_weight > 0 reads an endpoint's top log-probs: refused for a teacher model, for an endpoint not asked
+    for them, and for the dialogue pipeline (several answers a row); accepted with logprobs and top_logprobs."""
+    grey = ["method.kd_weight=0.5"]
+    with pytest.raises(ConfigError) as err:
+        validate(compose_config(TINY_LM + ["method=blackbox_sft", *grey]))
+    assert err.value.key == "method.kd_weight" and "forward_kl" in err.value.fix
+    with pytest.raises(ConfigError) as err:
+        validate(compose_config(TINY_LM + OPENAI + grey))
+    assert err.value.key == "method.kd_weight" and "top_logprobs" in err.value.fix
+    logprobs = ["teacher.sampling.logprobs=true", "teacher.sampling.top_logprobs=5"]
+    with pytest.raises(ConfigError) as err:
+        validate(compose_config(TINY_LM + OPENAI + grey + logprobs + ["method.pipeline=dialogue"]))
+    assert err.value.key == "method.kd_weight" and "dialogue" in err.value.problem
+    assert validate(compose_config(TINY_LM + OPENAI + grey + logprobs)).method.kd_weight == 0.5

@@ -167,8 +167,8 @@ def test_star_keeps_right_answers_and_rationalised_failures_under_their_original
     assert (g["correct"], g["accuracy"], g["rationalization_attempts"], g["rationalized"]) == (1, 0.3333, 2, 1)
     assert (g["kept"], g["rejected_by"], g["completions_requested"]) == (2, {"wrong_after_hint": 1}, 5)
     rows = [__import__("json").loads(line) for line in (tmp_path / "out" / "train.jsonl").read_text().splitlines()]
-    assert rows == [
-        {"prompt": "What is 7 + 8?", "response": "7 and 8.\nAnswer: 15"},
-        {"prompt": "What is 2 + 2?", "response": "2 and 2 make 4.\nAnswer: 4"},  # the hinted rationale, no hint
+    assert [(r["prompt"], r["response"]) for r in rows] == [
+        ("What is 7 + 8?", "7 and 8.\nAnswer: 15"),
+        ("What is 2 + 2?", "2 and 2 make 4.\nAnswer: 4"),  # the hinted rationale, no hint
     ]
     assert sum("Hint:" in a for a in writer.asked) == 2  # the hint was shown, on rationalisation only
