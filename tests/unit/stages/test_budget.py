@@ -82,3 +82,18 @@ def test_phase_share_and_epochs_are_checked():
     assert "both set the stage's budget" in str(err.value)
     general = _cfg("method=tinybert", "method.general.share=0.2").method.general
     assert general.enabled and not _cfg("method=tinybert").method.general.enabled
+
+
+def test_the_tinybert_paper_recipe_is_three_stages_in_one_budget(tmp_path):
+    """experiment=tinybert_paper: general distillation on unlabeled text, then intermediate and prediction on the
+    task, with TinyBERT's MLM word replacement; its shares split the run's one budget."""
+    from distillkit.plan import make_plan
+
+    cfg = _cfg("experiment=tinybert_paper", "train.max_steps=20", f"cache_dir={tmp_path}")
+    assert cfg.augmentation.selected == ["mlm_replace"] and cfg.augmentation.copies == 4
+    assert (cfg.method.temperature, cfg.method.ce_weight, cfg.method.schedule) == (1.0, 0.0, "staged")
+    stages = [s for s in make_plan(cfg).stages if s.name != "teacher_prep"]
+    assert [s.name for s in stages] == ["general", "intermediate", "prediction"]
+    assert [s.budget.max_steps for s in stages] == [6, 7, 7]
+    # the general stage: the intermediate terms alone (its texts' labels are never read)
+    assert {t.name for t in stages[0].objective.terms} == {"embedding", "attention", "hidden"}
