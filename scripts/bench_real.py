@@ -318,17 +318,21 @@ def blackbox_sweeps(args, work: Path, folder: Path, common: list[str], seeds: st
             f"student.path={init}",
         ]
         for spec in args.blackbox:
-            method, overrides = variant(spec)
-            sweep = [*overrides, *own, *endpoint, *args.blackbox_override]
-            name = f"{args.name}/bb_{folder_name(spec)}"
-            where = [f"seed={seeds}", "logger=none", f"cache_dir={work / 'cache'}", f"hydra.sweep.dir={work / name}"]
-            with open(folder / "commands.txt", "a") as f:
-                f.write(shlex.join(["python", "-m", "distillkit", "-m", *sweep, *where]) + "  # teacher served\n")
-            try:
-                wall = run_sweep(work, name, sweep, seeds)
-                print(f"{spec} (served teacher, {len(server.calls)} requests so far): {wall:.0f} s", flush=True)
-            except subprocess.CalledProcessError as err:
-                print(f"{spec}: failed (exit {err.returncode}); going on", flush=True)
+            sweep = [*variant(spec)[1], *own, *endpoint, *args.blackbox_override]
+            sweep_logged(work, folder, f"{args.name}/bb_{folder_name(spec)}", sweep, seeds, f"{spec} (served teacher)")
+
+
+def sweep_logged(work: Path, folder: Path, name: str, sweep: list[str], seeds: str, label: str) -> None:
+    """One method's sweep (``bench_common.run_sweep``), its command appended to ``folder/commands.txt`` as it
+    runs; a failed sweep is reported and the benchmark goes on."""
+    where = [f"seed={seeds}", "logger=none", f"cache_dir={work / 'cache'}", f"hydra.sweep.dir={work / name}"]
+    with open(folder / "commands.txt", "a") as f:
+        f.write(shlex.join(["python", "-m", "distillkit", "-m", *sweep, *where]) + "\n")
+    try:
+        wall = run_sweep(work, name, sweep, seeds)
+        print(f"{label}: {len(seeds.split(','))} runs in {wall:.0f} s", flush=True)
+    except subprocess.CalledProcessError as err:
+        print(f"{label}: failed (exit {err.returncode}); going on", flush=True)
 
 
 def main() -> None:
@@ -374,15 +378,8 @@ def main() -> None:
         seeds = ",".join(map(str, args.seeds))
         folder.mkdir(parents=True, exist_ok=True)
         for method in methods:
-            sweep, name = [*variant(method)[1], *common], f"{args.name}/{folder_name(method)}"
-            where = [f"seed={seeds}", "logger=none", f"cache_dir={work / 'cache'}", f"hydra.sweep.dir={work / name}"]
-            with open(folder / "commands.txt", "a") as f:  # as bench_common.run_sweep runs it
-                f.write(shlex.join(["python", "-m", "distillkit", "-m", *sweep, *where]) + "\n")
-            try:
-                wall = run_sweep(work, name, sweep, seeds)
-                print(f"{method}: {len(args.seeds)} runs in {wall:.0f} s", flush=True)
-            except subprocess.CalledProcessError as err:
-                print(f"{method}: failed (exit {err.returncode}); going on", flush=True)
+            sweep = [*variant(method)[1], *common]
+            sweep_logged(work, folder, f"{args.name}/{folder_name(method)}", sweep, seeds, method)
         if args.blackbox:
             blackbox_sweeps(args, work, folder, common, seeds)
     print(report(folder, None if args.report_only else args.task))
