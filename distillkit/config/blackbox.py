@@ -110,20 +110,22 @@ class BlackboxLabelMethodConfig:
         )
         s = teacher.sampling
         require(
-            s.n == 1,
+            s.n == 1 or s.temperature > 0,
             "teacher.sampling.n",
             s.n,
-            "asks for several answers per text, and method=blackbox_label reads one answer as the text's label.",
-            "set teacher.sampling.n=1 (the soft labels carry the teacher's uncertainty).",
+            "asks for several answers per text to vote on its label, and teacher.sampling.temperature=0 makes them "
+            "all the same greedy answer.",
+            "sample them (e.g. teacher.sampling.temperature=0.7), or set teacher.sampling.n=1.",
         )
         require(
-            not self.soft or (s.logprobs and (s.top_logprobs or 0) >= 2),
+            not self.soft or (s.logprobs and (s.top_logprobs or 0) >= 2) or s.n > 1,
             "method.soft",
             self.soft,
-            f"asks for soft labels, which are read from the endpoint's top log-probabilities, and "
-            f"teacher.sampling.logprobs={s.logprobs}, top_logprobs={s.top_logprobs}.",
+            f"asks for soft labels, which are read from the endpoint's top log-probabilities or from the votes of "
+            f"several answers, and teacher.sampling.logprobs={s.logprobs}, top_logprobs={s.top_logprobs}, n={s.n}.",
             "set teacher.sampling.logprobs=true teacher.sampling.top_logprobs=5 (k >= 2: the alternatives), or "
-            "method.soft=false for hard labels only.",
+            "teacher.sampling.n=5 teacher.sampling.temperature=0.7 (the votes' shares), or method.soft=false for "
+            "hard labels only.",
         )
 
 

@@ -144,6 +144,26 @@ def test_hard_labels_without_logprobs_and_a_rerun_pays_nothing(run_label, openai
     assert (g["paid"], g["cached_hits"], g["kept"]) == (0, N_TRAIN, N_TRAIN)
 
 
+def test_several_sampled_answers_vote_and_their_shares_are_the_soft_labels(run_label, openai_stub):
+    """teacher.sampling.n=3 at temperature 0.7, no log-probs: each text's label is its answers' majority and, with
+    method.soft, the votes' shares (the stub answers a text alike every time: unanimous, the floor elsewhere)."""
+    votes = ["teacher.sampling.n=3", "teacher.sampling.temperature=0.7", "method.soft=true", "method.label_eval=false"]
+    results, out = run_label(openai_stub(error_rate=ERRORS, refuse_rate=REFUSALS), votes)
+    label, distill = results["stages"]
+    g = label["generation"]
+    clean = generate(seed=0, n_train=N_TRAIN, n_eval=N_EVAL, label_noise=0.0).train
+    answers = [_stub_answer(r["text"], r["label"]) for r in clean]
+    kept = sum(a is not None for a in answers)
+    assert (g["kept"], g["soft_labels"], g["unanimous"], g["answers_per_text"]) == (kept, kept, kept, 3)
+    assert g["completions_requested"] == N_TRAIN and g["paid"] == N_TRAIN  # one request per text asks for n=3
+    rows = _read(out / "generated" / "label" / "train.jsonl")
+    expected = [a for a in answers if a is not None]
+    assert [r["label"] for r in rows] == expected
+    one_vote = [1.0 if c == expected[0] else FLOOR for c in range(len(LABEL_NAMES))]
+    assert rows[0]["soft"] == pytest.approx([m / sum(one_vote) for m in one_vote], abs=1e-6)
+    assert set(distill["final_loss_terms"]) == {"ce", "kd"}
+
+
 def _plain_run(overrides, out: Path) -> dict:
     from distillkit.run import RunContext, run
 

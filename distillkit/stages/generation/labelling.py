@@ -62,6 +62,7 @@ def run_labelling(stage: Stage, ws, out: Path, teacher) -> dict:
         "rejected": train["rejected"],
         "rejected_by": {"no_class": train["rejected"]} if train["rejected"] else {},
         "soft_labels": train["soft_labels"],
+        **({"unanimous": train["unanimous"], "answers_per_text": sampling.n} if "unanimous" in train else {}),
         "agreement_with_data": train["accuracy"],  # the teacher's labels against the training split's own
         "completions_per_s": round(train["requested"] / max(seconds, 1e-9), 2),
         "dataset": str(out),
@@ -88,20 +89,20 @@ def _label_split(name: str, split_name: str, split, teacher, labeller, spec, sam
     progress = Progress(f"{name}: {split_name}", len(conversations))  # a line every 10 s: texts, kept, rejected
 
     def each(i: int, completions) -> None:
-        kept = labeller.read(completions[0])[0] is not None
+        kept = labeller.vote(completions)[0] is not None
         progress.add(int(kept), int(not kept))
 
     answers = teacher.generate(conversations, sampling, each)
-    rows, soft, right = [], 0, 0
+    rows, soft, right, unanimous = [], 0, 0, 0
     examples = split.to_list()
     for example, completions in zip(examples, answers):
-        first = completions[0]  # one completion per text (teacher.sampling.n = 1, checked with the config)
-        label, dist = labeller.read(first)
+        label, dist, answer, votes = labeller.vote(completions)  # teacher.sampling.n answers: a majority vote
         if label is None:
             continue
         soft += dist is not None
         right += label == example["label"]
-        rows.append(labeller.row(example, label, dist, first.text))
+        unanimous += votes == len(completions) and len({labeller.read(c)[0] for c in completions}) == 1
+        rows.append(labeller.row(example, label, dist, answer))
     counts = {
         "requested": len(conversations),
         "cached_hits": teacher.hits - hits,
@@ -111,6 +112,8 @@ def _label_split(name: str, split_name: str, split, teacher, labeller, spec, sam
         "soft_labels": soft,
         "accuracy": round(right / max(len(conversations), 1), 6),
     }
+    if sampling.n > 1:  # self-consistency: how often the n answers agreed
+        counts["unanimous"] = unanimous
     log.info(
         "[%s] %s: %d texts, %d labelled (%d soft), %d rejected (no class); %d from the cache, %d paid; "
         "teacher accuracy %.4f",

@@ -103,6 +103,31 @@ class Labeller:
             return label, None
         return label, soft_label(completion.logprobs, self.verbaliser, self.spec.floor)
 
+    def vote(self, completions) -> tuple[int | None, list[float] | None, str, int]:
+        """(label, soft label, the answer kept, valid votes) from a text's answers (``teacher.sampling.n`` of them):
+        the class most answers name (a tie: the one named first); answers naming none do not vote, and with none
+        left the text has no label. The soft label, with ``spec.soft``: the mean of the answers' top-log-prob
+        distributions where they gave them, else (several answers, no log-probs) the share of the votes each
+        class got, ``floor`` for a class none named, renormalised; None with a single answer and no log-probs."""
+        reads = [self.read(c) for c in completions]
+        named = [(label, dist, c.text) for (label, dist), c in zip(reads, completions) if label is not None]
+        if not named:
+            return None, None, completions[0].text, 0
+        counts: dict[int, int] = {}
+        for label, _, _ in named:
+            counts[label] = counts.get(label, 0) + 1
+        winner = max(counts, key=lambda c: (counts[c], -next(i for i, n in enumerate(named) if n[0] == c)))
+        answer = next(text for label, _, text in named if label == winner)
+        soft = None
+        if self.spec.soft:
+            dists = [d for _, d, _ in named if d is not None]
+            if dists:
+                soft = [sum(col) / len(dists) for col in zip(*dists)]
+            elif len(completions) > 1:
+                mass = [counts.get(c, 0) / len(named) or self.spec.floor for c in range(len(self.label_names))]
+                soft = [m / sum(mass) for m in mass]
+        return winner, soft, answer, len(named)
+
     def row(self, example: dict, label: int, soft: list[float] | None, answer: str) -> dict:
         return row(example, label, soft, answer)
 

@@ -50,13 +50,15 @@ def test_an_empty_verbaliser_word_is_refused():
     assert err.value.key == "method.template"
 
 
-def test_a_teacher_with_weights_or_several_answers_per_text_is_refused():
+def test_a_teacher_with_weights_or_several_greedy_answers_per_text_is_refused():
     with pytest.raises(ConfigError) as err:
         validate(compose_config(TINY + ["method=blackbox_label"]))
     assert err.value.key == "teacher" and "teacher=openai" in err.value.fix
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(ConfigError) as err:  # several greedy answers are one answer several times
         _cfg("teacher.sampling.n=2")
-    assert err.value.key == "teacher.sampling.n"
+    assert err.value.key == "teacher.sampling.n" and "temperature" in err.value.fix
+    votes = _cfg("teacher.sampling.n=5", "teacher.sampling.temperature=0.7", "method.soft=true")
+    assert votes.method.soft and votes.teacher.sampling.n == 5  # soft labels from the votes, no log-probs
 
 
 def test_a_verbaliser_naming_a_class_the_task_lacks_fails_in_the_plan(cache_dir, monkeypatch):

@@ -114,6 +114,27 @@ def test_prompts_fill_the_template_and_the_labeller_reads_answers_and_soft_label
     assert row == {"text": "x", "label": 1, "soft": [0.2, 0.8, 0.0], "answer": "negative"}
 
 
+def test_several_answers_vote_for_the_label_and_their_shares_are_its_soft_label():
+    spec = SimpleNamespace(template="{text}", verbaliser=None, match="first", soft=True, floor=0.01, label_eval=True)
+    lab = Labeller(NAMES, spec)
+    answers = [Completion(t) for t in ("negative", "I cannot tell", "positive", "negative.")]
+    label, soft, answer, votes = lab.vote(answers)  # 2 negative, 1 positive; the class-less answer does not vote
+    assert (label, answer, votes) == (1, "negative", 3)
+    assert soft == pytest.approx([x / 1.01 for x in (1 / 3, 2 / 3, 0.01)])  # neutral: the floor, renormalised
+    # a tie goes to the class named first; no class at all: no label
+    assert lab.vote([Completion("positive"), Completion("negative")])[0] == 0
+    assert lab.vote([Completion("?"), Completion("no idea")])[:2] == (None, None)
+    # with log-probs the soft label is the mean of the voters' distributions
+    with_lp = [Completion("negative", "stop", top(("negative", 0.8), ("positive", 0.2))),
+               Completion("negative", "stop", top(("negative", 0.6), ("neutral", 0.4)))]  # fmt: skip
+    soft = lab.vote(with_lp)[1]
+    first, second = lab.read(with_lp[0])[1], lab.read(with_lp[1])[1]
+    assert soft == pytest.approx([(a + b) / 2 for a, b in zip(first, second)])
+    hard = Labeller(NAMES, SimpleNamespace(**{**vars(spec), "soft": False}))
+    assert hard.vote(answers)[:2] == (1, None)
+    assert lab.vote([Completion("negative")])[1] is None  # one answer, no log-probs: a hard label
+
+
 class _Split(dict):
     """A datasets.Dataset stand-in: columns by name, column_names, len."""
 
