@@ -61,7 +61,8 @@ def api_key(cfg) -> str:
 def client(cfg, max_retries: int | None = None, timeout: float | None = None):
     """An ``openai.OpenAI`` client for the endpoint (its HTTP logging quietened: one line per request otherwise)."""
     openai = _openai()
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for name in ("httpx", "httpx2"):  # the openai client's HTTP library (httpx2 since openai 3)
+        logging.getLogger(name).setLevel(logging.WARNING)
     return openai.OpenAI(
         base_url=cfg.base_url,
         api_key=api_key(cfg),

@@ -52,10 +52,12 @@ def _rows(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "generated" / "generate" / "train.jsonl").read_text().splitlines()]
 
 
-def test_responses_pipeline_end_to_end(run_bb, openai_stub, monkeypatch, cache_dir):
+def test_responses_pipeline_end_to_end(run_bb, openai_stub, monkeypatch, cache_dir, caplog):
+    caplog.set_level("INFO")
     server = openai_stub(api_key=SECRET)
     monkeypatch.setenv("STUB_TEACHER_KEY", SECRET)
     results, out = run_bb(server, ["teacher.sampling.n=2"], key_env="STUB_TEACHER_KEY")
+    assert not [r for r in caplog.records if r.name.startswith("httpx")]  # no log line per request
     assert results["status"] == "complete" and results["teacher"] is None  # an endpoint: nothing to evaluate here
     generate, distill = results["stages"]
     g = generate["generation"]
