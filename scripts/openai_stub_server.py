@@ -14,6 +14,10 @@ request, in order), refuse everything after the first ``fail_after`` answers (40
 kill), demand a key (``api_key``: 401 otherwise). ``latency_s`` makes every chat request wait that long (asyncio, so
 requests in flight overlap as with a real endpoint).
 
+With ``--model-path DIR`` a real local causal LM answers every chat request instead of the rules (``chat_model.py``:
+its chat template, greedy or sampled, ``n``, ``max_tokens``, top log-probs, requests batched), as vLLM would serve
+it: ``scripts/bench_real.py --blackbox`` serves the real tier's teacher this way.
+
     python scripts/openai_stub_server.py --port 8000 --model stub       # then, in another shell:
     python -m distillkit task=causal_lm method=blackbox_sft teacher=openai \\
         teacher.endpoint.base_url=http://127.0.0.1:8000/v1 teacher.endpoint.model=stub teacher.endpoint.api_key_env=null

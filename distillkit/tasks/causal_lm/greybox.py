@@ -6,10 +6,10 @@ teacher's alternatives and their log-probs, the rest of its mass in one tail buc
 An endpoint names tokens by their text. They are the student's tokens only when both share a tokenizer: the student
 then learns the answer as the tokens the endpoint wrote (``teacher_token_ids``; the tokenizer's own split of the text
 can differ), and a row is **aligned** when the endpoint's tokens, in order, are the decoded label tokens of its
-response. An aligned row's positions carry the
-teacher's alternatives (each mapped to the student's id of that text, ``reverse_vocab``; one the student's vocabulary
-lacks is left to the tail); the positions after the endpoint's tokens (the end-of-sequence token the student learns
-to write) and every position of a row that is not aligned are one-hot on the label, where the KD term equals NTP.
+response. An aligned row's positions carry the teacher's alternatives (each mapped to the student's id of that text,
+``reverse_vocab``; one the student's vocabulary lacks is left to the tail); the positions after the endpoint's tokens
+(the end-of-sequence token the student learns to write) and every position of a row that is not aligned are one-hot
+on the label, where the KD term equals NTP.
 Columns (one row per example, one entry per response position, in order): ``topk_ids`` (k + 1 ids: the chosen token
 and its alternatives; an empty slot repeats the chosen id), ``topk_logp`` (their log-probs, −inf for an empty slot),
 ``topk_tail`` (log(1 − Σ p), −inf when they hold all the mass). The log-probs are the endpoint's at temperature 1."""
