@@ -420,8 +420,8 @@ class LMCollator:
     def __call__(self, features: list[dict]) -> dict:
         import torch
 
-        ids = [_ints(f["input_ids"]) for f in features]
-        labels = [_ints(f["labels"]) for f in features]
+        ids = [_plain(f["input_ids"]) for f in features]
+        labels = [_plain(f["labels"]) for f in features]
         plen = [int(f["prompt_length"]) for f in features]
         b, s, p = len(ids), max(map(len, ids)), max(plen)
         batch = {
@@ -464,10 +464,6 @@ def _topk_targets(features: list[dict], labels: list[list[int]], s: int) -> dict
             logp[i, where] = torch.tensor(_plain(f["topk_logp"]), dtype=torch.float32)
             tail[i, where] = torch.tensor(_plain(f["topk_tail"]), dtype=torch.float32)
     return {"topk_ids": ids, "topk_logp": logp, "topk_tail": tail}
-
-
-def _ints(values) -> list[int]:
-    return values.tolist() if hasattr(values, "tolist") else list(values)
 
 
 def _plain(values) -> list:
